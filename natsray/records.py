@@ -1,0 +1,153 @@
+"""Plain immutable records that cross every boundary: driver <-> actor, memory <-> journal.
+
+``Candidate`` is what a strategy proposes, ``Result`` what an evaluator returns for it,
+``Objective`` names a metric and whether larger is better. All are frozen dataclasses of
+plain data: cheap to pickle for Ray and trivial to write as JSON.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from natsray.search_space import Arch
+
+__all__ = ["Candidate", "Objective", "Result", "Status", "candidate_seed", "fitness_of"]
+
+
+def candidate_seed(run_seed: int, candidate_id: int) -> int:
+    """The seed of one candidate's evaluation: independent of which actor runs it."""
+    return int(np.random.SeedSequence([run_seed, candidate_id]).generate_state(1)[0])
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One proposed evaluation.
+
+    Attributes:
+        id: Sequential id within the run (0, 1, 2, ...).
+        arch: The cell to evaluate.
+        parents: Ids of the candidates it was bred from (empty for random samples).
+        seed: Seed for everything random in its evaluation (see :func:`candidate_seed`).
+    """
+
+    id: int
+    arch: Arch
+    parents: tuple[int, ...] = ()
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "arch": self.arch.to_str(), "parents": list(self.parents), "seed": self.seed}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Candidate:
+        return cls(int(data["id"]), Arch.from_str(data["arch"]), tuple(data["parents"]), int(data["seed"]))
+
+
+class Status(str, enum.Enum):
+    """Outcome of one evaluation: failures come back as data, never as exceptions."""
+
+    OK = "ok"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What an evaluator returns for one candidate.
+
+    Attributes:
+        candidate_id: The :attr:`Candidate.id` it answers.
+        status: ``OK`` or ``FAILED``.
+        objectives: Objective name -> raw value (direction is given by :class:`Objective`).
+        metrics: Report-only metrics (e.g. ``test_accuracy@200``).
+        cost_s: Seconds of (real or simulated) training this evaluation stands for.
+        wall_s: Real seconds the evaluator spent on it.
+        error: One-line reason when ``status`` is ``FAILED``.
+        worker: Which actor/process produced it.
+    """
+
+    candidate_id: int
+    status: Status
+    objectives: Mapping[str, float] = field(default_factory=dict)
+    metrics: Mapping[str, float | None] = field(default_factory=dict)
+    cost_s: float = 0.0
+    wall_s: float = 0.0
+    error: str | None = None
+    worker: str | None = None
+
+    @classmethod
+    def failed(
+        cls, candidate_id: int, error: str, *, wall_s: float = 0.0, worker: str | None = None
+    ) -> Result:
+        return cls(candidate_id, Status.FAILED, error=error, wall_s=wall_s, worker=worker)
+
+    @property
+    def ok(self) -> bool:
+        return self.status is Status.OK
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["status"] = self.status.value
+        data["objectives"] = dict(self.objectives)
+        data["metrics"] = dict(self.metrics)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Result:
+        return cls(
+            candidate_id=int(data["candidate_id"]),
+            status=Status(data["status"]),
+            objectives=dict(data.get("objectives", {})),
+            metrics=dict(data.get("metrics", {})),
+            cost_s=float(data.get("cost_s", 0.0)),
+            wall_s=float(data.get("wall_s", 0.0)),
+            error=data.get("error"),
+            worker=data.get("worker"),
+        )
+
+
+_MINIMISED_WORDS = ("loss", "params", "flops", "latency", "time", "cost", "error")
+
+
+@dataclass(frozen=True, slots=True)
+class Objective:
+    """A metric to optimise and its direction.
+
+    Parsed from config as ``name`` or ``name:max`` / ``name:min``. Without a suffix the
+    direction follows the name: losses, params, FLOPs, latencies, times are minimised,
+    everything else (accuracies, zero-cost proxy scores) maximised.
+    """
+
+    name: str
+    maximize: bool = True
+
+    @classmethod
+    def parse(cls, spec: str) -> Objective:
+        name, sep, mode = spec.partition(":")
+        if not name:
+            raise ValueError(f"objective {spec!r} has no metric name")
+        if sep:
+            if mode not in ("max", "min"):
+                raise ValueError(f"objective {spec!r}: direction must be ':max' or ':min', got {mode!r}")
+            return cls(name, mode == "max")
+        return cls(name, not any(word in name for word in _MINIMISED_WORDS))
+
+    def __str__(self) -> str:
+        return f"{self.name}:{'max' if self.maximize else 'min'}"
+
+
+def fitness_of(result: Result, objectives: Sequence[Objective]) -> tuple[float, ...] | None:
+    """The result as a tuple to MAXIMISE (minimised objectives negated); None if it failed."""
+    if not result.ok:
+        return None
+    values = []
+    for objective in objectives:
+        value = result.objectives.get(objective.name)
+        if value is None:
+            return None
+        values.append(float(value) if objective.maximize else -float(value))
+    return tuple(values)

@@ -1,0 +1,25 @@
+"""Search strategies (ask/tell), looked up by their config ``name``."""
+
+from __future__ import annotations
+
+import importlib
+
+from natsray.strategies.base import Fitness, Strategy
+
+__all__ = ["STRATEGIES", "Fitness", "Strategy", "strategy_class"]
+
+STRATEGIES: dict[str, str] = {
+    "regularized_evolution": "natsray.strategies.regularized_evolution:RegularizedEvolution",
+    "genetic": "natsray.strategies.genetic:GeneticAlgorithm",
+    "nsga2": "natsray.strategies.nsga2:NSGA2",
+    "random": "natsray.strategies.random_search:RandomSearch",
+    "local_search": "natsray.strategies.local_search:LocalSearch",
+}
+
+
+def strategy_class(name: str) -> type[Strategy]:
+    """The strategy class registered under ``name``."""
+    if name not in STRATEGIES:
+        raise ValueError(f"strategy.name: {name!r} is not one of {', '.join(STRATEGIES)}")
+    module_name, _, class_name = STRATEGIES[name].partition(":")
+    return getattr(importlib.import_module(module_name), class_name)
