@@ -1,0 +1,80 @@
+"""Records: objective directions, fitness, JSON round trips, per-candidate seeds, failures as data."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from natsray.evaluators import BaseEvaluator, EvaluatorError, Score, evaluator_class
+from natsray.records import Candidate, Objective, Result, Status, candidate_seed, fitness_of
+from natsray.search_space import Arch
+
+ARCH = Arch.from_str("|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|")
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("valid_accuracy", Objective("valid_accuracy", True)),
+        ("test_accuracy@200", Objective("test_accuracy@200", True)),
+        ("params", Objective("params", False)),
+        ("latency", Objective("latency", False)),
+        ("valid_loss", Objective("valid_loss", False)),
+        ("synflow", Objective("synflow", True)),
+        ("my_score:min", Objective("my_score", False)),
+        ("params:max", Objective("params", True)),
+    ],
+)
+def test_objective_parse_directions(spec: str, expected: Objective) -> None:
+    assert Objective.parse(spec) == expected
+
+
+@pytest.mark.parametrize("spec", ["", ":max", "acc:up"])
+def test_objective_parse_rejects(spec: str) -> None:
+    with pytest.raises(ValueError, match="objective"):
+        Objective.parse(spec)
+
+
+def test_fitness_negates_minimised_and_fails_on_missing() -> None:
+    result = Result(3, Status.OK, objectives={"valid_accuracy": 91.5, "params": 0.8})
+    objectives = [Objective.parse("valid_accuracy"), Objective.parse("params")]
+    assert fitness_of(result, objectives) == (91.5, -0.8)
+    assert fitness_of(result, [Objective.parse("latency")]) is None
+    assert fitness_of(Result.failed(3, "boom"), objectives) is None
+
+
+def test_result_and_candidate_json_round_trip() -> None:
+    result = Result(7, Status.OK, {"valid_accuracy": 90.0}, {"test_accuracy@200": 93.1, "x": None}, 12.5, 0.01,
+                    worker="w1")
+    assert Result.from_dict(json.loads(json.dumps(result.to_dict()))) == result
+    candidate = Candidate(4, ARCH, (1, 2), 99)
+    assert Candidate.from_dict(json.loads(json.dumps(candidate.to_dict()))) == candidate
+
+
+def test_candidate_seed_depends_on_run_seed_and_id_only() -> None:
+    assert candidate_seed(0, 5) == candidate_seed(0, 5)
+    assert len({candidate_seed(0, i) for i in range(100)}) == 100
+    assert candidate_seed(0, 5) != candidate_seed(1, 5)
+
+
+class _HalfBroken(BaseEvaluator):
+    Config = dict
+
+    def score(self, candidate: Candidate) -> Score:
+        if candidate.id % 2:
+            raise RuntimeError("odd id\nsecond line")
+        return Score({"valid_accuracy": float(candidate.id)}, {}, 1.0)
+
+
+def test_base_evaluator_turns_exceptions_into_failed_results() -> None:
+    results = _HalfBroken({}).evaluate([Candidate(i, ARCH) for i in range(4)])
+    assert [r.status for r in results] == [Status.OK, Status.FAILED, Status.OK, Status.FAILED]
+    assert results[1].error == "RuntimeError: odd id"
+    assert results[2].objectives == {"valid_accuracy": 2.0}
+    assert all(r.worker for r in results)
+
+
+def test_unknown_evaluator_type_names_the_choices() -> None:
+    with pytest.raises(EvaluatorError, match="evaluator.type: 'bench' is not one of benchmark, table"):
+        evaluator_class("bench")
