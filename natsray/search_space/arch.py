@@ -118,6 +118,12 @@ class Arch:
             start += to_node
         return "+".join(groups)
 
+    def canonical(self) -> Arch:
+        """The representative of the cells computing the same function (see :mod:`.canonical`)."""
+        from natsray.search_space.canonical import canonical
+
+        return canonical(self)
+
     def __str__(self) -> str:
         return self.to_str()
 
