@@ -74,6 +74,19 @@ def test_edge_mutation_is_uniform_over_the_24_neighbours() -> None:
     assert chisquare(list(counts.values())).pvalue > 0.001
 
 
+def test_node_mutation_follows_nats_bench_edge_probabilities() -> None:
+    rng = random.Random(4)
+    n = 36_000
+    changed = collections.Counter()
+    for _ in range(n):
+        child = mutate(A, rng, "node")
+        assert _distance(A, child) == 1
+        changed[next(e for e in range(6) if child.ops[e] != A.ops[e])] += 1
+    # node 1 has one input edge, node 2 two, node 3 three; nodes are picked uniformly
+    expected = [n / 3, n / 6, n / 6, n / 9, n / 9, n / 9]
+    assert chisquare([changed[e] for e in range(6)], expected).pvalue > 0.001
+
+
 def test_rate_mutation_changes_picked_edges_to_other_ops() -> None:
     rng = random.Random(5)
     children = [mutate(A, rng, "rate", rate=0.5) for _ in range(4000)]

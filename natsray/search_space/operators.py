@@ -15,7 +15,7 @@ from typing import TypeAlias
 
 import numpy as np
 
-from natsray.search_space.arch import NUM_ARCHS, NUM_EDGES, OPS, Arch
+from natsray.search_space.arch import EDGES, NUM_ARCHS, NUM_EDGES, NUM_NODES, OPS, Arch
 
 __all__ = [
     "CROSSOVERS",
@@ -27,6 +27,7 @@ __all__ = [
     "crossover_uniform",
     "mutate",
     "mutate_edge",
+    "mutate_node",
     "mutate_rate",
     "neighbours",
     "random_sample",
@@ -92,7 +93,21 @@ def mutate_rate(arch: Arch, rng: Rng, rate: float = 1 / NUM_EDGES) -> Arch:
     return Arch(tuple(ops))
 
 
-MUTATIONS: dict[str, Callable[..., Arch]] = {"edge": mutate_edge, "rate": mutate_rate}
+def mutate_node(arch: Arch, rng: Rng) -> Arch:
+    """NATS-Bench's REA mutation: a uniform node (1, 2 or 3), one of its input edges, a different op.
+
+    Unlike :func:`mutate_edge` the edge is not uniform: 1<-0 is picked with probability 1/3,
+    each input of node 2 with 1/6, each input of node 3 with 1/9. Use it to reproduce
+    NATS-Bench's regularized-evolution numbers (``exps/NATS-algos/regularized_ea.py``).
+    """
+    node = 1 + _below(rng, NUM_NODES - 1)
+    edge = EDGES.index((node, _below(rng, node)))
+    ops = list(arch.ops)
+    ops[edge] = _other_op(rng, ops[edge])
+    return Arch(tuple(ops))
+
+
+MUTATIONS: dict[str, Callable[..., Arch]] = {"edge": mutate_edge, "node": mutate_node, "rate": mutate_rate}
 """Mutation operators by config name."""
 
 
