@@ -1,0 +1,42 @@
+"""Random search: cells drawn uniformly from the space, the baseline every strategy must beat."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from natsray.records import Candidate
+from natsray.search_space.operators import random_sample
+from natsray.strategies.base import Fitness, Strategy
+
+__all__ = ["RandomSearch", "RandomSearchConfig"]
+
+
+@dataclass(frozen=True)
+class RandomSearchConfig:
+    """``strategy`` section of random search (it has no parameters)."""
+
+    name: Literal["random"] = "random"
+
+
+class RandomSearch(Strategy):
+    """Uniform random sampling with replacement; results are ignored.
+
+    Any number of candidates may be in flight. Repeated cells are left to the engine's
+    de-duplication. Objective-agnostic, so it accepts as many objectives as NSGA-II.
+    """
+
+    Config = RandomSearchConfig
+    max_objectives: ClassVar[int] = 4
+
+    def ask(self) -> Candidate:
+        return self._propose(random_sample(self.rng))
+
+    def tell(self, candidate: Candidate, fitness: Fitness) -> None:
+        """Nothing to learn."""
+
+    def _state(self) -> dict[str, Any]:
+        return {}
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        """Nothing to restore beyond the base state."""
