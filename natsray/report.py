@@ -1,0 +1,503 @@
+"""Reading run directories: per-run CSV, best cell and plots; tables and plots comparing runs.
+
+A run directory holds ``config.yaml``, ``evaluations.jsonl`` (one JSON object per finished
+evaluation), ``checkpoint.json`` and ``summary.json`` (see ``docs/results.md``). The reader
+here never writes to the journal: it skips a torn last line (a run killed mid-write, or one
+still running) and treats every field but ``arch`` and ``status`` as optional.
+Plots use matplotlib's Agg backend only.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from natsray.checkpoint import JOURNAL_FILE, SUMMARY_FILE, atomic_write_json, read_json
+from natsray.records import Objective
+from natsray.search_space import Arch, save_arch
+from natsray.summary import pareto_front
+
+__all__ = ["RunData", "aggregate_runs", "finalize_run", "load_run", "report"]
+
+_CSV_FIRST = (
+    "candidate_id", "id", "arch", "canonical", "nats_index", "status", "fitness", "cost_s", "wall_s",
+    "worker", "submit_time", "start_time", "finish_time", "sim_submit", "sim_finish", "sim_finish_time",
+    "parents", "seed", "attempts", "cached", "cached_from", "error",
+)  # fmt: skip
+_DPI = 100
+
+
+@dataclass(frozen=True)
+class RunData:
+    """One run directory, read.
+
+    Attributes:
+        path: The run directory.
+        records: Journal records in file order (a torn last line left out).
+        summary: ``summary.json`` content, None while the run has not finished once.
+        config: ``config.yaml`` as plain data, None when absent.
+        objectives: The run's objectives (from the summary, else the config, else the records).
+    """
+
+    path: Path
+    records: tuple[Mapping[str, Any], ...]
+    summary: Mapping[str, Any] | None
+    config: Mapping[str, Any] | None
+    objectives: tuple[Objective, ...]
+
+    @property
+    def evaluated(self) -> list[Mapping[str, Any]]:
+        """Records of real evaluations (de-duplication cache hits left out), in finish order."""
+        return [record for record in self.records if not record.get("cached")]
+
+    @property
+    def seed(self) -> int | None:
+        return (self.config or {}).get("seed")
+
+    @property
+    def label(self) -> str:
+        """``strategy/evaluator`` from the config, else the directory name."""
+        config = self.config or {}
+        strategy = (config.get("strategy") or {}).get("name")
+        evaluator = (config.get("evaluator") or {}).get("type")
+        return f"{strategy}/{evaluator}" if strategy and evaluator else self.path.name
+
+    @property
+    def group_key(self) -> str:
+        """Equal for runs of one config that differ only in seed and output directory."""
+        if self.config is None:
+            return str(self.path.resolve().parent)
+        rest = {key: value for key, value in self.config.items() if key not in ("seed", "output")}
+        return json.dumps(rest, sort_keys=True, default=str)
+
+
+def _read_journal(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    records = []
+    for number, line in enumerate(data[: data.rfind(b"\n") + 1].splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: line {number} is not valid JSON ({exc.msg})") from None
+        if not isinstance(record, dict) or "arch" not in record or "status" not in record:
+            raise ValueError(f"{path}: line {number} is not an evaluation record (needs 'arch' and 'status')")
+        records.append(record)
+    return records
+
+
+def _objectives(
+    summary: Mapping[str, Any] | None, config: Mapping[str, Any] | None, records: Sequence[Mapping[str, Any]]
+) -> tuple[Objective, ...]:
+    specs: Any = (summary or {}).get("objectives") or ((config or {}).get("evaluator") or {}).get("objective")
+    if isinstance(specs, str):
+        specs = [specs]
+    if not specs:
+        first_ok = next((r for r in records if r.get("status") == "ok" and r.get("objectives")), None)
+        specs = list(first_ok["objectives"]) if first_ok else []
+    return tuple(Objective.parse(spec) for spec in specs)
+
+
+def load_run(run_dir: str | Path) -> RunData:
+    """Read a run directory (finished, interrupted or still running).
+
+    Raises:
+        ValueError: one line naming the file when the directory, journal or summary is unreadable.
+    """
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise ValueError(f"{path}: no such run directory")
+    records = _read_journal(path / JOURNAL_FILE)
+    summary = read_json(path / SUMMARY_FILE)
+    config = None
+    if (path / "config.yaml").is_file():
+        try:
+            config = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{path / 'config.yaml'}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    return RunData(path, tuple(records), summary, config, _objectives(summary, config, records))
+
+
+def _value(record: Mapping[str, Any], objective: Objective) -> float:
+    """The record's raw objective value, NaN when it failed or lacks it."""
+    value = (record.get("objectives") or {}).get(objective.name)
+    return float(value) if record.get("status") == "ok" and value is not None else math.nan
+
+
+def _best_so_far(values: np.ndarray, maximize: bool) -> np.ndarray:
+    """Running best of ``values`` (NaN until the first finite value)."""
+    filled = np.where(np.isnan(values), -np.inf if maximize else np.inf, values)
+    best = np.maximum.accumulate(filled) if maximize else np.minimum.accumulate(filled)
+    return np.where(np.isinf(best), np.nan, best)
+
+
+def _clock(run: RunData) -> tuple[np.ndarray, str]:
+    """Each evaluation's finish time: simulated if recorded, else wall seconds since the first submit."""
+    evaluated = run.evaluated
+    simulated = [r.get("sim_finish", r.get("sim_finish_time")) for r in evaluated]
+    if evaluated and all(t is not None for t in simulated):
+        return np.array(simulated, dtype=float), "simulated seconds"
+    finish = np.array([float(r.get("finish_time") or math.nan) for r in evaluated])
+    starts = [r.get("submit_time") or r.get("start_time") or r.get("finish_time") for r in evaluated]
+    origin = min((float(s) for s in starts if s is not None), default=0.0)
+    return finish - origin, "wall seconds"
+
+
+def _curves(run: RunData) -> dict[str, np.ndarray | str]:
+    """Best-so-far of the first objective (raw units) against evaluation count and against time."""
+    objective = run.objectives[0]
+    values = np.array([_value(r, objective) for r in run.evaluated])
+    times, clock = _clock(run)
+    order = np.argsort(times, kind="stable")
+    return {
+        "evaluations": np.arange(1, len(values) + 1),
+        "values": values,
+        "best": _best_so_far(values, objective.maximize),
+        "times": times[order],
+        "best_by_time": _best_so_far(values[order], objective.maximize),
+        "clock": clock,
+    }
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple):
+        return ";".join(str(item) for item in value)
+    return value
+
+
+def _write_csv(run: RunData, path: Path) -> None:
+    """One row per journal record; ``objectives`` / ``metrics`` become ``objective.X`` / ``metric.Y``."""
+    records = run.records
+    columns: dict[str, tuple[str, str | None]] = {
+        name: (name, None) for name in _CSV_FIRST if any(name in r for r in records)
+    }
+    nested: dict[str, tuple[str, str | None]] = {}
+    for record in records:
+        for key, value in record.items():
+            if isinstance(value, Mapping):
+                nested.update({f"{_PREFIX.get(key, key)}.{name}": (key, name) for name in value})
+            else:
+                columns.setdefault(key, (key, None))
+    columns.update(nested)
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(columns)
+        for record in records:
+            writer.writerow(
+                _cell(record.get(key) if name is None else (record.get(key) or {}).get(name))
+                for key, name in columns.values()
+            )
+
+
+_PREFIX = {"objectives": "objective", "metrics": "metric"}
+
+
+def _best_record(run: RunData) -> Mapping[str, Any] | None:
+    best_id = (run.summary or {}).get("best_candidate_id")
+    scored = [r for r in run.evaluated if r.get("fitness") is not None]
+    for record in scored:
+        if best_id is not None and record.get("candidate_id", record.get("id")) == best_id:
+            return record
+    return max(scored, key=lambda r: tuple(r["fitness"]), default=None)
+
+
+def _figure(ncols: int = 1) -> tuple[Any, Any]:
+    """A figure and its row of axes; matplotlib's object API renders with Agg, no pyplot state."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4.5 * ncols, 3.4), dpi=_DPI)
+    return fig, fig.subplots(1, ncols, squeeze=False)[0]
+
+
+def _save(fig: Any, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=_DPI)
+
+
+def _plot_population(run: RunData, path: Path) -> None:
+    data = _curves(run)
+    values, index = data["values"], data["evaluations"]
+    objective = run.objectives[0]
+    fig, (axis,) = _figure()
+    axis.scatter(index, values, s=6, alpha=0.4, label="evaluation")
+    window = max(5, len(values) // 20)
+    rows = [values[max(0, i - window + 1) : i + 1] for i in range(len(values))]
+    finite = [row[~np.isnan(row)] for row in rows]
+    ok = np.array([row.size > 0 for row in finite])
+    if ok.any():
+        q25, q50, q75 = np.array([np.percentile(row, (25, 50, 75)) for row in finite if row.size]).T
+        axis.plot(index[ok], q50, color="C1", label=f"rolling median ({window})")
+        axis.fill_between(index[ok], q25, q75, color="C1", alpha=0.25, label="25-75%")
+    axis.set_xlabel("evaluation")
+    axis.set_ylabel(objective.name)
+    axis.legend(fontsize=7)
+    axis.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def _plot_pareto(run: RunData, path: Path) -> None:
+    first, second = run.objectives[:2]
+    points = {}
+    for record in run.evaluated:
+        x, y = _value(record, first), _value(record, second)
+        if not (math.isnan(x) or math.isnan(y)):
+            points.setdefault(record["arch"], (x, y))
+    fitness = [
+        (arch, (x if first.maximize else -x, y if second.maximize else -y)) for arch, (x, y) in points.items()
+    ]
+    front = sorted((points[arch] for arch, _ in pareto_front(fitness)), key=lambda p: p[0])
+    fig, (axis,) = _figure()
+    if points:
+        axis.scatter(*zip(*points.values(), strict=True), s=6, alpha=0.3, label="evaluated cells")
+        axis.plot(
+            *zip(*front, strict=True), "o-", drawstyle="steps-pre", color="C3", ms=3, label="Pareto front"
+        )
+        axis.legend(fontsize=7)
+    axis.set_xlabel(str(first))
+    axis.set_ylabel(str(second))
+    axis.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def finalize_run(run_dir: str | Path) -> None:
+    """Write ``evaluations.csv``, ``best_arch.yaml`` and the PNG plots of one run directory.
+
+    Plots: ``best_so_far.png`` (vs evaluations and vs time), ``fitness.png`` (each evaluation
+    with a rolling median and interquartile band) and, with two or more objectives,
+    ``pareto_front.png`` (first two objectives, all evaluated cells).
+    """
+    run = load_run(run_dir)
+    _write_csv(run, run.path / "evaluations.csv")
+    best = _best_record(run)
+    if best is not None:
+        dataset = ((run.config or {}).get("evaluator") or {}).get("dataset")
+        save_arch(
+            Arch.from_str(best["arch"]),
+            run.path / "best_arch.yaml",
+            dataset=dataset,
+            nats_index=best.get("nats_index"),
+        )
+    if not run.objectives or not run.evaluated:
+        return
+    _plot_best([run], {run.path.name: [0]}, run.path / "best_so_far.png")
+    _plot_population(run, run.path / "fitness.png")
+    if len(run.objectives) > 1:
+        _plot_pareto(run, run.path / "pareto_front.png")
+
+
+def _final(run: RunData) -> dict[str, float]:
+    """The run's final numbers: best objectives and metrics, counts and seconds."""
+    summary = run.summary or {}
+    best = _best_record(run) or {}
+    values: dict[str, Any] = {
+        "evaluations": summary.get("evaluations", len(run.evaluated)),
+        "failed": summary.get("failed", sum(r.get("status") != "ok" for r in run.evaluated)),
+        "simulated_seconds": summary.get("simulated_seconds"),
+        "wall_seconds": summary.get("wall_seconds"),
+    }
+    objectives = summary.get("best_objectives") or best.get("objectives") or {}
+    metrics = summary.get("best_metrics") or best.get("metrics") or {}
+    values.update({f"best.{name}": value for name, value in objectives.items()})
+    values.update({f"best_metric.{name}": value for name, value in metrics.items()})
+    return {key: float(value) for key, value in values.items() if isinstance(value, int | float)}
+
+
+def _stats(rows: Sequence[Mapping[str, float]]) -> dict[str, dict[str, float]]:
+    """Mean, sample std (0 for one run), min, max and count of every key across ``rows``."""
+    keys = dict.fromkeys(key for row in rows for key in row)
+    stats = {}
+    for key in keys:
+        values = np.array([row[key] for row in rows if key in row and not math.isnan(row[key])])
+        if values.size:
+            stats[key] = {
+                "mean": float(values.mean()),
+                "std": float(values.std(ddof=1)) if values.size > 1 else 0.0,
+                "min": float(values.min()),
+                "max": float(values.max()),
+                "n": int(values.size),
+            }
+    return stats
+
+
+def aggregate_runs(run_dirs: Sequence[str | Path], out_path: str | Path | None = None) -> dict[str, Any]:
+    """Mean / std / min / max of the final numbers of several runs (seeds of one config).
+
+    Args:
+        run_dirs: The run directories.
+        out_path: Where to write the result as JSON (skipped when None).
+
+    Returns:
+        ``{"runs": [dir, ...], "seeds": [...], "metrics": {name: {mean, std, min, max, n}}}``,
+        names like ``best.valid_accuracy``, ``best_metric.test_accuracy@200``, ``evaluations``.
+    """
+    runs = [load_run(path) for path in run_dirs]
+    result = {
+        "runs": [str(run.path) for run in runs],
+        "seeds": [run.seed for run in runs],
+        "metrics": _stats([_final(run) for run in runs]),
+    }
+    if out_path is not None:
+        atomic_write_json(out_path, result)
+    return result
+
+
+def _on_grid(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], grid: np.ndarray) -> np.ndarray:
+    """Each step curve (best-so-far, held after its last point) sampled on ``grid``: shape (runs, grid)."""
+    rows = []
+    for x, y in zip(xs, ys, strict=True):
+        at = np.searchsorted(x, grid, side="right") - 1
+        rows.append(
+            np.where(at >= 0, y[np.clip(at, 0, None)], np.nan) if x.size else np.full(grid.shape, np.nan)
+        )
+    return np.array(rows)
+
+
+def _plot_best(runs: Sequence[RunData], groups: Mapping[str, list[int]], path: Path) -> None:
+    """Every run's best-so-far curve vs evaluations and vs time, coloured by group."""
+    data = [_curves(run) for run in runs]
+    fig, axes = _figure(2)
+    for color, (name, members) in enumerate(groups.items()):
+        for n, i in enumerate(members):
+            for axis, x_key, y_key in zip(
+                axes, ("evaluations", "times"), ("best", "best_by_time"), strict=True
+            ):
+                label = name if n == 0 and axis is axes[0] else None
+                axis.step(data[i][x_key], data[i][y_key], where="post", color=f"C{color}", lw=1, label=label)
+    _label_compare(axes, runs, data)
+    _save(fig, path)
+
+
+def _plot_seeds(runs: Sequence[RunData], groups: Mapping[str, list[int]], path: Path) -> None:
+    """Per group, the mean best-so-far over its runs with a ±1 std band."""
+    data = [_curves(run) for run in runs]
+    fig, axes = _figure(2)
+    for color, (name, members) in enumerate(groups.items()):
+        for axis, x_key, y_key in zip(axes, ("evaluations", "times"), ("best", "best_by_time"), strict=True):
+            xs = [np.asarray(data[i][x_key], dtype=float) for i in members]
+            grid = np.unique(np.concatenate(xs))
+            grid = grid[np.isfinite(grid)]
+            if not grid.size:
+                continue
+            table = _on_grid(xs, [data[i][y_key] for i in members], grid)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                mean, std = np.nanmean(table, axis=0), np.nanstd(table, axis=0)
+            label = f"{name} (n={len(members)})" if axis is axes[0] else None
+            axis.step(grid, mean, where="post", color=f"C{color}", label=label)
+            axis.fill_between(grid, mean - std, mean + std, step="post", color=f"C{color}", alpha=0.2)
+    _label_compare(axes, runs, data)
+    _save(fig, path)
+
+
+def _label_compare(axes: Sequence[Any], runs: Sequence[RunData], data: Sequence[Mapping[str, Any]]) -> None:
+    axes[0].set_xlabel("evaluations")
+    axes[1].set_xlabel(" / ".join(sorted({str(d["clock"]) for d in data})))
+    for axis in axes:
+        axis.set_ylabel("best " + " / ".join(sorted({run.objectives[0].name for run in runs})))
+        axis.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+
+
+def _groups(runs: Sequence[RunData]) -> dict[str, list[int]]:
+    """Run indices by group (same config but seed), named by ``strategy/evaluator`` (made unique)."""
+    by_key: dict[str, list[int]] = {}
+    for i, run in enumerate(runs):
+        by_key.setdefault(run.group_key, []).append(i)
+    groups: dict[str, list[int]] = {}
+    for members in by_key.values():
+        name = base = runs[members[0]].label
+        suffix = 2
+        while name in groups:
+            name, suffix = f"{base} #{suffix}", suffix + 1
+        groups[name] = members
+    return groups
+
+
+def _print_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> None:
+    text = [[_format(row.get(column)) for column in columns] for row in rows]
+    widths = [max(len(column), *(len(line[j]) for line in text)) for j, column in enumerate(columns)]
+    print("  ".join(column.ljust(width) for column, width in zip(columns, widths, strict=True)))
+    for line in text:
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)))
+
+
+def _format(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def report(run_dirs: Sequence[str | Path], out_dir: str | Path | None = None) -> dict[str, Any]:
+    """Compare runs: a printed table, ``report.json`` / ``report.csv`` and comparison plots.
+
+    Runs of one config that differ only in seed form a group, shown as mean with a ±1 std
+    band in ``best_so_far_seeds.png`` and aggregated (as :func:`aggregate_runs`) in the JSON.
+
+    Args:
+        run_dirs: Run directories.
+        out_dir: Output directory; default ``report/`` inside the runs' common parent (inside
+            the run directory for one run).
+
+    Returns:
+        ``{"runs": [row, ...], "groups": [{"name", "runs", "metrics"}, ...]}`` as in ``report.json``.
+    """
+    if not run_dirs:
+        raise ValueError("report: give at least one run directory")
+    runs = [load_run(path) for path in run_dirs]
+    out = (
+        Path(out_dir)
+        if out_dir is not None
+        else Path(os.path.commonpath([r.path.resolve() for r in runs])) / "report"
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    groups = _groups(runs)
+    group_of = {i: name for name, members in groups.items() for i in members}
+    rows = []
+    for i, run in enumerate(runs):
+        best = _best_record(run) or {}
+        summary = run.summary or {}
+        row = {"run": str(run.path), "group": group_of[i], "seed": run.seed, "best_arch": best.get("arch")}
+        row.update(_final(run))
+        row["stop_reason"] = summary.get("stop_reason")
+        rows.append(row)
+    result = {
+        "runs": rows,
+        "groups": [
+            {
+                "name": name,
+                "runs": [rows[i]["run"] for i in members],
+                "metrics": _stats([_final(runs[i]) for i in members]),
+            }
+            for name, members in groups.items()
+        ],
+    }
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    atomic_write_json(out / "report.json", result)
+    with open(out / "report.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, columns, restval="")
+        writer.writeheader()
+        writer.writerows({key: _cell(value) for key, value in row.items()} for row in rows)
+    order = [i for members in groups.values() for i in members]
+    _print_table([rows[i] for i in order], [c for c in columns if c not in ("run", "best_arch")])
+    if all(run.objectives and run.evaluated for run in runs):
+        _plot_best(runs, groups, out / "best_so_far.png")
+        _plot_seeds(runs, groups, out / "best_so_far_seeds.png")
+    print(f"wrote {out}")
+    return result
