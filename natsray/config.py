@@ -1,27 +1,52 @@
 """The experiment config: a tree of frozen dataclasses loaded from YAML.
 
-Top-level sections: ``seed``, ``search_space``, ``strategy``, ``evaluator``,
-``objectives``, ``budget``, ``resources``, ``engine``, ``ray``, ``output``. The
-``strategy`` and ``evaluator`` sections are parsed into the ``Config`` dataclass of the
-class they select (by ``strategy.name`` / ``evaluator.type``), so each component is
-handed only its own section.
+Top-level sections: ``seed``, ``search_space``, ``strategy``, ``evaluator``, ``budget``,
+``resources``, ``engine``, ``ray``, ``output``. The ``strategy`` and ``evaluator``
+sections are parsed into the ``Config`` dataclass of the class they select (by
+``strategy.name`` / ``evaluator.type``), so each component is handed only its own
+section. ``ExperimentConfig.objectives`` is derived from ``evaluator.objective``.
+
+Every value is checked against its field's type hint by one small generic parser; every
+error is a :class:`ConfigError` whose message is one line naming the YAML path (and the
+file), e.g. ``x.yaml: strategy.populaton: unknown key (did you mean 'population'?)``.
+Relative paths (``evaluator.archive`` / ``table`` / ``data_dir`` / ``extra_csv``,
+``output.dir``) are relative to the current directory.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import re
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
+
+import yaml
 
 from natsray.records import Objective
 
 __all__ = [
+    "PATH_FIELDS",
     "BudgetConfig",
+    "ConfigError",
     "EngineConfig",
     "ExperimentConfig",
     "OutputConfig",
     "RayConfig",
     "ResourcesConfig",
     "SearchSpaceConfig",
+    "apply_overrides",
+    "check_paths",
+    "config_from_dict",
+    "config_to_dict",
+    "dump_config",
+    "load_config",
+    "parse_dataclass",
+    "resolve_paths",
 ]
 
 
@@ -98,6 +123,10 @@ class EngineConfig:
         max_retries: Re-submissions of a candidate whose actor died, before it is
             recorded as failed.
         in_process: Evaluate in the driver process without Ray (cheap evaluators only).
+        max_in_flight: Most candidates asked but not yet told at any time (the strategy's
+            window). ``None``: ``2 * actors * batch_size`` (``simulated_workers`` in simulated
+            mode). In ``ordered`` mode the trajectory depends only on the seed and this
+            window, so fix it to compare runs with different actor counts.
     """
 
     mode: Literal["async", "ordered", "simulated"] = "async"
@@ -105,6 +134,15 @@ class EngineConfig:
     batch_size: int | None = None
     max_retries: int = 2
     in_process: bool = False
+    max_in_flight: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("simulated_workers", "batch_size", "max_in_flight"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name}: must be >= 1, got {value}")
+        if self.max_retries < 0:
+            raise ValueError(f"max_retries: must be >= 0, got {self.max_retries}")
 
 
 @dataclass(frozen=True)
@@ -146,3 +184,421 @@ class ExperimentConfig:
     engine: EngineConfig = field(default_factory=EngineConfig)
     ray: RayConfig = field(default_factory=RayConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+
+
+PATH_FIELDS: tuple[str, ...] = ("archive", "table", "data_dir", "extra_csv")
+"""Evaluator fields naming a file or directory that must exist when the run starts."""
+
+_SECTION_ORDER = (
+    "seed",
+    "search_space",
+    "strategy",
+    "evaluator",
+    "budget",
+    "resources",
+    "engine",
+    "ray",
+    "output",
+)
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+class ConfigError(ValueError):
+    """A bad config. Its message is one line: ``[file: ][yaml.path: ]what was expected``.
+
+    Attributes:
+        path: Dotted YAML path of the offending value (``""`` for the whole file).
+        source: The config file (or other origin) it came from, if known.
+    """
+
+    def __init__(self, message: str, *, path: str = "", source: str | None = None) -> None:
+        self.message = message
+        self.path = path
+        self.source = source
+        super().__init__(": ".join(part for part in (source, path, message) if part))
+
+    def with_source(self, source: str | None) -> ConfigError:
+        """The same error, prefixed with ``source``."""
+        return ConfigError(self.message, path=self.path, source=source)
+
+
+# ----------------------------------------------------------------------------- generic dataclass parser
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list | tuple):
+        return "a list"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _expected(hint: Any) -> str:
+    """Human name of a type hint, for error messages."""
+    origin = typing.get_origin(hint) or hint
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_expected(arg) for arg in typing.get_args(hint))
+    if origin is Literal:
+        return "one of " + ", ".join(map(str, typing.get_args(hint)))
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false", type(None): "null"}
+    if origin in names:
+        return names[origin]
+    if origin in (tuple, list):
+        return "a list"
+    return "a mapping"
+
+
+def _number(value: Any, path: str, *, integer: bool) -> int | float:
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        value = float(value)  # PyYAML reads exponent forms such as 1e4 as strings
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(
+            f"expected {'an integer' if integer else 'a number'}, got {_describe(value)}", path=path
+        )
+    if not integer:
+        return float(value)
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ConfigError(f"expected an integer, got {value!r}", path=path)
+        return int(value)
+    return value
+
+
+def _convert(hint: Any, value: Any, path: str) -> Any:
+    """Check ``value`` against the type hint ``hint`` and convert it (lists to tuples, ints to floats)."""
+    if hint is Any:
+        return value
+    origin = typing.get_origin(hint) or hint
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None:
+            if type(None) in args:
+                return None
+            raise ConfigError(f"expected {_expected(hint)}, got null", path=path)
+        options = sorted((arg for arg in args if arg is not type(None)), key=lambda arg: arg is str)
+        if len(options) == 1:
+            return _convert(options[0], value, path)
+        for option in options:
+            try:
+                return _convert(option, value, path)
+            except ConfigError:
+                continue
+        raise ConfigError(f"expected {_expected(hint)}, got {_describe(value)}", path=path)
+    if origin is Literal:
+        for choice in args:
+            if value == choice and type(value) is type(choice):
+                return choice
+            if isinstance(choice, str) and type(value) is int and str(value) == choice:
+                return choice
+        raise ConfigError(f"{_describe(value)} is not one of {', '.join(map(str, args))}", path=path)
+    if origin in (tuple, list):
+        items = list(value) if isinstance(value, list | tuple) else [value]  # a scalar is a 1-item list
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(items) != len(args):
+                raise ConfigError(f"expected a list of {len(args)} items, got {len(items)}", path=path)
+            return tuple(
+                _convert(arg, item, f"{path}[{i}]")
+                for i, (arg, item) in enumerate(zip(args, items, strict=True))
+            )
+        item_hint = args[0] if args else Any
+        converted = [_convert(item_hint, item, f"{path}[{i}]") for i, item in enumerate(items)]
+        return tuple(converted) if origin is tuple else converted
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"expected a mapping, got {_describe(value)}", path=path)
+        key_hint, value_hint = args or (Any, Any)
+        return {
+            _convert(key_hint, key, _join(path, str(key))): _convert(value_hint, item, _join(path, str(key)))
+            for key, item in value.items()
+        }
+    if dataclasses.is_dataclass(hint):
+        return parse_dataclass(hint, value, path)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"expected true or false, got {_describe(value)}", path=path)
+    if hint in (int, float):
+        return _number(value, path, integer=hint is int)
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        if type(value) is int:  # e.g. hp: 12
+            return str(value)
+        raise ConfigError(f"expected a string, got {_describe(value)}", path=path)
+    raise TypeError(f"{path}: config field type {hint!r} is not supported by the config parser")
+
+
+def _post_init_error(exc: Exception, path: str, names: Sequence[str]) -> ConfigError:
+    """Re-raise a ``__post_init__`` error (``"field: msg"`` or ``"msg"``) under its full YAML path."""
+    message = (str(exc).splitlines() or [type(exc).__name__])[0]
+    name, sep, rest = message.partition(": ")
+    if sep and name in names:
+        return ConfigError(rest, path=_join(path, name))
+    return ConfigError(message, path=path)
+
+
+def parse_dataclass(cls: type, data: Any, path: str = "", *, exclude: Sequence[str] = ()) -> Any:
+    """Build dataclass ``cls`` from a YAML mapping, checking every value against its type hint.
+
+    Args:
+        cls: The (frozen) dataclass to build.
+        data: The parsed YAML mapping.
+        path: Dotted YAML path of ``data``, used in error messages.
+        exclude: Init fields that may not be given (they keep their defaults).
+
+    Raises:
+        ConfigError: unknown key (with a did-you-mean), missing required field, wrong type,
+            bad ``Literal`` value, or a ``__post_init__`` ValueError, under its YAML path.
+    """
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init and f.name not in exclude}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"expected a mapping of {', '.join(fields)}, got {_describe(data)}", path=path)
+    for key in data:
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"expected one of {', '.join(fields)}"
+            raise ConfigError(f"unknown key ({hint})", path=_join(path, str(key)))
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for name, spec in fields.items():
+        if name in data:
+            kwargs[name] = _convert(hints[name], data[name], _join(path, name))
+        elif spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
+            raise ConfigError("missing required field", path=_join(path, name))
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (ValueError, TypeError) as exc:
+        raise _post_init_error(exc, path, list(fields)) from None
+
+
+# ----------------------------------------------------------------------------- the experiment
+
+
+def _registry(section: str) -> tuple[str, Mapping[str, str], Callable[[str], type]]:
+    """The selecting key, the registry and the class lookup of a ``strategy`` / ``evaluator`` section."""
+    if section == "strategy":
+        from natsray.strategies import STRATEGIES, strategy_class
+
+        return "name", STRATEGIES, strategy_class
+    from natsray.evaluators import EVALUATOR_TYPES, evaluator_class
+
+    return "type", EVALUATOR_TYPES, evaluator_class
+
+
+def _check_selector(section: str, data: Any) -> None:
+    """Check that a component section names a registered class (before anything is imported)."""
+    key, registry, _ = _registry(section)
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"expected a mapping with a {key!r} key, got {_describe(data)}", path=section)
+    if key not in data:
+        raise ConfigError(f"missing required field (one of {', '.join(registry)})", path=f"{section}.{key}")
+    if data[key] not in registry:
+        raise ConfigError(
+            f"{_describe(data[key])} is not one of {', '.join(registry)}", path=f"{section}.{key}"
+        )
+
+
+def _component(section: str, data: Mapping[str, Any]) -> tuple[type, Any]:
+    """The class selected by a checked component section, and its parsed ``Config``."""
+    key, _, lookup = _registry(section)
+    try:
+        cls = lookup(data[key])
+    except ImportError as exc:
+        raise ConfigError(f"{data[key]!r} cannot be imported ({exc})", path=f"{section}.{key}") from None
+    return cls, parse_dataclass(cls.Config, data, section)
+
+
+def _objectives(evaluator: Any, strategy_cls: type, strategy_name: str) -> tuple[Objective, ...]:
+    specs = getattr(evaluator, "objective", None)
+    if isinstance(specs, str):
+        specs = (specs,)
+    if not specs:
+        raise ConfigError("give at least one objective metric", path="evaluator.objective")
+    objectives = []
+    for i, spec in enumerate(specs):
+        try:
+            objectives.append(Objective.parse(spec))
+        except ValueError as exc:
+            raise ConfigError(str(exc), path=f"evaluator.objective[{i}]") from None
+    limit = getattr(strategy_cls, "max_objectives", 1)
+    if len(objectives) > limit:
+        raise ConfigError(
+            f"strategy {strategy_name!r} optimises at most {limit} objective(s), got {len(objectives)} "
+            f"({', '.join(map(str, objectives))}); use nsga2 for several",
+            path="evaluator.objective",
+        )
+    return tuple(objectives)
+
+
+def _check_engine(engine: EngineConfig, evaluator_cls: type, evaluator_type: str) -> None:
+    """Simulated and in-process engines need a cheap (look-up) evaluator."""
+    if getattr(evaluator_cls, "cheap", False):
+        return
+    if engine.mode == "simulated":
+        raise ConfigError(
+            f"'simulated' needs a cheap evaluator (benchmark or table), not {evaluator_type!r}",
+            path="engine.mode",
+        )
+    if engine.in_process:
+        raise ConfigError(
+            f"needs a cheap evaluator (benchmark or table), not {evaluator_type!r}", path="engine.in_process"
+        )
+
+
+def config_from_dict(data: Any, source: str | None = None) -> ExperimentConfig:
+    """Parse and check a raw config mapping (as read from YAML).
+
+    Args:
+        data: The mapping with the top-level sections.
+        source: Where it came from (a file name): prefixes every error message.
+
+    Raises:
+        ConfigError: one line naming the source, the YAML path and what was expected.
+    """
+    try:
+        if isinstance(data, Mapping) and "objectives" in data:
+            raise ConfigError(
+                "not a config key: objectives are set by evaluator.objective", path="objectives"
+            )
+        raw = parse_dataclass(ExperimentConfig, data, exclude=("objectives",))
+        _check_selector("strategy", raw.strategy)
+        _check_selector("evaluator", raw.evaluator)
+        strategy_cls, strategy = _component("strategy", raw.strategy)
+        evaluator_cls, evaluator = _component("evaluator", raw.evaluator)
+        objectives = _objectives(evaluator, strategy_cls, strategy.name)
+        _check_engine(raw.engine, evaluator_cls, evaluator.type)
+    except ConfigError as exc:
+        raise exc.with_source(source) from None
+    return dataclasses.replace(raw, strategy=strategy, evaluator=evaluator, objectives=objectives)
+
+
+def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """A copy of a raw config with ``KEY.PATH=VALUE`` overrides applied.
+
+    ``VALUE`` is parsed as a YAML scalar or flow list/mapping (``50``, ``true``, ``null``,
+    ``[a, b]``); missing intermediate sections are created. Unknown keys are left for
+    :func:`config_from_dict` to reject with a did-you-mean.
+
+    Raises:
+        ConfigError: an override that is not ``KEY.PATH=VALUE``, whose value is not YAML, or
+            that descends into a value that is not a section.
+    """
+    result = _plain(data)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or not all(part.strip() for part in parts):
+            raise ConfigError(f"--set {item!r}: expected KEY.PATH=VALUE, e.g. strategy.population=50")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {item!r}: the value {text!r} is not valid YAML") from None
+        node = result
+        for depth, part in enumerate(parts[:-1]):
+            if node.get(part) is None:
+                node[part] = {}
+            elif not isinstance(node[part], dict):
+                section = ".".join(parts[: depth + 1])
+                raise ConfigError(f"--set {item!r}: {section} is {_describe(node[part])}, not a section")
+            node = node[part]
+        node[parts[-1]] = value
+    return result
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, expected a YAML config file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
+    if not isinstance(data, Mapping):
+        raise ConfigError(
+            f"{path}: expected a mapping with strategy, evaluator and budget sections, got {_describe(data)}"
+        )
+    return dict(data)
+
+
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentConfig:
+    """Read a YAML config (``yaml.safe_load``), apply ``--set`` overrides, parse and check it.
+
+    File existence of the evaluator's paths is not checked here: see :func:`check_paths`.
+
+    Raises:
+        ConfigError: one line naming the file, the YAML path and what was expected.
+    """
+    path = Path(path)
+    return config_from_dict(apply_overrides(_read_yaml(path), overrides), source=str(path))
+
+
+def check_paths(config: ExperimentConfig, source: str | None = None) -> None:
+    """Check that every path the evaluator names (:data:`PATH_FIELDS`) exists.
+
+    Args:
+        config: The parsed config.
+        source: Its file, prefixed to the error message.
+
+    Raises:
+        ConfigError: one line naming the field and the missing path.
+    """
+    for name in PATH_FIELDS:
+        value = getattr(config.evaluator, name, None)
+        if value is not None and not Path(value).expanduser().exists():
+            raise ConfigError(
+                f"{value}: no such file or directory (set it with --set evaluator.{name}=PATH)",
+                path=f"evaluator.{name}",
+                source=source,
+            )
+
+
+def resolve_paths(config: ExperimentConfig) -> ExperimentConfig:
+    """The config with the evaluator's paths (and ``weights_dir``) made absolute: actors may run elsewhere."""
+    paths = {
+        name: str(Path(value).expanduser().resolve())
+        for name in (*PATH_FIELDS, "weights_dir")
+        if (value := getattr(config.evaluator, name, None)) is not None
+    }
+    return dataclasses.replace(config, evaluator=dataclasses.replace(config.evaluator, **paths))
+
+
+def _plain(value: Any) -> Any:
+    """Dataclasses, tuples and mappings as plain dicts and lists (deep copy)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item) for key, item in value.items()}
+    return value
+
+
+def config_to_dict(config: ExperimentConfig) -> dict[str, Any]:
+    """The config as plain YAML/JSON-able data; ``config_from_dict`` of it gives ``config`` back."""
+    data = _plain(config)
+    return {name: data[name] for name in _SECTION_ORDER}
+
+
+def dump_config(config: ExperimentConfig, path: str | Path) -> None:
+    """Write the resolved config as YAML (a run directory's ``config.yaml``)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False), encoding="utf-8")
+    tmp.replace(path)

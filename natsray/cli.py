@@ -1,0 +1,387 @@
+"""The ``natsray`` command line: run | resume | report | export-table | validate | show.
+
+Exit codes: 0 success, 2 bad input (one line on stderr), 1 failure during the run (one
+line; ``NATSRAY_DEBUG=1`` shows the traceback), 130 interrupted. Ray and torch are
+imported only by the commands that need them, so ``--help`` and ``validate`` stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import os
+import shutil
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from natsray.config import ConfigError, ExperimentConfig, check_paths, dump_config, load_config, resolve_paths
+from natsray.evaluators.base import EvaluatorError
+from natsray.search_space import EDGES, Arch
+
+__all__ = ["UsageError", "main", "parse_seeds"]
+
+_RUN_FILES = ("evaluations.jsonl", "checkpoint.json", "summary.json")
+_NUM_CLASSES_INPUT = {"cifar10": (10, 32), "cifar100": (100, 32), "ImageNet16-120": (120, 16)}
+_SHOW_METRICS = (
+    "valid_accuracy@12",
+    "test_accuracy@12",
+    "valid_accuracy@200",
+    "test_accuracy@200",
+    "train_time@200",
+    "params",
+    "flops",
+    "latency",
+)
+
+
+class UsageError(Exception):
+    """Bad input from the user (config, arguments, paths): reported in one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def parse_seeds(spec: str) -> list[int]:
+    """Seeds from ``0-99`` (inclusive range), ``0,3,5`` or a mix such as ``0-4,10``."""
+    seeds: list[int] = []
+    try:
+        for part in spec.split(","):
+            first, sep, last = part.strip().partition("-")
+            low, high = int(first), int(last) if sep else int(first)
+            if low < 0 or high < low:
+                raise ValueError
+            seeds.extend(range(low, high + 1))
+    except ValueError:
+        raise UsageError(
+            f"--seeds {spec!r}: expected non-negative seeds like 0-99, 0,3,5 or 0-4,10"
+        ) from None
+    if len(set(seeds)) != len(seeds):
+        raise UsageError(f"--seeds {spec!r}: a seed is listed twice")
+    return seeds
+
+
+def _load(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentConfig:
+    """Load, parse and check a config including its paths; bad input becomes a UsageError."""
+    try:
+        config = load_config(path, overrides)
+        check_paths(config, str(path))
+    except (ValueError, FileNotFoundError) as exc:
+        raise UsageError(str(exc)) from None
+    return config
+
+
+def _existing_dir(path: str, what: str) -> Path:
+    directory = Path(path)
+    if not directory.is_dir():
+        raise UsageError(f"{path}: no such {what} directory")
+    return directory
+
+
+def _prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
+    """Refuse a directory that already holds a run (or, with ``overwrite``, delete that run)."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UsageError(f"{run_dir}: is a file, expected a run directory")
+    if not any((run_dir / name).exists() for name in _RUN_FILES):
+        return
+    if not overwrite:
+        raise UsageError(
+            f"{run_dir} already holds a run: continue it with 'natsray resume {run_dir}', "
+            "replace it with --overwrite, or choose another --out"
+        )
+    if not (run_dir / "config.yaml").is_file():
+        raise UsageError(
+            f"{run_dir}: has run files but no config.yaml; not deleting a directory natsray did not make"
+        )
+    shutil.rmtree(run_dir)
+
+
+def _format_values(values: dict[str, Any] | None) -> str:
+    return ", ".join(
+        f"{name}={value:.6g}" if isinstance(value, float) else f"{name}={value}"
+        for name, value in (values or {}).items()
+    )
+
+
+def _print_summary(run_dir: Path, summary: dict[str, Any]) -> None:
+    """A few lines: best arch, its objectives and metrics, evaluation counts and where the files are."""
+    print(f"run dir       {run_dir}")
+    print(f"best arch     {summary['best_arch']}")
+    print(f"objectives    {_format_values(summary['best_objectives'])}")
+    if summary["best_metrics"]:
+        print(f"metrics       {_format_values(summary['best_metrics'])}")
+    if summary["pareto_front"]:
+        print(f"pareto front  {len(summary['pareto_front'])} cells")
+    print(
+        f"evaluations   {summary['evaluations']} ({summary['failed']} failed, {summary['cached']} cached); "
+        f"stopped: {summary['stop_reason']}"
+    )
+    files = sorted(path.name for path in run_dir.iterdir())
+    print(f"files         {', '.join(files)}")
+
+
+def _execute(
+    config: ExperimentConfig, run_dir: Path, *, resume: bool, progress: bool | None
+) -> dict[str, Any]:
+    from natsray.report import finalize_run
+    from natsray.runner import run_experiment
+
+    summary = run_experiment(config, run_dir, resume=resume, address=config.ray.address, progress=progress)
+    finalize_run(run_dir)
+    result = summary.to_dict()
+    _print_summary(run_dir, result)
+    return result
+
+
+@contextlib.contextmanager
+def _ray_session(config: ExperimentConfig, shared: bool) -> Iterator[None]:
+    """One Ray session for several runs: the runner reuses an initialised Ray and leaves it running."""
+    if not shared or config.engine.mode == "simulated" or config.engine.in_process:
+        yield
+        return
+    import ray
+
+    from natsray.runner import _connect
+
+    started = _connect(config, config.ray.address)
+    try:
+        yield
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    config = _load(args.config, args.set)
+    if args.address:
+        config = dataclasses.replace(config, ray=dataclasses.replace(config.ray, address=args.address))
+    config = resolve_paths(config)
+    out = Path(args.out or config.output.dir)
+    if args.seeds is None:
+        runs = [(out, config)]
+    else:
+        runs = [
+            (out / f"seed-{seed}", dataclasses.replace(config, seed=seed)) for seed in parse_seeds(args.seeds)
+        ]
+    for run_dir, _ in runs:
+        _prepare_run_dir(run_dir, args.overwrite)
+    progress = False if args.no_progress else None
+    with _ray_session(config, len(runs) > 1):
+        for run_dir, run_config in runs:
+            run_config = dataclasses.replace(
+                run_config, output=dataclasses.replace(run_config.output, dir=str(run_dir))
+            )
+            run_dir.mkdir(parents=True, exist_ok=True)
+            dump_config(run_config, run_dir / "config.yaml")
+            _execute(run_config, run_dir, resume=False, progress=progress)
+    if args.seeds is not None:
+        from natsray.report import aggregate_runs
+
+        aggregate_runs([run_dir for run_dir, _ in runs], out / "aggregate.json")
+        print(f"aggregate    {out / 'aggregate.json'} ({len(runs)} seeds)")
+    return 0
+
+
+def _cmd_resume(args: argparse.Namespace) -> int:
+    run_dir = _existing_dir(args.run_dir, "run")
+    if not (run_dir / "config.yaml").is_file():
+        raise UsageError(f"{run_dir}: not a run directory (no config.yaml)")
+    config = _load(run_dir / "config.yaml")
+    if args.address:
+        config = dataclasses.replace(config, ray=dataclasses.replace(config.ray, address=args.address))
+    _execute(config, run_dir, resume=True, progress=False if args.no_progress else None)
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    run_dirs = [_existing_dir(path, "run") for path in args.run_dirs]
+    from natsray.report import report
+
+    report(run_dirs, Path(args.out) if args.out else None)
+    return 0
+
+
+def _cmd_export_table(args: argparse.Namespace) -> int:
+    archive = Path(args.archive)
+    if not archive.exists():
+        raise UsageError(f"--archive {args.archive}: no such NATS-Bench archive")
+    from natsray.evaluators.table import export_table
+
+    export_table(archive, Path(args.out), progress=True)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    config = _load(args.config, args.set)
+    budget = ", ".join(
+        f"{name}={value:g}" for name, value in dataclasses.asdict(config.budget).items() if value
+    )
+    if config.engine.mode == "simulated":
+        workers = f"{config.engine.simulated_workers} simulated worker(s)"
+    else:
+        workers = f"{config.resources.actors} actor(s)"
+    print(
+        f"OK: {args.config}: strategy {config.strategy.name}, evaluator {config.evaluator.type}, "
+        f"objectives {', '.join(map(str, config.objectives))}, budget {budget}, "
+        f"engine {config.engine.mode} with {workers}, seed {config.seed}"
+    )
+    return 0
+
+
+def _metrics_from_archive(path: str, dataset: str, spec: str) -> tuple[Arch, int, dict[str, float | None]]:
+    from natsray.evaluators.archive import open_archive, read_record
+    from natsray.evaluators.benchmark import BenchmarkConfig
+    from natsray.evaluators.metrics import MetricQuery
+    from natsray.search_space.nats_index import NatsIndex
+
+    nats = NatsIndex.from_archive(path)
+    arch = nats.arch_at(int(spec)) if spec.isdigit() else Arch.from_str(spec)
+    index = nats.index_of(arch)
+    query = MetricQuery(
+        BenchmarkConfig(archive=path, dataset=dataset, objective=("params",), report=_SHOW_METRICS)
+    )
+    score = query.score(read_record(open_archive(path, "--archive"), index, query.keys), 0, {})
+    return arch, index, dict(score.metrics)
+
+
+def _metrics_from_table(path: str, dataset: str, spec: str) -> tuple[Arch, int, dict[str, float | None]]:
+    import numpy as np
+
+    from natsray.evaluators.table import TableConfig, TableEvaluator, load_table
+    from natsray.records import Candidate
+
+    table = load_table(path, "--table")
+    if spec.isdigit():
+        rows = np.flatnonzero(table["nats_index"] == int(spec))
+        if len(rows) != 1:
+            raise UsageError(f"ARCH {spec}: no NATS index {spec} in table {path}")
+        arch = Arch.from_code(int(rows[0]))
+    else:
+        arch = Arch.from_str(spec)
+    evaluator = TableEvaluator(
+        TableConfig(table=path, dataset=dataset, objective=("params",), report=_SHOW_METRICS), shared=table
+    )
+    metrics = dict(evaluator.score(Candidate(0, arch)).metrics)
+    return arch, int(metrics.pop("nats_index")), metrics
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    index = metrics = None
+    try:
+        if args.archive:
+            arch, index, metrics = _metrics_from_archive(args.archive, args.dataset, args.arch)
+        elif args.table:
+            arch, index, metrics = _metrics_from_table(args.table, args.dataset, args.arch)
+        elif args.arch.isdigit():
+            raise UsageError(
+                f"ARCH {args.arch}: a NATS index needs --archive or --table (or give an arch string)"
+            )
+        else:
+            arch = Arch.from_str(args.arch)
+    except ValueError as exc:  # EvaluatorError included; an arch string's error quotes it already
+        raise UsageError(f"ARCH {args.arch}: {exc}" if args.arch.isdigit() else f"ARCH: {exc}") from None
+    num_classes, input_size = _NUM_CLASSES_INPUT[args.dataset]
+    print(f"arch         {arch.to_str()}")
+    for (to_node, from_node), op in zip(EDGES, arch.ops, strict=True):
+        print(f"  edge {to_node}<-{from_node}   {op}")
+    print(f"canonical    {arch.canonical().to_str()}")
+    print(f"code         {arch.code}")
+    if index is not None:
+        print(f"NATS index   {index}")
+    from natsray.models import count_params_flops
+
+    params, flops = count_params_flops(arch, num_classes=num_classes, input_size=input_size)
+    print(f"params       {params:.6g} M ({args.dataset}, C=16, N=5)")
+    print(f"FLOPs        {flops:.6g} M")
+    for name, value in (metrics or {}).items():
+        print(f"{name:<20} {'n/a' if value is None else f'{value:.6g}'}")
+    return 0
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="natsray",
+        description="Evolutionary neural architecture search on NATS-Bench TSS, distributed with Ray.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(
+        name: str, handler: Callable[[argparse.Namespace], int], help_text: str
+    ) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    def overrides(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="KEY.PATH=VALUE",
+            help="override a config value (YAML syntax), e.g. --set strategy.population=50; repeatable",
+        )
+
+    run = command("run", _cmd_run, "run an experiment from a YAML config")
+    run.add_argument("config", help="experiment YAML file (see docs/config.md)")
+    overrides(run)
+    run.add_argument(
+        "--address", help="Ray cluster address (default: ray.address, RAY_ADDRESS, or a local Ray)"
+    )
+    run.add_argument("--out", help="run directory (default: output.dir of the config)")
+    run.add_argument("--seeds", help="run once per seed in one Ray session: 0-99, 0,3,5; run dirs OUT/seed-N")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--overwrite", action="store_true", help="delete a run already in the run directory")
+
+    resume = command("resume", _cmd_resume, "continue an interrupted run from its checkpoint")
+    resume.add_argument("run_dir", metavar="RUN_DIR")
+    resume.add_argument("--address", help="Ray cluster address")
+    resume.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    report = command("report", _cmd_report, "tables and plots of one or several runs (compared)")
+    report.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    report.add_argument("--out", help="output directory (default: next to the runs)")
+
+    export = command("export-table", _cmd_export_table, "compile a NATS-Bench archive into a metric table")
+    export.add_argument("--archive", required=True, help="NATS-tss-v1_0-3ffb9-simple archive directory")
+    export.add_argument("--out", required=True, help="table file to write")
+
+    validate = command("validate", _cmd_validate, "check a config (types, values, files) without running it")
+    validate.add_argument("config", help="experiment YAML file")
+    overrides(validate)
+
+    show = command("show", _cmd_show, "describe one cell: ops per edge, canonical form, code, params/FLOPs")
+    show.add_argument("arch", metavar="ARCH", help="NATS arch string, or a NATS index with --archive/--table")
+    source = show.add_mutually_exclusive_group()
+    source.add_argument("--archive", help="NATS-Bench archive: also print the cell's metrics")
+    source.add_argument("--table", help="natsray metric table: also print the cell's metrics")
+    show.add_argument(
+        "--dataset", default="cifar10", choices=list(_NUM_CLASSES_INPUT), help="default: cifar10"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``natsray`` command line; returns the exit code."""
+    try:
+        args = _build_parser().parse_args(argv)
+        return args.handler(args)
+    except (UsageError, ConfigError, EvaluatorError) as exc:
+        print(f"natsray: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("natsray: interrupted (continue a run with 'natsray resume RUN_DIR')", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if os.environ.get("NATSRAY_DEBUG", "") not in ("", "0"):
+            raise
+        message = (str(exc).splitlines() or [""])[0]
+        print(
+            f"natsray: failed: {type(exc).__name__}: {message} (NATSRAY_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
+        return 1

@@ -1,0 +1,302 @@
+"""The ``natsray`` command line: one-line errors with exit code 2, ``validate``, ``show``, ``--seeds``."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from natsray.cli import UsageError, main, parse_seeds
+
+ARCH = "|nor_conv_3x3~0|+|none~0|skip_connect~1|+|nor_conv_1x1~0|avg_pool_3x3~1|none~2|"
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "nats-tss"
+
+
+def write_config(tmp_path: Path, data: dict[str, Any], name: str = "exp.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def base_config() -> dict[str, Any]:
+    return {
+        "seed": 0,
+        "strategy": {"name": "random"},
+        "evaluator": {"type": "cost", "objective": ["params"]},
+        "budget": {"evaluations": 10},
+    }
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_bad_input(capsys: pytest.CaptureFixture[str], argv: list[str], expected: str) -> None:
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 2
+    assert "Traceback" not in err
+    assert err.count("\n") == 1, err
+    assert expected in err, err
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"stratgy": {"name": "random"}}, "exp.yaml: stratgy: unknown key (did you mean 'strategy'?)"),
+        ({"resources": {"actors": "two"}}, "exp.yaml: resources.actors: expected an integer, got 'two'"),
+        ({"resources": {"actors": 0}}, "exp.yaml: resources.actors: must be >= 1, got 0"),
+        ({"budget": {"evaluations": -5}}, "exp.yaml: budget.evaluations: must be > 0, got -5"),
+        (
+            {"budget": {}},
+            "exp.yaml: budget: give at least one of evaluations, wall_seconds, simulated_seconds",
+        ),
+        (
+            {"engine": {"mode": "sync"}},
+            "exp.yaml: engine.mode: 'sync' is not one of async, ordered, simulated",
+        ),
+        ({"budget": [10]}, "exp.yaml: budget: expected a mapping of evaluations, wall_seconds"),
+        (
+            {"objectives": ["params"]},
+            "exp.yaml: objectives: not a config key: objectives are set by evaluator",
+        ),
+        (
+            {"strategy": {"name": "annealing"}},
+            "exp.yaml: strategy.name: 'annealing' is not one of regularized_",
+        ),
+        (
+            {"evaluator": {"objective": ["x"]}},
+            "exp.yaml: evaluator.type: missing required field (one of bench",
+        ),
+    ],
+)
+def test_bad_config_is_one_line_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], change: dict[str, Any], expected: str
+) -> None:
+    data = base_config()
+    data.update(change)
+    path = write_config(tmp_path, data)
+    assert_bad_input(capsys, ["validate", str(path)], expected)
+
+
+def test_missing_required_section(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = base_config()
+    del data["budget"]
+    assert_bad_input(
+        capsys, ["validate", str(write_config(tmp_path, data))], "exp.yaml: budget: missing required"
+    )
+
+
+def test_missing_config_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "nope.yaml"
+    assert_bad_input(capsys, ["run", str(missing)], f"{missing}: no such config file")
+    assert_bad_input(capsys, ["validate", str(missing)], f"{missing}: no such config file")
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("strategy.population", "--set 'strategy.population': expected KEY.PATH=VALUE"),
+        ("seed.x=1", "--set 'seed.x=1': seed is 0, not a section"),
+        ("engine.mod=async", "exp.yaml: engine.mod: unknown key (did you mean 'mode'?)"),
+        ("budgt.evaluations=3", "exp.yaml: budgt: unknown key (did you mean 'budget'?)"),
+        ("budget.evaluations=many", "exp.yaml: budget.evaluations: expected an integer, got 'many'"),
+    ],
+)
+def test_bad_overrides_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], override: str, expected: str
+) -> None:
+    path = write_config(tmp_path, base_config())
+    assert_bad_input(capsys, ["validate", str(path), "--set", override], expected)
+
+
+def test_argparse_errors_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert_bad_input(capsys, ["frobnicate"], "invalid choice: 'frobnicate'")
+    assert_bad_input(capsys, ["show", ARCH, "--dataset", "mnist"], "invalid choice: 'mnist'")
+    assert_bad_input(
+        capsys, ["export-table", "--out", "x.npz"], "the following arguments are required: --archive"
+    )
+
+
+def test_help_is_fast_and_imports_neither_ray_nor_torch() -> None:
+    code = (
+        "import sys\nfrom natsray.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit as exc:\n    assert exc.code == 0\n"
+        "assert 'ray' not in sys.modules and 'torch' not in sys.modules, 'heavy import'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "validate" in result.stdout and "export-table" in result.stdout
+
+
+def test_show_arch_string_without_archive(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_cli(capsys, "show", ARCH)
+    assert code == 0, err
+    lines = dict(line.split(None, 1) for line in out.splitlines() if not line.startswith("  "))
+    assert lines["arch"] == ARCH
+    # skip_connect on 2<-1 feeds node 2, which only reaches the output through a 'none' edge.
+    assert lines["canonical"] == "|nor_conv_3x3~0|+|none~0|none~1|+|nor_conv_1x1~0|avg_pool_3x3~1|none~2|"
+    assert lines["code"] == "9930"
+    assert "  edge 2<-1   skip_connect" in out.splitlines()
+    assert lines["params"].startswith("0.344346 M")
+
+
+def test_show_rejects_bad_arch(capsys: pytest.CaptureFixture[str]) -> None:
+    assert_bad_input(capsys, ["show", "|conv~0|+|x~0|y~1|"], "ARCH: ")
+    assert_bad_input(capsys, ["show", "42"], "ARCH 42: a NATS index needs --archive or --table")
+
+
+def test_parse_seeds() -> None:
+    assert parse_seeds("0-3") == [0, 1, 2, 3]
+    assert parse_seeds("0,3,5") == [0, 3, 5]
+    assert parse_seeds("0-2,10") == [0, 1, 2, 10]
+    for bad in ("", "a", "3-1", "-1", "0-", "1,1"):
+        with pytest.raises(UsageError, match="--seeds"):
+            parse_seeds(bad)
+
+
+@pytest.mark.parametrize(
+    ("evaluator", "field"),
+    [
+        ({"type": "benchmark", "archive": "missing-archive"}, "archive"),
+        ({"type": "table", "table": "missing.npz"}, "table"),
+        ({"type": "table", "table": "exp.yaml", "extra_csv": "missing.csv"}, "extra_csv"),
+        ({"type": "train", "dataset": "cifar10", "data_dir": "missing-data"}, "data_dir"),
+        ({"type": "proxy", "dataset": "cifar10", "data_dir": "missing-data"}, "data_dir"),
+    ],
+)
+def test_missing_paths_exit_2(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    evaluator: dict[str, Any],
+    field: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    data = base_config()
+    data["evaluator"] = evaluator
+    write_config(tmp_path, data)
+    expected = f"exp.yaml: evaluator.{field}: {evaluator[field]}: no such file or directory"
+    assert_bad_input(capsys, ["validate", "exp.yaml"], expected)
+    assert_bad_input(capsys, ["run", "exp.yaml"], expected)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_validate_ok(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_config(tmp_path, base_config())
+    code, out, err = run_cli(capsys, "validate", str(path), "--set", "budget.wall_seconds=60")
+    assert code == 0, err
+    assert out == (
+        f"OK: {path}: strategy random, evaluator cost, objectives params:min, "
+        "budget evaluations=10, wall_seconds=60, engine async with 2 actor(s), seed 0\n"
+    )
+
+
+def test_show_nats_index_from_the_real_records(capsys: pytest.CaptureFixture[str]) -> None:
+    records = SHARED / "real-records"
+    if not records.is_dir():
+        pytest.skip(f"{records} not present")
+    code, out, err = run_cli(capsys, "show", "11", "--archive", str(records))
+    assert code == 0, err
+    lines = dict(line.rsplit(None, 1) for line in out.splitlines() if not line.startswith("  "))
+    # acc_hp12.csv and test_acc_hp200.csv, row 11
+    assert lines["NATS index"] == "11"
+    assert float(lines["valid_accuracy@12"]) == pytest.approx(63.278, abs=1e-3)
+    assert float(lines["test_accuracy@12"]) == pytest.approx(74.0)
+    assert float(lines["test_accuracy@200"]) == pytest.approx(91.58333, abs=1e-4)
+    code, out_by_string, _ = run_cli(capsys, "show", lines["arch"], "--archive", str(records))
+    assert code == 0 and out_by_string == out
+    assert_bad_input(capsys, ["show", "5", "--archive", str(records)], "ARCH 5: no record for NATS index 5")
+    assert_bad_input(capsys, ["show", "99999", "--archive", str(records)], "ARCH 99999: NATS index must be")
+
+
+@pytest.fixture(scope="module")
+def ray_session() -> Iterator[None]:
+    ray = pytest.importorskip("ray")
+    # address="local": a fresh instance, never another process's cluster on this machine
+    ray.init(address="local", num_cpus=2, include_dashboard=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_run_seeds_aggregate_refuse_and_resume(
+    ray_session: None, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    data = {
+        "strategy": {"name": "random"},
+        "evaluator": {
+            "type": "cost",
+            "dataset": "digits",
+            "digits_size": 8,
+            "C": 4,
+            "N": 1,
+            "objective": ["params"],
+            "latency_repeats": 1,
+            "latency_warmup": 0,
+        },
+        "budget": {"evaluations": 3},
+        "resources": {"actors": 1},
+        "output": {"dir": "runs/tiny"},
+    }
+    write_config(tmp_path, data)
+    code, out, err = run_cli(capsys, "run", "exp.yaml", "--seeds", "0-1", "--no-progress")
+    assert code == 0, err
+    out_dir = tmp_path / "runs" / "tiny"
+    for seed in (0, 1):
+        run_dir = out_dir / f"seed-{seed}"
+        summary = json.loads((run_dir / "summary.json").read_text())
+        assert summary["evaluations"] == 3 and summary["stop_reason"] == "budget: evaluations"
+        written = yaml.safe_load((run_dir / "config.yaml").read_text())
+        assert written["seed"] == seed and written["output"]["dir"] == str(Path("runs/tiny") / f"seed-{seed}")
+        assert f"run dir       {Path('runs/tiny') / f'seed-{seed}'}" in out
+        assert len((run_dir / "evaluations.jsonl").read_text().splitlines()) == 3
+    aggregate = json.loads((out_dir / "aggregate.json").read_text())
+    assert aggregate["seeds"] == [0, 1]
+    best = [
+        json.loads((out_dir / f"seed-{s}" / "summary.json").read_text())["best_objectives"]["params"]
+        for s in (0, 1)
+    ]
+    assert aggregate["metrics"]["best.params"]["mean"] == pytest.approx(sum(best) / 2)
+
+    assert_bad_input(
+        capsys, ["run", "exp.yaml", "--seeds", "0-1"], "already holds a run: continue it with 'natsray resume"
+    )
+    code, out, err = run_cli(capsys, "resume", str(out_dir / "seed-0"), "--no-progress")
+    assert code == 0, err
+    assert "evaluations   3 (0 failed" in out
+    assert_bad_input(capsys, ["resume", str(out_dir)], "not a run directory (no config.yaml)")
+
+
+def test_failure_during_the_run_is_one_line_exit_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    write_config(run_dir, base_config(), name="config.yaml")
+    (run_dir / "checkpoint.json").write_text("{not json")
+    (run_dir / "evaluations.jsonl").write_text("")
+    monkeypatch.delenv("NATSRAY_DEBUG", raising=False)
+    code, _, err = run_cli(capsys, "resume", str(run_dir))
+    assert code == 1
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "checkpoint.json" in err and "NATSRAY_DEBUG=1" in err
+    monkeypatch.setenv("NATSRAY_DEBUG", "1")
+    with pytest.raises(ValueError, match=r"checkpoint\.json"):
+        main(["resume", str(run_dir)])
+
+
+def test_run_refuses_a_file_as_run_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_config(tmp_path, base_config())
+    assert_bad_input(
+        capsys, ["run", str(path), "--out", str(path)], f"{path}: is a file, expected a run directory"
+    )
