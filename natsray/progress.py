@@ -1,0 +1,50 @@
+"""A progress bar on stderr: evaluations, best fitness so far, evaluations/s, actors alive."""
+
+from __future__ import annotations
+
+import sys
+
+from tqdm import tqdm
+
+__all__ = ["Progress"]
+
+
+class Progress:
+    """A tqdm bar that is a no-op when disabled.
+
+    Args:
+        enabled: Show it at all.
+        total: Evaluation budget, when there is one.
+        initial: Evaluations already done (a resumed run).
+    """
+
+    def __init__(self, enabled: bool, total: int | None, initial: int = 0) -> None:
+        self._bar = (
+            tqdm(
+                total=total,
+                initial=initial,
+                unit="eval",
+                file=sys.stderr,
+                dynamic_ncols=True,
+                mininterval=0.5,
+            )
+            if enabled
+            else None
+        )
+        self._count = initial
+
+    def update(self, evaluations: int, best: float | None, actors: int | None = None) -> None:
+        """Move the bar to ``evaluations`` and show the best first objective and live actors."""
+        if self._bar is None:
+            return
+        postfix = {"best": "-" if best is None else f"{best:.4g}"}
+        if actors is not None:
+            postfix["actors"] = actors
+        self._bar.set_postfix(postfix, refresh=False)
+        self._bar.update(evaluations - self._count)
+        self._count = evaluations
+
+    def close(self) -> None:
+        """Finish the bar."""
+        if self._bar is not None:
+            self._bar.close()

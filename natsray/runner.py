@@ -1,0 +1,475 @@
+"""The engine: runs one experiment on Ray actors (or in-process / on a simulated clock).
+
+The only module that imports ray. :func:`run_experiment` builds the strategy, the
+:class:`~natsray.scheduler.Scheduler` (which takes every search decision) and either
+
+* a pool of evaluator actors driven by an asynchronous ``ray.wait`` loop (modes ``async`` /
+  ``ordered``): each actor builds its evaluator once from a config and an ObjectRef to the
+  shared read-only inputs (put once), candidates travel in batches of arch strings, an
+  actor that dies is replaced and its candidates re-queued with the same id and seed;
+* the driver process (``engine.in_process``), or
+* :func:`natsray.simulation.run_simulated` (mode ``simulated``).
+
+Everything finished is journaled (``evaluations.jsonl``), the search state is snapshotted
+to ``checkpoint.json`` and the outcome to ``summary.json``. See ``docs/engine.md``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from natsray.checkpoint import (
+    CHECKPOINT_FILE,
+    JOURNAL_FILE,
+    SUMMARY_FILE,
+    Journal,
+    atomic_write_json,
+    read_json,
+)
+from natsray.config import ExperimentConfig
+from natsray.evaluators import BaseEvaluator, EvaluatorError, evaluator_class
+from natsray.progress import Progress
+from natsray.records import Candidate, Objective, Result
+from natsray.scheduler import Scheduler
+from natsray.simulation import SimulatedPool, run_simulated
+from natsray.strategies import strategy_class
+from natsray.summary import RunSummary, summarize
+
+__all__ = ["DEFAULT_BATCH", "RunSummary", "run_experiment"]
+
+DEFAULT_BATCH = 32
+"""Candidates per Ray call for cheap evaluators when ``engine.batch_size`` is not set."""
+
+_CHECKPOINT_VERSION = 1
+
+
+def run_experiment(
+    config: ExperimentConfig,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    address: str | None = None,
+    progress: bool | None = None,
+) -> RunSummary:
+    """Run (or resume) an experiment, writing the journal, checkpoints and summary to ``run_dir``.
+
+    Args:
+        config: The experiment.
+        run_dir: Where the run's files go (created if needed).
+        resume: Continue the run found in ``run_dir`` instead of refusing to overwrite it.
+        address: Ray cluster to join; default ``config.ray.address``, then ``RAY_ADDRESS``,
+            else a local Ray is started (and stopped at the end). A Ray already initialised
+            in this process is reused and left running.
+        progress: Show a progress bar on stderr; default ``config.output.progress``.
+
+    Returns:
+        The run's summary (also written to ``run_dir/summary.json``).
+
+    Raises:
+        ValueError: one line, for a bad config, a run directory that already holds a run
+            (without ``resume``), or an evaluator that cannot be set up.
+    """
+    run_dir = Path(run_dir)
+    evaluator_cls = evaluator_class(config.evaluator.type)
+    objectives = _objectives(config)
+    _validate(config, evaluator_cls)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    journal_path = run_dir / JOURNAL_FILE
+    if not resume and (journal_path.exists() or (run_dir / CHECKPOINT_FILE).exists()):
+        raise ValueError(
+            f"{run_dir}: already holds a run ({JOURNAL_FILE}); resume it or use another output.dir"
+        )
+    journal = Journal(journal_path)
+    checkpoint = read_json(run_dir / CHECKPOINT_FILE) if resume else None
+    if checkpoint is not None and checkpoint.get("version") != _CHECKPOINT_VERSION:
+        raise ValueError(f"{run_dir / CHECKPOINT_FILE}: unsupported version {checkpoint.get('version')!r}")
+    session = _Session(config, run_dir, journal, objectives, evaluator_cls, checkpoint, progress)
+    try:
+        if session.simulated:
+            _run_local(session, evaluator_cls, simulated=True)
+        elif config.engine.in_process:
+            _run_local(session, evaluator_cls, simulated=False)
+        else:
+            _run_ray(session, evaluator_cls, address)
+    except KeyboardInterrupt:
+        session.checkpoint(finished=False)
+        raise
+    finally:
+        session.progress.close()
+    return session.checkpoint(finished=True)
+
+
+def _objectives(config: ExperimentConfig) -> tuple[Objective, ...]:
+    if config.objectives:
+        return tuple(config.objectives)
+    specs = getattr(config.evaluator, "objective", None)
+    if not specs:
+        raise ValueError(f"evaluator.objective: evaluator {config.evaluator.type!r} names no objective")
+    return tuple(Objective.parse(spec) for spec in ([specs] if isinstance(specs, str) else specs))
+
+
+def _validate(config: ExperimentConfig, evaluator_cls: type[BaseEvaluator]) -> None:
+    engine = config.engine
+    if engine.mode == "simulated" and not evaluator_cls.cheap:
+        raise ValueError(f"engine.mode: 'simulated' needs a cheap evaluator, not {config.evaluator.type!r}")
+    if engine.in_process and not evaluator_cls.cheap:
+        raise ValueError(f"engine.in_process: needs a cheap evaluator, not {config.evaluator.type!r}")
+    for name in ("simulated_workers", "batch_size", "max_in_flight"):
+        value = getattr(engine, name)
+        if value is not None and value < 1:
+            raise ValueError(f"engine.{name}: must be >= 1, got {value}")
+    if engine.max_retries < 0:
+        raise ValueError(f"engine.max_retries: must be >= 0, got {engine.max_retries}")
+
+
+class _Session:
+    """What every engine loop shares: scheduler, timing, checkpoints, summary, progress."""
+
+    def __init__(
+        self,
+        config: ExperimentConfig,
+        run_dir: Path,
+        journal: Journal,
+        objectives: tuple[Objective, ...],
+        evaluator_cls: type[BaseEvaluator],
+        checkpoint: dict[str, Any] | None,
+        progress: bool | None,
+    ) -> None:
+        self.config = config
+        self.run_dir = run_dir
+        self.journal = journal
+        self.objectives = objectives
+        engine = config.engine
+        self.simulated = engine.mode == "simulated"
+        self.cheap = evaluator_cls.cheap
+        workers = engine.simulated_workers if self.simulated else config.resources.actors
+        self.batch_size = engine.batch_size or (DEFAULT_BATCH if self.cheap else 1)
+        if self.simulated:
+            window = engine.max_in_flight or workers
+        elif engine.in_process:
+            window = engine.max_in_flight or self.batch_size
+        else:
+            window = engine.max_in_flight or 2 * workers * self.batch_size
+        self.start = time.perf_counter()
+        self.base_wall = float(checkpoint["wall_seconds"]) if checkpoint else 0.0
+        self.ray_calls = int(checkpoint["ray_calls"]) if checkpoint else 0
+        self.actors_alive: int | None = None
+        self.pool = (
+            SimulatedPool(workers, checkpoint.get("simulation") if checkpoint else None)
+            if self.simulated
+            else None
+        )
+        self.strategy = strategy_class(config.strategy.name)(
+            config.strategy, num_objectives=len(objectives), seed=config.seed
+        )
+        self.scheduler = Scheduler(
+            self.strategy,
+            objectives,
+            journal,
+            mode=engine.mode,
+            window=window,
+            dedup=config.search_space.dedup,
+            budget=config.budget,
+            max_retries=engine.max_retries,
+            elapsed=self.elapsed,
+            sim_used=(lambda: self.pool.clock) if self.pool else None,
+            stamp=self._stamp,
+        )
+        self._restore(checkpoint)
+        self.last_told = self.scheduler.told
+        self.last_time = time.perf_counter()
+        show = config.output.progress if progress is None else progress
+        self.progress = Progress(show, config.budget.evaluations, self.scheduler.evaluations)
+
+    def _restore(self, checkpoint: dict[str, Any] | None) -> None:
+        """Checkpoint + journal tail -> the state the interrupted run was in."""
+        scheduler = self.scheduler
+        covered = 0
+        scheduler.replaying = True
+        if checkpoint is None:
+            scheduler.refill()
+        else:
+            covered = int(checkpoint["journal_lines"])
+            if covered > len(self.journal):
+                raise ValueError(
+                    f"{self.run_dir / CHECKPOINT_FILE}: covers {covered} journal lines but "
+                    f"{self.journal.path} has {len(self.journal)}"
+                )
+            self.strategy.load_state_dict(checkpoint["strategy"])
+            scheduler.load_state(checkpoint["engine"], covered)
+            if scheduler.stop_reason and scheduler.stop_reason.startswith("budget"):
+                scheduler.stop_reason = None
+        if not self.simulated:
+            for record in self.journal.records[covered:]:
+                if not record.get("cached"):
+                    scheduler.complete([Result.from_dict(record)])
+        scheduler.replaying = False
+        if not scheduler.outstanding and scheduler.stop_reason is None:
+            scheduler.refill()
+
+    def elapsed(self) -> float:
+        """Wall seconds of the run, summed over resumes."""
+        return self.base_wall + time.perf_counter() - self.start
+
+    def _stamp(self) -> dict[str, Any]:
+        stamp: dict[str, Any] = {"finish_time": time.time()}
+        if self.pool is not None:
+            stamp["sim_finish"] = self.pool.clock
+        return stamp
+
+    def event(self) -> None:
+        """After delivering results: update progress, checkpoint when due."""
+        scheduler = self.scheduler
+        best = scheduler.best[0] if scheduler.best else None
+        self.progress.update(scheduler.finished, best, self.actors_alive)
+        output = self.config.output
+        if (
+            scheduler.told - self.last_told >= output.checkpoint_every
+            or time.perf_counter() - self.last_time >= output.checkpoint_seconds
+        ):
+            self.checkpoint(finished=False)
+
+    def checkpoint(self, *, finished: bool) -> RunSummary:
+        """Snapshot the search state and write the summary, atomically."""
+        scheduler = self.scheduler
+        state = {
+            "version": _CHECKPOINT_VERSION,
+            "journal_lines": len(self.journal),
+            "finished": finished,
+            "wall_seconds": self.elapsed(),
+            "ray_calls": self.ray_calls,
+            "strategy": self.strategy.state_dict(),
+            "engine": scheduler.state_dict(),
+            "simulation": self.pool.state_dict() if self.pool else None,
+        }
+        atomic_write_json(self.run_dir / CHECKPOINT_FILE, state)
+        summary = summarize(
+            self.journal.records,
+            [str(o) for o in self.objectives],
+            wall_seconds=state["wall_seconds"],
+            simulated_seconds=self.pool.clock if self.pool else scheduler.told_cost,
+            stop_reason=scheduler.stop_reason,
+            ray_calls=self.ray_calls,
+            mode=self.config.engine.mode,
+        )
+        atomic_write_json(self.run_dir / SUMMARY_FILE, summary.to_dict())
+        self.last_told = scheduler.told
+        self.last_time = time.perf_counter()
+        return summary
+
+
+def _run_local(session: _Session, evaluator_cls: type[BaseEvaluator], *, simulated: bool) -> None:
+    """Evaluate in the driver process: on the simulated clock, or batch by batch."""
+    evaluator_config = session.config.evaluator
+    evaluator = evaluator_cls(evaluator_config, evaluator_cls.prepare_shared(evaluator_config))
+    evaluator.setup()
+    scheduler = session.scheduler
+    if simulated:
+        run_simulated(scheduler, evaluator, session.pool, session.event)
+        return
+    while not scheduler.done:
+        batch = scheduler.take(session.batch_size)
+        if not batch:
+            scheduler.stop_reason = scheduler.stop_reason or "strategy stalled"
+            break
+        submitted = time.time()
+        results = evaluator.evaluate(batch)
+        scheduler.complete(results, _timing(results, submitted, submitted))
+        session.event()
+
+
+def _timing(results: Sequence[Result], submitted: float, started: float) -> dict[int, dict[str, float]]:
+    """Journal time fields of a batch evaluated sequentially from ``started``."""
+    timing = {}
+    start = started
+    for result in results:
+        timing[result.candidate_id] = {
+            "submit_time": submitted,
+            "start_time": start,
+            "finish_time": start + result.wall_s,
+        }
+        start += result.wall_s
+    return timing
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+# --------------------------------------------------------------------------- Ray
+
+
+class _EvaluatorActor:
+    """Ray actor body: builds its evaluator once; setup errors are reported, not raised."""
+
+    def __init__(self, evaluator_cls: type[BaseEvaluator], config: Any, shared: Any) -> None:
+        self.error: str | None = None
+        try:
+            self.evaluator = evaluator_cls(config, shared)
+            self.evaluator.setup()
+        except Exception as exc:
+            self.error = (
+                _one_line(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {_one_line(exc)}"
+            )
+
+    def ready(self) -> str | None:
+        """None when the evaluator is set up, else its one-line error."""
+        return self.error
+
+    def evaluate(self, batch: list[Candidate]) -> tuple[float, list[Result]]:
+        """``(start wall time, results)`` of one batch."""
+        return time.time(), self.evaluator.evaluate(batch)
+
+
+class _ActorPool:
+    """The evaluator actors, replaced one by one when they die."""
+
+    def __init__(self, session: _Session, evaluator_cls: type[BaseEvaluator], shared_ref: Any) -> None:
+        import ray
+
+        resources = session.config.resources
+        self._remote = ray.remote(_EvaluatorActor).options(
+            num_cpus=resources.cpus_per_actor, num_gpus=resources.gpus_per_actor, max_restarts=0
+        )
+        self._args = (evaluator_cls, session.config.evaluator, shared_ref)
+        self.actors = [self._remote.remote(*self._args) for _ in range(resources.actors)]
+        self.generation = [0] * len(self.actors)
+        self.busy = [0] * len(self.actors)
+        self._check(self.actors)
+
+    def _check(self, actors: list[Any]) -> None:
+        import ray
+
+        try:
+            errors = ray.get([actor.ready.remote() for actor in actors])
+        except ray.exceptions.RayError as exc:
+            raise EvaluatorError(f"evaluator actor failed to start: {_one_line(exc)}") from None
+        for error in errors:
+            if error is not None:
+                raise EvaluatorError(error)
+
+    def replace(self, index: int) -> None:
+        """Kill (if needed) and rebuild actor ``index``."""
+        import ray
+
+        with contextlib.suppress(Exception):  # already dead: nothing to clean up
+            ray.kill(self.actors[index])
+        self.actors[index] = self._remote.remote(*self._args)
+        self.generation[index] += 1
+        self.busy[index] = 0
+        self._check([self.actors[index]])
+
+    def shutdown(self) -> None:
+        import ray
+
+        for actor in self.actors:
+            ray.kill(actor)
+
+
+def _connect(config: ExperimentConfig, address: str | None) -> bool:
+    """Initialise Ray unless it already is; True when this call started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = address or config.ray.address or os.environ.get("RAY_ADDRESS") or None
+    kwargs: dict[str, Any] = {"log_to_driver": True}
+    if config.ray.runtime_env:
+        kwargs["runtime_env"] = dict(config.ray.runtime_env)
+    try:
+        if address:
+            ray.init(address=address, **kwargs)
+        else:
+            ray.init(
+                num_cpus=config.resources.num_cpus,
+                include_dashboard=config.ray.include_dashboard,
+                dashboard_host=config.ray.dashboard_host,
+                **kwargs,
+            )
+    except Exception as exc:
+        where = f"cluster {address!r}" if address else "a local Ray instance"
+        raise ValueError(f"ray.address: cannot start or join {where}: {_one_line(exc)}") from None
+    return True
+
+
+def _run_ray(session: _Session, evaluator_cls: type[BaseEvaluator], address: str | None) -> None:
+    """The asynchronous ``ray.wait`` loop over ``{ref: (actor, generation, batch, submit time)}``."""
+    import ray
+
+    owner = _connect(session.config, address)
+    pool = None
+    try:
+        shared_ref = ray.put(evaluator_cls.prepare_shared(session.config.evaluator))
+        pool = _ActorPool(session, evaluator_cls, shared_ref)
+        session.actors_alive = len(pool.actors)
+        _loop(session, pool)
+    finally:
+        if pool is not None:
+            pool.shutdown()
+        if owner:
+            ray.shutdown()
+
+
+def _loop(session: _Session, pool: _ActorPool) -> None:
+    import ray
+
+    scheduler = session.scheduler
+    calls_per_actor = 2 if session.cheap else 1
+    inflight: dict[Any, tuple[int, int, list[Candidate], float, int]] = {}
+    while not scheduler.done:
+        for index in range(len(pool.actors)):
+            while pool.busy[index] < calls_per_actor and scheduler.queue:
+                free_slots = sum(calls_per_actor - busy for busy in pool.busy)
+                size = min(session.batch_size, -(-len(scheduler.queue) // max(free_slots, 1)))
+                batch = scheduler.take(size)
+                ref = pool.actors[index].evaluate.remote(batch)
+                inflight[ref] = (index, pool.generation[index], batch, time.time(), session.ray_calls)
+                pool.busy[index] += 1
+                session.ray_calls += 1
+        if not inflight:
+            scheduler.stop_reason = scheduler.stop_reason or "strategy stalled"
+            break
+        ready, _ = ray.wait(list(inflight), num_returns=1, timeout=1.0)
+        if ready:
+            rest = [ref for ref in inflight if ref not in ready]
+            ready += ray.wait(rest, num_returns=len(rest), timeout=0)[0] if rest else []
+        for ref in ready:
+            if ref in inflight:  # a dead actor's other calls were already taken back
+                _collect(session, pool, inflight, ref)
+        session.event()
+
+
+def _collect(session: _Session, pool: _ActorPool, inflight: dict[Any, Any], ref: Any) -> None:
+    """Deliver one finished Ray call, or recover from its actor's death."""
+    import ray
+
+    index, generation, batch, submitted, seq = inflight.pop(ref)
+    current = pool.generation[index] == generation
+    try:
+        started, results = ray.get(ref)
+    except ray.exceptions.RayTaskError as exc:
+        if current:
+            pool.busy[index] -= 1
+        error = f"evaluator raised {type(exc.cause).__name__}: {_one_line(exc.cause)}"
+        session.scheduler.complete([Result.failed(c.id, error) for c in batch])
+        return
+    except ray.exceptions.RayError as exc:
+        # Every call still queued on the dead actor fails too; only the oldest was running.
+        siblings = [r for r, entry in inflight.items() if entry[:2] == (index, generation)]
+        calls = sorted([(seq, batch)] + [(inflight[r][4], inflight[r][2]) for r in siblings])
+        for sibling in siblings:
+            del inflight[sibling]
+        if current:
+            pool.replace(index)
+        for position, (_, candidates) in reversed(list(enumerate(calls))):  # oldest ends up first
+            session.scheduler.requeue(candidates, _one_line(exc), charge=position == 0)
+        return
+    if current:
+        pool.busy[index] -= 1
+    session.scheduler.complete(results, _timing(results, submitted, started))

@@ -1,0 +1,110 @@
+"""Journal, atomic snapshots and exact resume of in-process runs (no Ray)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from toy_evaluator import ToyConfig, make_config, run_killed, trajectory
+
+from natsray.checkpoint import Journal, atomic_write_json, read_json
+from natsray.config import BudgetConfig, EngineConfig
+from natsray.runner import run_experiment
+
+IN_PROCESS = EngineConfig(in_process=True, mode="ordered", batch_size=4)
+
+
+def test_journal_drops_a_torn_last_line_and_appends_after_it(tmp_path):
+    path = tmp_path / "evaluations.jsonl"
+    path.write_text('{"candidate_id": 0}\n{"candidate_id": 1}\n{"candidate_id": 2, "ar')
+    journal = Journal(path)
+    assert [r["candidate_id"] for r in journal.records] == [0, 1]
+    journal.append([{"candidate_id": 2}])
+    assert path.read_text() == '{"candidate_id": 0}\n{"candidate_id": 1}\n{"candidate_id": 2}\n'
+    assert len(Journal(path)) == 3
+
+
+def test_journal_rejects_a_corrupt_line_before_the_last(tmp_path):
+    path = tmp_path / "evaluations.jsonl"
+    path.write_text('{"candidate_id": 0}\nnot json\n{"candidate_id": 2}\n')
+    with pytest.raises(ValueError, match=r"evaluations.jsonl: line 2 is not valid JSON"):
+        Journal(path)
+
+
+def test_atomic_write_replaces_and_leaves_no_temporary(tmp_path):
+    path = tmp_path / "checkpoint.json"
+    atomic_write_json(path, {"a": 1})
+    atomic_write_json(path, {"a": 2})
+    assert read_json(path) == {"a": 2}
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.json"]
+    assert read_json(tmp_path / "missing.json") is None
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(ValueError, match=r"bad.json: not valid JSON"):
+        read_json(tmp_path / "bad.json")
+
+
+def test_run_files_hold_what_the_engine_promises(tmp_path):
+    summary = run_experiment(make_config(engine=IN_PROCESS, budget=BudgetConfig(evaluations=30)), tmp_path)
+    records = Journal(tmp_path / "evaluations.jsonl").records
+    first = records[0]
+    for key in (
+        "arch",
+        "canonical",
+        "nats_index",
+        "status",
+        "objectives",
+        "fitness",
+        "metrics",
+        "cost_s",
+        "wall_s",
+        "worker",
+        "submit_time",
+        "start_time",
+        "finish_time",
+        "parents",
+        "seed",
+        "cached",
+    ):
+        assert key in first, key
+    assert summary.evaluations == 30 == sum(not r["cached"] for r in records)
+    on_disk = json.loads((tmp_path / "summary.json").read_text())
+    assert on_disk == json.loads(json.dumps(summary.to_dict()))
+    best = max((r for r in records if r["fitness"]), key=lambda r: r["fitness"])
+    assert (summary.best_arch, summary.best_candidate_id) == (best["arch"], best["candidate_id"])
+    assert summary.best_metrics == best["metrics"]
+    checkpoint = read_json(tmp_path / "checkpoint.json")
+    assert checkpoint["finished"] and checkpoint["journal_lines"] == len(records)
+    assert checkpoint["engine"]["outstanding"] == []
+
+
+def test_a_second_run_in_the_same_directory_is_refused(tmp_path):
+    config = make_config(engine=IN_PROCESS, budget=BudgetConfig(evaluations=12))
+    run_experiment(config, tmp_path)
+    with pytest.raises(ValueError, match=r"already holds a run \(evaluations.jsonl\); resume it"):
+        run_experiment(config, tmp_path)
+
+
+def test_resuming_a_finished_run_evaluates_nothing_more(tmp_path):
+    config = make_config(engine=IN_PROCESS, budget=BudgetConfig(evaluations=20))
+    first = run_experiment(config, tmp_path)
+    lines = (tmp_path / "evaluations.jsonl").read_text()
+    again = run_experiment(config, tmp_path, resume=True)
+    assert (tmp_path / "evaluations.jsonl").read_text() == lines
+    assert (again.evaluations, again.best_arch, again.stop_reason) == (20, first.best_arch, first.stop_reason)
+
+
+@pytest.mark.parametrize("checkpoint_every", [7, 1000])
+def test_killed_driver_resumes_to_the_uninterrupted_trajectory(tmp_path, checkpoint_every):
+    # checkpoint_every=1000: killed before any checkpoint, resumed from the journal alone.
+    config = make_config(
+        engine=IN_PROCESS,
+        budget=BudgetConfig(evaluations=60),
+        evaluator=ToyConfig(sleep_s=0.01),
+        checkpoint_every=checkpoint_every,
+    )
+    reference = run_experiment(config, tmp_path / "reference")
+    run_killed(config, tmp_path / "killed", lines=25)
+    assert (tmp_path / "killed" / "checkpoint.json").exists() == (checkpoint_every < 25)
+    resumed = run_experiment(config, tmp_path / "killed", resume=True)
+    assert trajectory(tmp_path / "killed") == trajectory(tmp_path / "reference")
+    assert (resumed.evaluations, resumed.best_arch) == (60, reference.best_arch)

@@ -1,0 +1,146 @@
+"""The Ray engine: equivalence with the in-process loop, batching, budgets, dedup, errors."""
+
+from __future__ import annotations
+
+import pytest
+import ray
+from toy_evaluator import TESTS_DIR, FixedListConfig, ToyConfig, make_config, trajectory
+
+from natsray.checkpoint import Journal
+from natsray.config import BudgetConfig, EngineConfig
+from natsray.evaluators import EvaluatorError
+from natsray.records import Objective
+from natsray.runner import run_experiment
+from natsray.scheduler import MAX_CACHE_STREAK
+from natsray.search_space import Arch
+from natsray.strategies.random_search import RandomSearchConfig
+from natsray.summary import pareto_front
+
+pytestmark = pytest.mark.ray
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": TESTS_DIR}})
+    yield
+    ray.shutdown()
+
+
+def test_ordered_ray_run_equals_the_in_process_loop_for_any_actor_count(tmp_path):
+    def engine(**kwargs):
+        return EngineConfig(mode="ordered", batch_size=4, max_in_flight=8, **kwargs)
+
+    budget = BudgetConfig(evaluations=80)
+    local = run_experiment(make_config(engine=engine(in_process=True), budget=budget), tmp_path / "local")
+    one = run_experiment(make_config(engine=engine(), budget=budget, actors=1), tmp_path / "one")
+    two = run_experiment(make_config(engine=engine(), budget=budget, actors=2), tmp_path / "two")
+    assert trajectory(tmp_path / "one") == trajectory(tmp_path / "local")
+    assert trajectory(tmp_path / "two") == trajectory(tmp_path / "local")
+    assert one.best_arch == two.best_arch == local.best_arch
+    assert local.ray_calls == 0 and one.ray_calls > 0
+
+
+def test_cheap_evaluations_are_batched_into_few_ray_calls(tmp_path):
+    config = make_config(strategy=RandomSearchConfig(), budget=BudgetConfig(evaluations=400), actors=2)
+    summary = run_experiment(config, tmp_path)
+    assert summary.evaluations == 400 and summary.stop_reason == "budget: evaluations"
+    assert summary.ray_calls <= 400 // 8, summary.ray_calls
+    workers = {r["worker"] for r in Journal(tmp_path / "evaluations.jsonl").records if not r["cached"]}
+    assert len(workers) == 2
+
+
+def test_wall_seconds_budget_stops_the_run(tmp_path):
+    config = make_config(
+        evaluator=ToyConfig(sleep_s=0.05),
+        budget=BudgetConfig(wall_seconds=2.0),
+        engine=EngineConfig(batch_size=1),
+        actors=2,
+    )
+    summary = run_experiment(config, tmp_path)
+    assert summary.stop_reason == "budget: wall_seconds"
+    assert 2.0 <= summary.wall_seconds < 60.0
+    assert 0 < summary.evaluations <= 2 * summary.wall_seconds / 0.05
+
+
+def test_simulated_seconds_budget_counts_the_sum_of_costs_outside_simulated_mode(tmp_path):
+    config = make_config(
+        budget=BudgetConfig(simulated_seconds=40.0), engine=EngineConfig(max_in_flight=2, in_process=True)
+    )
+    summary = run_experiment(config, tmp_path)
+    costs = [r["cost_s"] for r in Journal(tmp_path / "evaluations.jsonl").records if not r["cached"]]
+    assert summary.stop_reason == "budget: simulated_seconds"
+    assert summary.simulated_seconds == summary.total_cost_seconds == sum(costs) >= 40.0
+    # At most the two outstanding evaluations (cost <= 7 each) were started at or past the budget.
+    assert sum(costs) - sum(sorted(costs)[-2:]) < 40.0
+
+
+def test_dedup_never_evaluates_a_cell_twice(tmp_path):
+    a, b, c = (Arch.from_indices(ops).code for ops in ((1,) * 6, (2,) * 6, (3,) * 6))
+    codes = (a, b, a, a, c, b, a)
+    config = make_config(strategy=FixedListConfig(codes=codes), engine=EngineConfig(in_process=True))
+    summary = run_experiment(config, tmp_path)
+    records = Journal(tmp_path / "evaluations.jsonl").records
+    evaluated = [r["arch"] for r in records if not r["cached"]]
+    assert sorted(evaluated) == sorted({Arch.from_code(x).to_str() for x in (a, b, c)})
+    assert (summary.evaluations, summary.cached) == (3, 4)
+    by_arch = {r["arch"]: r["fitness"] for r in records if not r["cached"]}
+    for record in records:
+        assert record["fitness"] == by_arch[record["arch"]]
+        if record["cached"]:
+            assert record["cost_s"] == 0.0 and record["cached_from"] != record["candidate_id"]
+    none = run_experiment(
+        make_config(
+            strategy=FixedListConfig(codes=codes), dedup="none", engine=EngineConfig(in_process=True)
+        ),
+        tmp_path / "none",
+    )
+    assert (none.evaluations, none.cached) == (len(codes), 0)
+
+
+def test_a_strategy_stuck_on_cached_cells_stops_as_space_exhausted(tmp_path):
+    config = make_config(
+        strategy=FixedListConfig(codes=(5,), repeat=True), engine=EngineConfig(in_process=True)
+    )
+    summary = run_experiment(config, tmp_path)
+    assert summary.stop_reason == "space exhausted"
+    assert (summary.evaluations, summary.cached) == (1, MAX_CACHE_STREAK)
+
+
+def test_pareto_front_of_a_two_objective_run(tmp_path):
+    objectives = (Objective.parse("score"), Objective.parse("params"))
+    config = make_config(
+        strategy=RandomSearchConfig(),
+        objectives=objectives,
+        budget=BudgetConfig(evaluations=60),
+        engine=EngineConfig(in_process=True),
+    )
+    summary = run_experiment(config, tmp_path)
+    assert summary.objectives == ("score:max", "params:min")
+    points = [(r["arch"], tuple(r["fitness"])) for r in Journal(tmp_path / "evaluations.jsonl").records]
+    brute = {
+        arch
+        for arch, f in points
+        if not any(all(x >= y for x, y in zip(g, f, strict=True)) and g != f for _, g in points)
+    }
+    assert {p["arch"] for p in summary.pareto_front} == brute
+    assert [x for x, _ in pareto_front([("a", (1, 0)), ("b", (0, 1)), ("c", (0, 0)), ("d", (1, 0))])] == [
+        "a",
+        "b",
+        "d",
+    ]
+
+
+def test_evaluator_setup_failure_is_the_evaluators_one_line_error(tmp_path):
+    with pytest.raises(EvaluatorError) as info:
+        run_experiment(make_config(evaluator=ToyConfig(fail_setup=True)), tmp_path)
+    assert str(info.value) == "evaluator.archive: /nonexistent/archive does not exist"
+
+
+def test_objective_the_evaluator_does_not_produce_is_a_one_line_error(tmp_path):
+    config = make_config(objectives=(Objective.parse("accuracy"),), engine=EngineConfig(in_process=True))
+    with pytest.raises(
+        ValueError,
+        match=r"^objectives: accuracy not produced by the evaluator \(it returns: "
+        r"score, params\)$",
+    ):
+        run_experiment(config, tmp_path)

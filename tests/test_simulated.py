@@ -1,0 +1,110 @@
+"""Simulated-parallel mode: event clock, completion order, budget protocol, resume (no Ray)."""
+
+from __future__ import annotations
+
+import pytest
+from toy_evaluator import FixedListConfig, ToyConfig, make_config, run_killed, toy_cost, trajectory
+
+from natsray.checkpoint import Journal
+from natsray.config import BudgetConfig, EngineConfig
+from natsray.records import Result, Status
+from natsray.runner import run_experiment
+from natsray.search_space import Arch
+from natsray.simulation import SimulatedPool
+
+# Cells with 3, 1, 2 and 1 conv edges: toy costs 4, 2, 3, 2 simulated seconds.
+CODES = tuple(
+    Arch.from_indices(ops).code
+    for ops in ((2, 2, 3, 0, 0, 0), (3, 0, 0, 0, 0, 0), (2, 3, 0, 0, 0, 0), (0, 2, 0, 0, 0, 0))
+)
+
+
+def simulated(workers: int) -> EngineConfig:
+    return EngineConfig(mode="simulated", simulated_workers=workers)
+
+
+def test_costs_are_as_planned():
+    assert [toy_cost(Arch.from_code(c)) for c in CODES] == [4.0, 2.0, 3.0, 2.0]
+
+
+def test_two_workers_follow_the_hand_computed_schedule(tmp_path):
+    # t=0: c0 (until 4) and c1 (until 2) start; t=2: c1 ends, c2 starts (until 5);
+    # t=4: c0 ends, c3 starts (until 6); t=5: c2 ends; t=6: c3 ends.
+    config = make_config(
+        strategy=FixedListConfig(codes=CODES),
+        engine=simulated(2),
+        budget=BudgetConfig(evaluations=100),
+    )
+    summary = run_experiment(config, tmp_path)
+    records = Journal(tmp_path / "evaluations.jsonl").records
+    assert [(r["candidate_id"], r["sim_submit"], r["sim_finish"]) for r in records] == [
+        (1, 0.0, 2.0),
+        (0, 0.0, 4.0),
+        (2, 2.0, 5.0),
+        (3, 4.0, 6.0),
+    ]
+    assert summary.simulated_seconds == 6.0
+    assert summary.total_cost_seconds == 11.0
+    assert summary.stop_reason == "strategy finished"
+
+
+def test_completion_order_is_non_decreasing_with_many_workers(tmp_path):
+    config = make_config(engine=simulated(4), budget=BudgetConfig(evaluations=80))
+    summary = run_experiment(config, tmp_path)
+    finishes = [r["sim_finish"] for r in Journal(tmp_path / "evaluations.jsonl").records]
+    assert finishes == sorted(finishes)
+    assert summary.evaluations == 80
+    # Four workers: the clock is well below the sum of costs.
+    assert summary.simulated_seconds < summary.total_cost_seconds / 2
+
+
+@pytest.mark.parametrize(
+    ("budget", "evaluated", "clock"),
+    [(3.0, 1, 4.0), (4.0, 1, 4.0), (5.5, 2, 6.0), (6.0, 2, 6.0), (6.5, 3, 9.0)],
+)
+def test_one_worker_budget_counts_the_evaluation_that_crosses_it(tmp_path, budget, evaluated, clock):
+    # NATS-Bench REA: `while total_time_cost < time_budget: evaluate one more`.
+    config = make_config(
+        strategy=FixedListConfig(codes=CODES),
+        engine=simulated(1),
+        budget=BudgetConfig(simulated_seconds=budget),
+    )
+    summary = run_experiment(config, tmp_path)
+    assert (summary.evaluations, summary.simulated_seconds) == (evaluated, clock)
+    assert summary.total_cost_seconds == clock
+    assert summary.stop_reason == "budget: simulated_seconds"
+
+
+def test_simulated_needs_a_cheap_evaluator(tmp_path, monkeypatch):
+    monkeypatch.setattr("toy_evaluator.ToyEvaluator.cheap", False)
+    with pytest.raises(ValueError, match=r"^engine.mode: 'simulated' needs a cheap evaluator, not 'toy'$"):
+        run_experiment(make_config(engine=simulated(2)), tmp_path)
+
+
+def test_pool_pops_by_finish_time_then_id():
+    pool = SimulatedPool(3)
+    for candidate_id, cost in ((0, 5.0), (1, 2.0), (2, 2.0)):
+        pool.submit(Result(candidate_id, Status.OK, cost_s=cost))
+    assert [pool.pop()[1:] for _ in range(3)] == [
+        (2.0, Result(1, Status.OK, cost_s=2.0)),
+        (2.0, Result(2, Status.OK, cost_s=2.0)),
+        (5.0, Result(0, Status.OK, cost_s=5.0)),
+    ]
+    assert pool.clock == 5.0
+
+
+@pytest.mark.parametrize("checkpoint_every", [4, 1000])
+def test_killed_simulated_run_resumes_to_the_same_trajectory(tmp_path, checkpoint_every):
+    config = make_config(
+        engine=simulated(3),
+        budget=BudgetConfig(evaluations=70),
+        evaluator=ToyConfig(sleep_s=0.01),
+        checkpoint_every=checkpoint_every,
+    )
+    reference = run_experiment(config, tmp_path / "reference")
+    run_killed(config, tmp_path / "killed", lines=30)
+    assert (tmp_path / "killed" / "checkpoint.json").exists() == (checkpoint_every < 30)
+    resumed = run_experiment(config, tmp_path / "killed", resume=True)
+    assert trajectory(tmp_path / "killed") == trajectory(tmp_path / "reference")
+    assert resumed.simulated_seconds == reference.simulated_seconds
+    assert resumed.best_arch == reference.best_arch

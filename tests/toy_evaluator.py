@@ -1,0 +1,216 @@
+"""Test doubles for the engine: a cheap deterministic evaluator and a fixed-list strategy.
+
+Importing this module registers ``evaluator.type: toy`` and ``strategy.name: fixed``.
+Ray workers import it by module name, so the tests put this folder on their PYTHONPATH.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from natsray import evaluators, strategies
+from natsray.checkpoint import JOURNAL_FILE, Journal
+from natsray.config import (
+    BudgetConfig,
+    EngineConfig,
+    ExperimentConfig,
+    OutputConfig,
+    RayConfig,
+    ResourcesConfig,
+    SearchSpaceConfig,
+)
+from natsray.evaluators import BaseEvaluator, EvaluatorError, Score
+from natsray.records import Candidate
+from natsray.search_space import Arch
+from natsray.strategies import Strategy
+from natsray.strategies.regularized_evolution import RegularizedEvolutionConfig
+
+__all__ = [
+    "TESTS_DIR",
+    "FixedList",
+    "FixedListConfig",
+    "ToyConfig",
+    "ToyEvaluator",
+    "make_config",
+    "toy_cost",
+]
+
+TESTS_DIR = str(Path(__file__).resolve().parent)
+
+evaluators.EVALUATOR_TYPES["toy"] = "toy_evaluator:ToyEvaluator"
+strategies.STRATEGIES["fixed"] = "toy_evaluator:FixedList"
+
+
+def _convs(arch: Arch) -> int:
+    return sum(op.startswith("nor_conv") for op in arch.ops)
+
+
+def toy_cost(arch: Arch) -> float:
+    """The toy's simulated training seconds: 1 + number of conv edges."""
+    return 1.0 + _convs(arch)
+
+
+@dataclass(frozen=True)
+class ToyConfig:
+    """``evaluator`` section of the toy.
+
+    Attributes:
+        crash_on: Candidate id whose evaluation kills the worker process (``os._exit``).
+        marker: With ``crash_on``: crash only while this file does not exist (then create it),
+            i.e. once; without it, crash every time.
+        fail_setup: Raise an :class:`EvaluatorError` in ``setup`` (a missing archive).
+        sleep_s: Real seconds per evaluation.
+    """
+
+    type: str = "toy"
+    objective: tuple[str, ...] = ("score",)
+    crash_on: int | None = None
+    marker: str | None = None
+    fail_setup: bool = False
+    sleep_s: float = 0.0
+
+
+class ToyEvaluator(BaseEvaluator):
+    """score = conv edges + a small hash of the code; params = conv edges; cost = 1 + conv edges."""
+
+    Config = ToyConfig
+    cheap: ClassVar[bool] = True
+
+    def setup(self) -> None:
+        if self.config.fail_setup:
+            raise EvaluatorError("evaluator.archive: /nonexistent/archive does not exist")
+
+    def score(self, candidate: Candidate) -> Score:
+        config = self.config
+        if config.crash_on == candidate.id:
+            marker = Path(config.marker) if config.marker else None
+            if marker is None or not marker.exists():
+                if marker is not None:
+                    marker.touch()
+                os._exit(1)
+        if config.sleep_s:
+            time.sleep(config.sleep_s)
+        arch = candidate.arch
+        noise = (arch.code * 7919 % 1000) / 10_000
+        return Score(
+            {"score": _convs(arch) + noise, "params": float(_convs(arch))},
+            {"nats_index": arch.code, "seed": candidate.seed},
+            toy_cost(arch),
+        )
+
+
+@dataclass(frozen=True)
+class FixedListConfig:
+    """``strategy`` section of :class:`FixedList`: the arch codes to propose, in order."""
+
+    name: str = "fixed"
+    codes: tuple[int, ...] = ()
+    repeat: bool = False
+
+
+class FixedList(Strategy):
+    """Proposes ``codes`` in order (forever when ``repeat``); records what it was told."""
+
+    Config = FixedListConfig
+    max_objectives: ClassVar[int] = 4
+
+    def __init__(self, config: FixedListConfig, *, num_objectives: int = 1, seed: int = 0) -> None:
+        super().__init__(config, num_objectives=num_objectives, seed=seed)
+        self.told: list[int] = []
+
+    def ask(self) -> Candidate | None:
+        codes = self.config.codes
+        if self.next_id >= len(codes) and not self.config.repeat:
+            return None
+        return self._propose(Arch.from_code(codes[self.next_id % len(codes)]))
+
+    def tell(self, candidate: Candidate, fitness: Any) -> None:
+        self.told.append(candidate.id)
+
+    @property
+    def finished(self) -> bool:
+        return not self.config.repeat and self.next_id >= len(self.config.codes)
+
+    def _state(self) -> dict[str, Any]:
+        return {"told": self.told}
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        self.told = list(state["told"])
+
+
+def make_config(
+    *,
+    strategy: Any = None,
+    evaluator: ToyConfig | None = None,
+    budget: BudgetConfig | None = None,
+    engine: EngineConfig | None = None,
+    actors: int = 1,
+    seed: int = 3,
+    dedup: str = "arch",
+    checkpoint_every: int = 5,
+    address: str | None = None,
+    objectives: tuple = (),
+) -> ExperimentConfig:
+    """A small experiment on the toy evaluator (REA P=10, S=3 by default)."""
+    return ExperimentConfig(
+        strategy=strategy or RegularizedEvolutionConfig(population_size=10, sample_size=3),
+        evaluator=evaluator or ToyConfig(),
+        budget=budget or BudgetConfig(evaluations=60),
+        seed=seed,
+        search_space=SearchSpaceConfig(dedup=dedup),
+        objectives=objectives,
+        resources=ResourcesConfig(actors=actors, cpus_per_actor=0.5, num_cpus=2),
+        engine=engine or EngineConfig(),
+        ray=RayConfig(address=address, runtime_env={"env_vars": {"PYTHONPATH": TESTS_DIR}}),
+        output=OutputConfig(checkpoint_every=checkpoint_every, checkpoint_seconds=3600, progress=False),
+    )
+
+
+def trajectory(run_dir: str | Path) -> list[tuple]:
+    """The journal as comparable tuples, sorted by candidate id (ids must be unique)."""
+    records = Journal(Path(run_dir) / JOURNAL_FILE).records
+    ids = [record["candidate_id"] for record in records]
+    assert len(ids) == len(set(ids)), "a candidate was journaled twice"
+    return sorted(
+        (r["candidate_id"], r["arch"], r["fitness"], r["cached"], tuple(r["parents"]), r["seed"])
+        for r in records
+    )
+
+
+def run_killed(config: ExperimentConfig, run_dir: Path, lines: int, *, timeout: float = 60.0) -> int:
+    """Run ``config`` in a driver subprocess and SIGKILL it once the journal has ``lines`` lines.
+
+    Returns:
+        The journal length seen when the kill was sent.
+    """
+    pickled = run_dir.parent / f"{run_dir.name}.config.pkl"
+    pickled.write_bytes(pickle.dumps(config))
+    code = (
+        "import pickle, sys; import toy_evaluator; from natsray.runner import run_experiment; "
+        f"run_experiment(pickle.loads(open({str(pickled)!r}, 'rb').read()), {str(run_dir)!r})"
+    )
+    env = dict(os.environ, PYTHONPATH=TESTS_DIR)
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env)
+    journal = run_dir / JOURNAL_FILE
+    deadline = time.monotonic() + timeout
+    seen = 0
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            seen = journal.read_bytes().count(b"\n") if journal.exists() else 0
+            if seen >= lines:
+                proc.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.005)
+    finally:
+        proc.kill()
+        returncode = proc.wait()
+    assert seen >= lines and returncode == -signal.SIGKILL, f"driver rc {returncode} after {seen} lines"
+    return seen
