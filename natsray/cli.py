@@ -145,9 +145,9 @@ def _ray_session(config: ExperimentConfig, shared: bool) -> Iterator[None]:
         return
     import ray
 
-    from natsray.runner import _connect
+    from natsray.runner import connect_ray
 
-    started = _connect(config, config.ray.address)
+    started = connect_ray(config, config.ray.address)
     try:
         yield
     finally:

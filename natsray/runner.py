@@ -40,7 +40,7 @@ from natsray.simulation import SimulatedPool, run_simulated
 from natsray.strategies import strategy_class
 from natsray.summary import RunSummary, summarize
 
-__all__ = ["DEFAULT_BATCH", "RunSummary", "run_experiment"]
+__all__ = ["DEFAULT_BATCH", "RunSummary", "connect_ray", "run_experiment"]
 
 DEFAULT_BATCH = 32
 """Candidates per Ray call for cheap evaluators when ``engine.batch_size`` is not set."""
@@ -372,7 +372,7 @@ class _ActorPool:
             ray.kill(actor)
 
 
-def _connect(config: ExperimentConfig, address: str | None) -> bool:
+def connect_ray(config: ExperimentConfig, address: str | None) -> bool:
     """Initialise Ray unless it already is; True when this call started it."""
     import ray
 
@@ -386,7 +386,8 @@ def _connect(config: ExperimentConfig, address: str | None) -> bool:
         if address:
             ray.init(address=address, **kwargs)
         else:
-            ray.init(
+            ray.init(  # "local": always a fresh instance, never a stray `ray start` head on this machine
+                address="local",
                 num_cpus=config.resources.num_cpus,
                 include_dashboard=config.ray.include_dashboard,
                 dashboard_host=config.ray.dashboard_host,
@@ -402,7 +403,7 @@ def _run_ray(session: _Session, evaluator_cls: type[BaseEvaluator], address: str
     """The asynchronous ``ray.wait`` loop over ``{ref: (actor, generation, batch, submit time)}``."""
     import ray
 
-    owner = _connect(session.config, address)
+    owner = connect_ray(session.config, address)
     pool = None
     try:
         shared_ref = ray.put(evaluator_cls.prepare_shared(session.config.evaluator))

@@ -10,7 +10,9 @@ from natsray.evaluators import BaseEvaluator, EvaluatorError, Score, evaluator_c
 from natsray.records import Candidate, Objective, Result, Status, candidate_seed, fitness_of
 from natsray.search_space import Arch
 
-ARCH = Arch.from_str("|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|")
+ARCH = Arch.from_str(
+    "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
+)
 
 
 @pytest.mark.parametrize(
@@ -45,8 +47,15 @@ def test_fitness_negates_minimised_and_fails_on_missing() -> None:
 
 
 def test_result_and_candidate_json_round_trip() -> None:
-    result = Result(7, Status.OK, {"valid_accuracy": 90.0}, {"test_accuracy@200": 93.1, "x": None}, 12.5, 0.01,
-                    worker="w1")
+    result = Result(
+        7,
+        Status.OK,
+        {"valid_accuracy": 90.0},
+        {"test_accuracy@200": 93.1, "x": None},
+        12.5,
+        0.01,
+        worker="w1",
+    )
     assert Result.from_dict(json.loads(json.dumps(result.to_dict()))) == result
     candidate = Candidate(4, ARCH, (1, 2), 99)
     assert Candidate.from_dict(json.loads(json.dumps(candidate.to_dict()))) == candidate
@@ -76,5 +85,5 @@ def test_base_evaluator_turns_exceptions_into_failed_results() -> None:
 
 
 def test_unknown_evaluator_type_names_the_choices() -> None:
-    with pytest.raises(EvaluatorError, match="evaluator.type: 'bench' is not one of benchmark, table"):
+    with pytest.raises(EvaluatorError, match=r"evaluator\.type: 'bench' is not one of benchmark, table"):
         evaluator_class("bench")

@@ -1,0 +1,339 @@
+"""``type: table``: serve the benchmark's numbers from one compact ``.npz`` table.
+
+:func:`export_table` reads an archive once and writes every value the benchmark
+evaluator can serve, per cell and per trial, into arrays whose row is
+:attr:`Arch.code`. :class:`TableEvaluator` loads that file once on the driver
+(``prepare_shared``), every actor reads the same read-only arrays, and one evaluation
+is a handful of array lookups. Optional user CSV columns (e.g. measured latencies)
+become extra metrics.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import zipfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+
+from natsray.evaluators.archive import open_archive, read_record, record_file
+from natsray.evaluators.base import BaseEvaluator, EvaluatorError, Score
+from natsray.evaluators.metrics import (
+    DATASETS,
+    HPS,
+    METRICS,
+    MetricQuery,
+    QueryConfig,
+    parse_metric,
+    raw_keys_for,
+)
+from natsray.records import Candidate, Result
+from natsray.search_space import NUM_ARCHS, Arch, all_archs
+
+__all__ = [
+    "TABLE_FORMAT",
+    "TABLE_VERSION",
+    "TableConfig",
+    "TableEvaluator",
+    "export_table",
+    "load_extra_csv",
+    "load_table",
+]
+
+TABLE_FORMAT = "natsray-table"
+TABLE_VERSION = 1
+_INDEX_KEYS = ("arch", "nats_index", "has_record")
+_EXTRA_PREFIX = "extra/"
+
+
+def _table_keys() -> tuple[str, ...]:
+    keys: dict[str, None] = {}
+    for dataset in DATASETS:
+        for hp in HPS:
+            keys.update(dict.fromkeys(raw_keys_for(dataset, hp)))
+    return tuple(keys)
+
+
+def export_table(archive: str | Path, out: str | Path, *, progress: bool = True) -> Path:
+    """Read every record of an archive once and write them as one ``.npz`` table.
+
+    Per-trial values are ``(15625, trials)`` float64 arrays, NaN-padded, beside the
+    run's ``.../seeds`` (``-1``-padded); cost quantities are ``(15625,)``. Row ``r`` is
+    ``Arch.from_code(r)``; ``nats_index`` maps rows to NATS indices, ``arch`` holds the
+    arch strings (fixed-width unicode), ``has_record`` marks rows the archive has.
+
+    Args:
+        archive: The archive directory.
+        out: The file to write (written atomically, as given: no suffix is added).
+        progress: Show a tqdm progress bar.
+
+    Returns:
+        The written path.
+    """
+    from tqdm import tqdm
+
+    api = open_archive(archive)
+    keys = _table_keys()
+    archs = [arch.to_str() for arch in all_archs()]
+    nats_index = np.full(NUM_ARCHS, -1, dtype=np.int64)
+    has_record = np.zeros(NUM_ARCHS, dtype=bool)
+    columns: dict[str, dict[int, np.ndarray]] = {key: {} for key in keys}
+    for index in tqdm(range(len(api.meta_archs)), desc="export-table", unit="cell", disable=not progress):
+        row = Arch.from_str(api.meta_archs[index]).code
+        nats_index[row] = index
+        if not record_file(api.archive_dir, index).is_file():
+            continue
+        has_record[row] = True
+        for key, value in read_record(api, index, keys).items():
+            columns[key][row] = value
+    arrays: dict[str, np.ndarray] = {
+        "format": np.array(TABLE_FORMAT),
+        "version": np.array(TABLE_VERSION, dtype=np.int64),
+        "arch": np.array(archs),
+        "nats_index": nats_index,
+        "has_record": has_record,
+    }
+    for key, rows in columns.items():
+        arrays[key] = _stack(key, rows)
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    with open(partial, "wb") as handle:
+        np.savez_compressed(handle, **arrays)
+    os.replace(partial, path)
+    return path
+
+
+def _stack(key: str, rows: Mapping[int, np.ndarray]) -> np.ndarray:
+    """Rows of one key as an array: NaN (-1 for seeds) where a row or trial is absent."""
+    if key.split("/")[2] == "cost":
+        column = np.full(NUM_ARCHS, np.nan)
+        for row, value in rows.items():
+            column[row] = value
+        return column
+    width = max((len(value) for value in rows.values()), default=0)
+    seeds = key.endswith("/seeds")
+    column = np.full((NUM_ARCHS, width), -1 if seeds else np.nan, dtype=np.int64 if seeds else np.float64)
+    for row, value in rows.items():
+        column[row, : len(value)] = value
+    return column
+
+
+def load_table(path: str | Path, field: str = "table") -> dict[str, np.ndarray]:
+    """Load a table written by :func:`export_table` (``allow_pickle=False``).
+
+    Raises:
+        EvaluatorError: the file is missing or is not a natsray table of this version.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise EvaluatorError(f"{field}: {path} does not exist; expected a table from `natsray export-table`")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise EvaluatorError(
+            f"{field}: {path} is not a natsray table (.npz): {exc}".splitlines()[0]
+        ) from None
+    if str(arrays.get("format", "")) != TABLE_FORMAT:
+        raise EvaluatorError(f"{field}: {path} is not a natsray table (no format={TABLE_FORMAT!r} entry)")
+    version = arrays.get("version")
+    if version is None or int(version) != TABLE_VERSION:
+        raise EvaluatorError(
+            f"{field}: {path} is table version {version}, this natsray reads version {TABLE_VERSION}; "
+            "re-run `natsray export-table`"
+        )
+    missing = [key for key in (*_INDEX_KEYS, *_table_keys()) if key not in arrays]
+    if missing or len(arrays["arch"]) != NUM_ARCHS:
+        raise EvaluatorError(f"{field}: {path} is not a complete natsray table (missing {missing[:3]})")
+    return arrays
+
+
+def load_extra_csv(path: str | Path, key: str, table: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Join a user CSV to the table rows.
+
+    Args:
+        path: CSV with a header; the ``key`` column holds arch strings (``arch``) or NATS
+            indices (``index``), every other column numbers (empty = absent).
+        key: ``"arch"`` or ``"index"``.
+        table: A loaded table (for the NATS index -> row map).
+
+    Returns:
+        Column name -> ``(15625,)`` float64 array by row, NaN where the CSV has no value.
+
+    Raises:
+        EvaluatorError: naming the file, column or line that is wrong.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise EvaluatorError(f"extra_csv: {path} does not exist")
+    rows_of_index = np.full(int(table["nats_index"].max()) + 1, -1, dtype=np.int64)
+    rows_of_index[table["nats_index"][table["nats_index"] >= 0]] = np.flatnonzero(table["nats_index"] >= 0)
+    with open(path, newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if not header or key not in header:
+            raise EvaluatorError(f"extra_csv: {path} has no {key!r} column (extra_key); header is {header}")
+        names = [name for name in header if name != key]
+        for name in names:
+            if name in METRICS or name in _INDEX_KEYS or "@" in name or not name:
+                raise EvaluatorError(f"extra_csv: {path} column {name!r} clashes with a built-in metric name")
+        columns = {name: np.full(NUM_ARCHS, np.nan) for name in names}
+        key_at = header.index(key)
+        seen = set()
+        for line, values in enumerate(reader, start=2):
+            if len(values) != len(header):
+                raise EvaluatorError(
+                    f"extra_csv: {path} line {line} has {len(values)} fields, expected {len(header)}"
+                )
+            row = _csv_row(values[key_at], key, rows_of_index, f"extra_csv: {path} line {line}")
+            if row in seen:
+                raise EvaluatorError(f"extra_csv: {path} line {line}: {values[key_at]!r} appears twice")
+            seen.add(row)
+            for name, text in zip(header, values, strict=True):
+                if name != key and text.strip():
+                    columns[name][row] = _number(text, f"extra_csv: {path} line {line} column {name!r}")
+    return columns
+
+
+def _csv_row(text: str, key: str, rows_of_index: np.ndarray, where: str) -> int:
+    if key == "arch":
+        try:
+            return Arch.from_str(text).code
+        except ValueError as exc:
+            raise EvaluatorError(f"{where}: unknown arch: {exc}") from None
+    try:
+        index = int(text)
+    except ValueError:
+        raise EvaluatorError(f"{where}: index {text!r} is not an integer") from None
+    if not 0 <= index < len(rows_of_index) or rows_of_index[index] < 0:
+        raise EvaluatorError(f"{where}: NATS index {index} is not in the table")
+    return int(rows_of_index[index])
+
+
+def _number(text: str, where: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise EvaluatorError(f"{where}: {text!r} is not a number") from None
+
+
+@dataclass(frozen=True, kw_only=True)
+class TableConfig(QueryConfig):
+    """The ``evaluator`` section of ``type: table`` (shared fields: :class:`QueryConfig`).
+
+    Attributes:
+        type: ``"table"``.
+        table: The ``.npz`` written by ``natsray export-table``.
+        extra_csv: Optional CSV whose numeric columns become extra metrics (no ``@hp``).
+        extra_key: The CSV's key column: ``arch`` (arch strings) or ``index`` (NATS index).
+    """
+
+    type: Literal["table"] = "table"
+    table: str
+    extra_csv: str | None = None
+    extra_key: str = "arch"
+
+    def __post_init__(self) -> None:
+        if self.type != "table":
+            raise ValueError(f"type: expected 'table', got {self.type!r}")
+        if not isinstance(self.table, str) or not self.table:
+            raise ValueError(f"table: expected the path of a .npz table, got {self.table!r}")
+        if self.extra_key not in ("arch", "index"):
+            raise ValueError(f"extra_key: {self.extra_key!r} is not one of arch, index")
+        super().__post_init__()
+
+    def _check_metric(self, name: str) -> None:
+        if self.extra_csv is not None and "@" not in name and name not in METRICS:
+            return  # a CSV column: checked against the header when the CSV is read
+        parse_metric(name)
+
+
+class TableEvaluator(BaseEvaluator):
+    """Scores cells from an exported table, result-for-result equal to the benchmark evaluator."""
+
+    Config: ClassVar[type] = TableConfig
+    cheap: ClassVar[bool] = True
+
+    def __init__(self, config: TableConfig, shared: Mapping[str, np.ndarray] | None = None) -> None:
+        super().__init__(config, shared)
+        self._query: MetricQuery | None = None
+
+    @classmethod
+    def prepare_shared(cls, config: TableConfig) -> dict[str, np.ndarray]:
+        """Load the arrays this config reads (plus CSV columns) once, for every actor.
+
+        Raises:
+            EvaluatorError: bad table or CSV, unknown metric, or a metric no row has.
+        """
+        table = load_table(config.table, "evaluator.table")
+        extra = {}
+        if config.extra_csv is not None:
+            extra = load_extra_csv(config.extra_csv, config.extra_key, table)
+        query = _query(config, extra)
+        keys = [key for key in query.keys if not key.startswith(_EXTRA_PREFIX)]
+        shared = {key: table[key] for key in ("nats_index", "has_record", *keys)}
+        shared.update({_EXTRA_PREFIX + name: column for name, column in extra.items()})
+        query.require(_column_probe(shared, query.keys), f"table {config.table} (no row has it)")
+        return shared
+
+    def setup(self) -> None:
+        """Load the table unless the runner handed it over as ``shared``."""
+        if self.shared is None:
+            self.shared = self.prepare_shared(self.config)
+        extra = [key[len(_EXTRA_PREFIX) :] for key in self.shared if key.startswith(_EXTRA_PREFIX)]
+        self._query = _query(self.config, dict.fromkeys(extra))
+        # (key, its run's seeds key): per-trial rows are cut to the cell's trial count
+        self._plan = [
+            (key, key if key.endswith("/seeds") else key.rsplit("/", 2)[0] + "/seeds")
+            for key in self._query.keys
+        ]
+
+    def evaluate(self, batch: Sequence[Candidate]) -> list[Result]:
+        """Score a batch (loading the table first when :meth:`setup` was not called)."""
+        if self._query is None:
+            self.setup()
+        return super().evaluate(batch)
+
+    def score(self, candidate: Candidate) -> Score:
+        row = candidate.arch.code
+        shared = self.shared
+        index = int(shared["nats_index"][row])
+        if index < 0:
+            raise EvaluatorError(f"{candidate.arch} is not in the archive's meta file")
+        if not shared["has_record"][row]:
+            raise EvaluatorError(f"no record for NATS index {index} in table {self.config.table}")
+        record = {}
+        for key, seeds in self._plan:
+            column = shared[key]
+            if column.ndim == 1:
+                record[key] = column[row]
+            else:
+                record[key] = column[row, : int(np.count_nonzero(shared[seeds][row] >= 0))]
+        return self._query.score(record, candidate.seed, {"nats_index": index})
+
+
+def _query(config: TableConfig, extra: Mapping[str, Any]) -> MetricQuery:
+    try:
+        return MetricQuery(config, {name: _EXTRA_PREFIX + name for name in extra})
+    except ValueError as exc:
+        raise EvaluatorError(f"evaluator: {exc}") from None
+
+
+def _column_probe(shared: Mapping[str, np.ndarray], keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """A one-trial record holding, per key, some value any row has (NaN if none)."""
+    probe: dict[str, np.ndarray] = {}
+    for key in keys:
+        values = shared[key]
+        if key.endswith("/seeds"):
+            probe[key] = np.zeros(1 if (values >= 0).any() else 0, dtype=np.int64)
+            continue
+        present = values[~np.isnan(values)]
+        first = float(present.flat[0]) if present.size else math.nan
+        probe[key] = np.array([first]) if values.ndim == 2 else np.float64(first)
+    return probe
