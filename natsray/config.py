@@ -40,6 +40,7 @@ __all__ = [
     "ResourcesConfig",
     "SearchSpaceConfig",
     "apply_overrides",
+    "check_engine",
     "check_paths",
     "config_from_dict",
     "config_to_dict",
@@ -439,8 +440,12 @@ def _objectives(evaluator: Any, strategy_cls: type, strategy_name: str) -> tuple
     return tuple(objectives)
 
 
-def _check_engine(engine: EngineConfig, evaluator_cls: type, evaluator_type: str) -> None:
-    """Simulated and in-process engines need a cheap (look-up) evaluator."""
+def check_engine(engine: EngineConfig, evaluator_cls: type, evaluator_type: str) -> None:
+    """Simulated and in-process engines need a cheap (look-up) evaluator.
+
+    Raises:
+        ConfigError: naming ``engine.mode`` or ``engine.in_process``.
+    """
     if getattr(evaluator_cls, "cheap", False):
         return
     if engine.mode == "simulated":
@@ -475,7 +480,7 @@ def config_from_dict(data: Any, source: str | None = None) -> ExperimentConfig:
         strategy_cls, strategy = _component("strategy", raw.strategy)
         evaluator_cls, evaluator = _component("evaluator", raw.evaluator)
         objectives = _objectives(evaluator, strategy_cls, strategy.name)
-        _check_engine(raw.engine, evaluator_cls, evaluator.type)
+        check_engine(raw.engine, evaluator_cls, evaluator.type)
     except ConfigError as exc:
         raise exc.with_source(source) from None
     return dataclasses.replace(raw, strategy=strategy, evaluator=evaluator, objectives=objectives)

@@ -31,7 +31,7 @@ from natsray.checkpoint import (
     atomic_write_json,
     read_json,
 )
-from natsray.config import ExperimentConfig
+from natsray.config import ExperimentConfig, check_engine
 from natsray.evaluators import BaseEvaluator, EvaluatorError, evaluator_class
 from natsray.progress import Progress
 from natsray.records import Candidate, Objective, Result
@@ -77,7 +77,7 @@ def run_experiment(
     run_dir = Path(run_dir)
     evaluator_cls = evaluator_class(config.evaluator.type)
     objectives = _objectives(config)
-    _validate(config, evaluator_cls)
+    check_engine(config.engine, evaluator_cls, config.evaluator.type)
     run_dir.mkdir(parents=True, exist_ok=True)
     journal_path = run_dir / JOURNAL_FILE
     if not resume and (journal_path.exists() or (run_dir / CHECKPOINT_FILE).exists()):
@@ -111,20 +111,6 @@ def _objectives(config: ExperimentConfig) -> tuple[Objective, ...]:
     if not specs:
         raise ValueError(f"evaluator.objective: evaluator {config.evaluator.type!r} names no objective")
     return tuple(Objective.parse(spec) for spec in ([specs] if isinstance(specs, str) else specs))
-
-
-def _validate(config: ExperimentConfig, evaluator_cls: type[BaseEvaluator]) -> None:
-    engine = config.engine
-    if engine.mode == "simulated" and not evaluator_cls.cheap:
-        raise ValueError(f"engine.mode: 'simulated' needs a cheap evaluator, not {config.evaluator.type!r}")
-    if engine.in_process and not evaluator_cls.cheap:
-        raise ValueError(f"engine.in_process: needs a cheap evaluator, not {config.evaluator.type!r}")
-    for name in ("simulated_workers", "batch_size", "max_in_flight"):
-        value = getattr(engine, name)
-        if value is not None and value < 1:
-            raise ValueError(f"engine.{name}: must be >= 1, got {value}")
-    if engine.max_retries < 0:
-        raise ValueError(f"engine.max_retries: must be >= 0, got {engine.max_retries}")
 
 
 class _Session:

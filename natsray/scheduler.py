@@ -32,11 +32,6 @@ MAX_CACHE_STREAK = 10_000
 """Consecutive asks answered from the cache after which the space counts as exhausted."""
 
 
-def _canonical(arch: Arch) -> str | None:
-    method = getattr(arch, "canonical", None)
-    return None if method is None else str(method())
-
-
 class Scheduler:
     """Asks, de-duplicates, budgets and tells; the runner only moves candidates and results.
 
@@ -69,10 +64,6 @@ class Scheduler:
         sim_used: Callable[[], float] | None = None,
         stamp: Callable[[], Mapping[str, Any]] | None = None,
     ) -> None:
-        if dedup == "canonical" and not hasattr(Arch, "canonical"):
-            raise ValueError(
-                "search_space.dedup: 'canonical' needs Arch.canonical(), which this version lacks"
-            )
         self.strategy = strategy
         self.objectives = tuple(objectives)
         self.journal = journal
@@ -165,7 +156,7 @@ class Scheduler:
         if self.dedup == "arch":
             return arch.code
         if self.dedup == "canonical":
-            return _canonical(arch)
+            return arch.canonical().code
         return None
 
     def _should_stop(self) -> str | None:
@@ -339,10 +330,11 @@ class Scheduler:
         """The journal line of one finished (or cache-answered) candidate."""
         self.journaled.add(candidate.id)
         fitness = fitness_of(result, self.objectives)
-        record: dict[str, Any] = {"candidate_id": candidate.id, "arch": candidate.arch.to_str()}
-        canonical = _canonical(candidate.arch)
-        if canonical is not None:
-            record["canonical"] = canonical
+        record: dict[str, Any] = {
+            "candidate_id": candidate.id,
+            "arch": candidate.arch.to_str(),
+            "canonical": candidate.arch.canonical().to_str(),
+        }
         if result.metrics.get("nats_index") is not None:
             record["nats_index"] = result.metrics["nats_index"]
         record.update(

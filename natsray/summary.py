@@ -6,6 +6,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from natsray.strategies.selection import dominates
+
 __all__ = ["RunSummary", "pareto_front", "summarize"]
 
 
@@ -70,10 +72,6 @@ class RunSummary:
         return cls(**values)
 
 
-def _dominates(a: Sequence[float], b: Sequence[float]) -> bool:
-    return all(x >= y for x, y in zip(a, b, strict=True)) and any(x > y for x, y in zip(a, b, strict=True))
-
-
 def pareto_front(points: Sequence[tuple[Any, Sequence[float]]]) -> list[tuple[Any, Sequence[float]]]:
     """The non-dominated ``(item, fitness)`` pairs (fitness maximised), in input order.
 
@@ -83,7 +81,7 @@ def pareto_front(points: Sequence[tuple[Any, Sequence[float]]]) -> list[tuple[An
     order = sorted(range(len(points)), key=lambda i: tuple(points[i][1]), reverse=True)
     front: list[int] = []
     for i in order:
-        if not any(_dominates(points[j][1], points[i][1]) for j in front):
+        if not any(dominates(points[j][1], points[i][1]) for j in front):
             front.append(i)
     return [points[i] for i in sorted(front)]
 
