@@ -46,7 +46,7 @@ from natsray.runner import run_experiment
 from natsray.strategies.regularized_evolution import RegularizedEvolution, RegularizedEvolutionConfig
 
 OBJECTIVE = ("valid_accuracy",)
-STRATEGY = RegularizedEvolutionConfig(population_size=10, sample_size=3)
+STRATEGY = RegularizedEvolutionConfig(population=10, sample_size=3)
 
 
 def bare_loop(evaluator_config: Any, evaluations: int, seed: int) -> float:

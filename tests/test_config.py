@@ -205,7 +205,7 @@ def test_config_file_errors_name_the_file(tmp_path: Path) -> None:
 def experiment(**changes: Any) -> dict[str, Any]:
     data: dict[str, Any] = {
         "seed": 1,
-        "strategy": {"name": "regularized_evolution", "population_size": 8, "sample_size": 2},
+        "strategy": {"name": "regularized_evolution", "population": 8, "sample_size": 2},
         "evaluator": {"type": "benchmark", "archive": "nats", "hp": 12, "objective": "valid_accuracy"},
         "budget": {"simulated_seconds": 20000},
         "engine": {"mode": "simulated"},
@@ -218,7 +218,7 @@ def test_experiment_sections_are_parsed_into_the_selected_classes() -> None:
     config = config_from_dict(experiment(), source="x.yaml")
     assert isinstance(config.strategy, strategy_class("regularized_evolution").Config)
     assert isinstance(config.evaluator, evaluator_class("benchmark").Config)
-    assert (config.strategy.population_size, config.strategy.sample_size) == (8, 2)
+    assert (config.strategy.population, config.strategy.sample_size) == (8, 2)
     assert config.evaluator.hp == "12" and config.evaluator.objective == ("valid_accuracy",)
     assert config.objectives == (Objective("valid_accuracy", True),)
     assert config.budget == BudgetConfig(simulated_seconds=20000.0)
@@ -231,14 +231,14 @@ def test_experiment_sections_are_parsed_into_the_selected_classes() -> None:
     [
         (
             {"strategy": {"name": "regularized_evolution", "populaton_size": 5}},
-            "x.yaml: strategy.populaton_size: unknown key (did you mean 'population_size'?)",
+            "x.yaml: strategy.populaton_size: unknown key (did you mean 'population'?)",
         ),
         (
             {"strategy": {"name": "annealing"}},
             "x.yaml: strategy.name: 'annealing' is not one of regularized_",
         ),
         (
-            {"strategy": {"population_size": 3}},
+            {"strategy": {"population": 3}},
             "x.yaml: strategy.name: missing required field (one of regula",
         ),
         ({"strategy": "random"}, "x.yaml: strategy: expected a mapping with a 'name' key, got 'random'"),
@@ -305,7 +305,7 @@ def test_nats_protocol_configs() -> None:
         assert config.objectives == (Objective("valid_accuracy"),), name
         assert config.evaluator.report == ("test_accuracy@200",), name
     rea = load_config(ROOT / "configs" / "rea-cifar10.yaml").strategy
-    assert (rea.population_size, rea.sample_size, rea.mutation) == (10, 3, "node")
+    assert (rea.population, rea.sample_size, rea.mutation) == (10, 3, "node")
 
 
 def test_shipped_placeholders_fail_path_validation_with_a_hint() -> None:
@@ -326,13 +326,13 @@ def test_overrides_through_load_config(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(experiment()))
     config = load_config(
         path,
-        ["strategy.population_size=50", "evaluator.report=[test_accuracy@200, params]", "ray.address=auto"],
+        ["strategy.population=50", "evaluator.report=[test_accuracy@200, params]", "ray.address=auto"],
     )
-    assert config.strategy.population_size == 50
+    assert config.strategy.population == 50
     assert config.evaluator.report == ("test_accuracy@200", "params")
     assert config.ray.address == "auto"
     with pytest.raises(
-        ConfigError, match=r"exp.yaml: strategy.populaton: unknown key \(did you mean 'population_size'"
+        ConfigError, match=r"exp.yaml: strategy.populaton: unknown key \(did you mean 'population'"
     ):
         load_config(path, ["strategy.populaton=5"])
 

@@ -84,9 +84,9 @@ class Driver:
 
 
 CONFIGS: dict[str, dict[str, Any]] = {
-    "regularized_evolution": {"population_size": 10, "sample_size": 3},
-    "genetic": {"population_size": 12, "tournament_size": 3, "elitism": 2},
-    "nsga2": {"population_size": 12},
+    "regularized_evolution": {"population": 10, "sample_size": 3},
+    "genetic": {"population": 12, "tournament_size": 3, "elitism": 2},
+    "nsga2": {"population": 12},
     "random": {},
     "local_search": {"num_init": 5, "parallel_neighbours": 2},
 }
@@ -161,7 +161,7 @@ def test_too_many_objectives_is_one_clear_error() -> None:
             "regularized_evolution",
             "sample_size",
             11,
-            "sample_size: must be in 1..population_size (10), got 11",
+            "sample_size: must be in 1..population (10), got 11",
         ),
         (
             "regularized_evolution",
@@ -169,8 +169,8 @@ def test_too_many_objectives_is_one_clear_error() -> None:
             "swap",
             f"mutation: must be one of {', '.join(MUTATIONS)}, got 'swap'",
         ),
-        ("genetic", "elitism", 12, "elitism: must be in 0..population_size-1 (11), got 12"),
-        ("genetic", "tournament_size", 0, "tournament_size: must be in 1..population_size (12), got 0"),
+        ("genetic", "elitism", 12, "elitism: must be in 0..population-1 (11), got 12"),
+        ("genetic", "tournament_size", 0, "tournament_size: must be in 1..population (12), got 0"),
         ("nsga2", "crossover_prob", -0.1, "crossover_prob: must be in [0, 1], got -0.1"),
         ("local_search", "parallel_neighbours", 0, "parallel_neighbours: must be >= 1, got 0"),
     ],
@@ -208,7 +208,7 @@ def rea(**overrides: Any) -> RegularizedEvolution:
 
 
 def test_rea_seeds_population_with_random_samples_then_waits() -> None:
-    strategy = rea(population_size=4)
+    strategy = rea(population=4)
     seeds = [strategy.ask() for _ in range(4)]
     assert all(c is not None and c.parents == () for c in seeds)
     assert strategy.ask() is None  # population not full yet, gap covered by samples in flight
@@ -226,7 +226,7 @@ def test_rea_seeds_population_with_random_samples_then_waits() -> None:
 
 
 def test_rea_aging_removes_the_oldest_not_the_worst() -> None:
-    strategy = rea(population_size=3, sample_size=1)
+    strategy = rea(population=3, sample_size=1)
     seeds = [strategy.ask() for _ in range(3)]
     for candidate, fitness in zip(seeds, [9.0, 1.0, 5.0], strict=True):
         strategy.tell(candidate, (fitness,))
@@ -239,8 +239,8 @@ def test_rea_aging_removes_the_oldest_not_the_worst() -> None:
 
 
 def test_rea_child_is_one_edge_mutation_of_the_tournament_winner() -> None:
-    # sample_size == population_size without replacement: the tournament always sees everyone.
-    strategy = rea(population_size=5, sample_size=5, sample_with_replacement=False)
+    # sample_size == population without replacement: the tournament always sees everyone.
+    strategy = rea(population=5, sample_size=5, sample_with_replacement=False)
     driver = Driver(strategy, conv3).run(5)
     for _ in range(40):
         members = {c.id: (c, f) for c, f in strategy.population}
@@ -254,7 +254,7 @@ def test_rea_child_is_one_edge_mutation_of_the_tournament_winner() -> None:
 
 
 def test_rea_small_sample_picks_non_best_parents_too() -> None:
-    strategy = rea(population_size=5, sample_size=1)
+    strategy = rea(population=5, sample_size=1)
     Driver(strategy, lambda a: (float(a.code),)).run(5)
     best_id = max(strategy.population, key=lambda m: m[1])[0].id
     parents = {strategy.ask().parents[0] for _ in range(60)}  # children in flight; population unchanged
@@ -271,7 +271,7 @@ def ga(**overrides: Any) -> GeneticAlgorithm:
 
 
 def test_ga_is_generational() -> None:
-    strategy = ga(population_size=6, elitism=2)
+    strategy = ga(population=6, elitism=2)
     generation0 = [strategy.ask() for _ in range(6)]
     assert all(c.parents == () for c in generation0)
     assert strategy.ask() is None
@@ -289,7 +289,7 @@ def test_ga_is_generational() -> None:
 
 def test_ga_elitism_keeps_the_best() -> None:
     # earlier candidates are better: candidate 0's fitness is never beaten.
-    strategy = ga(population_size=8, elitism=2)
+    strategy = ga(population=8, elitism=2)
     driver = Driver(strategy, conv3, window=8)
     driver.fitness = lambda arch: (-float(len(driver.told)),)
     driver.run(8)
@@ -301,14 +301,14 @@ def test_ga_elitism_keeps_the_best() -> None:
 def test_ga_next_generation_does_not_depend_on_tell_order() -> None:
     runs = []
     for shuffle_seed in (None, 1, 2):
-        driver = Driver(ga(population_size=10), conv3, window=10, shuffle_seed=shuffle_seed).run(10)
+        driver = Driver(ga(population=10), conv3, window=10, shuffle_seed=shuffle_seed).run(10)
         driver.step()
         runs.append(trace(driver.asked))
     assert runs[0] == runs[1] == runs[2]
 
 
 def test_ga_generation_of_failures_restarts_randomly() -> None:
-    strategy = ga(population_size=4, elitism=1)
+    strategy = ga(population=4, elitism=1)
     Driver(strategy, lambda a: None, window=4).run(4)
     again = [strategy.ask() for _ in range(4)]
     assert all(c.parents == () for c in again)
@@ -318,7 +318,7 @@ def test_ga_generation_of_failures_restarts_randomly() -> None:
 
 
 def test_nsga2_pareto_front_is_the_true_front_of_what_was_told() -> None:
-    strategy = make("nsga2", seed=0, num_objectives=2, population_size=20)
+    strategy = make("nsga2", seed=0, num_objectives=2, population=20)
     assert isinstance(strategy, NSGA2)
     driver = Driver(strategy, conv3_vs_skip, window=4, shuffle_seed=0).run(1000)
     front = strategy.pareto_front()
@@ -334,7 +334,7 @@ def test_nsga2_pareto_front_is_the_true_front_of_what_was_told() -> None:
 
 
 def test_nsga2_survivors_are_mu_best_of_parents_and_children() -> None:
-    strategy = make("nsga2", seed=1, num_objectives=2, population_size=6)
+    strategy = make("nsga2", seed=1, num_objectives=2, population=6)
     assert isinstance(strategy, NSGA2)
     driver = Driver(strategy, conv3_vs_skip, window=6).run(12)
     driver.step()  # breeds generation 2: survivors of generations 0 + 1

@@ -161,7 +161,7 @@ def make_config(
 ) -> ExperimentConfig:
     """A small experiment on the toy evaluator (REA P=10, S=3 by default)."""
     return ExperimentConfig(
-        strategy=strategy or RegularizedEvolutionConfig(population_size=10, sample_size=3),
+        strategy=strategy or RegularizedEvolutionConfig(population=10, sample_size=3),
         evaluator=evaluator or ToyConfig(),
         budget=budget or BudgetConfig(evaluations=60),
         seed=seed,

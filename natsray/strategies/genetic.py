@@ -36,7 +36,7 @@ Offspring = tuple[Arch, tuple[int, ...]]
 class Generational(Strategy):
     """Base of generational strategies: subclasses implement :meth:`_breed`.
 
-    Their ``Config`` has ``population_size``, ``crossover``, ``crossover_prob``,
+    Their ``Config`` has ``population``, ``crossover``, ``crossover_prob``,
     ``mutation`` and ``mutation_rate``.
     """
 
@@ -135,7 +135,7 @@ class GeneticAlgorithmConfig:
 
     Attributes:
         name: ``genetic``.
-        population_size: Members per generation (elites included).
+        population: Members per generation (elites included).
         tournament_size: k, members drawn (with replacement) per parent selection.
         crossover: Crossover operator name.
         crossover_prob: Probability that a child crosses two parents instead of copying one.
@@ -145,7 +145,7 @@ class GeneticAlgorithmConfig:
     """
 
     name: Literal["genetic"] = "genetic"
-    population_size: int = 20
+    population: int = 20
     tournament_size: int = 3
     crossover: str = "uniform"
     crossover_prob: float = 0.5
@@ -154,16 +154,15 @@ class GeneticAlgorithmConfig:
     elitism: int = 1
 
     def __post_init__(self) -> None:
-        if self.population_size < 2:
-            raise ValueError(f"population_size: must be >= 2, got {self.population_size}")
-        if not 1 <= self.tournament_size <= self.population_size:
+        if self.population < 2:
+            raise ValueError(f"population: must be >= 2, got {self.population}")
+        if not 1 <= self.tournament_size <= self.population:
             raise ValueError(
-                f"tournament_size: must be in 1..population_size ({self.population_size}), "
-                f"got {self.tournament_size}"
+                f"tournament_size: must be in 1..population ({self.population}), got {self.tournament_size}"
             )
-        if not 0 <= self.elitism < self.population_size:
+        if not 0 <= self.elitism < self.population:
             raise ValueError(
-                f"elitism: must be in 0..population_size-1 ({self.population_size - 1}), got {self.elitism}"
+                f"elitism: must be in 0..population-1 ({self.population - 1}), got {self.elitism}"
             )
         check_crossover(self.crossover, self.crossover_prob)
         check_mutation(self.mutation, self.mutation_rate)
@@ -172,10 +171,10 @@ class GeneticAlgorithmConfig:
 class GeneticAlgorithm(Generational):
     """Generational GA with tournament selection and elitism.
 
-    Generation 0 is ``population_size`` random samples. Each later generation's
+    Generation 0 is ``population`` random samples. Each later generation's
     population is the elites carried over plus the successful results of the offspring
     just evaluated; failed evaluations are dropped. From it, the top ``elitism`` members
-    (ties: lower id) become the next elites and ``population_size - len(elites)`` children
+    (ties: lower id) become the next elites and ``population - len(elites)`` children
     are bred. If no member succeeded, the next generation is random again.
     """
 
@@ -192,7 +191,7 @@ class GeneticAlgorithm(Generational):
 
     def _breed(self, evaluated: list[Member]) -> list[Offspring]:
         population = self._elites + evaluated
-        size = self.config.population_size
+        size = self.config.population
         if not population:
             return self._random(size)
         ranked = sorted(population, key=lambda member: (tuple(-v for v in member[1]), member[0].id))

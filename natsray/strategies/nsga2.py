@@ -28,7 +28,7 @@ class NSGA2Config:
 
     Attributes:
         name: ``nsga2``.
-        population_size: mu = lambda: survivors kept and children bred per generation.
+        population: mu = lambda: survivors kept and children bred per generation.
         crossover: Crossover operator name.
         crossover_prob: Probability that a child crosses two parents instead of copying one.
         mutation: Mutation operator name, applied to every child.
@@ -36,15 +36,15 @@ class NSGA2Config:
     """
 
     name: Literal["nsga2"] = "nsga2"
-    population_size: int = 20
+    population: int = 20
     crossover: str = "uniform"
     crossover_prob: float = 0.9
     mutation: str = "edge"
     mutation_rate: float = 1 / 6
 
     def __post_init__(self) -> None:
-        if self.population_size < 2:
-            raise ValueError(f"population_size: must be >= 2, got {self.population_size}")
+        if self.population < 2:
+            raise ValueError(f"population: must be >= 2, got {self.population}")
         check_crossover(self.crossover, self.crossover_prob)
         check_mutation(self.mutation, self.mutation_rate)
 
@@ -70,10 +70,10 @@ def survivors(population: list[Member], size: int) -> list[Member]:
 class NSGA2(Generational):
     """NSGA-II over up to 4 objectives.
 
-    Generation 0 is ``population_size`` random samples. After each generation, the
+    Generation 0 is ``population`` random samples. After each generation, the
     survivors (the previous survivors plus the successful new results; failed evaluations
-    are dropped) are cut to ``population_size`` by :func:`survivors`, then
-    ``population_size`` children are bred by binary tournaments on (rank, crowding
+    are dropped) are cut to ``population`` by :func:`survivors`, then
+    ``population`` children are bred by binary tournaments on (rank, crowding
     distance), crossover and mutation. If nothing succeeded yet, the next generation is
     random again. :meth:`pareto_front` is the non-dominated set of every successful
     evaluation so far (an archive, independent of survival).
@@ -108,7 +108,7 @@ class NSGA2(Generational):
         self._archive.sort(key=lambda m: m[0].id)
 
     def _breed(self, evaluated: list[Member]) -> list[Offspring]:
-        size = self.config.population_size
+        size = self.config.population
         self._survivors = survivors(self._survivors + evaluated, size)
         if not self._survivors:
             return self._random(size)

@@ -31,7 +31,7 @@ class RegularizedEvolutionConfig:
 
     Attributes:
         name: ``regularized_evolution``.
-        population_size: P, members kept alive (NATS-Bench: 10).
+        population: P, members kept alive (NATS-Bench: 10).
         sample_size: S, members drawn per tournament (NATS-Bench: 3).
         sample_with_replacement: Draw the S members with replacement, as NATS-Bench's
             ``regularized_ea.py`` does (``random.choice`` in a loop); False draws S distinct
@@ -42,18 +42,18 @@ class RegularizedEvolutionConfig:
     """
 
     name: Literal["regularized_evolution"] = "regularized_evolution"
-    population_size: int = 10
+    population: int = 10
     sample_size: int = 3
     sample_with_replacement: bool = True
     mutation: str = "node"
     mutation_rate: float = 1 / 6
 
     def __post_init__(self) -> None:
-        if self.population_size < 1:
-            raise ValueError(f"population_size: must be >= 1, got {self.population_size}")
-        if not 1 <= self.sample_size <= self.population_size:
+        if self.population < 1:
+            raise ValueError(f"population: must be >= 1, got {self.population}")
+        if not 1 <= self.sample_size <= self.population:
             raise ValueError(
-                f"sample_size: must be in 1..population_size ({self.population_size}), got {self.sample_size}"
+                f"sample_size: must be in 1..population ({self.population}), got {self.sample_size}"
             )
         check_mutation(self.mutation, self.mutation_rate)
 
@@ -82,7 +82,7 @@ class RegularizedEvolution(Strategy):
         return list(self._population)
 
     def ask(self) -> Candidate | None:
-        size = self.config.population_size
+        size = self.config.population
         if len(self._population) < size:
             if len(self._population) + len(self._seeding) >= size:
                 return None
@@ -106,7 +106,7 @@ class RegularizedEvolution(Strategy):
         if fitness is None:
             return
         self._population.append((candidate, tuple(fitness)))
-        if len(self._population) > self.config.population_size:
+        if len(self._population) > self.config.population:
             self._population.popleft()
 
     def _state(self) -> dict[str, Any]:
