@@ -161,7 +161,7 @@ class OutputConfig:
     """``output``: the run directory and how often the search state is checkpointed."""
 
     dir: str = "runs/run"
-    checkpoint_every: int = 25
+    checkpoint_every: int = 500
     checkpoint_seconds: float = 30.0
     progress: bool = True
 

@@ -49,6 +49,26 @@ def test_cheap_evaluations_are_batched_into_few_ray_calls(tmp_path):
     assert len(workers) == 2
 
 
+def test_shared_inputs_are_prepared_once_and_reach_every_actor_read_only(tmp_path, monkeypatch):
+    monkeypatch.setattr("toy_evaluator.ToyEvaluator.prepared", 0)
+    size = 1_000_000  # 8 MB: far above Ray's inline limit, so it lives in the object store
+    config = make_config(
+        evaluator=ToyConfig(shared_size=size),
+        strategy=RandomSearchConfig(),
+        budget=BudgetConfig(evaluations=60),
+        actors=2,
+    )
+    run_experiment(config, tmp_path)
+    from toy_evaluator import ToyEvaluator
+
+    assert ToyEvaluator.prepared == 1
+    records = [r for r in Journal(tmp_path / "evaluations.jsonl").records if not r["cached"]]
+    assert len({r["worker"] for r in records}) == 2
+    assert all(r["metrics"]["shared_sum"] == size * (size - 1) / 2 for r in records)
+    # numpy arrays deserialised from Ray's object store are zero-copy, hence read-only
+    assert not any(r["metrics"]["shared_writeable"] for r in records)
+
+
 def test_wall_seconds_budget_stops_the_run(tmp_path):
     config = make_config(
         evaluator=ToyConfig(sleep_s=0.05),

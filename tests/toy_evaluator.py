@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
+
 from natsray import evaluators, strategies
 from natsray.checkpoint import JOURNAL_FILE, Journal
 from natsray.config import (
@@ -68,6 +70,7 @@ class ToyConfig:
             i.e. once; without it, crash every time.
         fail_setup: Raise an :class:`EvaluatorError` in ``setup`` (a missing archive).
         sleep_s: Real seconds per evaluation.
+        shared_size: Length of a read-only array produced once by ``prepare_shared``.
     """
 
     type: str = "toy"
@@ -76,6 +79,7 @@ class ToyConfig:
     marker: str | None = None
     fail_setup: bool = False
     sleep_s: float = 0.0
+    shared_size: int = 0
 
 
 class ToyEvaluator(BaseEvaluator):
@@ -83,6 +87,14 @@ class ToyEvaluator(BaseEvaluator):
 
     Config = ToyConfig
     cheap: ClassVar[bool] = True
+
+    prepared: ClassVar[int] = 0
+    """How often ``prepare_shared`` ran in this process."""
+
+    @classmethod
+    def prepare_shared(cls, config: ToyConfig) -> Any:
+        cls.prepared += 1
+        return {"big": np.arange(config.shared_size, dtype=np.float64)} if config.shared_size else None
 
     def setup(self) -> None:
         if self.config.fail_setup:
@@ -100,11 +112,11 @@ class ToyEvaluator(BaseEvaluator):
             time.sleep(config.sleep_s)
         arch = candidate.arch
         noise = (arch.code * 7919 % 1000) / 10_000
-        return Score(
-            {"score": _convs(arch) + noise, "params": float(_convs(arch))},
-            {"nats_index": arch.code, "seed": candidate.seed},
-            toy_cost(arch),
-        )
+        metrics: dict[str, Any] = {"nats_index": arch.code, "seed": candidate.seed}
+        if self.shared is not None:
+            big = self.shared["big"]
+            metrics.update(shared_sum=float(big.sum()), shared_writeable=bool(big.flags.writeable))
+        return Score({"score": _convs(arch) + noise, "params": float(_convs(arch))}, metrics, toy_cost(arch))
 
 
 @dataclass(frozen=True)
