@@ -170,7 +170,7 @@ class _Session:
         self.last_told = self.scheduler.told
         self.last_time = time.perf_counter()
         show = config.output.progress if progress is None else progress
-        self.progress = Progress(show, config.budget.evaluations, self.scheduler.evaluations)
+        self.progress = Progress(show, config.budget.evaluations, self.scheduler.finished)
 
     def _restore(self, checkpoint: dict[str, Any] | None) -> None:
         """Checkpoint + journal tail -> the state the interrupted run was in."""
