@@ -20,6 +20,7 @@ import pickle
 import random
 from collections.abc import Collection
 from pathlib import Path
+from typing import Any
 
 from natsray.search_space import all_archs
 
@@ -31,6 +32,7 @@ __all__ = [
     "flops",
     "latency",
     "loss",
+    "nats_bench_metrics",
     "params",
     "seeds_of",
     "train_epoch_time",
@@ -170,3 +172,29 @@ def write_archive(
         with bz2.open(root / f"{index:06d}.pickle.pbz2", "wb") as handle:
             pickle.dump(record, handle, protocol=4)
     return archs
+
+
+def nats_bench_metrics(api: Any, index: int, dataset: str, hp: str) -> dict[str, Any]:
+    """The oracle: natsray's metric names read straight from a nats_bench API (seed means).
+
+    ``valid_*`` / ``train_*`` come from ``cifar10-valid`` for cifar10 (the run NATS-Bench's
+    ``simulate_train_eval`` uses), ``test_*`` from the dataset's own run.
+    """
+    valid = api.get_more_info(
+        index, "cifar10-valid" if dataset == "cifar10" else dataset, hp=hp, is_random=False
+    )
+    test = api.get_more_info(index, dataset, hp=hp, is_random=False)
+    costs = api.get_cost_info(index, dataset, hp=hp)
+    return {
+        "valid_accuracy": valid.get("valid-accuracy"),
+        "valid_loss": valid.get("valid-loss"),
+        "test_accuracy": test["test-accuracy"],
+        "test_loss": test["test-loss"],
+        "train_accuracy": valid["train-accuracy"],
+        "train_loss": valid["train-loss"],
+        "train_time": valid["train-all-time"],
+        "epoch_time": valid["train-per-time"],
+        "params": costs["params"],
+        "flops": costs["flops"],
+        "latency": costs["latency"],
+    }

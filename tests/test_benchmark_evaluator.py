@@ -105,22 +105,7 @@ def test_mean_mode_serves_nats_bench_numbers(archive, api, dataset: str, hp: str
         assert result.metrics["nats_index"] == index
         assert result.objectives == {"test_accuracy": result.metrics["test_accuracy"]}
         for h, suffix in ((hp, ""), (other, f"@{other}")):
-            valid = api.get_more_info(index, valid_run(dataset), hp=h, is_random=False)
-            test = api.get_more_info(index, dataset, hp=h, is_random=False)
-            costs = api.get_cost_info(index, dataset, hp=h)
-            expected = {
-                "valid_accuracy": valid.get("valid-accuracy"),
-                "valid_loss": valid.get("valid-loss"),
-                "test_accuracy": test["test-accuracy"],
-                "test_loss": test["test-loss"],
-                "train_accuracy": valid["train-accuracy"],
-                "train_loss": valid["train-loss"],
-                "train_time": valid["train-all-time"],
-                "epoch_time": valid["train-per-time"],
-                "params": costs["params"],
-                "flops": costs["flops"],
-                "latency": costs["latency"],
-            }
+            expected = factory.nats_bench_metrics(api, index, dataset, h)
             got = {name: result.metrics[name + suffix] for name in ALL_METRICS}
             assert got == expected, (index, h)
         if "valid-per-time" in (info := api.get_more_info(index, valid_run(dataset), hp=hp, is_random=False)):

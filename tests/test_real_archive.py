@@ -17,6 +17,7 @@ from pathlib import Path
 import nats_bench
 import numpy as np
 import pytest
+from archive_factory import nats_bench_metrics
 
 from natsray.evaluators.benchmark import BenchmarkConfig, BenchmarkEvaluator
 from natsray.evaluators.metrics import METRICS
@@ -81,22 +82,8 @@ def test_official_records_serve_nats_bench_numbers(real_api, real_table, dataset
         assert result.ok, result.error
         assert comparable(table.evaluate([cell(real_api, index)])[0]) == comparable(result)
         for h in ("12", "200"):
+            expected = nats_bench_metrics(real_api, index, dataset, h)
             valid = real_api.get_more_info(index, valid_run, hp=h, is_random=False)
-            test = real_api.get_more_info(index, dataset, hp=h, is_random=False)
-            costs = real_api.get_cost_info(index, dataset, hp=h)
-            expected = {
-                "valid_accuracy": valid["valid-accuracy"],
-                "valid_loss": valid["valid-loss"],
-                "test_accuracy": test["test-accuracy"],
-                "test_loss": test["test-loss"],
-                "train_accuracy": valid["train-accuracy"],
-                "train_loss": valid["train-loss"],
-                "train_time": valid["train-all-time"],
-                "epoch_time": valid["train-per-time"],
-                "params": costs["params"],
-                "flops": costs["flops"],
-                "latency": costs["latency"],
-            }
             assert {name: result.metrics[f"{name}@{h}"] for name in METRICS} == expected
             if h == hp:
                 assert result.cost_s == valid["train-all-time"] + valid["valid-per-time"]
