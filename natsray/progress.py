@@ -12,6 +12,9 @@ __all__ = ["Progress"]
 class Progress:
     """A tqdm bar that is a no-op when disabled.
 
+    The bar appears on the first :meth:`update`, so a run that fails while setting up its
+    evaluators prints only its error.
+
     Args:
         enabled: Show it at all.
         total: Evaluation budget, when there is one.
@@ -19,24 +22,24 @@ class Progress:
     """
 
     def __init__(self, enabled: bool, total: int | None, initial: int = 0) -> None:
-        self._bar = (
-            tqdm(
-                total=total,
-                initial=initial,
+        self._enabled = enabled
+        self._total = total
+        self._bar: tqdm | None = None
+        self._count = initial
+
+    def update(self, evaluations: int, best: float | None, actors: int | None = None) -> None:
+        """Move the bar to ``evaluations`` and show the best first objective and live actors."""
+        if not self._enabled:
+            return
+        if self._bar is None:
+            self._bar = tqdm(
+                total=self._total,
+                initial=self._count,
                 unit="eval",
                 file=sys.stderr,
                 dynamic_ncols=True,
                 mininterval=0.5,
             )
-            if enabled
-            else None
-        )
-        self._count = initial
-
-    def update(self, evaluations: int, best: float | None, actors: int | None = None) -> None:
-        """Move the bar to ``evaluations`` and show the best first objective and live actors."""
-        if self._bar is None:
-            return
         postfix = {"best": "-" if best is None else f"{best:.4g}"}
         if actors is not None:
             postfix["actors"] = actors
