@@ -190,9 +190,16 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     run_dir = _existing_dir(args.run_dir, "run")
     if not (run_dir / "config.yaml").is_file():
         raise UsageError(f"{run_dir}: not a run directory (no config.yaml)")
-    config = _load(run_dir / "config.yaml")
+    for item in args.set:
+        if not item.startswith("budget."):
+            raise UsageError(
+                f"--set {item!r}: a resumed run may only change budget.* (anything else changes the search)"
+            )
+    config = _load(run_dir / "config.yaml", args.set)
     if args.address:
         config = dataclasses.replace(config, ray=dataclasses.replace(config.ray, address=args.address))
+    if args.set:  # the run directory's config must describe the run as it continues
+        dump_config(config, run_dir / "config.yaml")
     _execute(config, run_dir, resume=True, progress=False if args.no_progress else None)
     return 0
 
@@ -337,8 +344,19 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--overwrite", action="store_true", help="delete a run already in the run directory")
 
-    resume = command("resume", _cmd_resume, "continue an interrupted run from its checkpoint")
+    resume = command(
+        "resume",
+        _cmd_resume,
+        "continue an interrupted run (or extend a finished one with --set budget.KEY=N)",
+    )
     resume.add_argument("run_dir", metavar="RUN_DIR")
+    resume.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="budget.KEY=VALUE",
+        help="raise a budget limit, e.g. --set budget.evaluations=500; repeatable",
+    )
     resume.add_argument("--address", help="Ray cluster address")
     resume.add_argument("--no-progress", action="store_true", help="no progress bar")
 

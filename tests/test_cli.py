@@ -274,6 +274,22 @@ def test_run_seeds_aggregate_refuse_and_resume(
     code, out, err = run_cli(capsys, "resume", str(out_dir / "seed-0"), "--no-progress")
     assert code == 0, err
     assert "evaluations   3 (0 failed" in out
+
+    assert_bad_input(
+        capsys,
+        ["resume", str(out_dir / "seed-0"), "--set", "seed=3"],
+        "a resumed run may only change budget.*",
+    )
+    code, out, err = run_cli(
+        capsys, "resume", str(out_dir / "seed-0"), "--set", "budget.evaluations=5", "--no-progress"
+    )
+    assert code == 0, err
+    assert "evaluations   5 (0 failed" in out
+    assert yaml.safe_load((out_dir / "seed-0" / "config.yaml").read_text())["budget"]["evaluations"] == 5
+    records = [
+        json.loads(line) for line in (out_dir / "seed-0" / "evaluations.jsonl").read_text().splitlines()
+    ]
+    assert sorted(r["candidate_id"] for r in records) == [0, 1, 2, 3, 4]
     assert_bad_input(capsys, ["resume", str(out_dir)], "not a run directory (no config.yaml)")
 
 
