@@ -15,7 +15,15 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CHECKPOINT_FILE", "JOURNAL_FILE", "SUMMARY_FILE", "Journal", "atomic_write_json", "read_json"]
+__all__ = [
+    "CHECKPOINT_FILE",
+    "JOURNAL_FILE",
+    "SUMMARY_FILE",
+    "Journal",
+    "atomic_write_json",
+    "read_journal",
+    "read_json",
+]
 
 JOURNAL_FILE = "evaluations.jsonl"
 CHECKPOINT_FILE = "checkpoint.json"
@@ -50,6 +58,31 @@ def read_json(path: str | Path) -> Any | None:
         raise ValueError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
 
 
+def _parse_lines(path: Path, data: bytes) -> list[dict[str, Any]]:
+    records = []
+    for number, line in enumerate(data.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: line {number} is not valid JSON ({exc.msg})") from None
+    return records
+
+
+def read_journal(path: str | Path) -> list[dict[str, Any]]:
+    """The records of a journal's complete lines, read-only (a torn last line is ignored).
+
+    Raises:
+        ValueError: one line naming file and line number when a complete line is corrupt.
+    """
+    path = Path(path)
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    return _parse_lines(path, data[: data.rfind(b"\n") + 1])
+
+
 class Journal:
     """The append-only ``evaluations.jsonl`` of one run.
 
@@ -72,18 +105,12 @@ class Journal:
     def _load(self) -> None:
         data = self.path.read_bytes()
         complete = data.rfind(b"\n") + 1
+        self.records = _parse_lines(self.path, data[:complete])
         if complete < len(data):
             with open(self.path, "r+b") as handle:
                 handle.truncate(complete)
                 handle.flush()
                 os.fsync(handle.fileno())
-        for number, line in enumerate(data[:complete].splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                self.records.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{self.path}: line {number} is not valid JSON ({exc.msg})") from None
 
     def __len__(self) -> int:
         return len(self.records)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from natsray.checkpoint import JOURNAL_FILE, SUMMARY_FILE, atomic_write_json, read_json
+from natsray.checkpoint import JOURNAL_FILE, SUMMARY_FILE, atomic_write_json, read_journal, read_json
 from natsray.records import Objective
 from natsray.search_space import Arch, save_arch
 from natsray.summary import pareto_front
@@ -82,20 +82,10 @@ class RunData:
 
 
 def _read_journal(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    data = path.read_bytes()
-    records = []
-    for number, line in enumerate(data[: data.rfind(b"\n") + 1].splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: line {number} is not valid JSON ({exc.msg})") from None
+    records = read_journal(path)
+    for number, record in enumerate(records, start=1):
         if not isinstance(record, dict) or "arch" not in record or "status" not in record:
             raise ValueError(f"{path}: line {number} is not an evaluation record (needs 'arch' and 'status')")
-        records.append(record)
     return records
 
 
