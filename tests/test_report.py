@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import yaml
 
-from natsray.report import _curves, aggregate_runs, finalize_run, load_run, report
+from natsray.plots import curves
+from natsray.report import aggregate_runs, finalize_run, load_run, report
 from natsray.search_space import Arch, load_arch
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -105,7 +106,7 @@ def test_best_so_far_curves_exact(tmp_path: Path) -> None:
     records = [record(i, v) for i, v in enumerate(VALUES)]
     records.append(record(6, 99.0, cached=True))  # a cache hit is not an evaluation
     run = load_run(write_run(tmp_path / "r", records, cfg=config(0)))
-    data = _curves(run)
+    data = curves(run)
     assert data["evaluations"].tolist() == [1, 2, 3, 4, 5, 6]
     assert data["best"].tolist() == [80.0, 80.0, 85.0, 85.0, 90.0, 90.0]
     assert data["clock"] == "wall seconds"
@@ -117,7 +118,7 @@ def test_best_so_far_curves_exact(tmp_path: Path) -> None:
         for i, (v, t) in enumerate([(2.0, 50.0), (None, 5.0), (1.5, 30.0), (1.8, 10.0)])
     ]  # fmt: skip
     run = load_run(write_run(tmp_path / "m", loss, cfg=config(0, objective="valid_loss")))
-    data = _curves(run)
+    data = curves(run)
     assert [str(o) for o in run.objectives] == ["valid_loss:min"]
     assert data["best"].tolist() == [2.0, 2.0, 1.5, 1.5]
     assert data["clock"] == "simulated seconds"
@@ -255,7 +256,7 @@ def test_report_reads_real_engine_runs(tmp_path: Path) -> None:
             str(json.loads(line)["candidate_id"]) for line in journal
         ]
         assert load_arch(run_dir / "best_arch.yaml") == Arch.from_str(summary.best_arch)
-        data = _curves(load_run(run_dir))
+        data = curves(load_run(run_dir))
         assert data["clock"] == "simulated seconds"
         assert data["best"][-1] == summary.best_objectives["score"]
         assert data["times"][-1] <= summary.simulated_seconds

@@ -1,0 +1,181 @@
+"""Plots of run directories (PNG, matplotlib's object API on the Agg backend, no pyplot state).
+
+Best-so-far curves vs evaluations and vs (simulated) time, the fitness of every evaluation
+with a rolling median, the Pareto front of two objectives, and seed-aggregated comparisons.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from natsray.records import Objective
+from natsray.summary import pareto_front
+
+if TYPE_CHECKING:
+    from natsray.report import RunData
+
+__all__ = ["curves", "plot_best", "plot_pareto", "plot_population", "plot_seeds"]
+
+_DPI = 100
+
+
+def _value(record: Mapping[str, Any], objective: Objective) -> float:
+    """The record's raw objective value, NaN when it failed or lacks it."""
+    value = (record.get("objectives") or {}).get(objective.name)
+    return float(value) if record.get("status") == "ok" and value is not None else math.nan
+
+
+def _best_so_far(values: np.ndarray, maximize: bool) -> np.ndarray:
+    """Running best of ``values`` (NaN until the first finite value)."""
+    filled = np.where(np.isnan(values), -np.inf if maximize else np.inf, values)
+    best = np.maximum.accumulate(filled) if maximize else np.minimum.accumulate(filled)
+    return np.where(np.isinf(best), np.nan, best)
+
+
+def _clock(run: RunData) -> tuple[np.ndarray, str]:
+    """Each evaluation's finish time: simulated if recorded, else wall seconds since the first submit."""
+    evaluated = run.evaluated
+    simulated = [r.get("sim_finish", r.get("sim_finish_time")) for r in evaluated]
+    if evaluated and all(t is not None for t in simulated):
+        return np.array(simulated, dtype=float), "simulated seconds"
+    finish = np.array([float(r.get("finish_time") or math.nan) for r in evaluated])
+    starts = [r.get("submit_time") or r.get("start_time") or r.get("finish_time") for r in evaluated]
+    origin = min((float(s) for s in starts if s is not None), default=0.0)
+    return finish - origin, "wall seconds"
+
+
+def curves(run: RunData) -> dict[str, np.ndarray | str]:
+    """Best-so-far of the first objective (raw units) against evaluation count and against time."""
+    objective = run.objectives[0]
+    values = np.array([_value(r, objective) for r in run.evaluated])
+    times, clock = _clock(run)
+    order = np.argsort(times, kind="stable")
+    return {
+        "evaluations": np.arange(1, len(values) + 1),
+        "values": values,
+        "best": _best_so_far(values, objective.maximize),
+        "times": times[order],
+        "best_by_time": _best_so_far(values[order], objective.maximize),
+        "clock": clock,
+    }
+
+
+def _figure(ncols: int = 1) -> tuple[Any, Any]:
+    """A figure and its row of axes; matplotlib's object API renders with Agg, no pyplot state."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4.5 * ncols, 3.4), dpi=_DPI)
+    return fig, fig.subplots(1, ncols, squeeze=False)[0]
+
+
+def _save(fig: Any, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=_DPI)
+
+
+def plot_population(run: RunData, path: Path) -> None:
+    data = curves(run)
+    values, index = data["values"], data["evaluations"]
+    objective = run.objectives[0]
+    fig, (axis,) = _figure()
+    axis.scatter(index, values, s=6, alpha=0.4, label="evaluation")
+    window = max(5, len(values) // 20)
+    rows = [values[max(0, i - window + 1) : i + 1] for i in range(len(values))]
+    finite = [row[~np.isnan(row)] for row in rows]
+    ok = np.array([row.size > 0 for row in finite])
+    if ok.any():
+        q25, q50, q75 = np.array([np.percentile(row, (25, 50, 75)) for row in finite if row.size]).T
+        axis.plot(index[ok], q50, color="C1", label=f"rolling median ({window})")
+        axis.fill_between(index[ok], q25, q75, color="C1", alpha=0.25, label="25-75%")
+    axis.set_xlabel("evaluation")
+    axis.set_ylabel(objective.name)
+    axis.legend(fontsize=7)
+    axis.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def plot_pareto(run: RunData, path: Path) -> None:
+    first, second = run.objectives[:2]
+    points = {}
+    for record in run.evaluated:
+        x, y = _value(record, first), _value(record, second)
+        if not (math.isnan(x) or math.isnan(y)):
+            points.setdefault(record["arch"], (x, y))
+    fitness = [
+        (arch, (x if first.maximize else -x, y if second.maximize else -y)) for arch, (x, y) in points.items()
+    ]
+    front = sorted((points[arch] for arch, _ in pareto_front(fitness)), key=lambda p: p[0])
+    fig, (axis,) = _figure()
+    if points:
+        axis.scatter(*zip(*points.values(), strict=True), s=6, alpha=0.3, label="evaluated cells")
+        axis.plot(
+            *zip(*front, strict=True), "o-", drawstyle="steps-pre", color="C3", ms=3, label="Pareto front"
+        )
+        axis.legend(fontsize=7)
+    axis.set_xlabel(str(first))
+    axis.set_ylabel(str(second))
+    axis.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def _on_grid(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], grid: np.ndarray) -> np.ndarray:
+    """Each step curve (best-so-far, held after its last point) sampled on ``grid``: shape (runs, grid)."""
+    rows = []
+    for x, y in zip(xs, ys, strict=True):
+        at = np.searchsorted(x, grid, side="right") - 1
+        rows.append(
+            np.where(at >= 0, y[np.clip(at, 0, None)], np.nan) if x.size else np.full(grid.shape, np.nan)
+        )
+    return np.array(rows)
+
+
+def plot_best(runs: Sequence[RunData], groups: Mapping[str, list[int]], path: Path) -> None:
+    """Every run's best-so-far curve vs evaluations and vs time, coloured by group."""
+    data = [curves(run) for run in runs]
+    fig, axes = _figure(2)
+    for color, (name, members) in enumerate(groups.items()):
+        for n, i in enumerate(members):
+            for axis, x_key, y_key in zip(
+                axes, ("evaluations", "times"), ("best", "best_by_time"), strict=True
+            ):
+                label = name if n == 0 and axis is axes[0] else None
+                axis.step(data[i][x_key], data[i][y_key], where="post", color=f"C{color}", lw=1, label=label)
+    _label_compare(axes, runs, data)
+    _save(fig, path)
+
+
+def plot_seeds(runs: Sequence[RunData], groups: Mapping[str, list[int]], path: Path) -> None:
+    """Per group, the mean best-so-far over its runs with a ±1 std band."""
+    data = [curves(run) for run in runs]
+    fig, axes = _figure(2)
+    for color, (name, members) in enumerate(groups.items()):
+        for axis, x_key, y_key in zip(axes, ("evaluations", "times"), ("best", "best_by_time"), strict=True):
+            xs = [np.asarray(data[i][x_key], dtype=float) for i in members]
+            grid = np.unique(np.concatenate(xs))
+            grid = grid[np.isfinite(grid)]
+            if not grid.size:
+                continue
+            table = _on_grid(xs, [data[i][y_key] for i in members], grid)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                mean, std = np.nanmean(table, axis=0), np.nanstd(table, axis=0)
+            label = f"{name} (n={len(members)})" if axis is axes[0] else None
+            axis.step(grid, mean, where="post", color=f"C{color}", label=label)
+            axis.fill_between(grid, mean - std, mean + std, step="post", color=f"C{color}", alpha=0.2)
+    _label_compare(axes, runs, data)
+    _save(fig, path)
+
+
+def _label_compare(axes: Sequence[Any], runs: Sequence[RunData], data: Sequence[Mapping[str, Any]]) -> None:
+    axes[0].set_xlabel("evaluations")
+    axes[1].set_xlabel(" / ".join(sorted({str(d["clock"]) for d in data})))
+    for axis in axes:
+        axis.set_ylabel("best " + " / ".join(sorted({run.objectives[0].name for run in runs})))
+        axis.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
