@@ -6,7 +6,7 @@ sections are parsed into the ``Config`` dataclass of the class they select (by
 ``strategy.name`` / ``evaluator.type``), so each component is handed only its own
 section. ``ExperimentConfig.objectives`` is derived from ``evaluator.objective``.
 
-Every value is checked against its field's type hint by one small generic parser; every
+Every value is checked against its field's type hint (:mod:`natsray.typed_yaml`); every
 error is a :class:`ConfigError` whose message is one line naming the YAML path (and the
 file), e.g. ``x.yaml: strategy.populaton: unknown key (did you mean 'population'?)``.
 Relative paths (``evaluator.archive`` / ``table`` / ``data_dir`` / ``extra_csv``,
@@ -16,10 +16,6 @@ Relative paths (``evaluator.archive`` / ``table`` / ``data_dir`` / ``extra_csv``
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import re
-import types
-import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +24,7 @@ from typing import Any, Literal
 import yaml
 
 from natsray.records import Objective
+from natsray.typed_yaml import ConfigError, describe_value, parse_dataclass
 
 __all__ = [
     "PATH_FIELDS",
@@ -201,187 +198,6 @@ _SECTION_ORDER = (
     "ray",
     "output",
 )
-_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
-
-
-class ConfigError(ValueError):
-    """A bad config. Its message is one line: ``[file: ][yaml.path: ]what was expected``.
-
-    Attributes:
-        path: Dotted YAML path of the offending value (``""`` for the whole file).
-        source: The config file (or other origin) it came from, if known.
-    """
-
-    def __init__(self, message: str, *, path: str = "", source: str | None = None) -> None:
-        self.message = message
-        self.path = path
-        self.source = source
-        super().__init__(": ".join(part for part in (source, path, message) if part))
-
-    def with_source(self, source: str | None) -> ConfigError:
-        """The same error, prefixed with ``source``."""
-        return ConfigError(self.message, path=self.path, source=source)
-
-
-# ----------------------------------------------------------------------------- generic dataclass parser
-
-
-def _join(path: str, name: str) -> str:
-    return f"{path}.{name}" if path else name
-
-
-def _describe(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, Mapping):
-        return "a mapping"
-    if isinstance(value, list | tuple):
-        return "a list"
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _expected(hint: Any) -> str:
-    """Human name of a type hint, for error messages."""
-    origin = typing.get_origin(hint) or hint
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_expected(arg) for arg in typing.get_args(hint))
-    if origin is Literal:
-        return "one of " + ", ".join(map(str, typing.get_args(hint)))
-    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false", type(None): "null"}
-    if origin in names:
-        return names[origin]
-    if origin in (tuple, list):
-        return "a list"
-    return "a mapping"
-
-
-def _number(value: Any, path: str, *, integer: bool) -> int | float:
-    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
-        value = float(value)  # PyYAML reads exponent forms such as 1e4 as strings
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(
-            f"expected {'an integer' if integer else 'a number'}, got {_describe(value)}", path=path
-        )
-    if not integer:
-        return float(value)
-    if isinstance(value, float):
-        if not value.is_integer():
-            raise ConfigError(f"expected an integer, got {value!r}", path=path)
-        return int(value)
-    return value
-
-
-def _convert(hint: Any, value: Any, path: str) -> Any:
-    """Check ``value`` against the type hint ``hint`` and convert it (lists to tuples, ints to floats)."""
-    if hint is Any:
-        return value
-    origin = typing.get_origin(hint) or hint
-    args = typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None:
-            if type(None) in args:
-                return None
-            raise ConfigError(f"expected {_expected(hint)}, got null", path=path)
-        options = sorted((arg for arg in args if arg is not type(None)), key=lambda arg: arg is str)
-        if len(options) == 1:
-            return _convert(options[0], value, path)
-        for option in options:
-            try:
-                return _convert(option, value, path)
-            except ConfigError:
-                continue
-        raise ConfigError(f"expected {_expected(hint)}, got {_describe(value)}", path=path)
-    if origin is Literal:
-        for choice in args:
-            if value == choice and type(value) is type(choice):
-                return choice
-            if isinstance(choice, str) and type(value) is int and str(value) == choice:
-                return choice
-        raise ConfigError(f"{_describe(value)} is not one of {', '.join(map(str, args))}", path=path)
-    if origin in (tuple, list):
-        items = list(value) if isinstance(value, list | tuple) else [value]  # a scalar is a 1-item list
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            if len(items) != len(args):
-                raise ConfigError(f"expected a list of {len(args)} items, got {len(items)}", path=path)
-            return tuple(
-                _convert(arg, item, f"{path}[{i}]")
-                for i, (arg, item) in enumerate(zip(args, items, strict=True))
-            )
-        item_hint = args[0] if args else Any
-        converted = [_convert(item_hint, item, f"{path}[{i}]") for i, item in enumerate(items)]
-        return tuple(converted) if origin is tuple else converted
-    if origin is dict:
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"expected a mapping, got {_describe(value)}", path=path)
-        key_hint, value_hint = args or (Any, Any)
-        return {
-            _convert(key_hint, key, _join(path, str(key))): _convert(value_hint, item, _join(path, str(key)))
-            for key, item in value.items()
-        }
-    if dataclasses.is_dataclass(hint):
-        return parse_dataclass(hint, value, path)
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"expected true or false, got {_describe(value)}", path=path)
-    if hint in (int, float):
-        return _number(value, path, integer=hint is int)
-    if hint is str:
-        if isinstance(value, str):
-            return value
-        if type(value) is int:  # e.g. hp: 12
-            return str(value)
-        raise ConfigError(f"expected a string, got {_describe(value)}", path=path)
-    raise TypeError(f"{path}: config field type {hint!r} is not supported by the config parser")
-
-
-def _post_init_error(exc: Exception, path: str, names: Sequence[str]) -> ConfigError:
-    """Re-raise a ``__post_init__`` error (``"field: msg"`` or ``"msg"``) under its full YAML path."""
-    message = (str(exc).splitlines() or [type(exc).__name__])[0]
-    name, sep, rest = message.partition(": ")
-    if sep and name in names:
-        return ConfigError(rest, path=_join(path, name))
-    return ConfigError(message, path=path)
-
-
-def parse_dataclass(cls: type, data: Any, path: str = "", *, exclude: Sequence[str] = ()) -> Any:
-    """Build dataclass ``cls`` from a YAML mapping, checking every value against its type hint.
-
-    Args:
-        cls: The (frozen) dataclass to build.
-        data: The parsed YAML mapping.
-        path: Dotted YAML path of ``data``, used in error messages.
-        exclude: Init fields that may not be given (they keep their defaults).
-
-    Raises:
-        ConfigError: unknown key (with a did-you-mean), missing required field, wrong type,
-            bad ``Literal`` value, or a ``__post_init__`` ValueError, under its YAML path.
-    """
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init and f.name not in exclude}
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"expected a mapping of {', '.join(fields)}, got {_describe(data)}", path=path)
-    for key in data:
-        if key not in fields:
-            close = difflib.get_close_matches(str(key), list(fields), n=1)
-            hint = f"did you mean {close[0]!r}?" if close else f"expected one of {', '.join(fields)}"
-            raise ConfigError(f"unknown key ({hint})", path=_join(path, str(key)))
-    hints = typing.get_type_hints(cls)
-    kwargs = {}
-    for name, spec in fields.items():
-        if name in data:
-            kwargs[name] = _convert(hints[name], data[name], _join(path, name))
-        elif spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
-            raise ConfigError("missing required field", path=_join(path, name))
-    try:
-        return cls(**kwargs)
-    except ConfigError:
-        raise
-    except (ValueError, TypeError) as exc:
-        raise _post_init_error(exc, path, list(fields)) from None
-
-
-# ----------------------------------------------------------------------------- the experiment
 
 
 def _registry(section: str) -> tuple[str, Mapping[str, str], Callable[[str], type]]:
@@ -399,12 +215,12 @@ def _check_selector(section: str, data: Any) -> None:
     """Check that a component section names a registered class (before anything is imported)."""
     key, registry, _ = _registry(section)
     if not isinstance(data, Mapping):
-        raise ConfigError(f"expected a mapping with a {key!r} key, got {_describe(data)}", path=section)
+        raise ConfigError(f"expected a mapping with a {key!r} key, got {describe_value(data)}", path=section)
     if key not in data:
         raise ConfigError(f"missing required field (one of {', '.join(registry)})", path=f"{section}.{key}")
     if data[key] not in registry:
         raise ConfigError(
-            f"{_describe(data[key])} is not one of {', '.join(registry)}", path=f"{section}.{key}"
+            f"{describe_value(data[key])} is not one of {', '.join(registry)}", path=f"{section}.{key}"
         )
 
 
@@ -513,7 +329,7 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[s
                 node[part] = {}
             elif not isinstance(node[part], dict):
                 section = ".".join(parts[: depth + 1])
-                raise ConfigError(f"--set {item!r}: {section} is {_describe(node[part])}, not a section")
+                raise ConfigError(f"--set {item!r}: {section} is {describe_value(node[part])}, not a section")
             node = node[part]
         node[parts[-1]] = value
     return result
@@ -537,7 +353,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
     if not isinstance(data, Mapping):
         raise ConfigError(
-            f"{path}: expected a mapping with strategy, evaluator and budget sections, got {_describe(data)}"
+            f"{path}: expected a mapping with strategy, evaluator and budget sections, "
+            f"got {describe_value(data)}"
         )
     return dict(data)
 
