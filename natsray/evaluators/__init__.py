@@ -6,9 +6,8 @@ table-only run never imports torch.
 
 from __future__ import annotations
 
-import importlib
-
 from natsray.evaluators.base import BaseEvaluator, EvaluatorError, Score
+from natsray.registry import load_class
 
 __all__ = ["EVALUATOR_TYPES", "BaseEvaluator", "EvaluatorError", "Score", "evaluator_class"]
 
@@ -23,7 +22,4 @@ EVALUATOR_TYPES: dict[str, str] = {
 
 def evaluator_class(type_name: str) -> type[BaseEvaluator]:
     """The evaluator class registered under ``type_name``."""
-    if type_name not in EVALUATOR_TYPES:
-        raise EvaluatorError(f"evaluator.type: {type_name!r} is not one of {', '.join(EVALUATOR_TYPES)}")
-    module_name, _, class_name = EVALUATOR_TYPES[type_name].partition(":")
-    return getattr(importlib.import_module(module_name), class_name)
+    return load_class(EVALUATOR_TYPES, type_name, "evaluator.type", EvaluatorError)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
-
+from natsray.registry import load_class
 from natsray.strategies.base import Fitness, Strategy
 
 __all__ = ["STRATEGIES", "Fitness", "Strategy", "strategy_class"]
@@ -19,7 +18,4 @@ STRATEGIES: dict[str, str] = {
 
 def strategy_class(name: str) -> type[Strategy]:
     """The strategy class registered under ``name``."""
-    if name not in STRATEGIES:
-        raise ValueError(f"strategy.name: {name!r} is not one of {', '.join(STRATEGIES)}")
-    module_name, _, class_name = STRATEGIES[name].partition(":")
-    return getattr(importlib.import_module(module_name), class_name)
+    return load_class(STRATEGIES, name, "strategy.name")
