@@ -29,8 +29,8 @@ from typing import Any
 
 import yaml
 
-from natsray.config import config_from_dict
-from natsray.runner import run_experiment
+from natsray.engine.runner import run_experiment
+from natsray.experiment.config import config_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = {"cifar10": "cifar10", "cifar100": "cifar100", "ImageNet16-120": "imagenet16"}

@@ -30,7 +30,11 @@ from typing import Any
 
 import ray
 
-from natsray.config import (
+from natsray.engine.runner import run_experiment
+from natsray.evaluators import evaluator_class
+from natsray.evaluators.benchmark import BenchmarkConfig
+from natsray.evaluators.table import TableConfig
+from natsray.experiment.config import (
     BudgetConfig,
     EngineConfig,
     ExperimentConfig,
@@ -38,11 +42,7 @@ from natsray.config import (
     ResourcesConfig,
     SearchSpaceConfig,
 )
-from natsray.evaluators import evaluator_class
-from natsray.evaluators.benchmark import BenchmarkConfig
-from natsray.evaluators.table import TableConfig
 from natsray.records import Objective, fitness_of
-from natsray.runner import run_experiment
 from natsray.strategies.regularized_evolution import RegularizedEvolution, RegularizedEvolutionConfig
 
 OBJECTIVE = ("valid_accuracy",)

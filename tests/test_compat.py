@@ -12,7 +12,8 @@ import pytest
 import torch
 import yaml
 
-from natsray.search_space import Arch, NatsbenchTssSearchSpace, NatsModel, load_arch, neighbours, save_arch
+from natsray import NatsbenchTssSearchSpace, NatsModel, load_arch, save_arch
+from natsray.search_space import Arch, neighbours
 from natsray.search_space.operators import random_sample
 
 ARCHIVE = Path(__file__).resolve().parents[2] / "shared" / "nats-tss" / "real-records"

@@ -11,7 +11,8 @@ from typing import Any, Literal
 import pytest
 import yaml
 
-from natsray.config import (
+from natsray.evaluators import EVALUATOR_TYPES, evaluator_class
+from natsray.experiment.config import (
     PATH_FIELDS,
     BudgetConfig,
     ConfigError,
@@ -25,7 +26,6 @@ from natsray.config import (
     parse_dataclass,
     resolve_paths,
 )
-from natsray.evaluators import EVALUATOR_TYPES, evaluator_class
 from natsray.records import Objective
 from natsray.strategies import STRATEGIES, strategy_class
 

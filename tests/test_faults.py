@@ -6,9 +6,9 @@ import pytest
 import ray
 from toy_evaluator import TESTS_DIR, ToyConfig, make_config, run_killed, trajectory
 
-from natsray.checkpoint import Journal
-from natsray.config import BudgetConfig, EngineConfig
-from natsray.runner import run_experiment
+from natsray.engine.checkpoint import Journal
+from natsray.engine.runner import run_experiment
+from natsray.experiment.config import BudgetConfig, EngineConfig
 
 pytestmark = pytest.mark.ray
 

@@ -178,9 +178,9 @@ def test_engine_spreads_actors_over_the_nodes_of_a_multi_node_cluster(tmp_path: 
     import ray
     from ray.cluster_utils import Cluster
 
-    from natsray.config import load_config
-    from natsray.report import finalize_run
-    from natsray.runner import run_experiment
+    from natsray.engine.runner import run_experiment
+    from natsray.experiment.config import load_config
+    from natsray.experiment.report import finalize_run
 
     # 2 actors of 1 CPU on 2 nodes of 1 CPU: Ray must place one actor on each node
     config = load_config(SMOKE, ["budget.evaluations=8", "resources.actors=2", "resources.cpus_per_actor=1"])

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 import yaml
 
-from natsray.plots import curves
-from natsray.report import aggregate_runs, finalize_run, load_run, report
-from natsray.search_space import Arch, load_arch
+from natsray import load_arch
+from natsray.experiment.plots import curves
+from natsray.experiment.report import aggregate_runs, finalize_run, load_run, report
+from natsray.search_space import Arch
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 ARCHS = [Arch.from_code(code) for code in (5, 777, 1234, 9999, 15000, 3)]
@@ -234,8 +235,8 @@ def test_report_default_out_dir_and_same_label_different_config(tmp_path: Path) 
 def test_report_reads_real_engine_runs(tmp_path: Path) -> None:
     from toy_evaluator import make_config
 
-    from natsray.config import BudgetConfig, EngineConfig, dump_config
-    from natsray.runner import run_experiment
+    from natsray.engine.runner import run_experiment
+    from natsray.experiment.config import BudgetConfig, EngineConfig, dump_config
 
     dirs, summaries = [], []
     for seed in (1, 2):

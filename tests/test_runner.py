@@ -6,15 +6,15 @@ import pytest
 import ray
 from toy_evaluator import TESTS_DIR, FixedListConfig, ToyConfig, make_config, trajectory
 
-from natsray.checkpoint import Journal
-from natsray.config import BudgetConfig, EngineConfig
+from natsray.engine.checkpoint import Journal
+from natsray.engine.runner import run_experiment
+from natsray.engine.scheduler import MAX_CACHE_STREAK
+from natsray.engine.summary import pareto_front
 from natsray.evaluators import EvaluatorError
+from natsray.experiment.config import BudgetConfig, EngineConfig
 from natsray.records import Objective
-from natsray.runner import run_experiment
-from natsray.scheduler import MAX_CACHE_STREAK
 from natsray.search_space import Arch
 from natsray.strategies.random_search import RandomSearchConfig
-from natsray.summary import pareto_front
 
 pytestmark = pytest.mark.ray
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 from toy_evaluator import FixedListConfig, ToyConfig, make_config, run_killed, toy_cost, trajectory
 
-from natsray.checkpoint import Journal
-from natsray.config import BudgetConfig, EngineConfig
+from natsray.engine.checkpoint import Journal
+from natsray.engine.runner import run_experiment
+from natsray.engine.simulation import SimulatedPool
+from natsray.experiment.config import BudgetConfig, EngineConfig
 from natsray.records import Result, Status
-from natsray.runner import run_experiment
 from natsray.search_space import Arch
-from natsray.simulation import SimulatedPool
 
 # Cells with 3, 1, 2 and 1 conv edges: toy costs 4, 2, 3, 2 simulated seconds.
 CODES = tuple(

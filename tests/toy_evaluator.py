@@ -19,8 +19,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from natsray import evaluators, strategies
-from natsray.checkpoint import JOURNAL_FILE, Journal
-from natsray.config import (
+from natsray.engine.checkpoint import JOURNAL_FILE, Journal
+from natsray.evaluators import BaseEvaluator, EvaluatorError, Score
+from natsray.experiment.config import (
     BudgetConfig,
     EngineConfig,
     ExperimentConfig,
@@ -29,7 +30,6 @@ from natsray.config import (
     ResourcesConfig,
     SearchSpaceConfig,
 )
-from natsray.evaluators import BaseEvaluator, EvaluatorError, Score
 from natsray.records import Candidate
 from natsray.search_space import Arch
 from natsray.strategies import Strategy
@@ -206,7 +206,7 @@ def run_killed(config: ExperimentConfig, run_dir: Path, lines: int, *, timeout: 
     pickled = run_dir.parent / f"{run_dir.name}.config.pkl"
     pickled.write_bytes(pickle.dumps(config))
     code = (
-        "import pickle, sys; import toy_evaluator; from natsray.runner import run_experiment; "
+        "import pickle, sys; import toy_evaluator; from natsray.engine.runner import run_experiment; "
         f"run_experiment(pickle.loads(open({str(pickled)!r}, 'rb').read()), {str(run_dir)!r})"
     )
     env = dict(os.environ, PYTHONPATH=TESTS_DIR)

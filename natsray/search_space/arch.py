@@ -1,30 +1,31 @@
 """The cell value type of the NATS-Bench topology search space (TSS, the NAS-Bench-201 cell).
 
-A cell is a DAG on 4 nodes; each of its 6 edges ``to <- from`` carries one of 5 ops.
-:class:`Arch` is the immutable value type for one cell; it needs no benchmark.
+:class:`Arch` is the immutable value type for one cell (geometry in :mod:`.cell`); it needs no
+benchmark. ``Arch.from_code`` returns one interned object per cell, so hot loops that move
+cells by code allocate nothing.
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from natsray.search_space.canonical import canonical_code, unique_str_of
+from natsray.search_space.cell import (
+    EDGES,
+    NUM_ARCHS,
+    NUM_EDGES,
+    NUM_NODES,
+    OP_INDEX,
+    OPS,
+    code_of,
+    indices_of,
+)
 
 __all__ = ["EDGES", "NUM_ARCHS", "NUM_EDGES", "NUM_NODES", "OPS", "Arch", "all_archs"]
 
-OPS: tuple[str, ...] = ("none", "avg_pool_3x3", "nor_conv_1x1", "nor_conv_3x3", "skip_connect")
-"""The five candidate operations, in NATS-Bench / archai order."""
 
-NUM_NODES = 4
-EDGES: tuple[tuple[int, int], ...] = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
-"""Edges as ``(to, from)`` in NATS string order: 1<-0, 2<-0, 2<-1, 3<-0, 3<-1, 3<-2."""
-
-NUM_EDGES = len(EDGES)
-NUM_ARCHS = len(OPS) ** NUM_EDGES
-_OP_INDEX = {op: i for i, op in enumerate(OPS)}
-
-
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=True)
 class Arch:
     """One NATS-TSS cell: the op on each of the 6 edges, in :data:`EDGES` order.
 
@@ -34,6 +35,7 @@ class Arch:
     """
 
     ops: tuple[str, ...]
+    _code: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.ops, tuple):
@@ -41,8 +43,19 @@ class Arch:
         if len(self.ops) != NUM_EDGES:
             raise ValueError(f"Arch needs {NUM_EDGES} ops, got {len(self.ops)}: {self.ops!r}")
         for op in self.ops:
-            if op not in _OP_INDEX:
+            if op not in OP_INDEX:
                 raise ValueError(f"unknown op {op!r}; expected one of {', '.join(OPS)}")
+        object.__setattr__(self, "_code", code_of(tuple(OP_INDEX[op] for op in self.ops)))
+
+    def __hash__(self) -> int:
+        return self._code
+
+    def __getstate__(self) -> tuple[str, ...]:
+        return self.ops
+
+    def __setstate__(self, ops: tuple[str, ...]) -> None:
+        object.__setattr__(self, "ops", ops)
+        object.__setattr__(self, "_code", code_of(tuple(OP_INDEX[op] for op in ops)))
 
     @classmethod
     def from_str(cls, arch_str: str) -> Arch:
@@ -72,7 +85,7 @@ class Arch:
                 op, sep, source = token.partition("~")
                 if not sep or source != str(from_node):
                     raise ValueError(f"bad edge token {token!r}: expected '<op>~{from_node}'")
-                if op not in _OP_INDEX:
+                if op not in OP_INDEX:
                     raise ValueError(
                         f"unknown op {op!r} in token {token!r}; expected one of {', '.join(OPS)}"
                     )
@@ -81,14 +94,13 @@ class Arch:
 
     @classmethod
     def from_code(cls, code: int) -> Arch:
-        """Inverse of :attr:`code`."""
+        """Inverse of :attr:`code` (the same interned object for the same code)."""
         if not isinstance(code, int) or not 0 <= code < NUM_ARCHS:
             raise ValueError(f"arch code must be an int in 0..{NUM_ARCHS - 1}, got {code!r}")
-        digits = []
-        for _ in range(NUM_EDGES):
-            code, digit = divmod(code, len(OPS))
-            digits.append(OPS[digit])
-        return cls(tuple(reversed(digits)))
+        arch = _INTERNED[code]
+        if arch is None:
+            arch = _INTERNED[code] = cls(tuple(OPS[i] for i in indices_of(code)))
+        return arch
 
     @classmethod
     def from_indices(cls, indices: Sequence[int]) -> Arch:
@@ -98,15 +110,12 @@ class Arch:
     @property
     def op_indices(self) -> tuple[int, ...]:
         """Index into :data:`OPS` of each edge's op."""
-        return tuple(_OP_INDEX[op] for op in self.ops)
+        return indices_of(self._code)
 
     @property
     def code(self) -> int:
         """natsray's dense id in ``0..15624`` (not the NATS-Bench index)."""
-        code = 0
-        for index in self.op_indices:
-            code = code * len(OPS) + index
-        return code
+        return self._code
 
     def to_str(self) -> str:
         """The exact NATS-Bench arch string."""
@@ -120,15 +129,20 @@ class Arch:
 
     def canonical(self) -> Arch:
         """The representative of the cells computing the same function (see :mod:`.canonical`)."""
-        from natsray.search_space.canonical import canonical
+        return Arch.from_code(canonical_code(self._code))
 
-        return canonical(self)
+    def unique_str(self) -> str:
+        """The NATS-Bench isomorphism key (``get_unique_str``; see :mod:`.canonical`)."""
+        return unique_str_of(self.ops)
 
     def __str__(self) -> str:
         return self.to_str()
 
 
+_INTERNED: list[Arch | None] = [None] * NUM_ARCHS
+
+
 def all_archs() -> Iterator[Arch]:
     """Every cell of the space, in :attr:`Arch.code` order."""
-    for ops in itertools.product(OPS, repeat=NUM_EDGES):
-        yield Arch(ops)
+    for code in range(NUM_ARCHS):
+        yield Arch.from_code(code)

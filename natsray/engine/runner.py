@@ -1,14 +1,14 @@
 """The engine: runs one experiment on Ray actors (or in-process / on a simulated clock).
 
 The only module that imports ray. :func:`run_experiment` builds the strategy, the
-:class:`~natsray.scheduler.Scheduler` (which takes every search decision) and either
+:class:`~natsray.engine.scheduler.Scheduler` (which takes every search decision) and either
 
 * a pool of evaluator actors driven by an asynchronous ``ray.wait`` loop (modes ``async`` /
   ``ordered``): each actor builds its evaluator once from a config and an ObjectRef to the
   shared read-only inputs (put once), candidates travel in batches of arch strings, an
   actor that dies is replaced and its candidates re-queued with the same id and seed;
 * the driver process (``engine.in_process``), or
-* :func:`natsray.simulation.run_simulated` (mode ``simulated``).
+* :func:`natsray.engine.simulation.run_simulated` (mode ``simulated``).
 
 Everything finished is journaled (``evaluations.jsonl``), the search state is snapshotted
 to ``checkpoint.json`` and the outcome to ``summary.json``. See ``docs/engine.md``.
@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from natsray.checkpoint import (
+from natsray.engine.checkpoint import (
     CHECKPOINT_FILE,
     JOURNAL_FILE,
     SUMMARY_FILE,
@@ -31,14 +31,14 @@ from natsray.checkpoint import (
     atomic_write_json,
     read_json,
 )
-from natsray.config import ExperimentConfig, check_engine
+from natsray.engine.progress import Progress
+from natsray.engine.scheduler import Scheduler
+from natsray.engine.simulation import SimulatedPool, run_simulated
+from natsray.engine.summary import RunSummary, summarize
 from natsray.evaluators import BaseEvaluator, EvaluatorError, evaluator_class
-from natsray.progress import Progress
+from natsray.experiment.config import ExperimentConfig, check_engine
 from natsray.records import Candidate, Objective, Result
-from natsray.scheduler import Scheduler
-from natsray.simulation import SimulatedPool, run_simulated
 from natsray.strategies import strategy_class
-from natsray.summary import RunSummary, summarize
 
 __all__ = ["DEFAULT_BATCH", "RunSummary", "connect_ray", "run_experiment"]
 

@@ -18,9 +18,9 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from natsray.engine.scheduler import Scheduler
 from natsray.evaluators import BaseEvaluator
 from natsray.records import Result
-from natsray.scheduler import Scheduler
 
 __all__ = ["SimulatedPool", "run_simulated"]
 

@@ -10,15 +10,13 @@ import math
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from natsray.engine.summary import pareto_front
+from natsray.experiment.run_data import RunData
 from natsray.records import Objective
-from natsray.summary import pareto_front
-
-if TYPE_CHECKING:
-    from natsray.report import RunData
 
 __all__ = ["curves", "plot_best", "plot_pareto", "plot_population", "plot_seeds"]
 

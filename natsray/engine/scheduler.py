@@ -20,8 +20,8 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from natsray.checkpoint import Journal
-from natsray.config import BudgetConfig
+from natsray.engine.checkpoint import Journal
+from natsray.experiment.config import BudgetConfig
 from natsray.records import Candidate, Objective, Result, Status, fitness_of
 from natsray.search_space import Arch
 from natsray.strategies import Strategy

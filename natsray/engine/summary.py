@@ -96,7 +96,7 @@ def summarize(
     ray_calls: int,
     mode: str,
 ) -> RunSummary:
-    """Build the summary from journal records (see :mod:`natsray.runner` for their fields)."""
+    """Build the summary from journal records (see :mod:`natsray.engine.runner` for their fields)."""
     evaluated = [record for record in records if not record.get("cached")]
     scored = [record for record in evaluated if record.get("fitness") is not None]
     best = max(scored, key=lambda record: tuple(record["fitness"]), default=None)

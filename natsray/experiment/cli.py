@@ -17,8 +17,15 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from natsray.config import ConfigError, ExperimentConfig, check_paths, dump_config, load_config, resolve_paths
 from natsray.evaluators.base import EvaluatorError
+from natsray.experiment.config import (
+    ConfigError,
+    ExperimentConfig,
+    check_paths,
+    dump_config,
+    load_config,
+    resolve_paths,
+)
 from natsray.search_space import EDGES, Arch
 
 __all__ = ["UsageError", "main", "parse_seeds"]
@@ -127,8 +134,8 @@ def _print_summary(run_dir: Path, summary: dict[str, Any]) -> None:
 def _execute(
     config: ExperimentConfig, run_dir: Path, *, resume: bool, progress: bool | None
 ) -> dict[str, Any]:
-    from natsray.report import finalize_run
-    from natsray.runner import run_experiment
+    from natsray.engine.runner import run_experiment
+    from natsray.experiment.report import finalize_run
 
     summary = run_experiment(config, run_dir, resume=resume, address=config.ray.address, progress=progress)
     finalize_run(run_dir)
@@ -145,7 +152,7 @@ def _ray_session(config: ExperimentConfig, shared: bool) -> Iterator[None]:
         return
     import ray
 
-    from natsray.runner import connect_ray
+    from natsray.engine.runner import connect_ray
 
     started = connect_ray(config, config.ray.address)
     try:
@@ -179,7 +186,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             dump_config(run_config, run_dir / "config.yaml")
             _execute(run_config, run_dir, resume=False, progress=progress)
     if args.seeds is not None:
-        from natsray.report import aggregate_runs
+        from natsray.experiment.report import aggregate_runs
 
         aggregate_runs([run_dir for run_dir, _ in runs], out / "aggregate.json")
         print(f"aggregate    {out / 'aggregate.json'} ({len(runs)} seeds)")
@@ -206,7 +213,7 @@ def _cmd_resume(args: argparse.Namespace) -> int:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     run_dirs = [_existing_dir(path, "run") for path in args.run_dirs]
-    from natsray.report import report
+    from natsray.experiment.report import report
 
     report(run_dirs, Path(args.out) if args.out else None)
     return 0
