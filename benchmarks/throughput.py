@@ -102,7 +102,7 @@ def main() -> None:
         evaluators["benchmark"] = BenchmarkConfig(archive=args.archive, objective=OBJECTIVE)
     if not evaluators:
         parser.error("give --table and/or --archive")
-    ray.init(num_cpus=max(args.actors), include_dashboard=False)
+    ray.init(address="local", num_cpus=max(args.actors), include_dashboard=False)
     rows = []
     for name, evaluator_config in evaluators.items():
         bare = bare_loop(evaluator_config, args.evaluations, args.seed)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from toy_evaluator import FixedListConfig, ToyConfig, make_config, run_killed, toy_cost, trajectory
 
-from natsray.engine.checkpoint import Journal
+from natsray.engine.checkpoint import Journal, read_journal
 from natsray.engine.runner import run_experiment
 from natsray.engine.simulation import SimulatedPool
 from natsray.experiment.config import BudgetConfig, EngineConfig
@@ -36,7 +36,7 @@ def test_two_workers_follow_the_hand_computed_schedule(tmp_path):
         budget=BudgetConfig(evaluations=100),
     )
     summary = run_experiment(config, tmp_path)
-    records = Journal(tmp_path / "evaluations.jsonl").records
+    records = read_journal(tmp_path / "evaluations.jsonl")
     assert [(r["candidate_id"], r["sim_submit"], r["sim_finish"]) for r in records] == [
         (1, 0.0, 2.0),
         (0, 0.0, 4.0),
@@ -51,7 +51,7 @@ def test_two_workers_follow_the_hand_computed_schedule(tmp_path):
 def test_completion_order_is_non_decreasing_with_many_workers(tmp_path):
     config = make_config(engine=simulated(4), budget=BudgetConfig(evaluations=80))
     summary = run_experiment(config, tmp_path)
-    finishes = [r["sim_finish"] for r in Journal(tmp_path / "evaluations.jsonl").records]
+    finishes = [r["sim_finish"] for r in read_journal(tmp_path / "evaluations.jsonl")]
     assert finishes == sorted(finishes)
     assert summary.evaluations == 80
     # Four workers: the clock is well below the sum of costs.

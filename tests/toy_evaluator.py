@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from natsray import evaluators, strategies
-from natsray.engine.checkpoint import JOURNAL_FILE, Journal
+from natsray.engine.checkpoint import JOURNAL_FILE, Journal, read_journal
 from natsray.evaluators import BaseEvaluator, EvaluatorError, Score
 from natsray.experiment.config import (
     BudgetConfig,
@@ -188,12 +188,11 @@ def make_config(
 
 def trajectory(run_dir: str | Path) -> list[tuple]:
     """The journal as comparable tuples, sorted by candidate id (ids must be unique)."""
-    records = Journal(Path(run_dir) / JOURNAL_FILE).records
+    records = read_journal(Path(run_dir) / JOURNAL_FILE)
     ids = [record["candidate_id"] for record in records]
     assert len(ids) == len(set(ids)), "a candidate was journaled twice"
     return sorted(
-        (r["candidate_id"], r["arch"], r["fitness"], r["cached"], tuple(r["parents"]), r["seed"])
-        for r in records
+        (r["candidate_id"], r["arch"], r["fitness"], tuple(r["parents"]), r["seed"]) for r in records
     )
 
 

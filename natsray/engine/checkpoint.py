@@ -1,8 +1,12 @@
 """The run directory's durable state: an append-only results journal and atomic snapshots.
 
-``evaluations.jsonl`` gets one JSON line per finished evaluation, flushed and fsynced per
-batch, so a run killed at any moment (even SIGKILL) loses at most the lines it was writing;
-a torn last line is dropped when the journal is reopened. ``checkpoint.json`` and
+``evaluations.jsonl`` gets one JSON line per finished evaluation, written (one ``write``
+call, flushed to the operating system) per delivered batch, so a run killed at any moment
+(even SIGKILL) loses at most the lines it was writing; a torn last line is dropped when the
+journal is reopened. ``fsync`` (which guards against a machine crash, not a killed process)
+runs once per checkpoint, before the checkpoint that counts the synced lines is written.
+The journal is streamed, never held in memory: a run of millions of evaluations costs
+constant memory here. ``checkpoint.json`` and
 ``summary.json`` are replaced atomically (temporary file + fsync + ``os.replace``), so a
 reader sees either the old or the new file, never half of one.
 """
@@ -11,9 +15,15 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
+from json.encoder import encode_basestring_ascii
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+try:  # the C encoder json.dumps uses, built once instead of per call
+    from json.encoder import c_make_encoder as _c_make_encoder
+except ImportError:  # pragma: no cover - non-CPython
+    _c_make_encoder = None
 
 __all__ = [
     "CHECKPOINT_FILE",
@@ -21,6 +31,7 @@ __all__ = [
     "SUMMARY_FILE",
     "Journal",
     "atomic_write_json",
+    "encode_record",
     "read_journal",
     "read_json",
 ]
@@ -58,16 +69,37 @@ def read_json(path: str | Path) -> Any | None:
         raise ValueError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
 
 
-def _parse_lines(path: Path, data: bytes) -> list[dict[str, Any]]:
-    records = []
-    for number, line in enumerate(data.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: line {number} is not valid JSON ({exc.msg})") from None
-    return records
+if _c_make_encoder is not None:
+    _ENCODER = _c_make_encoder(None, None, encode_basestring_ascii, None, ": ", ", ", False, False, True)
+
+    def encode_record(record: Mapping[str, Any]) -> str:
+        """One journal line (with its newline): ``json.dumps(record) + "\\n"``, faster."""
+        return "".join(_ENCODER(record, 0)) + "\n"
+
+else:  # pragma: no cover
+
+    def encode_record(record: Mapping[str, Any]) -> str:
+        """One journal line (with its newline)."""
+        return json.dumps(record, allow_nan=True) + "\n"
+
+
+def _parse(path: Path, number: int, line: bytes) -> dict[str, Any]:
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: line {number} is not valid JSON ({exc.msg})") from None
+
+
+def _iter_lines(path: Path, start: int = 0, stop: int | None = None) -> Iterator[dict[str, Any]]:
+    """Records of complete lines ``start..stop-1`` (blank lines skipped), streamed."""
+    with open(path, "rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            if stop is not None and number > stop:
+                return
+            if not line.endswith(b"\n"):
+                return  # torn last line
+            if number > start and line.strip():
+                yield _parse(path, number, line)
 
 
 def read_journal(path: str | Path) -> list[dict[str, Any]]:
@@ -79,53 +111,86 @@ def read_journal(path: str | Path) -> list[dict[str, Any]]:
     path = Path(path)
     if not path.exists():
         return []
-    data = path.read_bytes()
-    return _parse_lines(path, data[: data.rfind(b"\n") + 1])
+    return list(_iter_lines(path))
 
 
 class Journal:
-    """The append-only ``evaluations.jsonl`` of one run.
+    """The append-only ``evaluations.jsonl`` of one run, streamed (never held in memory).
 
-    Opening an existing journal reads every complete line and truncates a torn last line
+    Opening an existing journal counts its complete lines and truncates a torn last line
     (one without its newline, left by a kill mid-write) so appends continue cleanly.
 
     Args:
-        path: The journal file; created on the first append.
-
-    Raises:
-        ValueError: one line naming file and line number when a line before the last is corrupt.
+        path: The journal file; created on the first write.
     """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.records: list[dict[str, Any]] = []
+        self._lines = 0
+        self._handle: IO[str] | None = None
+        self._unsynced = False
         if self.path.exists():
-            self._load()
+            self._open_existing()
 
-    def _load(self) -> None:
-        data = self.path.read_bytes()
-        complete = data.rfind(b"\n") + 1
-        self.records = _parse_lines(self.path, data[:complete])
-        if complete < len(data):
+    def _open_existing(self) -> None:
+        size = self.path.stat().st_size
+        lines = complete = 0
+        with open(self.path, "rb") as handle:
+            offset = 0
+            while chunk := handle.read(1 << 20):
+                lines += chunk.count(b"\n")
+                last = chunk.rfind(b"\n")
+                if last >= 0:
+                    complete = offset + last + 1
+                offset += len(chunk)
+        self._lines = lines
+        if complete < size:
             with open(self.path, "r+b") as handle:
                 handle.truncate(complete)
                 handle.flush()
                 os.fsync(handle.fileno())
 
     def __len__(self) -> int:
-        return len(self.records)
+        """Complete lines (evaluation records) in the journal."""
+        return self._lines
 
-    def append(self, records: Iterable[dict[str, Any]]) -> None:
-        """Append records as JSON lines, then flush and fsync once."""
-        records = list(records)
-        if not records:
+    def records(self, start: int = 0, stop: int | None = None) -> Iterator[dict[str, Any]]:
+        """Stream the records of lines ``start..stop-1`` (0-based).
+
+        Raises:
+            ValueError: one line naming file and line number when a line is corrupt.
+        """
+        if not self.path.exists():
+            return iter(())
+        return _iter_lines(self.path, start, stop)
+
+    def write(self, lines: list[str]) -> None:
+        """Append encoded lines (see :func:`encode_record`) in one write, flushed to the OS."""
+        if not lines:
             return
-        text = "".join(json.dumps(record, allow_nan=True) + "\n" for record in records)
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        self.records.extend(records)
+        if self._handle is None:
+            self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open
+        self._handle.write("".join(lines))
+        self._handle.flush()
+        self._lines += len(lines)
+        self._unsynced = True
+
+    def append(self, records: Iterable[Mapping[str, Any]]) -> None:
+        """Append records as JSON lines."""
+        self.write([encode_record(record) for record in records])
+
+    def sync(self) -> None:
+        """fsync what was written (called before each checkpoint)."""
+        if self._handle is not None and self._unsynced:
+            os.fsync(self._handle.fileno())
+            self._unsynced = False
+
+    def close(self) -> None:
+        """Sync and close the file (appending again reopens it)."""
+        if self._handle is not None:
+            self.sync()
+            self._handle.close()
+            self._handle = None
 
 
 def _fsync_dir(directory: Path) -> None:

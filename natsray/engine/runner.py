@@ -34,7 +34,7 @@ from natsray.engine.checkpoint import (
 from natsray.engine.progress import Progress
 from natsray.engine.scheduler import Scheduler
 from natsray.engine.simulation import SimulatedPool, run_simulated
-from natsray.engine.summary import RunSummary, summarize
+from natsray.engine.summary import RunSummary
 from natsray.evaluators import BaseEvaluator, EvaluatorError, evaluator_class
 from natsray.experiment.config import ExperimentConfig, check_engine
 from natsray.records import Candidate, Objective, Result
@@ -101,7 +101,9 @@ def run_experiment(
         raise
     finally:
         session.progress.close()
-    return session.checkpoint(finished=True)
+    summary = session.checkpoint(finished=True)
+    journal.close()
+    return summary
 
 
 def _objectives(config: ExperimentConfig) -> tuple[Objective, ...]:
@@ -164,7 +166,6 @@ class _Session:
             max_retries=engine.max_retries,
             elapsed=self.elapsed,
             sim_used=(lambda: self.pool.clock) if self.pool else None,
-            stamp=self._stamp,
         )
         self._restore(checkpoint)
         self.last_told = self.scheduler.told
@@ -178,6 +179,7 @@ class _Session:
         covered = 0
         scheduler.replaying = True
         if checkpoint is None:
+            scheduler.adopt_journal()
             scheduler.refill()
         else:
             covered = int(checkpoint["journal_lines"])
@@ -191,9 +193,8 @@ class _Session:
             if scheduler.stop_reason and scheduler.stop_reason.startswith("budget"):
                 scheduler.stop_reason = None
         if not self.simulated:
-            for record in self.journal.records[covered:]:
-                if not record.get("cached"):
-                    scheduler.complete([Result.from_dict(record)])
+            for result in scheduler.tail():
+                scheduler.complete([result])
         scheduler.replaying = False
         if not scheduler.outstanding and scheduler.stop_reason is None:
             scheduler.refill()
@@ -201,12 +202,6 @@ class _Session:
     def elapsed(self) -> float:
         """Wall seconds of the run, summed over resumes."""
         return self.base_wall + time.perf_counter() - self.start
-
-    def _stamp(self) -> dict[str, Any]:
-        stamp: dict[str, Any] = {"finish_time": time.time()}
-        if self.pool is not None:
-            stamp["sim_finish"] = self.pool.clock
-        return stamp
 
     def event(self) -> None:
         """After delivering results: update progress, checkpoint when due."""
@@ -223,6 +218,7 @@ class _Session:
     def checkpoint(self, *, finished: bool) -> RunSummary:
         """Snapshot the search state and write the summary, atomically."""
         scheduler = self.scheduler
+        self.journal.sync()  # the lines the checkpoint counts are on disk before it is
         state = {
             "version": _CHECKPOINT_VERSION,
             "journal_lines": len(self.journal),
@@ -234,9 +230,9 @@ class _Session:
             "simulation": self.pool.state_dict() if self.pool else None,
         }
         atomic_write_json(self.run_dir / CHECKPOINT_FILE, state)
-        summary = summarize(
-            self.journal.records,
+        summary = scheduler.stats.summary(
             [str(o) for o in self.objectives],
+            cached=scheduler.cached,
             wall_seconds=state["wall_seconds"],
             simulated_seconds=self.pool.clock if self.pool else scheduler.told_cost,
             stop_reason=scheduler.stop_reason,
@@ -258,14 +254,15 @@ def _run_local(session: _Session, evaluator_cls: type[BaseEvaluator], *, simulat
     if simulated:
         run_simulated(scheduler, evaluator, session.pool, session.event)
         return
+    batch_size = session.batch_size
     while not scheduler.done:
-        batch = scheduler.take(session.batch_size)
+        batch = scheduler.take(batch_size)
         if not batch:
             scheduler.stop_reason = scheduler.stop_reason or "strategy stalled"
             break
-        submitted = time.time()
         results = evaluator.evaluate(batch)
-        scheduler.complete(results, _timing(results, submitted, submitted))
+        finished = {"finish_time": time.time()}
+        scheduler.complete(results, dict.fromkeys([r.candidate_id for r in results], finished))
         session.event()
 
 

@@ -10,8 +10,15 @@ simulated clock or a journal being replayed on resume:
   condition holds. Given the order of delivered results the sequence of strategy calls is
   therefore fixed, which makes a resume exact: restore the checkpoint, deliver the journal
   tail again, and the same candidates are asked again with the same ids and seeds.
-* a candidate whose cell was already evaluated (or is being evaluated) is answered from
-  the run's cache and never costs an evaluation.
+* de-duplication happens where proposals are made: with ``dedup: arch | canonical`` the
+  strategy gets the run's :class:`~natsray.search_space.seen.SeenCells` and proposes novel
+  cells only. A strategy that proposes a cell (class) anyway — a third-party strategy that
+  ignores the seen-set — is answered from the run's cache: told the earlier result, counted
+  in ``cached``, never journaled, never charged as an evaluation. After
+  :data:`MAX_CACHE_STREAK` such answers in a row the run stops ("space exhausted").
+
+Per evaluation the work is a few dict operations and one journal line (encoded by the C JSON
+encoder, written per delivered batch); nothing scans the run's history.
 """
 
 from __future__ import annotations
@@ -20,23 +27,28 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from natsray.engine.checkpoint import Journal
+from natsray.engine.checkpoint import Journal, encode_record
+from natsray.engine.summary import RunStats
 from natsray.experiment.config import BudgetConfig
 from natsray.records import Candidate, Objective, Result, Status, fitness_of
 from natsray.search_space import Arch
+from natsray.search_space.seen import SeenCells
 from natsray.strategies import Strategy
 
 __all__ = ["MAX_CACHE_STREAK", "Scheduler"]
 
 MAX_CACHE_STREAK = 10_000
-"""Consecutive asks answered from the cache after which the space counts as exhausted."""
+"""Consecutive proposals answered from the cache after which the run stops ("space exhausted")."""
+
+_FRAGMENT_CACHE = 20_000
+"""Encoded per-cell line fragments kept (cleared when full; the space has 15,625 cells)."""
 
 
 class Scheduler:
     """Asks, de-duplicates, budgets and tells; the runner only moves candidates and results.
 
     Args:
-        strategy: The search strategy.
+        strategy: The search strategy (its seen-set is attached here when de-duplicating).
         objectives: What fitness is computed from.
         journal: The run's journal; results are appended as they are delivered.
         mode: ``async``/``simulated`` (tell in delivery order) or ``ordered`` (tell in id order).
@@ -46,7 +58,6 @@ class Scheduler:
         max_retries: Re-submissions of a candidate whose worker died before it fails.
         elapsed: Wall seconds used so far (for ``budget.wall_seconds``).
         sim_used: Simulated seconds used so far; None counts the told results' cost.
-        stamp: Time fields added to the journal line of a cache-answered candidate.
     """
 
     def __init__(
@@ -62,7 +73,6 @@ class Scheduler:
         max_retries: int,
         elapsed: Callable[[], float],
         sim_used: Callable[[], float] | None = None,
-        stamp: Callable[[], Mapping[str, Any]] | None = None,
     ) -> None:
         self.strategy = strategy
         self.objectives = tuple(objectives)
@@ -70,31 +80,34 @@ class Scheduler:
         self.ordered = mode == "ordered"
         self.window = window
         self.dedup = dedup
+        self.seen = SeenCells(dedup) if dedup != "none" else None
+        strategy.attach_seen(self.seen)
         self.budget = budget
         self.max_retries = max_retries
         self.elapsed = elapsed
         self.sim_used = sim_used or (lambda: self.told_cost)
-        self.stamp = stamp or dict
         self.outstanding: dict[int, Candidate] = {}
         self.queue: deque[int] = deque()
         self.attempts: dict[int, int] = {}
-        self.leader: dict[int, int] = {}
-        self.ready: dict[int, Result] = {}
-        self.cache: dict[Any, Result] = {}
-        self.running: dict[Any, int] = {}
-        self.journaled = {int(record["candidate_id"]) for record in journal.records}
-        self._evaluated = {
-            int(record["candidate_id"]): record for record in journal.records if not record.get("cached")
-        }
+        self.leader: dict[int, int] = {}  # cache-answered candidate -> the candidate it copies
+        self._followers: dict[int, list[int]] = {}  # running candidate -> candidates waiting on it
+        self.ready: dict[int, tuple[Result, tuple[float, ...] | None]] = {}  # told next: (result, fitness)
+        self._cache: dict[int, tuple[Result, tuple[float, ...] | None]] = {}  # dedup key -> first result
+        self._running: dict[int, int] = {}  # dedup key -> candidate being evaluated
+        self._tail: dict[int, dict[str, Any]] = {}  # journal lines past the checkpoint (resume)
+        self.stats = RunStats(len(self.objectives))
         self.evaluations = 0
-        self.finished = 0
         self.told = 0
         self.told_cost = 0.0
+        self.cached = 0
         self.cache_streak = 0
         self.best: tuple[float, ...] | None = None
         self.stop_reason: str | None = None
         self.replaying = False
-        self._unwritten: list[dict[str, Any]] = []
+        self._unwritten: list[str] = []
+        self._fragments: dict[int, tuple[Any, ...]] = {}
+        self._worker: tuple[str | None, str] = (None, "null")
+        self._extra: tuple[Any, str] = (None, "")
         self._checked_objectives = False
 
     # ----------------------------------------------------------------- state
@@ -103,8 +116,13 @@ class Scheduler:
         """True when the run has stopped and nothing is outstanding."""
         return self.stop_reason is not None and not self.outstanding
 
+    @property
+    def finished(self) -> int:
+        """Evaluations delivered (journal lines), failures included."""
+        return self.stats.evaluations
+
     def state_dict(self) -> dict[str, Any]:
-        """Engine state for ``checkpoint.json`` (the cache is rebuilt from the journal)."""
+        """Engine state for ``checkpoint.json`` (the cache and seen-set are rebuilt from the journal)."""
         return {
             "outstanding": [
                 {"candidate": c.to_dict(), "attempts": self.attempts.get(i, 0), "leader": self.leader.get(i)}
@@ -113,52 +131,81 @@ class Scheduler:
             "evaluations": self.evaluations,
             "told": self.told,
             "told_cost": self.told_cost,
+            "cached": self.cached,
             "cache_streak": self.cache_streak,
             "stop_reason": self.stop_reason,
         }
 
     def load_state(self, state: Mapping[str, Any], covered: int) -> None:
-        """Restore :meth:`state_dict`, given that the first ``covered`` journal lines were delivered."""
+        """Restore :meth:`state_dict`, given that the first ``covered`` journal lines were delivered.
+
+        Lines past ``covered`` (written after the checkpoint) are kept as the tail that the
+        runner delivers again (:meth:`tail`), so they are not journaled twice.
+        """
         self.evaluations = int(state["evaluations"])
         self.told = int(state["told"])
         self.told_cost = float(state["told_cost"])
+        self.cached = int(state.get("cached", 0))
         self.cache_streak = int(state["cache_streak"])
         self.stop_reason = state["stop_reason"]
-        results: dict[int, Result] = {}
-        for record in self.journal.records[:covered]:
-            if not record.get("cached"):
-                self.finished += 1
+        finished: dict[int, Result] = {}
+        outstanding_ids = {int(entry["candidate"]["id"]) for entry in state["outstanding"]}
+        for number, record in enumerate(self.journal.records()):  # one pass over the journal
+            if record.get("cached"):  # a line of a journal written by natsray <= 0.1
+                continue
+            if number >= covered:
+                self._tail[int(record["candidate_id"])] = record
+                continue
+            self._note(record)
+            arch = Arch.from_str(record["arch"])
+            result_id = int(record["candidate_id"])
+            if self.seen is not None:
+                self.seen.add(arch)
                 result = Result.from_dict(record)
-                results[result.candidate_id] = result
-                self._track_best(record["fitness"])
-                key = self._key(Arch.from_str(record["arch"]))
-                if key is not None:
-                    self.cache.setdefault(key, result)
+                self._cache.setdefault(self.seen.key(arch), (result, fitness_of(result, self.objectives)))
+            if result_id in outstanding_ids:
+                finished[result_id] = Result.from_dict(record)
         for entry in state["outstanding"]:
             candidate = Candidate.from_dict(entry["candidate"])
             self.outstanding[candidate.id] = candidate
             self.attempts[candidate.id] = int(entry["attempts"])
+            if self.seen is not None:
+                self.seen.add(candidate.arch)
             leader = entry["leader"]
             if leader is not None:
                 self.leader[candidate.id] = int(leader)
-                if leader in results:
-                    self.ready[candidate.id] = self._copy(results[leader], candidate.id)
-            elif candidate.id in results:
-                self.ready[candidate.id] = results[candidate.id]
+                key = self.seen.key(candidate.arch) if self.seen is not None else None
+                if key is not None and key in self._cache:
+                    cached, fitness = self._cache[key]
+                    self.ready[candidate.id] = (self._copy(cached, candidate.id), fitness)
+                else:
+                    self._followers.setdefault(int(leader), []).append(candidate.id)
+            elif candidate.id in finished:
+                result = finished[candidate.id]
+                self.ready[candidate.id] = (result, fitness_of(result, self.objectives))
             else:
                 self.queue.append(candidate.id)
-                key = self._key(candidate.arch)
-                if key is not None:
-                    self.running[key] = candidate.id
+                if self.seen is not None:
+                    self._running[self.seen.key(candidate.arch)] = candidate.id
+        if self.seen is not None:
+            self.seen.update(self.strategy.pending_cells())
+
+    def adopt_journal(self) -> None:
+        """Resume without a checkpoint: every journal line is tail, to deliver again."""
+        for record in self.journal.records():
+            if not record.get("cached"):
+                self._tail[int(record["candidate_id"])] = record
+
+    def tail(self) -> list[Result]:
+        """Results journaled after the checkpoint, in journal order (to deliver again on resume)."""
+        return [Result.from_dict(record) for record in self._tail.values()]
+
+    def journaled_result(self, candidate_id: int) -> Result | None:
+        """The journal tail's result of a candidate, if it has one (simulated-mode resume)."""
+        record = self._tail.get(candidate_id)
+        return None if record is None else Result.from_dict(record)
 
     # ----------------------------------------------------------------- asking
-    def _key(self, arch: Arch) -> Any:
-        if self.dedup == "arch":
-            return arch.code
-        if self.dedup == "canonical":
-            return arch.canonical().code
-        return None
-
     def _should_stop(self) -> str | None:
         budget = self.budget
         if budget.evaluations is not None and self.evaluations >= budget.evaluations:
@@ -168,10 +215,15 @@ class Scheduler:
         if budget.wall_seconds is not None and not self.replaying and self.elapsed() >= budget.wall_seconds:
             return "budget: wall_seconds"
         if self.strategy.finished:
-            return "strategy finished"
+            return self._finished_reason()
         if self.cache_streak >= MAX_CACHE_STREAK:
             return "space exhausted"
         return None
+
+    def _finished_reason(self) -> str:
+        if self.seen is not None and self.seen.exhausted:
+            return "space exhausted"
+        return "strategy finished"
 
     def refill(self) -> None:
         """Fill the window, then tell one releasable result and fill again, until none is left.
@@ -180,38 +232,44 @@ class Scheduler:
         sequential loop however many results arrived together (the ordered-mode guarantee).
         """
         self._fill()
-        while self._release_one():
+        while self.ready and self._release_one():
             self._fill()
-        self._flush()
 
     def _fill(self) -> None:
-        while self.stop_reason is None and len(self.outstanding) < self.window:
+        outstanding = self.outstanding
+        while self.stop_reason is None and len(outstanding) < self.window:
             self.stop_reason = self._should_stop()
             if self.stop_reason is not None:
                 return
             candidate = self.strategy.ask()
             if candidate is None:
-                if not self.outstanding:
-                    self.stop_reason = "strategy finished" if self.strategy.finished else "strategy stalled"
+                if not outstanding:
+                    self.stop_reason = (
+                        self._finished_reason() if self.strategy.finished else "strategy stalled"
+                    )
                 return
             self._register(candidate)
 
     def _register(self, candidate: Candidate) -> None:
         self.outstanding[candidate.id] = candidate
-        key = self._key(candidate.arch)
-        if key is not None and key in self.cache:
-            self.cache_streak += 1
-            self.leader[candidate.id] = self.cache[key].candidate_id
-            self.ready[candidate.id] = self._copy(self.cache[key], candidate.id)
-        elif key is not None and key in self.running:
-            self.cache_streak += 1
-            self.leader[candidate.id] = self.running[key]
-        else:
-            self.cache_streak = 0
-            self.evaluations += 1
-            self.queue.append(candidate.id)
-            if key is not None:
-                self.running[key] = candidate.id
+        if self.seen is not None:
+            key = self.seen.key(candidate.arch)
+            cached = self._cache.get(key)
+            if cached is not None:
+                self.cache_streak += 1
+                self.leader[candidate.id] = cached[0].candidate_id
+                self.ready[candidate.id] = (self._copy(cached[0], candidate.id), cached[1])
+                return
+            running = self._running.get(key)
+            if running is not None:
+                self.cache_streak += 1
+                self.leader[candidate.id] = running
+                self._followers.setdefault(running, []).append(candidate.id)
+                return
+            self._running[key] = candidate.id
+        self.cache_streak = 0
+        self.evaluations += 1
+        self.queue.append(candidate.id)
 
     @staticmethod
     def _copy(result: Result, candidate_id: int) -> Result:
@@ -220,10 +278,8 @@ class Scheduler:
     # ----------------------------------------------------------------- dispatch
     def take(self, n: int) -> list[Candidate]:
         """Up to ``n`` queued candidates to evaluate, lowest ids first."""
-        batch = []
-        while self.queue and len(batch) < n:
-            batch.append(self.outstanding[self.queue.popleft()])
-        return batch
+        queue, outstanding = self.queue, self.outstanding
+        return [outstanding[queue.popleft()] for _ in range(min(n, len(queue)))]
 
     def requeue(self, batch: Sequence[Candidate], reason: str, *, charge: bool = True) -> None:
         """Candidates whose worker died: queue them again (same id and seed) or fail them.
@@ -245,50 +301,72 @@ class Scheduler:
         if failures:
             self.complete(failures)
 
-    def journaled_result(self, candidate_id: int) -> Result | None:
-        """The journal's result of an evaluated (not cached) candidate, if it has one."""
-        record = self._evaluated.get(candidate_id)
-        return None if record is None else Result.from_dict(record)
-
     # ----------------------------------------------------------------- results
     def complete(
         self, results: Sequence[Result], extras: Mapping[int, Mapping[str, Any]] | None = None
     ) -> None:
-        """Deliver evaluated results: journal them, then tell/refill after each one.
+        """Deliver evaluated results: journal them (one write), then tell/refill after each one.
+
+        Args:
+            results: Evaluated results of outstanding candidates.
+            extras: Per candidate id, time fields for its journal line.
 
         Raises:
             ValueError: when a result is for a candidate that is not outstanding, or the
                 evaluator does not produce a configured objective.
         """
-        extras = extras or {}
+        outstanding, stats, tail, lines = self.outstanding, self.stats, self._tail, self._unwritten
+        fitnesses = []
         for result in results:
-            if result.candidate_id not in self.outstanding:
+            candidate = outstanding.get(result.candidate_id)
+            if candidate is None:
                 raise ValueError(
                     f"result for candidate {result.candidate_id}, which is not outstanding "
                     f"(journal {self.journal.path} does not match this run's checkpoint/config)"
                 )
-            self._check_objectives(result)
-            if result.candidate_id not in self.journaled:
-                candidate = self.outstanding[result.candidate_id]
-                self._unwritten.append(self._record(candidate, result, extras.get(result.candidate_id)))
-        self._flush()
-        for result in results:
-            self.finished += 1
-            if self.replaying and result.candidate_id in self.queue:
-                self.queue.remove(result.candidate_id)  # restored as queued, but it did finish
-            self.ready[result.candidate_id] = result
-            candidate = self.outstanding[result.candidate_id]
-            key = self._key(candidate.arch)
-            if key is not None:
-                self.running.pop(key, None)
-                self.cache.setdefault(key, result)
-            for follower, leader in self.leader.items():
-                if leader == result.candidate_id and follower in self.outstanding:
-                    self.ready.setdefault(follower, self._copy(result, follower))
+            if not self._checked_objectives:
+                self._check_objectives(result)
+            if tail and result.candidate_id in tail:  # replayed on resume: journaled already
+                record = tail.pop(result.candidate_id)
+                self._note(record)
+                fitnesses.append(None if record.get("fitness") is None else tuple(record["fitness"]))
+                continue
+            extra = extras.get(result.candidate_id) if extras else None
+            line, fitness = self._line(candidate, result, extra)
+            lines.append(line)
+            fitnesses.append(fitness)
+            arch = candidate.arch.to_str()
+            if stats.count(arch, result.status is Status.OK, result.cost_s, fitness):
+                stats.keep(arch, fitness, self._record(candidate, result, fitness, extra))  # type: ignore[arg-type]
+                if self.best is None or fitness > self.best:  # type: ignore[operator]
+                    self.best = fitness
+        if lines:
+            self.journal.write(lines)
+            self._unwritten = []
+        seen, ready = self.seen, self.ready
+        for result, fitness in zip(results, fitnesses, strict=True):
+            candidate_id = result.candidate_id
+            if self.replaying and self.queue and candidate_id in self.queue:
+                self.queue.remove(candidate_id)  # restored as queued, but it did finish
+            ready[candidate_id] = (result, fitness)
+            if seen is not None:
+                key = seen.key(outstanding[candidate_id].arch)
+                self._running.pop(key, None)
+                self._cache.setdefault(key, (result, fitness))
+            if self._followers:
+                for follower in self._followers.pop(candidate_id, ()):
+                    if follower in outstanding:
+                        ready.setdefault(follower, (self._copy(result, follower), fitness))
             self.refill()
 
+    def _note(self, record: Mapping[str, Any]) -> None:
+        self.stats.add(record)
+        fitness = record.get("fitness")
+        if fitness is not None and (self.best is None or tuple(fitness) > self.best):
+            self.best = tuple(fitness)
+
     def _check_objectives(self, result: Result) -> None:
-        if self._checked_objectives or result.status is not Status.OK:
+        if result.status is not Status.OK:
             return
         missing = [o.name for o in self.objectives if o.name not in result.objectives]
         if missing:
@@ -300,63 +378,92 @@ class Scheduler:
 
     def _release_one(self) -> bool:
         """Tell the next releasable result (lowest id in ordered mode, oldest otherwise)."""
-        if not self.ready:
-            return False
         candidate_id = next(iter(self.outstanding)) if self.ordered else next(iter(self.ready))
-        if candidate_id not in self.ready:
+        entry = self.ready.pop(candidate_id, None)
+        if entry is None:
             return False
-        self._tell(candidate_id, self.ready.pop(candidate_id))
-        return True
-
-    def _tell(self, candidate_id: int, result: Result) -> None:
-        candidate = self.outstanding.pop(candidate_id)
-        fitness = fitness_of(result, self.objectives)
-        self.strategy.tell(candidate, fitness)
-        self._track_best(fitness)
+        result, fitness = entry
+        self.strategy.tell(self.outstanding.pop(candidate_id), fitness)
         self.told += 1
         self.told_cost += result.cost_s
-        if candidate_id in self.leader and candidate_id not in self.journaled:
-            self._unwritten.append(self._record(candidate, result, self.stamp()))
-        self.leader.pop(candidate_id, None)
-        self.attempts.pop(candidate_id, None)
+        if self.leader.pop(candidate_id, None) is not None:
+            self.cached += 1
+        if self.attempts:
+            self.attempts.pop(candidate_id, None)
+        return True
 
-    def _track_best(self, fitness: Sequence[float] | None) -> None:
-        if fitness is not None and (self.best is None or tuple(fitness) > self.best):
-            self.best = tuple(fitness)
+    def _line(
+        self, candidate: Candidate, result: Result, extra: Mapping[str, Any] | None
+    ) -> tuple[str, tuple[float, ...] | None]:
+        """The journal line of an evaluation (:func:`encode_record` of :meth:`_record`) and its fitness.
+
+        Built from cached pieces: evaluators that answer repeats of a cell with the same
+        objective and metric mappings (per-cell scores) get that part of the line, and its
+        fitness, computed once per cell.
+        """
+        if result.status is not Status.OK or self.attempts:
+            fitness = fitness_of(result, self.objectives)
+            return encode_record(self._record(candidate, result, fitness, extra)), fitness
+        metrics = result.metrics
+        cached = self._fragments.get(id(metrics))
+        if (
+            cached is None
+            or cached[0] is not metrics
+            or cached[1] is not result.objectives
+            or (cached[2] != result.cost_s)
+        ):
+            if len(self._fragments) >= _FRAGMENT_CACHE:
+                self._fragments.clear()
+            fitness = fitness_of(result, self.objectives)
+            whole = self._record(candidate, result, fitness, None)
+            part = {
+                k: whole[k]
+                for k in ("nats_index", "status", "objectives", "fitness", "metrics")
+                if k in whole
+            }
+            part["cost_s"] = result.cost_s
+            cached = (metrics, result.objectives, result.cost_s, fitness, encode_record(part)[1:-2])
+            self._fragments[id(metrics)] = cached
+        if result.worker != self._worker[0]:
+            self._worker = (result.worker, encode_record({"w": result.worker})[6:-2])
+        if extra is not self._extra[0]:
+            self._extra = (extra, "".join([f', "{k}": {v!r}' for k, v in extra.items()]) if extra else "")
+        parents = candidate.parents
+        parents_text = str(parents[0]) if len(parents) == 1 else ", ".join(map(str, parents))
+        line = (
+            f'{{"candidate_id": {candidate.id}, "arch": "{candidate.arch.to_str()}", {cached[4]}, '
+            f'"wall_s": {result.wall_s!r}, "worker": {self._worker[1]}, "parents": [{parents_text}], '
+            f'"seed": {candidate.seed}{self._extra[1]}}}\n'
+        )
+        return line, cached[3]
 
     def _record(
-        self, candidate: Candidate, result: Result, extra: Mapping[str, Any] | None
+        self,
+        candidate: Candidate,
+        result: Result,
+        fitness: tuple[float, ...] | None,
+        extra: Mapping[str, Any] | None,
     ) -> dict[str, Any]:
-        """The journal line of one finished (or cache-answered) candidate."""
-        self.journaled.add(candidate.id)
-        fitness = fitness_of(result, self.objectives)
-        record: dict[str, Any] = {
-            "candidate_id": candidate.id,
-            "arch": candidate.arch.to_str(),
-            "canonical": candidate.arch.canonical().to_str(),
-        }
-        if result.metrics.get("nats_index") is not None:
-            record["nats_index"] = result.metrics["nats_index"]
-        record.update(
-            status=result.status.value,
-            objectives=dict(result.objectives),
-            fitness=None if fitness is None else list(fitness),
-            metrics=dict(result.metrics),
-            cost_s=result.cost_s,
-            wall_s=result.wall_s,
-            error=result.error,
-            worker=result.worker,
-            parents=list(candidate.parents),
-            seed=candidate.seed,
-            attempts=self.attempts.get(candidate.id, 0),
-            cached=candidate.id in self.leader,
-        )
-        if candidate.id in self.leader:
-            record["cached_from"] = self.leader[candidate.id]
-        record.update(extra or {})
+        """The journal record of one finished evaluation (fields: ``docs/results.md``)."""
+        metrics = result.metrics
+        record: dict[str, Any] = {"candidate_id": candidate.id, "arch": candidate.arch.to_str()}
+        nats_index = metrics.get("nats_index")
+        if nats_index is not None:
+            record["nats_index"] = nats_index
+        record["status"] = result.status.value
+        record["objectives"] = dict(result.objectives)
+        record["fitness"] = None if fitness is None else list(fitness)
+        record["metrics"] = dict(metrics)
+        record["cost_s"] = result.cost_s
+        record["wall_s"] = result.wall_s
+        if result.error is not None:
+            record["error"] = result.error
+        record["worker"] = result.worker
+        record["parents"] = list(candidate.parents)
+        record["seed"] = candidate.seed
+        attempts = self.attempts.get(candidate.id, 0) if self.attempts else 0
+        if attempts:
+            record["attempts"] = attempts
+        if extra:
+            record.update(extra)
         return record
-
-    def _flush(self) -> None:
-        if self._unwritten:
-            self.journal.append(self._unwritten)
-            self._unwritten = []

@@ -1,4 +1,8 @@
-"""The outcome of a run (``summary.json``), computed from its journal records."""
+"""The outcome of a run (``summary.json``), kept up to date as results arrive.
+
+:class:`RunStats` is updated once per journal record (O(1), plus the set of distinct cells
+for multi-objective runs), so a checkpoint never re-reads the journal.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from typing import Any
 
 from natsray.strategies.selection import dominates
 
-__all__ = ["RunSummary", "pareto_front", "summarize"]
+__all__ = ["RunStats", "RunSummary", "pareto_front", "summarize"]
 
 
 @dataclass(frozen=True)
@@ -24,7 +28,9 @@ class RunSummary:
         best_candidate_id: Its candidate id.
         evaluations: Evaluations finished (cache hits excluded, failures included).
         failed: Evaluations that failed.
-        cached: Asks answered from the de-duplication cache.
+        cached: Proposals of an already evaluated cell (class) answered from the run's cache
+            (no journal line, no evaluation cost); 0 for natsray's strategies with dedup on,
+            which propose novel cells only.
         wall_seconds: Real seconds the run took (summed over resumes).
         simulated_seconds: Simulated wall clock (max finish time) in ``simulated`` mode; the
             sum of costs in the other modes (the clock of one worker).
@@ -86,6 +92,90 @@ def pareto_front(points: Sequence[tuple[Any, Sequence[float]]]) -> list[tuple[An
     return [points[i] for i in sorted(front)]
 
 
+class RunStats:
+    """Running totals of a run's journal records, for :class:`RunSummary`.
+
+    Args:
+        num_objectives: Objectives per fitness tuple; with more than one the distinct cells
+            are kept for the Pareto front.
+    """
+
+    def __init__(self, num_objectives: int) -> None:
+        self.evaluations = 0
+        self.failed = 0
+        self.total_cost = 0.0
+        self.best: Mapping[str, Any] | None = None
+        self._best_fitness: tuple[float, ...] | None = None
+        self._multi = num_objectives > 1
+        self._cells: dict[str, Mapping[str, Any]] = {}
+
+    def add(self, record: Mapping[str, Any]) -> None:
+        """Count one evaluation record (a journal line)."""
+        fitness = record.get("fitness")
+        fitness = None if fitness is None else tuple(fitness)
+        if self.count(record["arch"], record["status"] == "ok", float(record.get("cost_s") or 0.0), fitness):
+            self.keep(record["arch"], fitness, record)
+
+    def count(self, arch: str, ok: bool, cost_s: float, fitness: tuple[float, ...] | None) -> bool:
+        """Count one evaluation; True when its record must be handed over with :meth:`keep`."""
+        self.evaluations += 1
+        if not ok:
+            self.failed += 1
+        self.total_cost += cost_s
+        if fitness is None:
+            return False
+        return (self._best_fitness is None or fitness > self._best_fitness) or (
+            self._multi and arch not in self._cells
+        )
+
+    def keep(self, arch: str, fitness: tuple[float, ...], record: Mapping[str, Any]) -> None:
+        """Keep the record of an evaluation :meth:`count` asked for (the best, or a new cell)."""
+        if self._best_fitness is None or fitness > self._best_fitness:
+            self._best_fitness = fitness
+            self.best = record
+        if self._multi and arch not in self._cells:
+            self._cells[arch] = record
+
+    def summary(
+        self,
+        objectives: Sequence[str],
+        *,
+        cached: int,
+        wall_seconds: float,
+        simulated_seconds: float,
+        stop_reason: str | None,
+        ray_calls: int,
+        mode: str,
+    ) -> RunSummary:
+        """The summary of the records counted so far."""
+        best = self.best
+        front = None
+        if self._multi:
+            points = [(record, tuple(record["fitness"])) for record in self._cells.values()]
+            front = tuple(
+                {"candidate_id": r["candidate_id"], "arch": r["arch"], "objectives": dict(r["objectives"])}
+                for r, _ in pareto_front(points)
+            )
+        return RunSummary(
+            best_arch=best["arch"] if best else None,
+            best_fitness=tuple(best["fitness"]) if best else None,
+            best_objectives=dict(best["objectives"]) if best else None,
+            best_metrics=dict(best["metrics"]) if best else None,
+            best_candidate_id=best["candidate_id"] if best else None,
+            evaluations=self.evaluations,
+            failed=self.failed,
+            cached=cached,
+            wall_seconds=wall_seconds,
+            simulated_seconds=simulated_seconds,
+            total_cost_seconds=self.total_cost,
+            stop_reason=stop_reason,
+            objectives=tuple(objectives),
+            pareto_front=front,
+            ray_calls=ray_calls,
+            mode=mode,
+        )
+
+
 def summarize(
     records: Sequence[Mapping[str, Any]],
     objectives: Sequence[str],
@@ -95,36 +185,25 @@ def summarize(
     stop_reason: str | None,
     ray_calls: int,
     mode: str,
+    cached: int = 0,
 ) -> RunSummary:
-    """Build the summary from journal records (see :mod:`natsray.engine.runner` for their fields)."""
-    evaluated = [record for record in records if not record.get("cached")]
-    scored = [record for record in evaluated if record.get("fitness") is not None]
-    best = max(scored, key=lambda record: tuple(record["fitness"]), default=None)
-    front = None
-    if len(objectives) > 1:
-        unique: dict[str, Mapping[str, Any]] = {}
-        for record in scored:
-            unique.setdefault(record["arch"], record)
-        points = [(record, tuple(record["fitness"])) for record in unique.values()]
-        front = tuple(
-            {"candidate_id": r["candidate_id"], "arch": r["arch"], "objectives": dict(r["objectives"])}
-            for r, _ in pareto_front(points)
-        )
-    return RunSummary(
-        best_arch=best["arch"] if best else None,
-        best_fitness=tuple(best["fitness"]) if best else None,
-        best_objectives=dict(best["objectives"]) if best else None,
-        best_metrics=dict(best["metrics"]) if best else None,
-        best_candidate_id=best["candidate_id"] if best else None,
-        evaluations=len(evaluated),
-        failed=sum(1 for record in evaluated if record["status"] != "ok"),
-        cached=len(records) - len(evaluated),
+    """Build the summary from journal records (see :mod:`natsray.engine.runner` for their fields).
+
+    Lines of journals written before cache answers stopped being journaled (``cached: true``)
+    are counted as ``cached``, not as evaluations.
+    """
+    stats = RunStats(len(objectives))
+    for record in records:
+        if record.get("cached"):
+            cached += 1
+        else:
+            stats.add(record)
+    return stats.summary(
+        objectives,
+        cached=cached,
         wall_seconds=wall_seconds,
         simulated_seconds=simulated_seconds,
-        total_cost_seconds=sum(float(record.get("cost_s") or 0.0) for record in evaluated),
         stop_reason=stop_reason,
-        objectives=tuple(objectives),
-        pareto_front=front,
         ray_calls=ray_calls,
         mode=mode,
     )

@@ -42,7 +42,10 @@ class BaseEvaluator(ABC):
 
     Subclasses set ``Config`` (a frozen dataclass parsed from the ``evaluator`` YAML
     section), ``cheap`` (True when one evaluation costs microseconds to milliseconds, so
-    the runner batches many per Ray call), and implement :meth:`score`.
+    the runner batches many per Ray call), and implement :meth:`score`. A subclass whose
+    score depends on the cell alone (not on the candidate's seed) returns True from
+    :meth:`per_cell`; :meth:`evaluate` then scores each cell once and answers repeats from
+    memory (at most one :class:`Score` per cell of the space).
     """
 
     Config: ClassVar[type]
@@ -52,6 +55,11 @@ class BaseEvaluator(ABC):
         self.config = config
         self.shared = shared
         self.worker = f"{os.uname().nodename}:{os.getpid()}"
+        self._scores: dict[int, Score | str] = {}
+
+    def per_cell(self) -> bool:
+        """True when :meth:`score` depends only on ``candidate.arch`` (default: False)."""
+        return False
 
     @classmethod
     def prepare_shared(cls, config: Any) -> Any:
@@ -67,6 +75,8 @@ class BaseEvaluator(ABC):
 
     def evaluate(self, batch: Sequence[Candidate]) -> list[Result]:
         """Score a batch; a candidate that raises becomes a ``FAILED`` result, never a crash."""
+        if self.per_cell():
+            return self._evaluate_per_cell(batch)
         results = []
         for candidate in batch:
             start = time.perf_counter()
@@ -92,3 +102,31 @@ class BaseEvaluator(ABC):
                 )
             )
         return results
+
+    def _evaluate_per_cell(self, batch: Sequence[Candidate]) -> list[Result]:
+        """:meth:`evaluate` with one :meth:`score` call per cell (by code); results share its dicts.
+
+        ``wall_s`` of each result is the batch's wall time divided by its size.
+        """
+        scores, worker = self._scores, self.worker
+        start = time.perf_counter()
+        answers = []
+        for candidate in batch:
+            code = candidate.arch.code
+            score = scores.get(code)
+            if score is None:
+                try:
+                    score = self.score(candidate)
+                    score = Score(dict(score.objectives), dict(score.metrics), float(score.cost_s))
+                except Exception as exc:
+                    score = f"{type(exc).__name__}: {exc}".splitlines()[0]
+                scores[code] = score
+            answers.append(score)
+        wall = (time.perf_counter() - start) / max(len(batch), 1)
+        ok = Status.OK
+        return [
+            Result(c.id, ok, s.objectives, s.metrics, s.cost_s, wall, None, worker)
+            if type(s) is Score
+            else Result.failed(c.id, s, wall_s=wall, worker=worker)  # type: ignore[arg-type]
+            for c, s in zip(batch, answers, strict=True)
+        ]

@@ -67,6 +67,10 @@ class BenchmarkEvaluator(BaseEvaluator):
         self._query.require(record, f"archive {self.config.archive} (record {probe:06d} lacks it)")
         self._api, self._records[probe] = api, record
 
+    def per_cell(self) -> bool:
+        """In ``seed_mode: mean`` a cell's score does not depend on the candidate's seed."""
+        return self.config.seed_mode == "mean"
+
     def evaluate(self, batch: Sequence[Candidate]) -> list[Result]:
         """Score a batch (opening the archive first when :meth:`setup` was not called)."""
         if self._api is None:

@@ -293,6 +293,16 @@ class TableEvaluator(BaseEvaluator):
             (key, key if key.endswith("/seeds") else key.rsplit("/", 2)[0] + "/seeds")
             for key in self._query.keys
         ]
+        # trials per cell of each run (the seeds column's non-negative entries), computed once
+        self._counts = {
+            seeds: np.count_nonzero(self.shared[seeds] >= 0, axis=1).tolist()
+            for key, seeds in self._plan
+            if self.shared[key].ndim == 2
+        }
+
+    def per_cell(self) -> bool:
+        """In ``seed_mode: mean`` a cell's score does not depend on the candidate's seed."""
+        return self.config.seed_mode == "mean"
 
     def evaluate(self, batch: Sequence[Candidate]) -> list[Result]:
         """Score a batch (loading the table first when :meth:`setup` was not called)."""
@@ -308,13 +318,14 @@ class TableEvaluator(BaseEvaluator):
             raise EvaluatorError(f"{candidate.arch} is not in the archive's meta file")
         if not shared["has_record"][row]:
             raise EvaluatorError(f"no record for NATS index {index} in table {self.config.table}")
-        record = {}
+        record: dict[str, Any] = {}
+        counts = self._counts
         for key, seeds in self._plan:
             column = shared[key]
             if column.ndim == 1:
                 record[key] = column[row]
-            else:
-                record[key] = column[row, : int(np.count_nonzero(shared[seeds][row] >= 0))]
+            else:  # as Python floats: the per-trial reductions then run without numpy scalars
+                record[key] = column[row, : counts[seeds][row]].tolist()
         return self._query.score(record, candidate.seed, {"nats_index": index})
 
 

@@ -158,7 +158,7 @@ class OutputConfig:
     """``output``: the run directory and how often the search state is checkpointed."""
 
     dir: str = "runs/run"
-    checkpoint_every: int = 500
+    checkpoint_every: int = 10_000
     checkpoint_seconds: float = 30.0
     progress: bool = True
 

@@ -118,14 +118,17 @@ class Arch:
         return self._code
 
     def to_str(self) -> str:
-        """The exact NATS-Bench arch string."""
-        groups = []
-        start = 0
-        for to_node in range(1, NUM_NODES):
-            edges = self.ops[start : start + to_node]
-            groups.append("|" + "|".join(f"{op}~{j}" for j, op in enumerate(edges)) + "|")
-            start += to_node
-        return "+".join(groups)
+        """The exact NATS-Bench arch string (computed once per cell)."""
+        text = _STRINGS[self._code]
+        if text is None:
+            groups = []
+            start = 0
+            for to_node in range(1, NUM_NODES):
+                edges = self.ops[start : start + to_node]
+                groups.append("|" + "|".join(f"{op}~{j}" for j, op in enumerate(edges)) + "|")
+                start += to_node
+            text = _STRINGS[self._code] = "+".join(groups)
+        return text
 
     def canonical(self) -> Arch:
         """The representative of the cells computing the same function (see :mod:`.canonical`)."""
@@ -140,6 +143,7 @@ class Arch:
 
 
 _INTERNED: list[Arch | None] = [None] * NUM_ARCHS
+_STRINGS: list[str | None] = [None] * NUM_ARCHS
 
 
 def all_archs() -> Iterator[Arch]:

@@ -9,6 +9,7 @@ can name them; call them through :func:`mutate` and :func:`crossover`.
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Callable, Sequence
 from typing import TypeAlias
@@ -29,6 +30,7 @@ __all__ = [
     "mutate_edge",
     "mutate_node",
     "mutate_rate",
+    "mutation_operator",
     "neighbours",
     "random_sample",
 ]
@@ -37,10 +39,17 @@ Rng: TypeAlias = random.Random | np.random.Generator
 """An explicit random source: ``random.Random`` or ``numpy.random.Generator``."""
 
 
+_RANGES = tuple(range(n) for n in range(NUM_ARCHS + 1))
+
+
 def _below(rng: Rng, n: int) -> int:
-    """A uniform int in ``0..n-1`` from ``rng``."""
-    if isinstance(rng, random.Random):
-        return rng.randrange(n)
+    """A uniform int in ``0..n-1`` from ``rng``.
+
+    For ``random.Random`` this is ``rng.choice(range(n))``: the same single draw as
+    ``rng.randrange(n)`` (one ``_randbelow(n)``), with less argument checking.
+    """
+    if type(rng) is random.Random or isinstance(rng, random.Random):
+        return rng.choice(_RANGES[n]) if n <= NUM_ARCHS else rng.randrange(n)
     if isinstance(rng, np.random.Generator):
         return int(rng.integers(n))
     raise TypeError(f"rng must be a random.Random or numpy.random.Generator, got {type(rng).__name__}")
@@ -50,6 +59,20 @@ def _other_op(rng: Rng, op: str) -> str:
     """A uniformly chosen op different from ``op``."""
     others = [o for o in OPS if o != op]
     return others[_below(rng, len(others))]
+
+
+_PLACE = tuple(len(OPS) ** (NUM_EDGES - 1 - edge) for edge in range(NUM_EDGES))
+"""Weight of each edge's op index in :attr:`Arch.code`."""
+_OTHERS = tuple(tuple(j for j in range(len(OPS)) if j != i) for i in range(len(OPS)))
+"""For each op index, the other op indices in :data:`OPS` order."""
+_EDGE_INDEX = {edge: position for position, edge in enumerate(EDGES)}
+
+
+def _with_op(arch: Arch, edge: int, new: int) -> Arch:
+    """``arch`` with op index ``new`` on ``edge`` (interned, no re-validation)."""
+    code = arch.code
+    old = code // _PLACE[edge] % len(OPS)
+    return Arch.from_code(code + (new - old) * _PLACE[edge])
 
 
 def random_sample(rng: Rng) -> Arch:
@@ -62,12 +85,7 @@ def neighbours(arch: Arch) -> list[Arch]:
 
     Order: edges in :data:`EDGES` order, and for each edge the other ops in :data:`OPS` order.
     """
-    result = []
-    for edge, current in enumerate(arch.ops):
-        for op in OPS:
-            if op != current:
-                result.append(Arch((*arch.ops[:edge], op, *arch.ops[edge + 1 :])))
-    return result
+    return [_with_op(arch, edge, new) for edge, old in enumerate(arch.op_indices) for new in _OTHERS[old]]
 
 
 def mutate_edge(arch: Arch, rng: Rng) -> Arch:
@@ -101,10 +119,9 @@ def mutate_node(arch: Arch, rng: Rng) -> Arch:
     NATS-Bench's regularized-evolution numbers (``exps/NATS-algos/regularized_ea.py``).
     """
     node = 1 + _below(rng, NUM_NODES - 1)
-    edge = EDGES.index((node, _below(rng, node)))
-    ops = list(arch.ops)
-    ops[edge] = _other_op(rng, ops[edge])
-    return Arch(tuple(ops))
+    edge = _EDGE_INDEX[node, _below(rng, node)]
+    old = arch.code // _PLACE[edge] % len(OPS)
+    return _with_op(arch, edge, _OTHERS[old][_below(rng, len(OPS) - 1)])
 
 
 MUTATIONS: dict[str, Callable[..., Arch]] = {"edge": mutate_edge, "node": mutate_node, "rate": mutate_rate}
@@ -122,6 +139,21 @@ def mutate(arch: Arch, rng: Rng, kind: str = "edge", rate: float = 1 / NUM_EDGES
     if kind not in MUTATIONS:
         raise ValueError(f"mutation kind {kind!r} is not one of {', '.join(MUTATIONS)}")
     return MUTATIONS[kind](arch, rng)
+
+
+def mutation_operator(kind: str, rate: float = 1 / NUM_EDGES) -> Callable[[Arch, Rng], Arch]:
+    """The mutation ``kind`` as a function ``(arch, rng) -> Arch`` (``rate`` bound for ``"rate"``).
+
+    Raises:
+        ValueError: when ``kind`` is not in :data:`MUTATIONS` or ``rate`` is not in ``(0, 1]``.
+    """
+    if kind == "rate":
+        if not 0.0 < rate <= 1.0:
+            raise ValueError(f"mutation rate must be in (0, 1], got {rate!r}")
+        return functools.partial(mutate_rate, rate=rate)
+    if kind not in MUTATIONS:
+        raise ValueError(f"mutation kind {kind!r} is not one of {', '.join(MUTATIONS)}")
+    return MUTATIONS[kind]
 
 
 def _check_parents(parents: Sequence[Arch]) -> None:

@@ -5,18 +5,32 @@ learns from finished evaluations with :meth:`Strategy.tell`, in any order. Fitne
 tuple to MAXIMISE (see :func:`natsray.records.fitness_of`), or ``None`` for a failed
 evaluation. :meth:`Strategy.state_dict` is JSON-able and includes the RNG state, so a
 run resumed from it continues exactly where it stopped.
+
+De-duplication at the source: with ``search_space.dedup`` ``arch`` or ``canonical`` the
+engine attaches the run's :class:`~natsray.search_space.seen.SeenCells` (:meth:`Strategy.attach_seen`)
+and every strategy proposes novel cells only. :meth:`Strategy._novel` re-draws a proposal
+(e.g. tournament + mutation) that lands on a seen cell up to :data:`MAX_REDRAWS` times, then
+falls back to a cell drawn uniformly among the unseen ones (counted in ``fallbacks``); it
+returns None only when every cell (class) has been proposed, and the strategy is then
+:attr:`Strategy.finished` ("space exhausted").
 """
 
 from __future__ import annotations
 
 import random
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 from natsray.records import Candidate, candidate_seed
 from natsray.search_space import Arch
+from natsray.search_space.seen import SeenCells
 
-__all__ = ["Fitness", "Strategy", "rng_from_state", "rng_state"]
+__all__ = ["MAX_REDRAWS", "Fitness", "Strategy", "rng_from_state", "rng_state"]
+
+MAX_REDRAWS = 100
+"""Draws of a proposal that land on seen cells before :meth:`Strategy._novel` falls back to a
+uniformly random unseen cell (pymoo's duplicate elimination also retries 100 times)."""
 
 Fitness = tuple[float, ...] | None
 
@@ -61,11 +75,49 @@ class Strategy(ABC):
         self.seed = seed
         self.rng = random.Random(seed)
         self.next_id = 0
+        self.seen: SeenCells | None = None
+        self.fallbacks = 0
+
+    def attach_seen(self, seen: SeenCells | None) -> None:
+        """Propose only cells not in ``seen`` from now on (None: no de-duplication).
+
+        The engine calls this before the first :meth:`ask` (and after
+        :meth:`load_state_dict` on resume, with the set rebuilt from the journal,
+        the outstanding candidates and :meth:`pending_cells`).
+        """
+        self.seen = seen
+
+    def pending_cells(self) -> Iterable[Arch]:
+        """Cells the strategy has drawn but not proposed yet (they count as seen)."""
+        return ()
+
+    def _novel(self, draw: Callable[[], Arch]) -> tuple[Arch, bool] | None:
+        """``draw()`` until it gives an unseen cell (see the module docstring).
+
+        Without de-duplication this is exactly one ``draw()``.
+
+        Returns:
+            ``(cell, True)`` for a drawn cell, ``(cell, False)`` for the fallback (a uniformly
+            random unseen cell, whose parents are not the draw's), None when every cell (class)
+            has been seen.
+        """
+        seen = self.seen
+        if seen is None:
+            return draw(), True
+        for _ in range(MAX_REDRAWS):
+            arch = draw()
+            if arch not in seen:
+                return arch, True
+        self.fallbacks += 1
+        arch = seen.sample_unseen(self.rng)
+        return None if arch is None else (arch, False)
 
     def _propose(self, arch: Arch, parents: tuple[int, ...] = ()) -> Candidate:
-        """A new candidate with the next sequential id and its derived seed."""
+        """A new candidate with the next sequential id and its derived seed; marks ``arch`` seen."""
         candidate = Candidate(self.next_id, arch, parents, candidate_seed(self.seed, self.next_id))
         self.next_id += 1
+        if self.seen is not None:
+            self.seen.add(arch)
         return candidate
 
     @abstractmethod
@@ -78,8 +130,8 @@ class Strategy(ABC):
 
     @property
     def finished(self) -> bool:
-        """True when the strategy has nothing more to propose (e.g. it exhausted its space)."""
-        return False
+        """True when the strategy has nothing more to propose (by default: every cell seen)."""
+        return self.seen is not None and self.seen.exhausted
 
     @abstractmethod
     def _state(self) -> dict[str, Any]:
@@ -91,10 +143,16 @@ class Strategy(ABC):
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue the search, JSON-able."""
-        return {"rng": rng_state(self.rng), "next_id": self.next_id, "strategy": self._state()}
+        return {
+            "rng": rng_state(self.rng),
+            "next_id": self.next_id,
+            "fallbacks": self.fallbacks,
+            "strategy": self._state(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a :meth:`state_dict`."""
         self.rng = rng_from_state(state["rng"])
         self.next_id = int(state["next_id"])
+        self.fallbacks = int(state.get("fallbacks", 0))
         self._load_state(state["strategy"])

@@ -4,12 +4,17 @@ A generational strategy breeds a whole generation at once, hands its candidates 
 :meth:`~Generational.ask` at a time, then returns None until every one of them is told;
 the next :meth:`~Generational.ask` breeds the next generation from the told results,
 taken in candidate-id order so the tell order within a generation does not matter.
+
+With de-duplication on, each child that lands on a seen cell (or on a sibling of its
+generation: a bred cell counts as seen at once) is re-drawn whole — new tournaments, crossover
+and mutation (:meth:`~natsray.strategies.base.Strategy._novel`) — and a generation is cut
+short only when the space is exhausted.
 """
 
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -56,6 +61,8 @@ class Generational(Strategy):
             self._told = {}
             self.generation += 1
             self._queue = list(reversed(self._breed(evaluated)))
+            if not self._queue:
+                return None  # space exhausted: nothing novel left to breed
         arch, parents = self._queue.pop()
         candidate = self._propose(arch, parents)
         self._pending.add(candidate.id)
@@ -71,8 +78,32 @@ class Generational(Strategy):
     def _breed(self, evaluated: list[Member]) -> list[Offspring]:
         """The next generation, given the successful results of the last one (id order)."""
 
+    def pending_cells(self) -> list[Arch]:
+        return [arch for arch, _ in self._queue]
+
     def _random(self, count: int) -> list[Offspring]:
-        return [(random_sample(self.rng), ()) for _ in range(count)]
+        return self._brood(lambda: (random_sample(self.rng), ()), count)
+
+    def _brood(self, draw: Callable[[], Offspring], count: int) -> list[Offspring]:
+        """``count`` offspring from ``draw``, novel and marked seen when de-duplicating."""
+        if self.seen is None:
+            return [draw() for _ in range(count)]
+        children: list[Offspring] = []
+        parents: tuple[int, ...] = ()
+
+        def cell() -> Arch:
+            nonlocal parents
+            arch, parents = draw()
+            return arch
+
+        for _ in range(count):
+            novel = self._novel(cell)
+            if novel is None:
+                break
+            arch, drawn = novel
+            self.seen.add(arch)
+            children.append((arch, parents if drawn else ()))
+        return children
 
     def _offspring(
         self, population: Sequence[Member], keys: Sequence[Any], count: int, size: int
@@ -83,8 +114,8 @@ class Generational(Strategy):
         winner), then is mutated.
         """
         config = self.config
-        children = []
-        for _ in range(count):
+
+        def child() -> Offspring:
             winners = [population[tournament(keys, self.rng, size)][0]]
             if self.rng.random() < config.crossover_prob:
                 winners.append(population[tournament(keys, self.rng, size)][0])
@@ -95,8 +126,9 @@ class Generational(Strategy):
                 mutation_kind=config.mutation,
                 mutation_rate=config.mutation_rate,
             )
-            children.append((arch, tuple(w.id for w in winners)))
-        return children
+            return arch, tuple(w.id for w in winners)
+
+        return self._brood(child, count)
 
     def _state(self) -> dict[str, Any]:
         return {

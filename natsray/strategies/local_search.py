@@ -2,7 +2,8 @@
 
 Each climb starts from the best of ``num_init`` random cells never proposed before, then
 visits the current cell's 24 one-edge neighbours in a seeded random order, skipping cells
-already proposed in the run, and moves to the first neighbour told to be strictly better.
+already proposed in the run (with ``dedup: canonical``, also cells whose isomorphism class was
+proposed), and moves to the first neighbour told to be strictly better.
 When every neighbour has been told and none is better, the cell is a local optimum and
 the search restarts. This follows the reference code of the paper (naszilla's
 ``local_search`` with ``query_full_nbhd=False``, ``stop_at_minimum=True``).
@@ -74,7 +75,11 @@ class LocalSearch(Strategy):
 
     @property
     def finished(self) -> bool:
-        return len(self._visited) >= NUM_ARCHS
+        return len(self._visited) >= NUM_ARCHS or super().finished
+
+    def _skip(self, arch: Arch) -> bool:
+        """Cells this search never proposes: visited ones (its own rule) and seen ones."""
+        return arch.code in self._visited or (self.seen is not None and arch in self.seen)
 
     def ask(self) -> Candidate | None:
         if self.finished:
@@ -82,9 +87,14 @@ class LocalSearch(Strategy):
         if self._current is None:
             if not self._to_sample:
                 return None
-            arch = random_sample(self.rng)
-            while arch.code in self._visited:
+            if self.seen is not None:
+                arch = self.seen.sample_unseen(self.rng)
+                if arch is None:
+                    return None
+            else:
                 arch = random_sample(self.rng)
+                while arch.code in self._visited:
+                    arch = random_sample(self.rng)
             self._to_sample -= 1
             candidate = self._visit(arch, ())
             self._sampling.add(candidate.id)
@@ -93,7 +103,7 @@ class LocalSearch(Strategy):
             return None
         while self._queue:
             arch = self._queue.pop()
-            if arch.code not in self._visited:
+            if not self._skip(arch):
                 candidate = self._visit(arch, (self._current[0].id,))
                 self._active.add(candidate.id)
                 return candidate

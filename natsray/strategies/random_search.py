@@ -20,17 +20,23 @@ class RandomSearchConfig:
 
 
 class RandomSearch(Strategy):
-    """Uniform random sampling with replacement; results are ignored.
+    """Uniform random sampling; results are ignored.
 
-    Any number of candidates may be in flight. Repeated cells are left to the engine's
-    de-duplication. Objective-agnostic, so it accepts as many objectives as NSGA-II.
+    Without de-duplication, cells are drawn uniformly with replacement (NATS-Bench's random
+    search). With ``dedup: arch`` / ``canonical``, uniformly among the cells not proposed yet
+    (without replacement; for ``canonical``, among the cells whose isomorphism class is new),
+    until the space is exhausted. Any number of candidates may be in flight.
+    Objective-agnostic, so it accepts as many objectives as NSGA-II.
     """
 
     Config = RandomSearchConfig
     max_objectives: ClassVar[int] = 4
 
-    def ask(self) -> Candidate:
-        return self._propose(random_sample(self.rng))
+    def ask(self) -> Candidate | None:
+        if self.seen is None:
+            return self._propose(random_sample(self.rng))
+        arch = self.seen.sample_unseen(self.rng)
+        return None if arch is None else self._propose(arch)
 
     def tell(self, candidate: Candidate, fitness: Fitness) -> None:
         """Nothing to learn."""

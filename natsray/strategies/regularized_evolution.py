@@ -3,6 +3,10 @@
 Steady state and asynchronous: the population is a queue in the order members joined it
 (the order their results were told); each child is the mutation of the best of a random
 sample of the population, and when it joins, the OLDEST member dies.
+
+With de-duplication on, a child that lands on a seen cell is re-drawn whole (a new
+tournament and a new mutation; see :meth:`natsray.strategies.base.Strategy._novel`), and the
+initial random samples are distinct unseen cells.
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from natsray.records import Candidate
-from natsray.search_space.operators import mutate, random_sample
+from natsray.search_space import Arch
+from natsray.search_space.operators import mutation_operator, random_sample
 from natsray.strategies.base import Fitness, Strategy
 from natsray.strategies.selection import (
     Member,
@@ -74,7 +79,9 @@ class RegularizedEvolution(Strategy):
     def __init__(self, config: RegularizedEvolutionConfig, *, num_objectives: int = 1, seed: int = 0) -> None:
         super().__init__(config, num_objectives=num_objectives, seed=seed)
         self._population: deque[Member] = deque()
+        self._keys: deque[tuple[float, ...]] = deque()  # the members' fitness, for tournaments
         self._seeding: set[int] = set()
+        self._mutate = mutation_operator(config.mutation, config.mutation_rate)
 
     @property
     def population(self) -> list[Member]:
@@ -86,32 +93,49 @@ class RegularizedEvolution(Strategy):
         if len(self._population) < size:
             if len(self._population) + len(self._seeding) >= size:
                 return None
-            candidate = self._propose(random_sample(self.rng))
+            novel = self._novel(lambda: random_sample(self.rng))
+            if novel is None:
+                return None
+            candidate = self._propose(novel[0])
             self._seeding.add(candidate.id)
             return candidate
-        members = list(self._population)
-        winner = members[
-            tournament(
-                [fitness for _, fitness in members],
-                self.rng,
-                self.config.sample_size,
-                replace=self.config.sample_with_replacement,
-            )
-        ][0]
-        child = mutate(winner.arch, self.rng, self.config.mutation, self.config.mutation_rate)
-        return self._propose(child, (winner.id,))
+        members = self._population
+        keys = self._keys
+        config = self.config
+        if self.seen is None:  # the common NATS-protocol case, without the re-draw machinery
+            winner = members[
+                tournament(keys, self.rng, config.sample_size, replace=config.sample_with_replacement)
+            ][0]
+            return self._propose(self._mutate(winner.arch, self.rng), (winner.id,))
+        winner = members[0][0]
+
+        def draw() -> Arch:
+            nonlocal winner
+            index = tournament(keys, self.rng, config.sample_size, replace=config.sample_with_replacement)
+            winner = members[index][0]
+            return self._mutate(winner.arch, self.rng)
+
+        novel = self._novel(draw)
+        if novel is None:
+            return None
+        child, drawn = novel
+        return self._propose(child, (winner.id,) if drawn else ())
 
     def tell(self, candidate: Candidate, fitness: Fitness) -> None:
         self._seeding.discard(candidate.id)
         if fitness is None:
             return
-        self._population.append((candidate, tuple(fitness)))
+        fitness = tuple(fitness)
+        self._population.append((candidate, fitness))
+        self._keys.append(fitness)
         if len(self._population) > self.config.population:
             self._population.popleft()
+            self._keys.popleft()
 
     def _state(self) -> dict[str, Any]:
         return {"population": members_to_json(self._population), "seeding": sorted(self._seeding)}
 
     def _load_state(self, state: dict[str, Any]) -> None:
         self._population = deque(members_from_json(state["population"]))
+        self._keys = deque(fitness for _, fitness in self._population)
         self._seeding = {int(i) for i in state["seeding"]}

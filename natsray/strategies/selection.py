@@ -59,8 +59,16 @@ def tournament(keys: Sequence[Any], rng: random.Random, size: int, *, replace: b
     if not keys:
         raise ValueError("tournament: the population is empty")
     indices = range(len(keys))
-    drawn = [rng.choice(indices) for _ in range(size)] if replace else rng.sample(indices, size)
-    return max(drawn, key=lambda index: keys[index])
+    if not replace:
+        return max(rng.sample(indices, size), key=lambda index: keys[index])
+    choice = rng.choice
+    best = choice(indices)
+    best_key = keys[best]
+    for _ in range(size - 1):
+        index = choice(indices)
+        if keys[index] > best_key:
+            best, best_key = index, keys[index]
+    return best
 
 
 def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
