@@ -6,7 +6,7 @@ import pytest
 import ray
 from toy_evaluator import TESTS_DIR, ToyConfig, make_config, run_killed, trajectory
 
-from natsray.engine.checkpoint import Journal, read_journal
+from natsray.engine.checkpoint import read_journal
 from natsray.engine.runner import run_experiment
 from natsray.experiment.config import BudgetConfig, EngineConfig
 

@@ -6,7 +6,7 @@ import pytest
 import ray
 from toy_evaluator import TESTS_DIR, FixedListConfig, ToyConfig, make_config, trajectory
 
-from natsray.engine.checkpoint import Journal, read_journal
+from natsray.engine.checkpoint import read_journal
 from natsray.engine.runner import run_experiment
 from natsray.engine.scheduler import MAX_CACHE_STREAK
 from natsray.engine.summary import pareto_front

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from natsray import evaluators, strategies
-from natsray.engine.checkpoint import JOURNAL_FILE, Journal, read_journal
+from natsray.engine.checkpoint import JOURNAL_FILE, read_journal
 from natsray.evaluators import BaseEvaluator, EvaluatorError, Score
 from natsray.experiment.config import (
     BudgetConfig,
