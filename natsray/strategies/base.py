@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import random
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from natsray.records import Candidate, candidate_seed
@@ -87,7 +87,7 @@ class Strategy(ABC):
         """
         self.seen = seen
 
-    def pending_cells(self) -> Iterable[Arch]:
+    def pending_cells(self) -> Sequence[Arch]:
         """Cells the strategy has drawn but not proposed yet (they count as seen)."""
         return ()
 
@@ -130,8 +130,9 @@ class Strategy(ABC):
 
     @property
     def finished(self) -> bool:
-        """True when the strategy has nothing more to propose (by default: every cell seen)."""
-        return self.seen is not None and self.seen.exhausted
+        """True when the strategy has nothing more to propose (by default: every cell seen and
+        every drawn cell proposed)."""
+        return self.seen is not None and self.seen.exhausted and not self.pending_cells()
 
     @abstractmethod
     def _state(self) -> dict[str, Any]:
