@@ -55,6 +55,7 @@ def run_experiment(
     resume: bool = False,
     address: str | None = None,
     progress: bool | None = None,
+    shared: Any = None,
 ) -> RunSummary:
     """Run (or resume) an experiment, writing the journal, checkpoints and summary to ``run_dir``.
 
@@ -66,6 +67,9 @@ def run_experiment(
             else a local Ray is started (and stopped at the end). A Ray already initialised
             in this process is reused and left running.
         progress: Show a progress bar on stderr; default ``config.output.progress``.
+        shared: For in-process / simulated runs, the evaluator's read-only inputs as its
+            ``prepare_shared`` returns them, already prepared (a sweep takes them from Ray's
+            object store, one copy per node); None prepares them here.
 
     Returns:
         The run's summary (also written to ``run_dir/summary.json``).
@@ -89,6 +93,7 @@ def run_experiment(
     if checkpoint is not None and checkpoint.get("version") != _CHECKPOINT_VERSION:
         raise ValueError(f"{run_dir / CHECKPOINT_FILE}: unsupported version {checkpoint.get('version')!r}")
     session = _Session(config, run_dir, journal, objectives, evaluator_cls, checkpoint, progress)
+    session.shared = shared
     try:
         if session.simulated:
             _run_local(session, evaluator_cls, simulated=True)
@@ -129,6 +134,7 @@ class _Session:
         progress: bool | None,
     ) -> None:
         self.config = config
+        self.shared: Any = None
         self.run_dir = run_dir
         self.journal = journal
         self.objectives = objectives
@@ -248,7 +254,8 @@ class _Session:
 def _run_local(session: _Session, evaluator_cls: type[BaseEvaluator], *, simulated: bool) -> None:
     """Evaluate in the driver process: on the simulated clock, or batch by batch."""
     evaluator_config = session.config.evaluator
-    evaluator = evaluator_cls(evaluator_config, evaluator_cls.prepare_shared(evaluator_config))
+    shared = session.shared if session.shared is not None else evaluator_cls.prepare_shared(evaluator_config)
+    evaluator = evaluator_cls(evaluator_config, shared)
     evaluator.setup()
     scheduler = session.scheduler
     if simulated:

@@ -8,12 +8,11 @@ imported only by the commands that need them, so ``--help`` and ``validate`` sta
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import os
 import shutil
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -55,21 +54,12 @@ class _Parser(argparse.ArgumentParser):
 
 def parse_seeds(spec: str) -> list[int]:
     """Seeds from ``0-99`` (inclusive range), ``0,3,5`` or a mix such as ``0-4,10``."""
-    seeds: list[int] = []
+    from natsray.study.grid import parse_seeds as parse
+
     try:
-        for part in spec.split(","):
-            first, sep, last = part.strip().partition("-")
-            low, high = int(first), int(last) if sep else int(first)
-            if low < 0 or high < low:
-                raise ValueError
-            seeds.extend(range(low, high + 1))
-    except ValueError:
-        raise UsageError(
-            f"--seeds {spec!r}: expected non-negative seeds like 0-99, 0,3,5 or 0-4,10"
-        ) from None
-    if len(set(seeds)) != len(seeds):
-        raise UsageError(f"--seeds {spec!r}: a seed is listed twice")
-    return seeds
+        return list(parse(spec))
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _load(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentConfig:
@@ -144,57 +134,101 @@ def _execute(
     return result
 
 
-@contextlib.contextmanager
-def _ray_session(config: ExperimentConfig, shared: bool) -> Iterator[None]:
-    """One Ray session for several runs: the runner reuses an initialised Ray and leaves it running."""
-    if not shared or config.engine.mode == "simulated" or config.engine.in_process:
-        yield
-        return
-    import ray
-
-    from natsray.engine.runner import connect_ray
-
-    started = connect_ray(config, config.ray.address)
-    try:
-        yield
-    finally:
-        if started:
-            ray.shutdown()
-
-
 def _cmd_run(args: argparse.Namespace) -> int:
+    if args.seeds is not None or args.grid or _has_sweep_section(args.config):
+        return _run_sweep(args)
     config = _load(args.config, args.set)
     if args.address:
         config = dataclasses.replace(config, ray=dataclasses.replace(config.ray, address=args.address))
     config = resolve_paths(config)
-    out = Path(args.out or config.output.dir)
-    if args.seeds is None:
-        runs = [(out, config)]
-    else:
-        runs = [
-            (out / f"seed-{seed}", dataclasses.replace(config, seed=seed)) for seed in parse_seeds(args.seeds)
-        ]
-    for run_dir, _ in runs:
-        _prepare_run_dir(run_dir, args.overwrite)
-    progress = False if args.no_progress else None
-    with _ray_session(config, len(runs) > 1):
-        for run_dir, run_config in runs:
-            run_config = dataclasses.replace(
-                run_config, output=dataclasses.replace(run_config.output, dir=str(run_dir))
-            )
-            run_dir.mkdir(parents=True, exist_ok=True)
-            dump_config(run_config, run_dir / "config.yaml")
-            _execute(run_config, run_dir, resume=False, progress=progress)
-    if args.seeds is not None:
-        from natsray.experiment.report import aggregate_runs
+    run_dir = Path(args.out or config.output.dir)
+    _prepare_run_dir(run_dir, args.overwrite)
+    config = dataclasses.replace(config, output=dataclasses.replace(config.output, dir=str(run_dir)))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    dump_config(config, run_dir / "config.yaml")
+    _execute(config, run_dir, resume=False, progress=False if args.no_progress else None)
+    return 0
 
-        aggregate_runs([run_dir for run_dir, _ in runs], out / "aggregate.json")
-        print(f"aggregate    {out / 'aggregate.json'} ({len(runs)} seeds)")
+
+def _has_sweep_section(path: str) -> bool:
+    from natsray.experiment.config import read_yaml
+
+    try:
+        return "sweep" in read_yaml(Path(path))
+    except ConfigError:
+        return False  # _load reports it
+
+
+def _run_sweep(args: argparse.Namespace) -> int:
+    """``run`` with ``--seeds`` / ``--grid`` / a ``sweep`` section: plan, refuse clashes, execute, report."""
+    from natsray.experiment.config import read_yaml
+    from natsray.study.grid import SWEEP_FILE, plan_runs, sweep_from_config, write_plan
+
+    plan = sweep_from_config(read_yaml(Path(args.config)), args.set, args.grid, args.seeds, args.config)
+    assert plan is not None
+    out = Path(args.out or (plan.base.get("output") or {}).get("dir") or "runs/run")
+    runs = plan_runs(plan, out)
+    if all(run.config is None for run in runs):
+        raise UsageError(runs[0].error or "no runs")
+    if (out / SWEEP_FILE).exists() and not args.overwrite:
+        raise UsageError(
+            f"{out} already holds a sweep: continue it with 'natsray resume {out}', "
+            "replace it with --overwrite, or choose another --out"
+        )
+    for run in runs:
+        _prepare_run_dir(run.run_dir, args.overwrite)
+    (out / SWEEP_FILE).unlink(missing_ok=True)
+    (out / "sweep-runs.jsonl").unlink(missing_ok=True)
+    write_plan(plan, out)
+    return _finish_sweep(runs, out, args)
+
+
+def _finish_sweep(runs: Sequence[Any], out: Path, args: argparse.Namespace) -> int:
+    """Execute a planned sweep, print its comparative report; exit code 1 when a run failed."""
+    from natsray.experiment.report import aggregate_runs
+    from natsray.study.report import sweep_report
+    from natsray.study.sweep import run_sweep
+
+    def show(outcome: Any) -> None:
+        if outcome.status == "failed":
+            print(f"natsray: run failed: {outcome.run_dir}: {outcome.error}", file=sys.stderr)
+
+    outcome = run_sweep(
+        runs,
+        out,
+        parallel=args.parallel,
+        address=args.address,
+        progress=not args.no_progress,
+        on_outcome=show,
+    )
+    sweep_report(out)
+    finished = [Path(run.run_dir) for run in outcome.runs if run.status != "failed"]
+    if finished and all(not run.point.labels for run in runs):  # seeds only: the per-seed aggregate too
+        aggregate_runs(finished, out / "aggregate.json")
+        print(f"aggregate     {out / 'aggregate.json'} ({len(finished)} seeds)")
+    failed = outcome.failed
+    if failed:
+        print(
+            f"natsray: {len(failed)} of {len(runs)} runs failed "
+            f"(listed above and in {out / 'sweep-runs.jsonl'}); "
+            f"after fixing the cause, 'natsray resume {out}' runs them",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
     run_dir = _existing_dir(args.run_dir, "run")
+    from natsray.study.grid import SWEEP_FILE, load_plan, plan_runs
+
+    if (run_dir / SWEEP_FILE).is_file():
+        if args.set:
+            raise UsageError(
+                f"--set: not supported when resuming a sweep ({run_dir}); resume its runs one by one"
+            )
+        args.parallel = getattr(args, "parallel", None)
+        return _finish_sweep(plan_runs(load_plan(run_dir), run_dir), run_dir, args)
     if not (run_dir / "config.yaml").is_file():
         raise UsageError(f"{run_dir}: not a run directory (no config.yaml)")
     for item in args.set:
@@ -213,6 +247,13 @@ def _cmd_resume(args: argparse.Namespace) -> int:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     run_dirs = [_existing_dir(path, "run") for path in args.run_dirs]
+    from natsray.study.grid import SWEEP_FILE
+
+    if len(run_dirs) == 1 and (run_dirs[0] / SWEEP_FILE).is_file():
+        from natsray.study.report import sweep_report
+
+        sweep_report(run_dirs[0], Path(args.out) if args.out else None)
+        return 0
     from natsray.experiment.report import report
 
     report(run_dirs, Path(args.out) if args.out else None)
@@ -347,7 +388,18 @@ def _build_parser() -> argparse.ArgumentParser:
         "--address", help="Ray cluster address (default: ray.address, RAY_ADDRESS, or a local Ray)"
     )
     run.add_argument("--out", help="run directory (default: output.dir of the config)")
-    run.add_argument("--seeds", help="run once per seed in one Ray session: 0-99, 0,3,5; run dirs OUT/seed-N")
+    run.add_argument(
+        "--seeds", help="a sweep: one run per seed, in parallel on Ray: 0-99, 0,3,5; run dirs OUT/seed-N"
+    )
+    run.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="KEY.PATH=V1,V2",
+        help="a sweep axis, e.g. --grid strategy.name=random,regularized_evolution; repeatable "
+        "(run dirs OUT/KEY.PATH=V__.../seed-N; see docs/sweeps.md)",
+    )
+    run.add_argument("--parallel", type=int, metavar="N", help="a sweep runs at most N runs at once")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--overwrite", action="store_true", help="delete a run already in the run directory")
 
@@ -356,7 +408,10 @@ def _build_parser() -> argparse.ArgumentParser:
         _cmd_resume,
         "continue an interrupted run (or extend a finished one with --set budget.KEY=N)",
     )
-    resume.add_argument("run_dir", metavar="RUN_DIR")
+    resume.add_argument(
+        "run_dir", metavar="RUN_DIR", help="a run directory, or a sweep directory (sweep.yaml)"
+    )
+    resume.add_argument("--parallel", type=int, metavar="N", help="a sweep runs at most N runs at once")
     resume.add_argument(
         "--set",
         action="append",
@@ -368,7 +423,9 @@ def _build_parser() -> argparse.ArgumentParser:
     resume.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     report = command("report", _cmd_report, "tables and plots of one or several runs (compared)")
-    report.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    report.add_argument(
+        "run_dirs", nargs="+", metavar="RUN_DIR", help="run directories, or one sweep directory (sweep.yaml)"
+    )
     report.add_argument("--out", help="output directory (default: next to the runs)")
 
     export = command("export-table", _cmd_export_table, "compile a NATS-Bench archive into a metric table")

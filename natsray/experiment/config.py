@@ -44,6 +44,7 @@ __all__ = [
     "dump_config",
     "load_config",
     "parse_dataclass",
+    "read_yaml",
     "resolve_paths",
 ]
 
@@ -335,7 +336,8 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[s
     return result
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml(path: Path) -> dict[str, Any]:
+    """A YAML config file's top-level mapping; one-line ConfigError naming the file otherwise."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -368,7 +370,7 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentCo
         ConfigError: one line naming the file, the YAML path and what was expected.
     """
     path = Path(path)
-    return config_from_dict(apply_overrides(_read_yaml(path), overrides), source=str(path))
+    return config_from_dict(apply_overrides(read_yaml(path), overrides), source=str(path))
 
 
 def check_paths(config: ExperimentConfig, source: str | None = None) -> None:

@@ -1,0 +1,333 @@
+"""Sweep plans: seeds x grid points of one experiment config, each run in its own directory.
+
+A sweep is an experiment config plus a ``sweep`` section (in the same YAML file, or given
+on the command line with ``--seeds`` and ``--grid``)::
+
+    sweep:
+      seeds: 0-299
+      grid:
+        strategy.name: [regularized_evolution, random]     # short form: KEY.PATH: [values]
+        dataset:                                           # long form: axis: {label: settings}
+          cifar10: {evaluator.dataset: cifar10, budget.simulated_seconds: 20000}
+          cifar100: {evaluator.dataset: cifar100, budget.simulated_seconds: 40000}
+
+Every grid point is one combination of one label per axis (the Cartesian product, axes in
+order); its settings are applied to the base config like ``--set KEY.PATH=VALUE`` (a mapping
+value replaces a whole section, e.g. ``strategy: {name: random}``). Run directories are
+``OUT/<axis>=<label>__<axis>=<label>/seed-<N>`` (``OUT/seed-<N>`` without a grid).
+The plan is written to ``OUT/sweep.yaml`` so that ``natsray resume OUT`` and
+``natsray report OUT`` rebuild it. See ``docs/sweeps.md``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from natsray.experiment.config import (
+    ConfigError,
+    ExperimentConfig,
+    apply_overrides,
+    check_paths,
+    config_from_dict,
+    resolve_paths,
+)
+
+__all__ = [
+    "SWEEP_FILE",
+    "Axis",
+    "GridPoint",
+    "PlannedRun",
+    "SweepPlan",
+    "load_plan",
+    "parse_grid_option",
+    "parse_seeds",
+    "plan_runs",
+    "sweep_from_config",
+    "write_plan",
+]
+
+SWEEP_FILE = "sweep.yaml"
+_VERSION = 1
+_SAFE_LABEL = re.compile(r"^[A-Za-z0-9_.+@-]+$")
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One grid axis: a name and, per label, the settings (``KEY.PATH -> value``) it applies."""
+
+    name: str
+    values: tuple[tuple[str, Mapping[str, Any]], ...]
+
+
+@dataclass(frozen=True)
+class GridPoint:
+    """One combination of axis labels.
+
+    Attributes:
+        labels: ``(axis name, label)`` per axis, in axis order.
+        settings: The settings of all its labels, applied in axis order.
+    """
+
+    labels: tuple[tuple[str, str], ...]
+    settings: Mapping[str, Any]
+
+    @property
+    def name(self) -> str:
+        """The directory name, ``axis=label__axis=label`` ('' for the single point of a seed-only sweep)."""
+        return "__".join(f"{axis}={label}" for axis, label in self.labels)
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """A sweep: the base config (raw YAML data, ``--set`` applied), its axes and seeds.
+
+    Attributes:
+        base: The base experiment as plain data (no ``sweep`` section).
+        axes: The grid axes (none: seeds only).
+        seeds: The seeds every grid point runs.
+        source: Where the base came from (prefixes config errors).
+    """
+
+    base: Mapping[str, Any]
+    axes: tuple[Axis, ...]
+    seeds: tuple[int, ...]
+    source: str = "sweep"
+
+    def points(self) -> list[GridPoint]:
+        """The grid points, the Cartesian product of the axes (first axis slowest)."""
+        points = []
+        for combo in itertools.product(*(axis.values for axis in self.axes)):
+            settings: dict[str, Any] = {}
+            for _, values in combo:
+                settings.update(values)
+            labels = tuple((axis.name, label) for axis, (label, _) in zip(self.axes, combo, strict=True))
+            points.append(GridPoint(labels, settings))
+        return points
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One run of a sweep: its grid point, seed, directory and config (or why it has none).
+
+    Attributes:
+        point: The grid point.
+        seed: The seed.
+        run_dir: Its run directory.
+        config: The run's config (paths resolved, ``output.dir`` = ``run_dir``), None when
+            the grid point's config is invalid.
+        error: The one-line config error of an invalid grid point.
+    """
+
+    point: GridPoint
+    seed: int
+    run_dir: Path
+    config: ExperimentConfig | None
+    error: str | None = None
+
+
+def parse_seeds(spec: str | int | Sequence[int], what: str = "--seeds") -> tuple[int, ...]:
+    """Seeds from ``0-99`` (inclusive range), ``0,3,5``, a mix such as ``0-4,10``, an int or a list.
+
+    Raises:
+        ConfigError: one line naming ``what`` for malformed, negative or repeated seeds.
+    """
+    if isinstance(spec, bool):
+        raise ConfigError(f"{what} {spec!r}: expected seeds like 0-99, 0,3,5 or 0-4,10")
+    if isinstance(spec, int):
+        spec = str(spec)
+    seeds: list[int] = []
+    try:
+        if isinstance(spec, str):
+            for part in spec.split(","):
+                first, sep, last = part.strip().partition("-")
+                low, high = int(first), int(last) if sep else int(first)
+                if low < 0 or high < low:
+                    raise ValueError
+                seeds.extend(range(low, high + 1))
+        else:
+            seeds = [int(seed) for seed in spec if not isinstance(seed, bool) and int(seed) >= 0]
+            if len(seeds) != len(spec):
+                raise ValueError
+    except (ValueError, TypeError):
+        raise ConfigError(
+            f"{what} {spec!r}: expected non-negative seeds like 0-99, 0,3,5 or 0-4,10"
+        ) from None
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"{what} {spec!r}: a seed is listed twice")
+    return tuple(seeds)
+
+
+def _label(value: Any, where: str) -> str:
+    text = value if isinstance(value, str) else json.dumps(value)
+    if not _SAFE_LABEL.match(text):
+        raise ConfigError(
+            f"{where}: label {text!r} cannot name a directory (letters, digits, _ . + @ - only); "
+            "use the long form 'axis: {label: {KEY.PATH: value}}'"
+        )
+    return text
+
+
+def _axis(name: str, values: Any, where: str) -> Axis:
+    if not isinstance(name, str) or not _SAFE_LABEL.match(name):
+        raise ConfigError(f"{where}: axis name {name!r}: letters, digits, _ . + @ - only")
+    if isinstance(values, Mapping):  # long form: label -> settings
+        entries = []
+        for label, settings in values.items():
+            if not isinstance(settings, Mapping) or not all(isinstance(k, str) for k in settings):
+                raise ConfigError(
+                    f"{where}.{name}.{label}: expected a mapping of KEY.PATH: value, got {settings!r}"
+                )
+            entries.append((_label(label, f"{where}.{name}"), dict(settings)))
+    elif isinstance(values, list) and values:  # short form: KEY.PATH -> [values]
+        entries = [(_label(value, f"{where}.{name}"), {name: value}) for value in values]
+    else:
+        raise ConfigError(f"{where}.{name}: expected a non-empty list of values or a mapping label: settings")
+    labels = [label for label, _ in entries]
+    if len(set(labels)) != len(labels):
+        raise ConfigError(f"{where}.{name}: a label is listed twice ({', '.join(labels)})")
+    return Axis(name, tuple(entries))
+
+
+def parse_grid_option(option: str) -> Axis:
+    """An axis from ``--grid KEY.PATH=v1,v2,...`` (each value parsed as a YAML scalar).
+
+    Raises:
+        ConfigError: not ``KEY.PATH=v1,v2``, or a value that is not a YAML scalar.
+    """
+    key, sep, text = option.partition("=")
+    if not sep or not key.strip() or not text.strip():
+        raise ConfigError(
+            f"--grid {option!r}: expected KEY.PATH=v1,v2,... e.g. strategy.name=random,regularized_evolution"
+        )
+    values = []
+    for item in text.split(","):
+        try:
+            values.append(yaml.safe_load(item))
+        except yaml.YAMLError:
+            raise ConfigError(f"--grid {option!r}: value {item!r} is not valid YAML") from None
+    return _axis(key.strip(), values, "--grid")
+
+
+def sweep_from_config(
+    data: Mapping[str, Any],
+    overrides: Sequence[str] = (),
+    grid: Sequence[str] = (),
+    seeds: str | None = None,
+    source: str = "sweep",
+) -> SweepPlan | None:
+    """The sweep a raw config describes with its ``sweep`` section and the command line's options.
+
+    Args:
+        data: The YAML file's mapping (with or without a ``sweep`` section).
+        overrides: ``--set`` items, applied to the base.
+        grid: ``--grid`` items: axes appended to those of the section.
+        seeds: ``--seeds``: replaces the section's seeds.
+        source: The file name, for error messages.
+
+    Returns:
+        The plan, or None when neither the section nor the options ask for a sweep.
+
+    Raises:
+        ConfigError: one line naming the file and the ``sweep.*`` key (or option) at fault.
+    """
+    data = dict(data)
+    section = data.pop("sweep", None)
+    if section is None and not grid and seeds is None:
+        return None
+    if section is None:
+        section = {}
+    if not isinstance(section, Mapping) or set(section) - {"seeds", "grid"}:
+        raise ConfigError(f"{source}: sweep: expected a mapping with 'seeds' and/or 'grid'")
+    try:
+        grid_section = section.get("grid") or {}
+        if not isinstance(grid_section, Mapping):
+            raise ConfigError("sweep.grid: expected a mapping axis: values")
+        axes = [_axis(name, values, "sweep.grid") for name, values in grid_section.items()]
+        axes += [parse_grid_option(option) for option in grid]
+        names = [axis.name for axis in axes]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"grid axis listed twice ({', '.join(names)})")
+        if seeds is not None:
+            seed_list = parse_seeds(seeds)
+        else:
+            seed_list = parse_seeds(section.get("seeds", data.get("seed", 0)), "sweep.seeds")
+        base = apply_overrides(data, overrides)
+    except ConfigError as exc:
+        raise exc.with_source(source) from None
+    return SweepPlan(base, tuple(axes), seed_list, source)
+
+
+def _settings_overrides(settings: Mapping[str, Any]) -> list[str]:
+    """Settings as ``--set`` items (JSON is valid YAML flow syntax)."""
+    return [f"{key}={json.dumps(value)}" for key, value in settings.items()]
+
+
+def plan_runs(plan: SweepPlan, out: Path) -> list[PlannedRun]:
+    """Every (grid point, seed) run with its directory and config, grid points in order.
+
+    A grid point whose config is invalid yields runs with ``error`` set instead of a config.
+    """
+    runs = []
+    for point in plan.points():
+        point_dir = out / point.name if point.name else out
+        try:
+            data = apply_overrides(plan.base, _settings_overrides(point.settings))
+            config = config_from_dict(data, source=plan.source)
+            check_paths(config, plan.source)
+            config = resolve_paths(config)
+            error = None
+        except (ConfigError, ValueError) as exc:
+            config, error = None, str(exc).splitlines()[0]
+        for seed in plan.seeds:
+            run_dir = point_dir / f"seed-{seed}"
+            run_config = None
+            if config is not None:
+                output = dataclasses.replace(config.output, dir=str(run_dir))
+                run_config = dataclasses.replace(config, seed=seed, output=output)
+            runs.append(PlannedRun(point, seed, run_dir, run_config, error))
+    return runs
+
+
+def write_plan(plan: SweepPlan, out: Path) -> None:
+    """Write ``OUT/sweep.yaml``: the base config, the axes (long form) and the seeds."""
+    data = {
+        "version": _VERSION,
+        "source": plan.source,
+        "base": plan.base,
+        "grid": {axis.name: {label: dict(settings) for label, settings in axis.values} for axis in plan.axes},
+        "seeds": list(plan.seeds),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / (SWEEP_FILE + ".tmp")
+    tmp.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    tmp.replace(out / SWEEP_FILE)
+
+
+def load_plan(sweep_dir: Path) -> SweepPlan:
+    """Read ``SWEEP_DIR/sweep.yaml`` back.
+
+    Raises:
+        ConfigError: one line when the file is missing or not a sweep plan.
+    """
+    path = sweep_dir / SWEEP_FILE
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{sweep_dir}: not a sweep directory (no {SWEEP_FILE})") from None
+    except yaml.YAMLError:
+        raise ConfigError(f"{path}: not valid YAML") from None
+    if not isinstance(data, Mapping) or data.get("version") != _VERSION or "base" not in data:
+        raise ConfigError(f"{path}: not a natsray sweep plan (version {_VERSION})")
+    axes = tuple(_axis(name, values, str(path)) for name, values in (data.get("grid") or {}).items())
+    return SweepPlan(
+        data["base"], axes, parse_seeds(data["seeds"], f"{path}: seeds"), data.get("source", str(path))
+    )

@@ -1,0 +1,76 @@
+"""Anytime plots of a sweep: best-so-far report metric, mean and shaded 95% CI across seeds.
+
+One panel per dataset (their accuracies live on different scales), one line per grid point.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from natsray.study.stats import ci95
+
+__all__ = ["plot_anytime"]
+
+_DPI = 110
+
+
+def _metric_label(metric: str) -> str:
+    unit = " (%)" if "accuracy" in metric else ""
+    return f"{metric}{unit} of the best cell so far"
+
+
+def plot_anytime(
+    curves: Sequence[tuple[str, str, np.ndarray, np.ndarray]],
+    metric: str,
+    objective: str,
+    by_time: bool,
+    path: Path,
+) -> None:
+    """Write one anytime figure.
+
+    Args:
+        curves: ``(legend label, dataset, x grid (n_x,), values (n_seeds, n_x))`` per grid point.
+        metric: The report metric on the y axis, e.g. ``test_accuracy@200``.
+        objective: The searched objective that chooses the best cell, e.g. ``valid_accuracy@12``.
+        by_time: x is simulated seconds (else evaluations).
+        path: The PNG to write.
+    """
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    datasets = list(dict.fromkeys(dataset for _, dataset, _, _ in curves))
+    fig = Figure(figsize=(4.8 * len(datasets), 4.0), dpi=_DPI)
+    axes = fig.subplots(1, len(datasets), squeeze=False)[0]
+    seeds = sorted({values.shape[0] for _, _, _, values in curves})
+    for ax, dataset in zip(axes, datasets, strict=True):
+        for label, _, x, values in (c for c in curves if c[1] == dataset):
+            with warnings.catch_warnings():  # all-NaN columns (before any seed's first result) stay NaN
+                warnings.simplefilter("ignore", RuntimeWarning)
+                mean = np.nanmean(values, axis=0)
+                half = ci95(values)
+            (line,) = ax.plot(x, mean, label=f"{label} (mean)", linewidth=1.4)
+            ax.fill_between(
+                x, mean - half, mean + half, color=line.get_color(), alpha=0.25, linewidth=0,
+                label=f"{label} (95% CI)",
+            )  # fmt: skip
+        ax.set_title(dataset or "all runs", fontsize=10)
+        schedule = f" @{objective.split('@')[1]}" if "@" in objective else ""
+        ax.set_xlabel(
+            f"simulated training time{schedule} (s)" if by_time else f"evaluations (cells trained{schedule})"
+        )
+        ax.set_ylabel(_metric_label(metric))
+        ax.xaxis.set_major_locator(MaxNLocator(5))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    seed_text = "/".join(map(str, seeds))
+    fig.suptitle(
+        f"Anytime {metric} of the best cell by {objective}, mean and 95% CI over {seed_text} seeds",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=_DPI)

@@ -1,0 +1,273 @@
+"""Sweeps: grid plans, parallel runs equal to single runs, failures, SIGKILL + resume, the report."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import archive_factory as factory
+from toy_evaluator import trajectory
+
+from natsray.evaluators.table import export_table
+from natsray.experiment.cli import main
+from natsray.experiment.config import ConfigError
+from natsray.study.grid import parse_grid_option, plan_runs, sweep_from_config
+from natsray.study.sweep import run_state
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def base(table: str | Path, evaluations: int = 40) -> dict[str, Any]:
+    return {
+        "search_space": {"dedup": "none"},
+        "strategy": {"name": "regularized_evolution", "population": 5, "sample_size": 2},
+        "evaluator": {
+            "type": "table",
+            "table": str(table),
+            "dataset": "cifar10",
+            "hp": "12",
+            "objective": ["valid_accuracy"],
+            "report": ["test_accuracy@200"],
+        },
+        "budget": {"evaluations": evaluations},
+        "engine": {"mode": "simulated", "simulated_workers": 1},
+        "output": {"dir": "runs/x", "progress": False},
+    }
+
+
+def test_grid_points_names_and_per_value_settings(tmp_path: Path) -> None:
+    data = base(tmp_path / "t.npz")
+    data["sweep"] = {
+        "seeds": "0-1",
+        "grid": {
+            "strategy": {
+                "rea": {"strategy": {"name": "regularized_evolution"}},
+                "rs": {"strategy": {"name": "random"}},
+            },
+            "dataset": {
+                "cifar10": {"evaluator.dataset": "cifar10", "budget.evaluations": 20},
+                "cifar100": {"evaluator.dataset": "cifar100", "budget.evaluations": 40},
+            },
+        },
+    }
+    (tmp_path / "t.npz").write_bytes(b"")  # paths are checked for existence only
+    plan = sweep_from_config(data, grid=["search_space.dedup=none,arch"])
+    assert plan is not None and plan.seeds == (0, 1)
+    runs = plan_runs(plan, tmp_path / "out")
+    assert len(runs) == 2 * 2 * 2 * 2
+    first = runs[0]
+    assert (
+        first.run_dir
+        == tmp_path / "out" / "strategy=rea__dataset=cifar10__search_space.dedup=none" / "seed-0"
+    )
+    last = runs[-1]
+    assert last.config is not None and last.error is None
+    assert last.config.strategy.name == "random" and not hasattr(last.config.strategy, "population")
+    assert last.config.evaluator.dataset == "cifar100" and last.config.budget.evaluations == 40
+    assert last.config.search_space.dedup == "arch" and last.config.seed == 1
+    assert last.config.output.dir == str(last.run_dir)
+    assert sweep_from_config(base(tmp_path / "t.npz")) is None  # no sweep asked for
+
+
+@pytest.mark.parametrize(
+    ("option", "words"),
+    [
+        ("strategy.name", "expected KEY.PATH=v1,v2"),
+        ("evaluator.dataset=a/b", "cannot name a directory"),
+        ("seed=1,1", "listed twice"),
+    ],
+)
+def test_bad_grid_options_are_one_line(option: str, words: str) -> None:
+    with pytest.raises(ConfigError, match=words) as info:
+        parse_grid_option(option)
+    assert "\n" not in str(info.value)
+
+
+# --------------------------------------------------------------------------- on Ray
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The factory archive's table with every cell given a record (copies of the 24 real ones, each
+    float shifted by a little per cell), so that searches rarely hit a failure."""
+    root = tmp_path_factory.mktemp("archive")
+    factory.write_archive(root, 24)
+    small = np.load(export_table(root, root.parent / "small.npz", progress=False))
+    recorded = np.flatnonzero(small["has_record"])
+    rows = np.arange(len(small["has_record"]))
+    source = recorded[rows % len(recorded)]
+    arrays = {}
+    for key in small.files:
+        array = small[key]
+        if key in ("arch", "nats_index", "has_record") or array.ndim == 0:
+            arrays[key] = array
+            continue
+        array = array[source]
+        if array.dtype.kind == "f":
+            array = array + (rows % 101).reshape(-1, *([1] * (array.ndim - 1))) * 1e-3
+        arrays[key] = array
+    arrays["has_record"] = np.ones_like(small["has_record"])
+    path = root.parent / "table.npz"
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.fixture(scope="module")
+def ray_session() -> Iterator[None]:
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False)
+    yield
+    ray.shutdown()
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def write(path: Path, data: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+def outcomes(sweep_dir: Path) -> list[dict[str, Any]]:
+    lines = (sweep_dir / "sweep-runs.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_sweep_runs_equal_single_runs_and_report(
+    ray_session: None, table: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write(tmp_path / "exp.yaml", base(table))
+    sweep = tmp_path / "sweep"
+    code, out, err = run_cli(
+        capsys, "run", str(config), "--seeds", "0-2", "--grid", "evaluator.dataset=cifar10,cifar100",
+        "--out", str(sweep), "--no-progress",
+    )  # fmt: skip
+    assert code == 0, err
+    for dataset in ("cifar10", "cifar100"):
+        single = tmp_path / f"single-{dataset}"
+        code, _, err = run_cli(
+            capsys, "run", str(config), "--set", "seed=1", "--set", f"evaluator.dataset={dataset}",
+            "--out", str(single), "--no-progress",
+        )  # fmt: skip
+        assert code == 0, err
+        swept = sweep / f"evaluator.dataset={dataset}" / "seed-1"
+        assert trajectory(swept) == trajectory(single)
+        a, b = (json.loads((d / "summary.json").read_text()) for d in (swept, single))
+        for key in ("best_arch", "best_objectives", "best_metrics", "evaluations", "simulated_seconds"):
+            assert a[key] == b[key]
+        assert sorted(p.name for p in swept.iterdir()) == sorted(p.name for p in single.iterdir())
+    assert {o["status"] for o in outcomes(sweep)} == {"done"} and len(outcomes(sweep)) == 6
+
+    # the comparative report: one row per grid point, identifiers not averaged, integers stay integers
+    assert "| evaluator.dataset | seeds |" in out and "± " in out
+    report = json.loads((sweep / "report" / "sweep_report.json").read_text())
+    assert [row["evaluator.dataset"] for row in report["points"]] == ["cifar10", "cifar100"]
+    row = report["points"][0]
+    assert row["seeds"] == 3 and isinstance(row["seeds"], int)
+    assert row["evaluations"]["n"] == 3 and row["evaluations"]["mean"] == 40
+    assert "nats_index" not in row and isinstance(row["most frequent best nats_index"]["value"], int)
+    assert all(isinstance(r["evaluations"], int) for r in report["runs"])
+    for name in ("sweep_report.md", "sweep_report.csv", "anytime_time.png", "anytime_evaluations.png"):
+        assert (sweep / "report" / name).stat().st_size > 0
+
+    # a finished sweep resumed: nothing re-run
+    code, _, err = run_cli(capsys, "resume", str(sweep), "--no-progress")
+    assert code == 0, err
+    assert len(outcomes(sweep)) == 6
+    code, out, _ = run_cli(capsys, "report", str(sweep), "--out", str(tmp_path / "r2"))
+    assert code == 0 and (tmp_path / "r2" / "sweep_report.md").exists()
+    code, _, err = run_cli(capsys, "run", str(config), "--seeds", "0-2", "--out", str(sweep))
+    assert code == 2 and "already holds" in err
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_failing_grid_point_is_reported_and_the_others_finish(
+    ray_session: None, table: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write(tmp_path / "exp.yaml", base(table, evaluations=10))
+    sweep = tmp_path / "sweep"
+    code, _, err = run_cli(
+        capsys, "run", str(config), "--seeds", "0-1", "--grid", "strategy.sample_size=2,9",
+        "--out", str(sweep), "--no-progress",
+    )  # fmt: skip
+    assert code == 1
+    failures = [line for line in err.splitlines() if line.startswith("natsray: run failed:")]
+    assert len(failures) == 2 and all("strategy.sample_size=9" in line for line in failures)
+    assert "2 of 4 runs failed" in err
+    done = [o for o in outcomes(sweep) if o["status"] == "done"]
+    assert len(done) == 2 and all("sample_size=2" in o["run_dir"] for o in done)
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_sigkilled_sweep_resumes_with_nothing_lost_or_repeated(
+    ray_session: None, table: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = base(table, evaluations=1500)
+    data["output"]["checkpoint_every"] = 100
+    config = write(tmp_path / "exp.yaml", data)
+    sweep = tmp_path / "sweep"
+    argv = ["run", str(config), "--seeds", "0-3", "--parallel", "1", "--out", str(sweep), "--no-progress"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from natsray.experiment.cli import main; sys.exit(main())",
+            *argv,
+        ],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 240
+    status = sweep / "sweep-runs.jsonl"
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if status.exists() and status.read_text().count("\n") >= 1:
+                time.sleep(0.3)  # well inside the second run
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the sweep ended before it could be killed"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray it started
+        proc.wait()
+    killed_after = len(outcomes(sweep))
+    assert 1 <= killed_after < 4
+    states = [run_state(sweep / f"seed-{seed}") for seed in range(4)]
+    assert "started" in states or "finished" in states, states  # the kill caught a run mid-way
+    code, _, err = run_cli(capsys, "resume", str(sweep), "--no-progress")
+    assert code == 0, err
+    assert len(outcomes(sweep)) == 4  # every run recorded once: finished ones were skipped
+    for seed in range(4):
+        single = tmp_path / f"single-{seed}"
+        code, _, err = run_cli(
+            capsys, "run", str(config), "--set", f"seed={seed}", "--out", str(single), "--no-progress"
+        )
+        assert code == 0, err
+        swept = sweep / f"seed-{seed}"
+        assert trajectory(swept) == trajectory(single)  # no candidate journaled twice, none lost
+        assert len(trajectory(swept)) == 1500

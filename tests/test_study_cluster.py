@@ -1,0 +1,44 @@
+"""A sweep on a 2-node ``ray.cluster_utils.Cluster``: run tasks execute on both nodes."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from test_study import base, table  # noqa: F401 - the module fixture
+
+from natsray.study.grid import plan_runs, sweep_from_config
+from natsray.study.sweep import STATUS_FILE, run_sweep
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[None]:
+    import ray
+    from ray.cluster_utils import Cluster
+
+    nodes = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    nodes.add_node(num_cpus=1)
+    ray.init(address=nodes.address)
+    nodes.wait_for_nodes()
+    yield
+    ray.shutdown()
+    nodes.shutdown()
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_sweep_runs_on_both_nodes(cluster: None, table: Path, tmp_path: Path) -> None:  # noqa: F811
+    plan = sweep_from_config(base(table, evaluations=300), seeds="0-5")
+    assert plan is not None
+    outcome = run_sweep(plan_runs(plan, tmp_path), tmp_path, progress=False)
+    assert [run.status for run in outcome.runs] == ["done"] * 6
+    nodes = {json.loads(line)["node"] for line in (tmp_path / STATUS_FILE).read_text().splitlines()}
+    assert len(nodes) == 2
+    for seed in range(6):
+        assert (tmp_path / f"seed-{seed}" / "evaluations.csv").exists()
