@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from toy_evaluator import ToyConfig, make_config, run_killed, trajectory
@@ -106,3 +107,13 @@ def test_killed_driver_resumes_to_the_uninterrupted_trajectory(tmp_path, checkpo
     resumed = run_experiment(config, tmp_path / "killed", resume=True)
     assert trajectory(tmp_path / "killed") == trajectory(tmp_path / "reference")
     assert (resumed.evaluations, resumed.best_arch) == (60, reference.best_arch)
+
+
+def test_a_run_directory_has_one_writer_at_a_time(tmp_path):
+    from natsray.engine.checkpoint import RunLock
+
+    holder = RunLock(tmp_path)
+    with pytest.raises(ValueError, match=rf"in use by another process \(pid {os.getpid()}\) after waiting 0.2 s"):
+        RunLock(tmp_path, timeout=0.2)
+    holder.release()
+    RunLock(tmp_path, timeout=0.2).release()  # free again once the holder let go

@@ -130,7 +130,7 @@ def table(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def ray_session() -> Iterator[None]:
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False)
     yield
     ray.shutdown()
 

@@ -28,8 +28,10 @@ except ImportError:  # pragma: no cover - non-CPython
 __all__ = [
     "CHECKPOINT_FILE",
     "JOURNAL_FILE",
+    "LOCK_FILE",
     "SUMMARY_FILE",
     "Journal",
+    "RunLock",
     "atomic_write_json",
     "encode_record",
     "read_journal",
@@ -39,6 +41,54 @@ __all__ = [
 JOURNAL_FILE = "evaluations.jsonl"
 CHECKPOINT_FILE = "checkpoint.json"
 SUMMARY_FILE = "summary.json"
+LOCK_FILE = ".lock"
+
+
+class RunLock:
+    """An exclusive lock on a run directory, so two processes never append to one journal.
+
+    ``fcntl.flock`` on ``run_dir/.lock``: the operating system releases it when its holder
+    exits, however it exits (a SIGKILLed driver, an orphaned Ray worker that outlived it).
+    Taking it waits at most ``timeout`` seconds.
+
+    Args:
+        run_dir: The run directory (must exist).
+        timeout: Seconds to wait for a holder to finish.
+
+    Raises:
+        ValueError: one line naming the directory and the holder's pid when the wait times out.
+    """
+
+    def __init__(self, run_dir: str | Path, timeout: float = 30.0) -> None:
+        import fcntl
+        import time
+
+        self.path = Path(run_dir) / LOCK_FILE
+        self._handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held until release
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(self._handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    self._handle.seek(0)
+                    holder = self._handle.read().strip() or "?"
+                    self._handle.close()
+                    raise ValueError(
+                        f"{run_dir}: in use by another process (pid {holder}) after waiting {timeout:g} s; "
+                        "stop it or wait for it to finish"
+                    ) from None
+                time.sleep(0.1)
+        self._handle.seek(0)
+        self._handle.truncate()
+        self._handle.write(str(os.getpid()))
+        self._handle.flush()
+
+    def release(self) -> None:
+        """Give the lock back (also happens when the process exits)."""
+        if not self._handle.closed:
+            self._handle.close()
 
 
 def atomic_write_json(path: str | Path, data: Any) -> None:

@@ -28,6 +28,7 @@ from natsray.engine.checkpoint import (
     JOURNAL_FILE,
     SUMMARY_FILE,
     Journal,
+    RunLock,
     atomic_write_json,
     read_json,
 )
@@ -88,6 +89,24 @@ def run_experiment(
         raise ValueError(
             f"{run_dir}: already holds a run ({JOURNAL_FILE}); resume it or use another output.dir"
         )
+    lock = RunLock(run_dir)  # one writer per journal, even with an orphaned worker still running
+    try:
+        return _run_locked(config, run_dir, resume, address, progress, shared, evaluator_cls, objectives)
+    finally:
+        lock.release()
+
+
+def _run_locked(
+    config: ExperimentConfig,
+    run_dir: Path,
+    resume: bool,
+    address: str | None,
+    progress: bool | None,
+    shared: Any,
+    evaluator_cls: type[BaseEvaluator],
+    objectives: tuple[Objective, ...],
+) -> RunSummary:
+    journal_path = run_dir / JOURNAL_FILE
     journal = Journal(journal_path)
     checkpoint = read_json(run_dir / CHECKPOINT_FILE) if resume else None
     if checkpoint is not None and checkpoint.get("version") != _CHECKPOINT_VERSION:

@@ -117,7 +117,7 @@ def _print_summary(run_dir: Path, summary: dict[str, Any]) -> None:
         f"evaluations   {summary['evaluations']} ({summary['failed']} failed, {summary['cached']} cached); "
         f"stopped: {summary['stop_reason']}"
     )
-    files = sorted(path.name for path in run_dir.iterdir())
+    files = sorted(path.name for path in run_dir.iterdir() if not path.name.startswith("."))
     print(f"files         {', '.join(files)}")
 
 
