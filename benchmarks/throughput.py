@@ -1,127 +1,173 @@
-"""Engine throughput: evaluations/s of a regularized-evolution run in query mode.
+"""Query-mode throughput: natsray's engine against the plain REA loop, measured side by side.
 
-For each evaluator (``table``: a ``.npz`` metric table; ``benchmark``: the nats_bench API on
-an archive directory) it times, in the same process and run:
+The reference is ``../shared/bench/bare_rea.py`` (REA P=10 S=3 over the real hp-12 numbers, one dict
+look-up per evaluation, no framework), run in this process right before AND right after each engine
+run; each engine figure is divided by the mean of its two neighbours, so machine noise hits both
+sides of a ratio alike. The engine runs the same protocol (REA P=10 S=3, cifar10, hp 12,
+``dedup: none``, table evaluator, 100,000 evaluations by default):
 
-* ``bare``: a plain single-process loop doing the same work (ask, evaluate one, tell),
-* ``engine in-process``: :func:`run_experiment` with ``engine.in_process`` (journal, dedup
-  bookkeeping, checkpoints, no Ray),
-* ``engine ray xN``: :func:`run_experiment` on N Ray actors (``async`` mode, default batching).
+* ``in-process``: the real command, ``natsray run`` in a subprocess (``engine.in_process: true``).
+  Its rate is evaluations / the run's own wall seconds (``summary.json``); ``start-up + finish`` is
+  the command's whole wall time minus that: Python start, config, table load, then CSV, plots,
+  summary;
+* ``ray xN``: :func:`run_experiment` on N actors of a Ray instance started beforehand; its wall
+  time includes starting the actors (not Ray itself).
 
-Every run uses ``search_space.dedup: none`` so all do the same number of evaluations. The
-figure is ``evals/s`` and its ratio to ``bare``. Engine wall time includes starting the
-actors. Writes ``benchmarks/results/throughput.json``.
+Targets (issue 8): in-process >= 0.25, Ray with 1-2 actors >= 0.15, start-up + finish <= 5 s.
+Prints a table and writes ``benchmarks/results/throughput.json``.
 
 Usage::
 
-    python benchmarks/throughput.py --table TABLE.npz --archive ARCHIVE_DIR [--evaluations 3000]
+    python benchmarks/throughput.py --table TABLE.npz [--evaluations 100000] [--actors 1 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import ray
+import yaml
 
-from natsray.engine.runner import run_experiment
-from natsray.evaluators import evaluator_class
-from natsray.evaluators.benchmark import BenchmarkConfig
-from natsray.evaluators.table import TableConfig
-from natsray.experiment.config import (
-    BudgetConfig,
-    EngineConfig,
-    ExperimentConfig,
-    OutputConfig,
-    ResourcesConfig,
-    SearchSpaceConfig,
-)
-from natsray.records import Objective, fitness_of
-from natsray.strategies.regularized_evolution import RegularizedEvolution, RegularizedEvolutionConfig
-
-OBJECTIVE = ("valid_accuracy",)
-STRATEGY = RegularizedEvolutionConfig(population=10, sample_size=3)
+ROOT = Path(__file__).resolve().parents[1]
+BARE = ROOT.parent / "shared" / "bench" / "bare_rea.py"
+TARGETS = {"in-process": 0.25, "ray": 0.15, "start-up + finish": 5.0}
 
 
-def bare_loop(evaluator_config: Any, evaluations: int, seed: int) -> float:
-    """Evaluations/s of ask -> evaluate one -> tell in one process, nothing else."""
-    cls = evaluator_class(evaluator_config.type)
-    evaluator = cls(evaluator_config, cls.prepare_shared(evaluator_config))
-    evaluator.setup()
-    objectives = [Objective.parse(spec) for spec in evaluator_config.objective]
-    strategy = RegularizedEvolution(STRATEGY, seed=seed)
-    start = time.perf_counter()
-    for _ in range(evaluations):
-        candidate = strategy.ask()
-        (result,) = evaluator.evaluate([candidate])
-        strategy.tell(candidate, fitness_of(result, objectives))
-    return evaluations / (time.perf_counter() - start)
+def load_bare(path: Path) -> Any:
+    spec = importlib.util.spec_from_file_location("bare_rea", path)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"--bare: cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def engine_run(evaluator_config: Any, evaluations: int, seed: int, actors: int | None) -> dict[str, Any]:
-    """One :func:`run_experiment`; ``actors`` None runs in-process."""
-    config = ExperimentConfig(
-        strategy=STRATEGY,
-        evaluator=evaluator_config,
-        budget=BudgetConfig(evaluations=evaluations),
-        seed=seed,
-        search_space=SearchSpaceConfig(dedup="none"),
-        resources=ResourcesConfig(actors=actors or 1, cpus_per_actor=1.0),
-        engine=EngineConfig(in_process=actors is None),
-        output=OutputConfig(checkpoint_every=500, progress=False),
-    )
-    with tempfile.TemporaryDirectory() as run_dir:
-        summary = run_experiment(config, run_dir)
+def experiment(table: str, evaluations: int, **engine: Any) -> dict[str, Any]:
+    return {
+        "seed": 0,
+        "search_space": {"dedup": "none"},
+        "strategy": {"name": "regularized_evolution", "population": 10, "sample_size": 3},
+        "evaluator": {"type": "table", "table": table, "dataset": "cifar10", "hp": "12"},
+        "budget": {"evaluations": evaluations},
+        "engine": engine,
+        "output": {"progress": False},
+    }
+
+
+def in_process(table: str, evaluations: int) -> dict[str, Any]:
+    """``natsray run`` of the in-process protocol, as a user runs it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "throughput.yaml"
+        config.write_text(yaml.safe_dump(experiment(table, evaluations, in_process=True, mode="async")))
+        out = Path(tmp) / "run"
+        start = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-m", "natsray", "run", str(config), "--out", str(out)],
+            check=True,
+            capture_output=True,
+        )
+        total = time.perf_counter() - start
+        summary = json.loads((out / "summary.json").read_text())
+    return {
+        "evaluations": summary["evaluations"],
+        "wall_seconds": summary["wall_seconds"],
+        "evals_per_s": summary["evaluations"] / summary["wall_seconds"],
+        "command_seconds": total,
+        "startup_finish_seconds": total - summary["wall_seconds"],
+    }
+
+
+def on_ray(table: str, evaluations: int, actors: int) -> dict[str, Any]:
+    from natsray.engine.runner import run_experiment
+    from natsray.experiment.config import config_from_dict
+
+    data = experiment(table, evaluations)
+    data["resources"] = {"actors": actors, "cpus_per_actor": 1}
+    config = config_from_dict(data)
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        summary = run_experiment(config, Path(tmp) / "run", progress=False)
+        wall = time.perf_counter() - start
     return {
         "evaluations": summary.evaluations,
-        "wall_seconds": summary.wall_seconds,
-        "evals_per_s": summary.evaluations / summary.wall_seconds,
+        "wall_seconds": wall,
+        "evals_per_s": summary.evaluations / wall,
         "ray_calls": summary.ray_calls,
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--table", help="metric table .npz (natsray export-table)")
-    parser.add_argument("--archive", help="NATS-Bench archive directory")
-    parser.add_argument("--evaluations", type=int, default=3000)
-    parser.add_argument("--actors", type=int, nargs="+", default=[1, 2, 4])
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "throughput.json"))
+    parser.add_argument("--table", required=True, help="metric table .npz (natsray export-table)")
+    parser.add_argument("--bare", default=str(BARE), help="the reference loop (default: %(default)s)")
+    parser.add_argument("--evaluations", type=int, default=100_000)
+    parser.add_argument("--actors", type=int, nargs="*", default=[1, 2])
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "throughput.json"))
     args = parser.parse_args()
-    evaluators = {}
-    if args.table:
-        evaluators["table"] = TableConfig(table=args.table, objective=OBJECTIVE)
-    if args.archive:
-        evaluators["benchmark"] = BenchmarkConfig(archive=args.archive, objective=OBJECTIVE)
-    if not evaluators:
-        parser.error("give --table and/or --archive")
-    ray.init(address="local", num_cpus=max(args.actors), include_dashboard=False)
-    rows = []
-    for name, evaluator_config in evaluators.items():
-        bare = bare_loop(evaluator_config, args.evaluations, args.seed)
-        rows.append({"evaluator": name, "runner": "bare loop", "evals_per_s": bare, "ratio": 1.0})
-        for actors in [None, *args.actors]:
-            row = engine_run(evaluator_config, args.evaluations, args.seed, actors)
-            runner = "engine in-process" if actors is None else f"engine ray x{actors}"
-            rows.append({"evaluator": name, "runner": runner, **row, "ratio": row["evals_per_s"] / bare})
-    ray.shutdown()
-    print(f"{'evaluator':<10} {'runner':<18} {'evals/s':>10} {'ratio':>7} {'ray calls':>9}")
+    if not Path(args.table).is_file():
+        parser.error(f"--table: no such file {args.table}")
+    bare = load_bare(Path(args.bare))
+    numbers = bare.load("cifar10")
+
+    def reference() -> float:
+        return bare.bare_rea(numbers, args.evaluations, 0)[0]
+
+    import ray
+
+    rows: list[dict[str, Any]] = []
+    before = reference()
+    engine = in_process(args.table, args.evaluations)
+    after = reference()
+    rows.append({"runner": "in-process", **engine, "bare_evals_per_s": [before, after]})
+    ray.init(address="local", num_cpus=max([2, *args.actors]), include_dashboard=False, log_to_driver=False)
+    try:
+        for actors in args.actors:
+            before = after
+            engine = on_ray(args.table, args.evaluations, actors)
+            after = reference()
+            rows.append({"runner": f"ray x{actors}", **engine, "bare_evals_per_s": [before, after]})
+    finally:
+        ray.shutdown()
     for row in rows:
-        calls = row.get("ray_calls", "")
-        rate, ratio = row["evals_per_s"], row["ratio"]
-        print(f"{row['evaluator']:<10} {row['runner']:<18} {rate:>10.0f} {ratio:>7.2f} {calls:>9}")
+        row["ratio"] = row["evals_per_s"] / statistics.mean(row["bare_evals_per_s"])
+        target = TARGETS["in-process" if row["runner"] == "in-process" else "ray"]
+        row["target"] = target
+        row["meets_target"] = row["ratio"] >= target
+    head = f"{'runner':<11} {'evals/s':>9} {'bare evals/s':>13} {'ratio':>6} {'target':>7} {'wall s':>7}"
+    print(f"REA P=10 S=3, cifar10 hp 12, dedup none, {args.evaluations:,} evaluations")
+    print(head)
+    for row in rows:
+        reference_rate = statistics.mean(row["bare_evals_per_s"])
+        print(
+            f"{row['runner']:<11} {row['evals_per_s']:>9,.0f} {reference_rate:>13,.0f} {row['ratio']:>6.3f} "
+            f">={row['target']:<5} {row['wall_seconds']:>7.2f}"
+        )
+    finish = rows[0]["startup_finish_seconds"]
+    print(f"in-process start-up + finish (CSV, plots, summary): {finish:.2f} s (target <= 5 s)")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    machine = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
+    machine = {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "load_average_after": os.getloadavg(),
+    }
+    command = "python benchmarks/throughput.py " + " ".join(sys.argv[1:])
     out.write_text(
-        json.dumps({"evaluations": args.evaluations, "machine": machine, "rows": rows}, indent=1) + "\n"
+        json.dumps(
+            {"command": command, "evaluations": args.evaluations, "machine": machine, "rows": rows}, indent=1
+        )
+        + "\n"
     )
     print(f"wrote {out}")
 

@@ -155,13 +155,24 @@ def _iter_lines(path: Path, start: int = 0, stop: int | None = None) -> Iterator
 def read_journal(path: str | Path) -> list[dict[str, Any]]:
     """The records of a journal's complete lines, read-only (a torn last line is ignored).
 
+    Parsed in one ``json.loads`` call over all lines (several times faster than a call per
+    line); a corrupt file is re-read line by line to name the bad line.
+
     Raises:
         ValueError: one line naming file and line number when a complete line is corrupt.
     """
     path = Path(path)
     if not path.exists():
         return []
-    return list(_iter_lines(path))
+    data = path.read_bytes()
+    lines = [line for line in data[: data.rfind(b"\n") + 1].split(b"\n") if line.strip()]
+    try:
+        records = json.loads(b"[" + b",".join(lines) + b"]")
+    except json.JSONDecodeError:
+        return list(_iter_lines(path))
+    if any(type(record) is not dict for record in records):
+        return list(_iter_lines(path))  # a line holding several values or a non-object
+    return records
 
 
 class Journal:

@@ -105,7 +105,7 @@ class Scheduler:
         self.stop_reason: str | None = None
         self.replaying = False
         self._unwritten: list[str] = []
-        self._fragments: dict[int, tuple[Any, ...]] = {}
+        self._fragments: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         self._worker: tuple[str | None, str] = (None, "null")
         self._extra: tuple[Any, str] = (None, "")
         self._checked_objectives = False
@@ -397,33 +397,29 @@ class Scheduler:
     ) -> tuple[str, tuple[float, ...] | None]:
         """The journal line of an evaluation (:func:`encode_record` of :meth:`_record`) and its fitness.
 
-        Built from cached pieces: evaluators that answer repeats of a cell with the same
-        objective and metric mappings (per-cell scores) get that part of the line, and its
-        fitness, computed once per cell.
+        Built from cached pieces: the part of the line made of the objectives, metrics and cost
+        (and the fitness computed from them) is encoded once per distinct content, so repeats
+        of a cell in query mode cost an f-string.
         """
         if result.status is not Status.OK or self.attempts:
             fitness = fitness_of(result, self.objectives)
             return encode_record(self._record(candidate, result, fitness, extra)), fitness
-        metrics = result.metrics
-        cached = self._fragments.get(id(metrics))
-        if (
-            cached is None
-            or cached[0] is not metrics
-            or cached[1] is not result.objectives
-            or (cached[2] != result.cost_s)
-        ):
+        try:  # equal content, equal fragment: results unpickled from actors hold fresh dicts
+            key = (result.cost_s, *result.objectives.items(), *result.metrics.items())
+            cached = self._fragments.get(key)
+        except TypeError:  # an unhashable metric value
+            key, cached = None, None
+        if cached is None:
             if len(self._fragments) >= _FRAGMENT_CACHE:
                 self._fragments.clear()
             fitness = fitness_of(result, self.objectives)
             whole = self._record(candidate, result, fitness, None)
-            part = {
-                k: whole[k]
-                for k in ("nats_index", "status", "objectives", "fitness", "metrics")
-                if k in whole
-            }
+            keys = ("nats_index", "status", "objectives", "fitness", "metrics")
+            part = {k: whole[k] for k in keys if k in whole}
             part["cost_s"] = result.cost_s
-            cached = (metrics, result.objectives, result.cost_s, fitness, encode_record(part)[1:-2])
-            self._fragments[id(metrics)] = cached
+            cached = (fitness, encode_record(part)[1:-2])
+            if key is not None:
+                self._fragments[key] = cached
         if result.worker != self._worker[0]:
             self._worker = (result.worker, encode_record({"w": result.worker})[6:-2])
         if extra is not self._extra[0]:
@@ -431,11 +427,11 @@ class Scheduler:
         parents = candidate.parents
         parents_text = str(parents[0]) if len(parents) == 1 else ", ".join(map(str, parents))
         line = (
-            f'{{"candidate_id": {candidate.id}, "arch": "{candidate.arch.to_str()}", {cached[4]}, '
+            f'{{"candidate_id": {candidate.id}, "arch": "{candidate.arch.to_str()}", {cached[1]}, '
             f'"wall_s": {result.wall_s!r}, "worker": {self._worker[1]}, "parents": [{parents_text}], '
             f'"seed": {candidate.seed}{self._extra[1]}}}\n'
         )
-        return line, cached[3]
+        return line, cached[0]
 
     def _record(
         self,

@@ -42,27 +42,36 @@ def _cell(value: Any) -> Any:
 
 
 def _write_csv(run: RunData, path: Path) -> None:
-    """One row per journal record; ``objectives`` / ``metrics`` become ``objective.X`` / ``metric.Y``."""
-    records = run.records
-    columns: dict[str, tuple[str, str | None]] = {
-        name: (name, None) for name in _CSV_FIRST if any(name in r for r in records)
-    }
-    nested: dict[str, tuple[str, str | None]] = {}
-    for record in records:
-        for key, value in record.items():
-            if isinstance(value, Mapping):
-                nested.update({f"{_PREFIX.get(key, key)}.{name}": (key, name) for name in value})
-            else:
-                columns.setdefault(key, (key, None))
-    columns.update(nested)
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(columns)
-        for record in records:
-            writer.writerow(
-                _cell(record.get(key) if name is None else (record.get(key) or {}).get(name))
-                for key, name in columns.values()
-            )
+    """One row per journal record; ``objectives`` / ``metrics`` become ``objective.X`` / ``metric.Y``.
+
+    Built column-wise with pandas (a 100,000-line journal takes about a second), plus the
+    ``canonical`` column (each cell's isomorphism-class representative, from the arch string).
+    Lists (``fitness``, ``parents``) are written ``;``-joined; missing values as empty cells.
+    """
+    import pandas as pd
+
+    frame = pd.DataFrame.from_records(list(run.records))
+    if frame.empty:
+        path.write_text("")
+        return
+    if "arch" in frame and "canonical" not in frame:
+        strings = {arch: Arch.from_str(arch).canonical().to_str() for arch in frame["arch"].unique()}
+        frame["canonical"] = frame["arch"].map(strings)
+    parts = [frame.drop(columns=[key for key in _PREFIX if key in frame])]
+    for key, prefix in _PREFIX.items():
+        if key in frame:
+            nested = pd.DataFrame.from_records([value or {} for value in frame[key]], index=frame.index)
+            parts.append(nested.add_prefix(f"{prefix}."))
+    table = pd.concat(parts, axis=1)
+    for column in ("fitness", "parents"):  # the journal's list fields
+        if column in table:
+            table[column] = [
+                ";".join(map(str, value)) if isinstance(value, list | tuple) else value for value in table[column]
+            ]
+    first = [name for name in _CSV_FIRST if name in table.columns]
+    nested_columns = [c for c in table.columns if c.startswith(("objective.", "metric."))]
+    rest = [c for c in table.columns if c not in first and c not in nested_columns]
+    table[first + rest + nested_columns].to_csv(path, index=False)
 
 
 _PREFIX = {"objectives": "objective", "metrics": "metric"}

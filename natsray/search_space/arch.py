@@ -50,12 +50,10 @@ class Arch:
     def __hash__(self) -> int:
         return self._code
 
-    def __getstate__(self) -> tuple[str, ...]:
-        return self.ops
-
-    def __setstate__(self, ops: tuple[str, ...]) -> None:
-        object.__setattr__(self, "ops", ops)
-        object.__setattr__(self, "_code", code_of(tuple(OP_INDEX[op] for op in ops)))
+    def __reduce__(self) -> tuple[object, tuple[int]]:
+        """Pickled as its code; unpickling returns the interned cell (a module-level function,
+        so pickle and cloudpickle store it by reference)."""
+        return (arch_from_code, (self._code,))
 
     @classmethod
     def from_str(cls, arch_str: str) -> Arch:
@@ -144,6 +142,11 @@ class Arch:
 
 _INTERNED: list[Arch | None] = [None] * NUM_ARCHS
 _STRINGS: list[str | None] = [None] * NUM_ARCHS
+
+
+def arch_from_code(code: int) -> Arch:
+    """:meth:`Arch.from_code` as a plain function (what pickled cells are rebuilt with)."""
+    return Arch.from_code(code)
 
 
 def all_archs() -> Iterator[Arch]:

@@ -1,0 +1,10 @@
+"""``python -m natsray`` = the ``natsray`` command."""
+
+from __future__ import annotations
+
+import sys
+
+from natsray.experiment.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
