@@ -43,8 +43,9 @@ from natsray.strategies import strategy_class
 
 __all__ = ["DEFAULT_BATCH", "RunSummary", "connect_ray", "run_experiment"]
 
-DEFAULT_BATCH = 32
-"""Candidates per Ray call for cheap evaluators when ``engine.batch_size`` is not set."""
+DEFAULT_BATCH = 64
+"""Candidates per Ray call for cheap evaluators when ``engine.batch_size`` is not set (a Ray call
+costs the driver about a millisecond: 64 look-ups per call keep that under 20 µs per evaluation)."""
 
 _CHECKPOINT_VERSION = 1
 
@@ -482,4 +483,8 @@ def _collect(session: _Session, pool: _ActorPool, inflight: dict[Any, Any], ref:
         return
     if current:
         pool.busy[index] -= 1
-    session.scheduler.complete(results, _timing(results, submitted, started))
+    if session.cheap:  # one set of times per batch: the look-ups of a batch take microseconds
+        times = {"submit_time": submitted, "start_time": started, "finish_time": time.time()}
+        session.scheduler.complete(results, dict.fromkeys([r.candidate_id for r in results], times))
+    else:
+        session.scheduler.complete(results, _timing(results, submitted, started))

@@ -66,7 +66,8 @@ def _write_csv(run: RunData, path: Path) -> None:
     for column in ("fitness", "parents"):  # the journal's list fields
         if column in table:
             table[column] = [
-                ";".join(map(str, value)) if isinstance(value, list | tuple) else value for value in table[column]
+                ";".join(map(str, value)) if isinstance(value, list | tuple) else value
+                for value in table[column]
             ]
     first = [name for name in _CSV_FIRST if name in table.columns]
     nested_columns = [c for c in table.columns if c.startswith(("objective.", "metric."))]
