@@ -12,9 +12,9 @@ from __future__ import annotations
 import heapq
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -143,18 +143,31 @@ class TrainingEvaluator(BaseEvaluator):
         self.data: ImageDataset | None = None
         self._top: list[tuple[float, int]] = []  # min-heap of (signed first objective, candidate id)
 
+    @classmethod
+    def prepare_shared(cls, config: TrainingConfig) -> dict[str, Any]:
+        """Read the dataset once on the driver (training subset applied) as plain numpy data.
+
+        The runner puts it in the object store once; every actor on a node maps that one copy from the
+        object store (:meth:`ImageDataset.to_shared`), instead of reading its own.
+
+        Raises:
+            EvaluatorError: one line, for a missing or malformed dataset.
+        """
+        data = load_dataset(config.dataset, config.data_dir, digits_size=config.digits_size)
+        if config.train_subset is not None and config.train_subset < len(data.train):
+            order = np.random.default_rng(SPLIT_SEED).permutation(len(data.train))
+            data = replace(data, train=data.train.subset(order[: config.train_subset]))
+        return data.to_shared()
+
     def setup(self) -> None:
-        """Pick device and threads, read the dataset once."""
+        """Pick device and threads; view the shared dataset (or read it here when none is shared)."""
         config: TrainingConfig = self.config
         torch.set_num_threads(config.threads or actor_threads())
         self.device = resolve_device(config.device)
         self.meter = CostMeter(config, self.device)
-        data = load_dataset(config.dataset, config.data_dir, digits_size=config.digits_size)
-        self.train_split = data.train
-        if config.train_subset is not None and config.train_subset < len(data.train):
-            order = np.random.default_rng(SPLIT_SEED).permutation(len(data.train))
-            self.train_split = data.train.subset(order[: config.train_subset])
-        self.data = data
+        shared = self.shared if self.shared is not None else self.prepare_shared(config)
+        self.data = ImageDataset.from_shared(shared)
+        self.train_split = self.data.train
 
     def score(self, candidate: Candidate) -> Score:
         """Train ``candidate.arch`` from ``candidate.seed`` and measure it."""
