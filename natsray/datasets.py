@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,6 +150,33 @@ class ImageDataset:
             if augment:
                 images = self.augment(images, generator)
             yield self.normalize(images.to(device)), split.labels[index].to(device)
+
+    def to_shared(self) -> dict[str, Any]:
+        """Plain data for Ray's object store: every split as ``numpy`` arrays (zero-copy on read).
+
+        ``ray.put`` stores numpy arrays in shared memory and every actor on a node maps that
+        one copy (torch tensors would be pickled: one private copy per actor).
+        """
+        fields = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        for name in ("train", "valid", "test"):
+            split: ImageSplit = fields[name]
+            fields[name] = (split.images.numpy(), split.labels.numpy())
+        return fields
+
+    @classmethod
+    def from_shared(cls, shared: dict[str, Any]) -> ImageDataset:
+        """The dataset of :meth:`to_shared`'s output, viewing its arrays (no copy).
+
+        Arrays read from the object store are read-only; the tensors are views on them and
+        are never written (batches are indexed copies).
+        """
+        fields = dict(shared)
+        with warnings.catch_warnings():  # torch warns that the read-only arrays are not writable
+            warnings.simplefilter("ignore", UserWarning)
+            for name in ("train", "valid", "test"):
+                images, labels = fields[name]
+                fields[name] = ImageSplit(torch.from_numpy(images), torch.from_numpy(labels))
+        return cls(**fields)
 
 
 def load_dataset(name: str, data_dir: str | Path | None = None, *, digits_size: int = 32) -> ImageDataset:

@@ -113,7 +113,9 @@ def test_a_run_directory_has_one_writer_at_a_time(tmp_path):
     from natsray.engine.checkpoint import RunLock
 
     holder = RunLock(tmp_path)
-    with pytest.raises(ValueError, match=rf"in use by another process \(pid {os.getpid()}\) after waiting 0.2 s"):
+    with pytest.raises(
+        ValueError, match=rf"in use by another process \(pid {os.getpid()}\) after waiting 0.2 s"
+    ):
         RunLock(tmp_path, timeout=0.2)
     holder.release()
     RunLock(tmp_path, timeout=0.2).release()  # free again once the holder let go

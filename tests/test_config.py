@@ -32,6 +32,7 @@ from natsray.strategies import STRATEGIES, strategy_class
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 SHIPPED = {
+    "train-digits-topk",
     "quickstart",
     "rea-cifar10",
     "rea-cifar100",

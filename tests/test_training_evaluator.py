@@ -65,17 +65,18 @@ def test_same_seed_same_result_other_seed_other_result(evaluator: TrainingEvalua
     assert other.metrics["train_loss"] != conv_result.metrics["train_loss"]
 
 
-def test_top_k_weights_are_saved_and_loadable(tmp_path: Path) -> None:
+def test_every_trained_network_is_written_for_the_driver_to_rank(tmp_path: Path) -> None:
     config = TrainingConfig(**{**TINY, "train_subset": 96}, save_top_k=1, weights_dir=str(tmp_path))
     evaluator = TrainingEvaluator(config)
-    results = evaluator.evaluate([Candidate(3, EMPTY, seed=1), Candidate(4, CONV, seed=1)])
-    best = max(results, key=lambda r: r.objectives["valid_accuracy"])
-    assert [p.name for p in tmp_path.iterdir()] == [f"{best.candidate_id}.pt"]
-    arch = EMPTY if best.candidate_id == 3 else CONV
-    model = load_weights(
-        seeded_model(arch, 0, C=4, N=1, num_classes=10), tmp_path / f"{best.candidate_id}.pt"
-    )
+    evaluator.evaluate([Candidate(3, EMPTY, seed=1), Candidate(4, CONV, seed=1)])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["3.pt", "4.pt"]  # top k is the driver's call
+    model = load_weights(seeded_model(CONV, 0, C=4, N=1, num_classes=10), tmp_path / "4.pt")
     assert isinstance(model, torch.nn.Module)
+
+
+def test_save_top_k_outside_a_run_needs_weights_dir() -> None:
+    (result,) = TrainingEvaluator(TrainingConfig(**TINY, save_top_k=2)).evaluate([Candidate(0, CONV)])
+    assert result.error == "EvaluatorError: weights_dir: required when save_top_k > 0 outside a run"
 
 
 def test_trains_on_the_real_cifar_loader(tmp_path: Path) -> None:
@@ -103,7 +104,9 @@ def test_bad_dataset_dir_is_one_line(tmp_path: Path) -> None:
         ({"report": ("synflow",)}, "report: 'synflow'"),
         ({"schedule": "step"}, "schedule"),
         ({"epochs": 0}, "epochs: must be a positive int"),
-        ({"save_top_k": 2}, "weights_dir: required"),
+        ({"checkpoint_epochs": 0}, "checkpoint_epochs: must be a positive int"),
+        ({"amp": True, "device": "cpu"}, "amp: needs a CUDA device, but device is 'cpu'"),
+        ({"channels_last": "yes"}, "channels_last: must be true or false"),
         ({"train_subset": 0}, "train_subset"),
         ({"device": "tpu"}, "device"),
     ],
@@ -111,3 +114,13 @@ def test_bad_dataset_dir_is_one_line(tmp_path: Path) -> None:
 def test_config_rejects_bad_values(fields: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         TrainingConfig(**fields)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error of a machine without a GPU")
+@pytest.mark.parametrize("option", ["amp", "channels_last", "cudnn_benchmark"])
+def test_gpu_options_without_a_gpu_fail_in_one_line(option: str) -> None:
+    (result,) = TrainingEvaluator(TrainingConfig(**TINY, **{option: True})).evaluate([Candidate(0, CONV)])
+    assert result.error == (
+        f"EvaluatorError: {option}: needs a CUDA device, but this actor runs on cpu "
+        "(give it a GPU: resources.gpus_per_actor > 0)"
+    )

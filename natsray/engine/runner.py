@@ -20,6 +20,7 @@ import contextlib
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from natsray.engine.progress import Progress
 from natsray.engine.scheduler import Scheduler
 from natsray.engine.simulation import SimulatedPool, run_simulated
 from natsray.engine.summary import RunSummary
+from natsray.engine.weights import TopKWeights
 from natsray.evaluators import BaseEvaluator, EvaluatorError, evaluator_class
 from natsray.experiment.config import ExperimentConfig, check_engine
 from natsray.records import Candidate, Objective, Result
@@ -82,6 +84,7 @@ def run_experiment(
     """
     run_dir = Path(run_dir)
     evaluator_cls = evaluator_class(config.evaluator.type)
+    config = replace(config, evaluator=evaluator_cls.for_run(config.evaluator, run_dir))
     objectives = _objectives(config)
     check_engine(config.engine, evaluator_cls, config.evaluator.type)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -193,11 +196,29 @@ class _Session:
             elapsed=self.elapsed,
             sim_used=(lambda: self.pool.clock) if self.pool else None,
         )
+        self.top_k = self._top_k_weights(config)
         self._restore(checkpoint)
         self.last_told = self.scheduler.told
         self.last_time = time.perf_counter()
         show = config.output.progress if progress is None else progress
         self.progress = Progress(show, config.budget.evaluations, self.scheduler.finished)
+
+    def _top_k_weights(self, config: ExperimentConfig) -> TopKWeights | None:
+        """The driver's run-wide ``save_top_k`` keeper, ranked from the journal so far."""
+        evaluator = config.evaluator
+        k = getattr(evaluator, "save_top_k", 0)
+        if not k or not getattr(evaluator, "weights_dir", None):
+            return None
+        meta = {name: getattr(evaluator, name, None) for name in ("dataset", "C", "N")}
+        keeper = TopKWeights(evaluator.weights_dir, k, self.objectives[0], meta)
+        keeper.rebuild(self.journal.records())
+
+        def offer(candidate: Candidate, result: Result) -> None:
+            record = {"candidate_id": candidate.id, "arch": candidate.arch.to_str()}
+            keeper.offer({**record, "status": result.status.value, "objectives": result.objectives})
+
+        self.scheduler.observer = offer
+        return keeper
 
     def _restore(self, checkpoint: dict[str, Any] | None) -> None:
         """Checkpoint + journal tail -> the state the interrupted run was in."""
@@ -256,6 +277,8 @@ class _Session:
             "simulation": self.pool.state_dict() if self.pool else None,
         }
         atomic_write_json(self.run_dir / CHECKPOINT_FILE, state)
+        if self.top_k is not None:
+            self.top_k.write_index()
         summary = scheduler.stats.summary(
             [str(o) for o in self.objectives],
             cached=scheduler.cached,

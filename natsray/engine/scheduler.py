@@ -109,6 +109,8 @@ class Scheduler:
         self._worker: tuple[str | None, str] = (None, "null")
         self._extra: tuple[Any, str] = (None, "")
         self._checked_objectives = False
+        self.observer: Callable[[Candidate, Result], None] | None = None
+        """Called with each newly journaled evaluation, after its line is written (e.g. top-k weights)."""
 
     # ----------------------------------------------------------------- state
     @property
@@ -317,6 +319,7 @@ class Scheduler:
         """
         outstanding, stats, tail, lines = self.outstanding, self.stats, self._tail, self._unwritten
         fitnesses = []
+        observed: list[tuple[Candidate, Result]] = []
         for result in results:
             candidate = outstanding.get(result.candidate_id)
             if candidate is None:
@@ -334,6 +337,8 @@ class Scheduler:
             extra = extras.get(result.candidate_id) if extras else None
             line, fitness = self._line(candidate, result, extra)
             lines.append(line)
+            if self.observer is not None:
+                observed.append((candidate, result))
             fitnesses.append(fitness)
             arch = candidate.arch.to_str()
             if stats.count(arch, result.status is Status.OK, result.cost_s, fitness):
@@ -343,6 +348,8 @@ class Scheduler:
         if lines:
             self.journal.write(lines)
             self._unwritten = []
+        for candidate, result in observed:
+            self.observer(candidate, result)  # type: ignore[misc]
         seen, ready = self.seen, self.ready
         for result, fitness in zip(results, fitnesses, strict=True):
             candidate_id = result.candidate_id

@@ -14,6 +14,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 from natsray.records import Candidate, Result, Status
@@ -60,6 +61,11 @@ class BaseEvaluator(ABC):
     def per_cell(self) -> bool:
         """True when :meth:`score` depends only on ``candidate.arch`` (default: False)."""
         return False
+
+    @classmethod
+    def for_run(cls, config: Any, run_dir: Path) -> Any:
+        """``config`` with defaults that live in the run directory filled in (default: unchanged)."""
+        return config
 
     @classmethod
     def prepare_shared(cls, config: Any) -> Any:

@@ -9,12 +9,13 @@ metrics can be reported, never optimised.
 
 from __future__ import annotations
 
-import heapq
+import contextlib
 import math
+import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -22,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from natsray.datasets import SPLIT_SEED, ImageDataset, ImageSplit, load_dataset
-from natsray.evaluators.base import BaseEvaluator, Score
+from natsray.evaluators.base import BaseEvaluator, EvaluatorError, Score
 from natsray.evaluators.costs import (
     COST_METRICS,
     CostMeter,
@@ -32,7 +33,7 @@ from natsray.evaluators.costs import (
     seeded_model,
 )
 from natsray.models import save_weights
-from natsray.records import Candidate, Objective
+from natsray.records import Candidate
 
 __all__ = ["REPORT_ONLY", "TRAIN_METRICS", "TrainingConfig", "TrainingEvaluator", "evaluate_split"]
 
@@ -47,6 +48,9 @@ TRAIN_METRICS: tuple[str, ...] = (
 """What a search may optimise: accuracies in %, mean cross-entropy losses, ``train_time`` in seconds."""
 
 REPORT_ONLY: tuple[str, ...] = ("test_accuracy", "test_loss")
+
+GPU_OPTIONS: tuple[str, ...] = ("amp", "channels_last", "cudnn_benchmark")
+"""Boolean config keys that need a CUDA device."""
 
 
 @dataclass(frozen=True)
@@ -65,8 +69,20 @@ class TrainingConfig(NetworkConfig):
         schedule: ``cosine`` (to 0 over all iterations) or ``constant``.
         train_subset: Train on only this many training images (the same ones for every candidate).
         augment: NATS augmentation (random crop; plus horizontal flip except for digits).
-        save_top_k: Keep the weights of this actor's best ``k`` networks by the first objective.
-        weights_dir: Where those weights go (``<candidate id>.pt``); required when ``save_top_k > 0``.
+        save_top_k: Keep the weights of the run's best ``k`` networks by the first objective:
+            every trained network is written as ``<weights_dir>/<candidate id>.pt`` and the
+            driver deletes those that fall out of the run-wide top ``k``
+            (:mod:`natsray.engine.weights`).
+        weights_dir: Where those weights go; default ``<run dir>/weights``.
+        checkpoint_epochs: Save a candidate's training state (model, optimizer, learning-rate
+            schedule position, RNG, epoch) every this many epochs, so a candidate whose actor
+            died resumes from it on the replacement actor with the same final result.
+        state_dir: Where training states go (``<candidate id>.pt``, deleted when the candidate
+            finishes); default ``<run dir>/training_state``.
+        amp: Mixed precision on CUDA: bf16 autocast where the GPU supports it, else fp16
+            autocast with a gradient scaler.
+        channels_last: Model and batches in ``torch.channels_last`` memory format (CUDA).
+        cudnn_benchmark: ``torch.backends.cudnn.benchmark = True`` (CUDA).
     """
 
     metrics: ClassVar[tuple[str, ...]] = TRAIN_METRICS
@@ -84,6 +100,11 @@ class TrainingConfig(NetworkConfig):
     augment: bool = True
     save_top_k: int = 0
     weights_dir: str | None = None
+    checkpoint_epochs: int | None = None
+    state_dir: str | None = None
+    amp: bool = False
+    channels_last: bool = False
+    cudnn_benchmark: bool = False
     objective: tuple[str, ...] = ("valid_accuracy",)
 
     def __post_init__(self) -> None:
@@ -108,8 +129,22 @@ class TrainingConfig(NetworkConfig):
             raise ValueError(f"train_subset: must be a positive int or null, got {self.train_subset!r}")
         if not isinstance(self.save_top_k, int) or self.save_top_k < 0:
             raise ValueError(f"save_top_k: must be an int >= 0, got {self.save_top_k!r}")
-        if self.save_top_k and not self.weights_dir:
-            raise ValueError("weights_dir: required when save_top_k > 0")
+        if self.checkpoint_epochs is not None and (
+            not isinstance(self.checkpoint_epochs, int) or self.checkpoint_epochs < 1
+        ):
+            raise ValueError(
+                f"checkpoint_epochs: must be a positive int or null, got {self.checkpoint_epochs!r}"
+            )
+        for name in GPU_OPTIONS:
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name}: must be true or false, got {getattr(self, name)!r}")
+            if getattr(self, name) and self.device == "cpu":
+                raise ValueError(f"{name}: needs a CUDA device, but device is 'cpu'")
+
+    @property
+    def gpu_options(self) -> tuple[str, ...]:
+        """The GPU-only options that are on."""
+        return tuple(name for name in GPU_OPTIONS if getattr(self, name))
 
     def report_metrics(self) -> tuple[str, ...]:
         return (*TRAIN_METRICS, *REPORT_ONLY)
@@ -132,7 +167,9 @@ def evaluate_split(
 class TrainingEvaluator(BaseEvaluator):
     """Trains each candidate's network from scratch and scores it on the validation split.
 
-    ``cost_s`` is the measured training seconds (the ``train_time`` metric).
+    ``cost_s`` is the measured training seconds (the ``train_time`` metric). With
+    ``checkpoint_epochs`` the metric ``resumed_epoch`` says from which epoch the training
+    continued (0: from scratch).
     """
 
     Config = TrainingConfig
@@ -141,39 +178,78 @@ class TrainingEvaluator(BaseEvaluator):
     def __init__(self, config: TrainingConfig, shared: object = None) -> None:
         super().__init__(config, shared)
         self.data: ImageDataset | None = None
-        self._top: list[tuple[float, int]] = []  # min-heap of (signed first objective, candidate id)
+
+    @classmethod
+    def for_run(cls, config: TrainingConfig, run_dir: Path) -> TrainingConfig:
+        """Weights in ``<run dir>/weights``, training states in ``<run dir>/training_state`` by default."""
+        if config.save_top_k and config.weights_dir is None:
+            config = replace(config, weights_dir=str(run_dir / "weights"))
+        if config.checkpoint_epochs and config.state_dir is None:
+            config = replace(config, state_dir=str(run_dir / "training_state"))
+        return config
+
+    @classmethod
+    def prepare_shared(cls, config: TrainingConfig) -> dict[str, Any]:
+        """Read the dataset once on the driver (training subset applied) as plain numpy data.
+
+        The runner puts it in the object store once; every actor on a node maps that one copy
+        (:meth:`ImageDataset.to_shared`), instead of reading its own.
+
+        Raises:
+            EvaluatorError: one line, for a missing or malformed dataset.
+        """
+        data = load_dataset(config.dataset, config.data_dir, digits_size=config.digits_size)
+        if config.train_subset is not None and config.train_subset < len(data.train):
+            order = np.random.default_rng(SPLIT_SEED).permutation(len(data.train))
+            data = replace(data, train=data.train.subset(order[: config.train_subset]))
+        return data.to_shared()
 
     def setup(self) -> None:
-        """Pick device and threads, read the dataset once."""
+        """Pick device, threads and GPU options; view the shared dataset (or read it here).
+
+        Raises:
+            EvaluatorError: one line, for a GPU option without a CUDA device, or a missing
+                ``weights_dir`` / ``state_dir`` outside a run.
+        """
         config: TrainingConfig = self.config
         torch.set_num_threads(config.threads or actor_threads())
         self.device = resolve_device(config.device)
+        if config.gpu_options and self.device.type != "cuda":
+            raise EvaluatorError(
+                f"{config.gpu_options[0]}: needs a CUDA device, but this actor runs on "
+                f"{self.device.type} (give it a GPU: resources.gpus_per_actor > 0)"
+            )
+        if config.save_top_k and not config.weights_dir:
+            raise EvaluatorError("weights_dir: required when save_top_k > 0 outside a run")
+        if config.checkpoint_epochs and not config.state_dir:
+            raise EvaluatorError("state_dir: required when checkpoint_epochs is set outside a run")
+        if config.cudnn_benchmark:
+            torch.backends.cudnn.benchmark = True
+        self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+        self.amp_dtype = (
+            (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if config.amp else None
+        )
         self.meter = CostMeter(config, self.device)
-        data = load_dataset(config.dataset, config.data_dir, digits_size=config.digits_size)
-        self.train_split = data.train
-        if config.train_subset is not None and config.train_subset < len(data.train):
-            order = np.random.default_rng(SPLIT_SEED).permutation(len(data.train))
-            self.train_split = data.train.subset(order[: config.train_subset])
-        self.data = data
+        shared = self.shared if self.shared is not None else self.prepare_shared(config)
+        self.data = ImageDataset.from_shared(shared)
+        self.train_split = self.data.train
 
     def score(self, candidate: Candidate) -> Score:
-        """Train ``candidate.arch`` from ``candidate.seed`` and measure it."""
+        """Train ``candidate.arch`` from ``candidate.seed`` (or its saved state) and measure it."""
         if self.data is None:
             self.setup()
         config: TrainingConfig = self.config
         model = seeded_model(
             candidate.arch, candidate.seed, C=config.C, N=config.N, num_classes=self.data.num_classes
-        ).to(self.device)
-        generator = torch.Generator().manual_seed(candidate.seed)
+        ).to(self.device, memory_format=self.memory_format)
         start = time.perf_counter()
-        train_accuracy, train_loss = self._train(model, generator)
+        run = _TrainingRun(self, model, candidate)
+        train_accuracy, train_loss = run.train()
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-        train_time = time.perf_counter() - start
+        train_time = run.earlier_seconds + time.perf_counter() - start
 
-        valid_accuracy, valid_loss = evaluate_split(
-            model, self.data, self.data.valid, config.batch_size, self.device
-        )
+        valid_accuracy, valid_loss = self._evaluate(model, self.data.valid)
         values = {
             "valid_accuracy": valid_accuracy,
             "valid_loss": valid_loss,
@@ -181,67 +257,141 @@ class TrainingEvaluator(BaseEvaluator):
             "train_loss": train_loss,
             "train_time": train_time,
         }
+        if config.checkpoint_epochs:
+            values["resumed_epoch"] = run.resumed_epoch
         if config.wanted & set(REPORT_ONLY):
-            values["test_accuracy"], values["test_loss"] = evaluate_split(
-                model, self.data, self.data.test, config.batch_size, self.device
-            )
+            values["test_accuracy"], values["test_loss"] = self._evaluate(model, self.data.test)
         values.update(self.meter.measure(candidate.arch, candidate.seed, config.wanted & set(COST_METRICS)))
         objectives = {name: values[name] for name in config.objective_names}
-        self._keep_top(model, candidate.id, objectives)
+        if config.save_top_k:  # the driver deletes it when it falls out of the run's top k
+            save_weights(
+                model.to(memory_format=torch.contiguous_format),
+                Path(config.weights_dir) / f"{candidate.id}.pt",
+            )
+        run.finish()
         return Score(objectives=objectives, metrics=values, cost_s=train_time)
 
-    def _train(self, model: nn.Module, generator: torch.Generator) -> tuple[float, float]:
-        """Train in place; ``(accuracy %, mean loss)`` over the last epoch's training batches."""
-        config: TrainingConfig = self.config
-        optimizer = torch.optim.SGD(
+    def _evaluate(self, model: nn.Module, split: ImageSplit) -> tuple[float, float]:
+        with self._autocast():
+            return evaluate_split(model, self.data, split, self.config.batch_size, self.device)
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type="cuda", dtype=self.amp_dtype)
+
+
+class _TrainingRun:
+    """One candidate's training: SGD + schedule, checkpointed every ``checkpoint_epochs`` epochs.
+
+    The saved state (``<state_dir>/<candidate id>.pt``) holds the model, optimizer and grad
+    scaler state dicts, the schedule position (iterations done), the data-order /
+    augmentation generator's state, torch's global RNG state and the epoch: everything the
+    rest of the training depends on, so resuming reproduces the uninterrupted run exactly
+    (bit-equal on CPU with the same thread count).
+    """
+
+    def __init__(self, evaluator: TrainingEvaluator, model: nn.Module, candidate: Candidate) -> None:
+        config: TrainingConfig = evaluator.config
+        self.evaluator, self.config, self.model, self.candidate = evaluator, config, model, candidate
+        self.optimizer = torch.optim.SGD(
             model.parameters(),
             lr=config.lr,
             momentum=config.momentum,
             nesterov=config.nesterov,
             weight_decay=config.weight_decay,
         )
-        steps_per_epoch = math.ceil(len(self.train_split) / config.batch_size)
+        self.scaler = torch.amp.GradScaler("cuda") if evaluator.amp_dtype == torch.float16 else None
+        self.generator = torch.Generator().manual_seed(candidate.seed)
+        self.path = Path(config.state_dir) / f"{candidate.id}.pt" if config.checkpoint_epochs else None
+        self.epoch = self.step = 0
+        self.earlier_seconds = 0.0
+        self.resumed_epoch = 0
+        if self.path is not None and self.path.is_file():
+            self._load()
+
+    def train(self) -> tuple[float, float]:
+        """Train in place; ``(accuracy %, mean loss)`` over the last epoch's training batches."""
+        config, evaluator, model = self.config, self.evaluator, self.model
+        steps_per_epoch = math.ceil(len(evaluator.train_split) / config.batch_size)
         total_steps = config.epochs * steps_per_epoch
-        step = 0
-        for _ in range(config.epochs):
+        started = time.perf_counter()
+        correct, loss_sum, seen = 0, 0.0, 0
+        while self.epoch < config.epochs:
             model.train()
             correct, loss_sum, seen = 0, 0.0, 0
-            batches = self.data.batches(
-                self.train_split,
+            batches = evaluator.data.batches(
+                evaluator.train_split,
                 config.batch_size,
-                generator=generator,
+                generator=self.generator,
                 augment=config.augment,
-                device=self.device,
+                device=evaluator.device,
             )
             for images, labels in batches:
                 if config.schedule == "cosine":
-                    for group in optimizer.param_groups:
-                        group["lr"] = 0.5 * config.lr * (1.0 + math.cos(math.pi * step / total_steps))
-                logits = model(images)
-                loss = F.cross_entropy(logits, labels)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                step += 1
+                    for group in self.optimizer.param_groups:
+                        group["lr"] = 0.5 * config.lr * (1.0 + math.cos(math.pi * self.step / total_steps))
+                loss, logits = self._step(images.contiguous(memory_format=evaluator.memory_format), labels)
+                self.step += 1
                 loss_sum += float(loss.detach()) * len(labels)
                 correct += int((logits.detach().argmax(1) == labels).sum())
                 seen += len(labels)
+            self.epoch += 1
+            every = config.checkpoint_epochs
+            if every and self.epoch % every == 0 and self.epoch < config.epochs:
+                self._save(time.perf_counter() - started)
         return 100.0 * correct / seen, loss_sum / seen
 
-    def _keep_top(self, model: nn.Module, candidate_id: int, objectives: dict[str, float]) -> None:
-        """Save ``model`` if it is among this actor's ``save_top_k`` best; delete the one it displaces."""
-        config: TrainingConfig = self.config
-        if not config.save_top_k:
-            return
-        first = Objective.parse(config.objective[0])
-        value = objectives[first.name]
-        entry = (value if first.maximize else -value, candidate_id)
-        directory = Path(config.weights_dir)
-        if len(self._top) < config.save_top_k:
-            heapq.heappush(self._top, entry)
-        elif entry > self._top[0]:
-            _, displaced = heapq.heapreplace(self._top, entry)
-            (directory / f"{displaced}.pt").unlink(missing_ok=True)
+    def _step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with self.evaluator._autocast():
+            logits = self.model(images)
+            loss = F.cross_entropy(logits, labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
         else:
-            return
-        save_weights(model, directory / f"{candidate_id}.pt")
+            loss.backward()
+            self.optimizer.step()
+        return loss, logits
+
+    def _save(self, seconds: float) -> None:
+        state = {
+            "arch": self.candidate.arch.to_str(),
+            "seed": self.candidate.seed,
+            "epochs": self.config.epochs,
+            "epoch": self.epoch,
+            "step": self.step,
+            "seconds": self.earlier_seconds + seconds,
+            "worker": self.evaluator.worker,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+        }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_suffix(".tmp")
+        torch.save(state, partial)
+        os.replace(partial, self.path)  # a kill mid-write leaves the previous state intact
+
+    def _load(self) -> None:
+        state = torch.load(self.path, map_location="cpu", weights_only=True)
+        key = (self.candidate.arch.to_str(), self.candidate.seed, self.config.epochs)
+        if (state["arch"], state["seed"], state["epochs"]) != key:
+            return  # another run's or another budget's state: train from scratch
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scaler is not None and state["scaler"] is not None:
+            self.scaler.load_state_dict(state["scaler"])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        self.epoch = self.resumed_epoch = int(state["epoch"])
+        self.step = int(state["step"])
+        self.earlier_seconds = float(state["seconds"])
+
+    def finish(self) -> None:
+        """Delete the saved state: the candidate is done."""
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)

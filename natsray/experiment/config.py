@@ -394,10 +394,10 @@ def check_paths(config: ExperimentConfig, source: str | None = None) -> None:
 
 
 def resolve_paths(config: ExperimentConfig) -> ExperimentConfig:
-    """The config with the evaluator's paths (and ``weights_dir``) made absolute: actors may run elsewhere."""
+    """The config with the evaluator's paths (and output dirs) made absolute: actors may run elsewhere."""
     paths = {
         name: str(Path(value).expanduser().resolve())
-        for name in (*PATH_FIELDS, "weights_dir")
+        for name in (*PATH_FIELDS, "weights_dir", "state_dir")
         if (value := getattr(config.evaluator, name, None)) is not None
     }
     return dataclasses.replace(config, evaluator=dataclasses.replace(config.evaluator, **paths))

@@ -1,0 +1,222 @@
+"""Training at scale on CPU: actor vs plain loop, 1 vs 2 actors, engine share, threads, memory.
+
+Four measurements, all on a fresh local Ray with ``--cpus`` CPUs (default 2), one CPU per actor:
+
+(a) throughput: training images/s of the training evaluator inside a Ray actor against a plain
+    torch loop (same network, data, batches, SGD + cosine, threads) in an identical actor,
+    alternated ``--repeats`` times side by side; the ratio of medians is reported.
+(b) scaling: wall time of a ``--candidates``-candidate random search on digits with 1 and 2 actors
+    (Ray started beforehand, so start-up is excluded; actor setup included); parallel
+    efficiency ``T1 / (2 T2)``, on the run's wall time and on its span (first evaluation start
+    to last finish, from the journal: actor start-up excluded); the engine's share of wall
+    time = the driver process's CPU seconds during the run / its wall seconds.
+(c) threads: ``torch.get_num_threads()`` inside each actor against the CPUs Ray assigned it.
+(d) memory: RSS / PSS / USS (``/proc/<pid>/smaps_rollup``) of each actor holding the dataset
+    from the object store, with 1 and 2 actors, and of actors reading their own copy.
+
+Prints a table and writes ``benchmarks/results/training_scale.json``::
+
+    python benchmarks/training_scale.py --candidates 40 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import ray
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from natsray.engine.checkpoint import read_journal  # noqa: E402
+from natsray.engine.runner import run_experiment  # noqa: E402
+from natsray.evaluators.costs import seeded_model  # noqa: E402
+from natsray.evaluators.training import TrainingConfig, TrainingEvaluator  # noqa: E402
+from natsray.experiment.config import (  # noqa: E402
+    BudgetConfig,
+    ExperimentConfig,
+    OutputConfig,
+    ResourcesConfig,
+)
+from natsray.records import Candidate  # noqa: E402
+from natsray.search_space import Arch  # noqa: E402
+from natsray.strategies.random_search import RandomSearchConfig  # noqa: E402
+
+ARCH = Arch.from_str(
+    "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_1x1~1|+|skip_connect~0|nor_conv_3x3~1|none~2|"
+)
+
+
+def _memory(pid: int) -> dict[str, float]:
+    """``rss``, ``pss``, ``uss`` (private) of a process in MiB."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+        name, value = line.split(":", 1)
+        fields[name] = int(value.split()[0]) / 1024
+    uss = fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0)
+    return {"rss": fields["Rss"], "pss": fields["Pss"], "uss": uss}
+
+
+@ray.remote(num_cpus=1)
+class Trainer:
+    """One actor: the training evaluator and a plain loop over the same data, side by side."""
+
+    def __init__(self, config: TrainingConfig, shared: object) -> None:
+        self.evaluator = TrainingEvaluator(config, shared)
+        self.evaluator.setup()
+
+    def probe(self) -> dict[str, float]:
+        assigned = ray.get_runtime_context().get_assigned_resources().get("CPU")
+        pid = os.getpid()
+        return {"pid": pid, "threads": torch.get_num_threads(), "cpus": assigned, **_memory(pid)}
+
+    def evaluator_images_per_s(self, seed: int) -> float:
+        (result,) = self.evaluator.evaluate([Candidate(0, ARCH, seed=seed)])
+        config = self.evaluator.config
+        return config.epochs * len(self.evaluator.train_split) / result.metrics["train_time"]
+
+    def plain_images_per_s(self, seed: int) -> float:
+        """The same training as a plain torch loop: model, SGD (Nesterov) + cosine, same batches."""
+        config, data = self.evaluator.config, self.evaluator.data
+        split = self.evaluator.train_split
+        model = seeded_model(ARCH, seed, C=config.C, N=config.N, num_classes=data.num_classes)
+        optimizer = torch.optim.SGD(
+            model.parameters(), lr=config.lr, momentum=config.momentum, nesterov=True,
+            weight_decay=config.weight_decay,
+        )  # fmt: skip
+        generator = torch.Generator().manual_seed(seed)
+        total = config.epochs * math.ceil(len(split) / config.batch_size)
+        step = 0
+        start = time.perf_counter()
+        for _ in range(config.epochs):
+            model.train()
+            for images, labels in data.batches(split, config.batch_size, generator=generator, augment=True):
+                for group in optimizer.param_groups:
+                    group["lr"] = 0.5 * config.lr * (1.0 + math.cos(math.pi * step / total))
+                logits = model(images)
+                loss = F.cross_entropy(logits, labels)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                step += 1
+                float(loss.detach()), int((logits.detach().argmax(1) == labels).sum())  # same host syncs
+        return config.epochs * len(split) / (time.perf_counter() - start)
+
+
+def throughput(config: TrainingConfig, repeats: int) -> dict[str, object]:
+    trainer = Trainer.remote(config, ray.put(TrainingEvaluator.prepare_shared(config)))
+    ray.get(trainer.evaluator_images_per_s.remote(0))  # warm-up
+    plain, actor = [], []
+    for seed in range(repeats):
+        plain.append(ray.get(trainer.plain_images_per_s.remote(seed)))
+        actor.append(ray.get(trainer.evaluator_images_per_s.remote(seed)))
+    ray.kill(trainer)
+    ratio = statistics.median(actor) / statistics.median(plain)
+    return {"plain_images_per_s": plain, "evaluator_images_per_s": actor, "ratio_of_medians": ratio}
+
+
+def search(config: TrainingConfig, candidates: int, actors: int, directory: Path) -> dict[str, float]:
+    experiment = ExperimentConfig(
+        strategy=RandomSearchConfig(),
+        evaluator=config,
+        budget=BudgetConfig(evaluations=candidates),
+        seed=0,
+        resources=ResourcesConfig(actors=actors, cpus_per_actor=1),
+        output=OutputConfig(progress=False),
+    )
+    cpu, wall = time.process_time(), time.perf_counter()
+    run_experiment(experiment, directory)
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    records = read_journal(directory / "evaluations.jsonl")
+    busy = sum(r["wall_s"] for r in records)
+    span = max(r["finish_time"] for r in records) - min(r["start_time"] for r in records)
+    return {
+        "span_s": span,
+        "actors": actors,
+        "wall_s": wall,
+        "driver_cpu_s": cpu,
+        "engine_share": cpu / wall,
+        "actor_utilisation": busy / (actors * wall),
+    }
+
+
+def memory(config: TrainingConfig) -> list[dict[str, object]]:
+    rows = []
+    ref = ray.put(TrainingEvaluator.prepare_shared(config))
+    for actors in (1, 2):
+        for mode, shared in (("object store", ref), ("own copy", None)):
+            trainers = [Trainer.remote(config, shared) for _ in range(actors)]
+            probes = ray.get([t.probe.remote() for t in trainers])
+            for trainer in trainers:
+                ray.kill(trainer)
+            rows.append({"actors": actors, "dataset": mode, "per_actor": probes})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--candidates", type=int, default=40)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--cpus", type=int, default=2)
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "training_scale.json"))
+    args = parser.parse_args()
+    base = TrainingConfig(C=8, N=1, digits_size=16, batch_size=64, train_subset=256, epochs=1)
+    ray.init(address="local", num_cpus=args.cpus, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})  # fmt: skip
+    try:
+        results: dict[str, object] = {
+            "machine": f"{platform.node()} ({os.cpu_count()} cores, shared with other users)",
+            "torch": torch.__version__,
+            "ray": ray.__version__,
+            "config": {"arch": ARCH.to_str(), **{k: getattr(base, k) for k in
+                       ("dataset", "digits_size", "C", "N", "batch_size", "train_subset", "epochs")}},
+        }  # fmt: skip
+        results["memory"] = memory(replace(base, digits_size=32))
+        results["throughput"] = throughput(replace(base, train_subset=None, epochs=2), args.repeats)
+        with tempfile.TemporaryDirectory() as tmp:
+            results["search"] = [search(base, args.candidates, n, Path(tmp) / f"a{n}") for n in (1, 2)]
+    finally:
+        ray.shutdown()
+    one, two = results["search"]
+    results["parallel_efficiency"] = one["wall_s"] / (2 * two["wall_s"])
+    results["parallel_efficiency_span"] = one["span_s"] / (2 * two["span_s"])
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    _print(results, args)
+
+
+def _print(results: dict, args: argparse.Namespace) -> None:
+    t = results["throughput"]
+    plain, actor = statistics.median(t["plain_images_per_s"]), statistics.median(t["evaluator_images_per_s"])
+    print(f"(a) images/s, median of {args.repeats}: plain loop {plain:.0f}, evaluator {actor:.0f}, "
+          f"ratio {t['ratio_of_medians']:.3f}")  # fmt: skip
+    print(f"(b) {args.candidates} candidates  actors  wall s  driver CPU s  engine share  actor utilisation")
+    for row in results["search"]:
+        print(f"{'':>17}{row['actors']:>7}{row['wall_s']:>8.1f}{row['driver_cpu_s']:>14.2f}"
+              f"{100 * row['engine_share']:>13.2f}%{100 * row['actor_utilisation']:>19.1f}%")  # fmt: skip
+    one, two = results["search"]
+    print(f"    parallel efficiency T1/(2 T2) = {results['parallel_efficiency']:.3f} (wall), "
+          f"{results['parallel_efficiency_span']:.3f} (first start to last finish: "
+          f"{one['span_s']:.1f} s vs {two['span_s']:.1f} s)")  # fmt: skip
+    print("(c)+(d) actors  dataset        threads/CPUs       RSS MiB       PSS MiB       USS MiB")
+    for row in results["memory"]:
+        probes = row["per_actor"]
+        threads = ", ".join(f"{p['threads']}/{p['cpus']:g}" for p in probes)
+        cols = [", ".join(f"{p[k]:.1f}" for p in probes) for k in ("rss", "pss", "uss")]
+        print(f"{row['actors']:>13}  {row['dataset']:<13}{threads:>13}" + "".join(f"{c:>14}" for c in cols))
+
+
+if __name__ == "__main__":
+    main()
