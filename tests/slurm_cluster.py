@@ -46,12 +46,18 @@ def _free_port() -> int:
 
 
 class SlurmCluster:
-    """munged + slurmctld + slurmd on this machine, one node of ``cpus`` CPUs, stopped by PID."""
+    """munged + slurmctld + slurmd on this machine, stopped by PID.
 
-    def __init__(self, cpus: int = 2, root: str | Path | None = None) -> None:
+    One node (this host) of ``cpus`` CPUs, or ``nodes`` > 1 emulated nodes ``node1``... (one
+    slurmd each, ``slurmd -N``, all on this host) of ``cpus`` CPUs each.
+    """
+
+    def __init__(self, cpus: int = 2, root: str | Path | None = None, nodes: int = 1) -> None:
         self.root = Path(root or tempfile.mkdtemp(prefix="nrslurm", dir="/tmp"))
         self.root.chmod(0o711)  # munged checks the socket's directory
-        self.node = socket.gethostname()
+        host = socket.gethostname()
+        self.nodes = [host] if nodes == 1 else [f"node{i + 1}" for i in range(nodes)]
+        self.host = host
         self.cpus = cpus
         self.processes: list[subprocess.Popen] = []
         self.env = {**os.environ, "SLURM_CONF": str(self.root / "slurm.conf")}
@@ -60,8 +66,9 @@ class SlurmCluster:
 
     def _conf(self) -> str:
         r = self.root
-        return f"""ClusterName=natsraytest
-SlurmctldHost={self.node}(127.0.0.1)
+        return (
+            f"""ClusterName=natsraytest
+SlurmctldHost={self.host}(127.0.0.1)
 SlurmctldPort={_free_port()}
 SlurmdPort={_free_port()}
 AuthType=auth/munge
@@ -87,9 +94,14 @@ AccountingStorageType=accounting_storage/none
 MailProg=/bin/true
 KillWait=10
 MinJobAge=3600
-NodeName={self.node} NodeAddr=127.0.0.1 CPUs={self.cpus} State=UNKNOWN
-PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 """
+            + "".join(
+                f"NodeName={node} NodeHostname={self.host} NodeAddr=127.0.0.1 Port={_free_port()} "
+                f"CPUs={self.cpus} State=UNKNOWN\n"
+                for node in self.nodes
+            )
+            + "PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP\n"
+        )
 
     def _daemon(self, name: str, *command: str) -> None:
         log = open(self.root / "log" / f"{name}.out", "w")  # noqa: SIM115 - the daemon's stdout
@@ -115,8 +127,12 @@ PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
         while not (r / "munge.sock").exists():
             self._check_alive(deadline, "munged")
         self._daemon("slurmctld", "slurmctld", "-D", "-i", "-f", str(r / "slurm.conf"))
-        self._daemon("slurmd", "slurmd", "-D", "-f", str(r / "slurm.conf"))
-        while "idle" not in self.run("sinfo", "--noheader", "--format=%t", check=False).stdout:
+        for node in self.nodes:
+            self._daemon(f"slurmd-{node}", "slurmd", "-D", "-N", node, "-f", str(r / "slurm.conf"))
+        while self.run("sinfo", "--noheader", "--format=%D %t", check=False).stdout.split() != [
+            str(len(self.nodes)),
+            "idle",
+        ]:
             self._check_alive(deadline, "slurmctld/slurmd")
         return self
 

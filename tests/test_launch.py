@@ -103,8 +103,18 @@ def test_slurm_script_is_valid_bash_with_the_ray_pattern() -> None:
     assert bash, "bash is needed to check the SLURM script"
     subprocess.run([bash, "-n", str(LAUNCH / "slurm.sbatch")], check=True)
     assert script.startswith("#!/bin/bash") and "#SBATCH --nodes" in script
-    for needle in ("ray start --head", "--block", "natsray run", "ray stop", "RAY_AUTH_MODE=token"):
+    for needle in (
+        "ray start",
+        "--head",
+        "--block",
+        "natsray run",
+        "RAY_AUTH_MODE=token",
+        "scancel --signal=TERM",
+    ):
         assert needle in script, needle
+    commands = [line.split("#", 1)[0] for line in script.splitlines()]
+    assert not any("ray stop" in line for line in commands), "a bare `ray stop` kills other jobs' Ray too"
+    assert "--nodes=1" in script  # fits any cluster; tests/test_slurm.py runs it under a real SLURM
 
 
 def test_ray_up_cluster_yaml_passes_rays_own_schema() -> None:

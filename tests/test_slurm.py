@@ -6,6 +6,7 @@ Skipped, with the reason, where the cluster cannot be built (not root, packages 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -32,7 +33,13 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def slurm() -> Iterator[SlurmCluster]:
-    cluster = SlurmCluster(cpus=2)
+    with started(SlurmCluster(cpus=2)) as cluster:
+        yield cluster
+
+
+@contextlib.contextmanager
+def started(cluster: SlurmCluster) -> Iterator[SlurmCluster]:
+    """The cluster, running jobs from this checkout with this Python; every job cancelled at the end."""
     cluster.env.update(
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
@@ -50,8 +57,11 @@ def slurm() -> Iterator[SlurmCluster]:
 
 
 def submit(slurm: SlurmCluster, tmp_path: Path, *args: str) -> tuple[int, Path]:
+    """``sbatch [--nodes=N] launch/slurm.sbatch ARGS...``; returns the job id and its output file."""
+    options = [arg for arg in args if arg.startswith("--nodes=")]
+    args = tuple(arg for arg in args if arg not in options)
     out = tmp_path / "job-%j.out"
-    job = slurm.sbatch(f"--output={out}", str(SCRIPT), *args, cwd=REPO)
+    job = slurm.sbatch(f"--output={out}", *options, str(SCRIPT), *args, cwd=REPO)
     return job, tmp_path / f"job-{job}.out"
 
 
@@ -155,3 +165,17 @@ def test_a_cancelled_job_is_resumed_in_a_new_job(slurm: SlurmCluster, tmp_path: 
     assert "Ray head:" in output
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["evaluations"] == done + 3 and summary["stop_reason"] == "budget: evaluations"
+
+
+def test_a_job_over_two_nodes_runs_one_actor_on_each(tmp_path: Path) -> None:
+    # two emulated nodes of 1 CPU (two slurmd on this machine): 2 actors of 1 CPU need both
+    with started(SlurmCluster(cpus=1, nodes=2)) as two:
+        run_dir = tmp_path / "run"
+        job, log = submit(
+            two, tmp_path, "--nodes=2", str(SMOKE), "--out", str(run_dir), "--set", "budget.evaluations=6"
+        )
+        state = two.wait(job, ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"), timeout=400)
+    output = log.read_text()
+    assert state["JobState"] == "COMPLETED", output[-3000:]
+    assert "workers: 1, 1 CPU and 0 GPU per node" in output and "2 Ray node(s) up" in output
+    assert json.loads((run_dir / "summary.json").read_text())["evaluations"] == 6
