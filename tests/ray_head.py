@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 RAY = [sys.executable, "-m", "ray.scripts.scripts"]
@@ -104,3 +105,14 @@ class Head:
             os.killpg(self.process.pid, signal.SIGKILL)  # leftovers in the session we created
         self.log.close()
         shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def running_head(root: Path) -> Iterator[Head]:
+    """A started :class:`Head` (its job server answering), stopped by PID on exit."""
+    head = Head(root)
+    try:
+        head.wait_ready()
+        yield head
+    finally:
+        head.stop()

@@ -6,7 +6,9 @@ resuming where the user is now, and config paths resolved at load."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -16,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 from archive_factory import write_archive
-from ray_head import Head, clean_env, free_port
+from ray_head import Head, clean_env, free_port, running_head
 
 from natsray.engine.cluster import (
     ClusterError,
@@ -180,12 +182,8 @@ def test_an_address_where_nothing_listens_fails_in_bounded_time(tmp_path: Path) 
 
 @pytest.fixture(scope="module")
 def head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Head]:
-    started = Head(tmp_path_factory.mktemp("head"))
-    try:
-        started.wait_ready()
+    with running_head(tmp_path_factory.mktemp("head")) as started:
         yield started
-    finally:
-        started.stop()
 
 
 @pytest.mark.ray
@@ -220,3 +218,43 @@ def test_joined_head_without_the_gpus_asked_fails_after_the_bounded_wait(head: H
         "natsray: error: resources.gpus_per_actor: 1 GPU asked per actor, 0 available on any node of the "
         "cluster (2 CPU, 0 GPU in all, 1 node(s)) (after waiting 2 s: ray.resource_wait_s)"
     )
+
+
+@pytest.mark.ray
+def test_actors_that_do_not_start_in_time_fail_the_run_in_one_line(head: Head, tmp_path: Path) -> None:
+    done = natsray(
+        "run", str(SMOKE), "--address", head.address, "--out", str(tmp_path / "run"),
+        "--set", "ray.actor_start_timeout_s=0", env=head.env, timeout=180,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .startswith("natsray: error: evaluator actors not started after 0 s (ray.actor_start_timeout_s)")
+    )
+
+
+@pytest.mark.ray
+def test_sigterm_checkpoints_the_run_and_exits_130(head: Head, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    env = {**head.env, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), head.env.get("PYTHONPATH")]))}
+    process = subprocess.Popen(
+        [*CLI, "run", str(SMOKE), "--address", head.address, "--out", str(run_dir), "--no-progress",
+         "--set", "budget.evaluations=15000", "--set", "budget.wall_seconds=300",
+         "--set", "output.checkpoint_every=100000", "--set", "output.checkpoint_seconds=100000"],
+        env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        journal = run_dir / "evaluations.jsonl"
+        while not journal.exists() or len(journal.read_text().splitlines()) < 3:
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()[1][-3000:]
+            time.sleep(0.5)
+        process.send_signal(signal.SIGTERM)  # what scancel and a time limit send
+        _, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 130, err[-3000:]
+    assert "natsray: interrupted (continue a run with 'natsray resume RUN_DIR')" in err
+    checkpoint = json.loads((run_dir / "checkpoint.json").read_text())
+    assert checkpoint["journal_lines"] >= 3 and checkpoint["finished"] is False

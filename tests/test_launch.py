@@ -17,7 +17,7 @@ from types import ModuleType
 
 import pytest
 import yaml
-from ray_head import RAY, Head, free_port
+from ray_head import RAY, Head, free_port, running_head
 
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH = REPO / "launch"
@@ -205,12 +205,8 @@ def test_engine_spreads_actors_over_the_nodes_of_a_multi_node_cluster(tmp_path: 
 
 @pytest.fixture(scope="module")
 def head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Head]:
-    started = Head(tmp_path_factory.mktemp("head"))
-    try:
-        started.wait_ready()
+    with running_head(tmp_path_factory.mktemp("head")) as started:
         yield started
-    finally:
-        started.stop()
 
 
 def run_submit(*args: str, env: dict[str, str], timeout: float = 240) -> subprocess.CompletedProcess:

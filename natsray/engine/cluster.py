@@ -22,9 +22,11 @@ import contextlib
 import math
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -190,7 +192,22 @@ def connect_ray(config: ExperimentConfig, address: str | None) -> bool:
     except ClusterError:
         ray.shutdown()
         raise
+    _sigterm_as_interrupt()
     return True
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _sigterm_as_interrupt() -> None:
+    """SIGTERM (``scancel``, a time limit, ``kill``) stops the run like Ctrl-C: checkpointed, exit 130.
+
+    Ray's driver otherwise aborts on SIGTERM (its failure handler prints a stack and dumps core);
+    the journal would still let ``natsray resume`` continue, but from an older checkpoint.
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
 
 
 def _ray_nodes() -> list[NodeCapacity]:
