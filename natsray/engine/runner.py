@@ -1,6 +1,7 @@
 """The engine: runs one experiment on Ray actors (or in-process / on a simulated clock).
 
-The only module that imports ray. :func:`run_experiment` builds the strategy, the
+With :mod:`natsray.engine.cluster` (which connects), the only module importing ray.
+:func:`run_experiment` builds the strategy, the
 :class:`~natsray.engine.scheduler.Scheduler` (which takes every search decision) and either
 
 * a pool of evaluator actors driven by an asynchronous ``ray.wait`` loop (modes ``async`` /
