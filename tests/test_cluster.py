@@ -257,4 +257,21 @@ def test_sigterm_checkpoints_the_run_and_exits_130(head: Head, tmp_path: Path) -
     assert process.returncode == 130, err[-3000:]
     assert "natsray: interrupted (continue a run with 'natsray resume RUN_DIR')" in err
     checkpoint = json.loads((run_dir / "checkpoint.json").read_text())
-    assert checkpoint["journal_lines"] >= 3 and checkpoint["finished"] is False
+    lines = len((run_dir / "evaluations.jsonl").read_text().splitlines())
+    assert checkpoint["journal_lines"] == lines >= 3 and checkpoint["finished"] is False
+    # the checkpoint matches the journal: a resume finishes the candidates that were in flight
+    # (the budget counts them already) and evaluates nothing twice
+    done = natsray("resume", str(run_dir), "--set", f"budget.evaluations={lines + 2}", env=head.env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert_resumed_exactly(run_dir, checkpoint, lines + 2)
+
+
+def assert_resumed_exactly(run_dir: Path, checkpoint: dict, budget: int) -> None:
+    """The resumed journal: every candidate once, those in flight at the checkpoint included."""
+    ids = [
+        json.loads(line)["candidate_id"] for line in (run_dir / "evaluations.jsonl").read_text().splitlines()
+    ]
+    in_flight = {entry["candidate"]["id"] for entry in checkpoint["engine"]["outstanding"]}
+    assert len(ids) == len(set(ids)) == max(budget, checkpoint["engine"]["evaluations"])
+    assert in_flight <= set(ids)
+    assert json.loads((run_dir / "summary.json").read_text())["evaluations"] == len(ids)

@@ -20,6 +20,7 @@ import pytest
 import yaml
 from archive_factory import write_archive
 from slurm_cluster import SlurmCluster, unavailable
+from test_cluster import assert_resumed_exactly
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "launch" / "slurm.sbatch"
@@ -159,7 +160,8 @@ def test_a_cancelled_job_is_resumed_in_a_new_job(slurm: SlurmCluster, tmp_path: 
     while "natsray: interrupted" not in log.read_text() and time.monotonic() < deadline:
         time.sleep(1)  # the driver took SIGTERM as an interrupt: checkpointed, exit 130
     assert "natsray: interrupted" in log.read_text(), log.read_text()[-3000:]
-    assert json.loads((run_dir / "checkpoint.json").read_text())["finished"] is False
+    checkpoint = json.loads((run_dir / "checkpoint.json").read_text())
+    assert checkpoint["finished"] is False and checkpoint["journal_lines"] == journal_lines(run_dir)
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["ray"]["address"] is None
     done = journal_lines(run_dir)
     resumed, log = submit(slurm, tmp_path, "resume", str(run_dir), "--set", f"budget.evaluations={done + 3}")
@@ -168,7 +170,8 @@ def test_a_cancelled_job_is_resumed_in_a_new_job(slurm: SlurmCluster, tmp_path: 
     assert state["JobState"] == "COMPLETED", output[-3000:]
     assert "Ray head:" in output
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["evaluations"] == done + 3 and summary["stop_reason"] == "budget: evaluations"
+    assert summary["stop_reason"] == "budget: evaluations"
+    assert_resumed_exactly(run_dir, checkpoint, done + 3)
 
 
 def test_a_job_over_two_nodes_runs_one_actor_on_each(tmp_path: Path) -> None:

@@ -196,8 +196,28 @@ def connect_ray(config: ExperimentConfig, address: str | None) -> bool:
     return True
 
 
+_DEFER_LIMIT = 100
+"""Re-deliveries of a SIGTERM (0.1 s apart) before it interrupts wherever the driver is."""
+
+_deferred = [0]
+
+
 def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
+    """SIGTERM -> KeyboardInterrupt, raised only while the driver is inside Ray (waiting on it).
+
+    There natsray's own state is consistent (a result is either delivered or still outstanding),
+    so the checkpoint written on the way out matches the journal; inside natsray code the signal
+    is sent again 0.1 s later (at most :data:`_DEFER_LIMIT` times).
+    """
+    import ray
+
+    in_ray = frame is not None and frame.f_code.co_filename.startswith(str(Path(ray.__file__).parent))
+    if in_ray or _deferred[0] >= _DEFER_LIMIT:
+        raise KeyboardInterrupt
+    _deferred[0] += 1
+    timer = threading.Timer(0.1, os.kill, (os.getpid(), signum))
+    timer.daemon = True
+    timer.start()
 
 
 def _sigterm_as_interrupt() -> None:
@@ -207,6 +227,7 @@ def _sigterm_as_interrupt() -> None:
     the journal would still let ``natsray resume`` continue, but from an older checkpoint.
     """
     if threading.current_thread() is threading.main_thread():
+        _deferred[0] = 0
         signal.signal(signal.SIGTERM, _interrupt)
 
 
