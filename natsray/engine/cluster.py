@@ -14,6 +14,11 @@ machine: :func:`local_nodes`, used by ``natsray validate``). Ray would keep an a
 can host pending forever; :func:`wait_for_resources` instead fails with one line naming the
 resource, the amount asked and the amount available, after waiting at most
 ``ray.resource_wait_s`` for a joined (possibly autoscaling) cluster to grow.
+
+Once connected, SIGTERM (``scancel``, a time limit) interrupts the driver like Ctrl-C, at a
+moment it waits on Ray, instead of Ray's abort. :func:`wait_for_nodes` (``python -m
+natsray.engine.cluster wait-nodes ADDRESS COUNT [TIMEOUT_S]``) is the bounded wait of
+``launch/slurm.sbatch`` for its Ray nodes. Ray is imported only inside the functions that use it.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ __all__ = [
     "local_nodes",
     "probe_address",
     "token_available",
+    "wait_for_nodes",
     "wait_for_resources",
 ]
 
