@@ -26,17 +26,12 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from natsray.engine.cluster import token_available
+
 __all__ = ["auth_env", "build_command", "main"]
 
 REPO = Path(__file__).resolve().parents[1]
 RUNTIME_ENV = Path(__file__).resolve().parent / "runtime_env.yaml"
-
-
-def _token_available(env: Mapping[str, str]) -> bool:
-    if env.get("RAY_AUTH_TOKEN", "").strip():
-        return True
-    path = env.get("RAY_AUTH_TOKEN_PATH") or str(Path(env.get("HOME", Path.home())) / ".ray" / "auth_token")
-    return Path(path).is_file() and Path(path).stat().st_size > 0
 
 
 def auth_env(env: Mapping[str, str]) -> dict[str, str]:
@@ -47,9 +42,9 @@ def auth_env(env: Mapping[str, str]) -> dict[str, str]:
     """
     result = dict(env)
     mode = result.get("RAY_AUTH_MODE")
-    if mode is None and _token_available(result):
+    if mode is None and token_available(result):
         result["RAY_AUTH_MODE"] = "token"
-    elif mode == "token" and not _token_available(result):
+    elif mode == "token" and not token_available(result):
         raise SystemExit(
             "submit: RAY_AUTH_MODE=token but no token: set RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, "
             "or copy the cluster's ~/.ray/auth_token (on the head: ray get-auth-token)"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from natsray.engine.cluster import local_nodes
 from natsray.experiment.cli import UsageError, main, parse_seeds
 
 ARCH = "|nor_conv_3x3~0|+|none~0|skip_connect~1|+|nor_conv_1x1~0|avg_pool_3x3~1|none~2|"
@@ -195,7 +197,8 @@ def test_validate_ok(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert code == 0, err
     assert out == (
         f"OK: {path}: strategy random, evaluator cost, objectives params:min, "
-        "budget evaluations=10, wall_seconds=60, engine async with 2 actor(s), seed 0\n"
+        "budget evaluations=10, wall_seconds=60, engine async with 2 actor(s) "
+        f"(fits this machine ({os.cpu_count()} CPU, {local_nodes()[0]['GPU']:g} GPU)), seed 0\n"
     )
 
 

@@ -4,38 +4,24 @@ and the syntax/structure of the SLURM, ``ray up`` and KubeRay files."""
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
-import os
-import secrets
 import shlex
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 import yaml
+from ray_head import RAY, Head, free_port, running_head
 
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH = REPO / "launch"
 SMOKE = LAUNCH / "smoke.yaml"
-RAY = [sys.executable, "-m", "ray.scripts.scripts"]
-AUTH_VARS = (
-    "RAY_AUTH_MODE",
-    "RAY_AUTH_TOKEN",
-    "RAY_AUTH_TOKEN_PATH",
-    "RAY_ADDRESS",
-    "RAY_API_SERVER_ADDRESS",
-)
 
 
 def load_submit() -> ModuleType:
@@ -46,20 +32,6 @@ def load_submit() -> ModuleType:
 
 
 submit = load_submit()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """This process's environment without Ray auth/address variables, plus ``extra``."""
-    env = {key: value for key, value in os.environ.items() if key not in AUTH_VARS}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env.update(extra)
-    return env
 
 
 # --- the wrapper's logic, no Ray ---------------------------------------------------------
@@ -131,8 +103,18 @@ def test_slurm_script_is_valid_bash_with_the_ray_pattern() -> None:
     assert bash, "bash is needed to check the SLURM script"
     subprocess.run([bash, "-n", str(LAUNCH / "slurm.sbatch")], check=True)
     assert script.startswith("#!/bin/bash") and "#SBATCH --nodes" in script
-    for needle in ("ray start --head", "--block", "natsray run", "ray stop", "RAY_AUTH_MODE=token"):
+    for needle in (
+        "ray start",
+        "--head",
+        "--block",
+        "natsray run",
+        "RAY_AUTH_MODE=token",
+        "scancel --signal=TERM",
+    ):
         assert needle in script, needle
+    commands = [line.split("#", 1)[0] for line in script.splitlines()]
+    assert not any("ray stop" in line for line in commands), "a bare `ray stop` kills other jobs' Ray too"
+    assert "--nodes=1" in script  # fits any cluster; tests/test_slurm.py runs it under a real SLURM
 
 
 def test_ray_up_cluster_yaml_passes_rays_own_schema() -> None:
@@ -221,78 +203,10 @@ def test_engine_spreads_actors_over_the_nodes_of_a_multi_node_cluster(tmp_path: 
 # --- a real Ray head with token authentication, driven through the wrapper ------------
 
 
-class Head:
-    """A local ``ray start --head --block`` with its own ports, temp dir and auth token.
-
-    As on a machine where ``ray get-auth-token --generate`` (or any local ``ray.init()``) has
-    written ``~/.ray/auth_token``: ``ray start`` then turns token authentication on by itself,
-    while ``ray job submit`` sends the token only when ``RAY_AUTH_MODE=token`` is set.
-    """
-
-    def __init__(self, root: Path) -> None:
-        self.home = root / "home"
-        self.token_path = self.home / ".ray" / "auth_token"
-        self.token_path.parent.mkdir(parents=True)
-        self.token_path.write_text(secrets.token_hex(32))
-        self.dashboard = f"http://127.0.0.1:{free_port()}"
-        self.env = clean_env(HOME=str(self.home))
-        # short temp dir: Ray's unix socket paths must stay under ~107 characters
-        self.temp_dir = tempfile.mkdtemp(prefix="nrh", dir="/tmp")
-        command = [
-            *RAY, "start", "--head", "--block", "--disable-usage-stats",
-            "--port", str(free_port()), "--num-cpus", "2", "--temp-dir", self.temp_dir,
-            "--dashboard-host", "127.0.0.1", "--dashboard-port", self.dashboard.rsplit(":", 1)[1],
-            "--ray-client-server-port", str(free_port()),
-            "--dashboard-agent-listen-port", str(free_port()),
-        ]  # fmt: skip
-        self.log = open(root / "head.log", "w")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            command, env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-    def wait_ready(self, timeout: float = 120.0) -> None:
-        request = urllib.request.Request(
-            f"{self.dashboard}/api/jobs/",
-            headers={"Authorization": f"Bearer {self.token_path.read_text()}"},
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, "ray head exited during start; see head.log"
-            try:
-                with urllib.request.urlopen(request, timeout=5) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(1.0)
-        raise TimeoutError(f"Ray job server at {self.dashboard} not ready after {timeout} s")
-
-    def stop(self) -> None:
-        """Stop exactly this head: SIGTERM to ``ray start --block`` stops the processes it started.
-
-        (``ray stop`` is not used: it kills every Ray process of the user on the machine.)
-        """
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)  # leftovers in the session we created
-        self.log.close()
-        shutil.rmtree(self.temp_dir, ignore_errors=True)
-
-
 @pytest.fixture(scope="module")
 def head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Head]:
-    started = Head(tmp_path_factory.mktemp("head"))
-    try:
-        started.wait_ready()
+    with running_head(tmp_path_factory.mktemp("head")) as started:
         yield started
-    finally:
-        started.stop()
 
 
 def run_submit(*args: str, env: dict[str, str], timeout: float = 240) -> subprocess.CompletedProcess:

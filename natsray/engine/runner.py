@@ -1,6 +1,7 @@
 """The engine: runs one experiment on Ray actors (or in-process / on a simulated clock).
 
-The only module that imports ray. :func:`run_experiment` builds the strategy, the
+With :mod:`natsray.engine.cluster` (which connects), the only module importing ray.
+:func:`run_experiment` builds the strategy, the
 :class:`~natsray.engine.scheduler.Scheduler` (which takes every search decision) and either
 
 * a pool of evaluator actors driven by an asynchronous ``ray.wait`` loop (modes ``async`` /
@@ -17,7 +18,6 @@ to ``checkpoint.json`` and the outcome to ``summary.json``. See ``docs/engine.md
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -33,6 +33,7 @@ from natsray.engine.checkpoint import (
     atomic_write_json,
     read_json,
 )
+from natsray.engine.cluster import connect_ray
 from natsray.engine.progress import Progress
 from natsray.engine.scheduler import Scheduler
 from natsray.engine.simulation import SimulatedPool, run_simulated
@@ -43,7 +44,7 @@ from natsray.experiment.config import ExperimentConfig, check_engine
 from natsray.records import Candidate, Objective, Result
 from natsray.strategies import strategy_class
 
-__all__ = ["DEFAULT_BATCH", "RunSummary", "connect_ray", "run_experiment"]
+__all__ = ["DEFAULT_BATCH", "RunSummary", "run_experiment"]
 
 DEFAULT_BATCH = 64
 """Candidates per Ray call for cheap evaluators when ``engine.batch_size`` is not set (a Ray call
@@ -371,6 +372,7 @@ class _ActorPool:
             num_cpus=resources.cpus_per_actor, num_gpus=resources.gpus_per_actor, max_restarts=0
         )
         self._args = (evaluator_cls, session.config.evaluator, shared_ref)
+        self._start_timeout = session.config.ray.actor_start_timeout_s
         self.actors = [self._remote.remote(*self._args) for _ in range(resources.actors)]
         self.generation = [0] * len(self.actors)
         self.busy = [0] * len(self.actors)
@@ -380,7 +382,12 @@ class _ActorPool:
         import ray
 
         try:
-            errors = ray.get([actor.ready.remote() for actor in actors])
+            errors = ray.get([actor.ready.remote() for actor in actors], timeout=self._start_timeout)
+        except ray.exceptions.GetTimeoutError:
+            raise EvaluatorError(
+                f"evaluator actors not started after {self._start_timeout:g} s (ray.actor_start_timeout_s): "
+                "the cluster's free CPUs/GPUs may be taken by other work"
+            ) from None
         except ray.exceptions.RayError as exc:
             raise EvaluatorError(f"evaluator actor failed to start: {_one_line(exc)}") from None
         for error in errors:
@@ -403,33 +410,6 @@ class _ActorPool:
 
         for actor in self.actors:
             ray.kill(actor)
-
-
-def connect_ray(config: ExperimentConfig, address: str | None) -> bool:
-    """Initialise Ray unless it already is; True when this call started it."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    address = address or config.ray.address or os.environ.get("RAY_ADDRESS") or None
-    kwargs: dict[str, Any] = {"log_to_driver": True}
-    if config.ray.runtime_env:
-        kwargs["runtime_env"] = dict(config.ray.runtime_env)
-    try:
-        if address:
-            ray.init(address=address, **kwargs)
-        else:
-            ray.init(  # "local": always a fresh instance, never a stray `ray start` head on this machine
-                address="local",
-                num_cpus=config.resources.num_cpus,
-                include_dashboard=config.ray.include_dashboard,
-                dashboard_host=config.ray.dashboard_host,
-                **kwargs,
-            )
-    except Exception as exc:
-        where = f"cluster {address!r}" if address else "a local Ray instance"
-        raise ValueError(f"ray.address: cannot start or join {where}: {_one_line(exc)}") from None
-    return True
 
 
 def _run_ray(session: _Session, evaluator_cls: type[BaseEvaluator], address: str | None) -> None:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from natsray.engine.cluster import ClusterError
 from natsray.evaluators.base import EvaluatorError
 from natsray.experiment.config import (
     ConfigError,
@@ -63,13 +64,17 @@ def parse_seeds(spec: str) -> list[int]:
 
 
 def _load(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentConfig:
-    """Load, parse and check a config including its paths; bad input becomes a UsageError."""
+    """Load, parse and check a config including its paths, made absolute; bad input becomes a UsageError."""
     try:
         config = load_config(path, overrides)
         check_paths(config, str(path))
     except (ValueError, FileNotFoundError) as exc:
         raise UsageError(str(exc)) from None
-    return config
+    return resolve_paths(config)
+
+
+def _with_address(config: ExperimentConfig, address: str | None) -> ExperimentConfig:
+    return dataclasses.replace(config, ray=dataclasses.replace(config.ray, address=address))
 
 
 def _existing_dir(path: str, what: str) -> Path:
@@ -139,8 +144,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return _run_sweep(args)
     config = _load(args.config, args.set)
     if args.address:
-        config = dataclasses.replace(config, ray=dataclasses.replace(config.ray, address=args.address))
-    config = resolve_paths(config)
+        config = _with_address(config, args.address)
     run_dir = Path(args.out or config.output.dir)
     _prepare_run_dir(run_dir, args.overwrite)
     config = dataclasses.replace(config, output=dataclasses.replace(config.output, dir=str(run_dir)))
@@ -236,9 +240,9 @@ def _cmd_resume(args: argparse.Namespace) -> int:
             raise UsageError(
                 f"--set {item!r}: a resumed run may only change budget.* (anything else changes the search)"
             )
-    config = _load(run_dir / "config.yaml", args.set)
-    if args.address:
-        config = dataclasses.replace(config, ray=dataclasses.replace(config.ray, address=args.address))
+    # where the run continues is where the user is now (--address, RAY_ADDRESS or a local Ray),
+    # never an address stored in an older run directory (a SLURM job's head is gone after the job)
+    config = _with_address(_load(run_dir / "config.yaml", args.set), args.address)
     if args.set:  # the run directory's config must describe the run as it continues
         dump_config(config, run_dir / "config.yaml")
     _execute(config, run_dir, resume=True, progress=False if args.no_progress else None)
@@ -280,10 +284,23 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         workers = f"{config.engine.simulated_workers} simulated worker(s)"
     else:
         workers = f"{config.resources.actors} actor(s)"
+    address = args.address or config.ray.address
+    if config.engine.mode == "simulated" or config.engine.in_process:
+        where = "no Ray: runs in the driver"
+    elif address:
+        where = f"resources checked when the run joins {address}"
+    else:
+        from natsray.engine.cluster import check_resources, local_nodes
+
+        nodes = local_nodes(config.resources.num_cpus)
+        reason = check_resources(config, nodes, "this machine")
+        if reason:
+            raise UsageError(f"{args.config}: {reason}; for a cluster: validate --address HOST:PORT")
+        where = f"fits this machine ({nodes[0]['CPU']:g} CPU, {nodes[0]['GPU']:g} GPU)"
     print(
         f"OK: {args.config}: strategy {config.strategy.name}, evaluator {config.evaluator.type}, "
         f"objectives {', '.join(map(str, config.objectives))}, budget {budget}, "
-        f"engine {config.engine.mode} with {workers}, seed {config.seed}"
+        f"engine {config.engine.mode} with {workers} ({where}), seed {config.seed}"
     )
     return 0
 
@@ -435,6 +452,11 @@ def _build_parser() -> argparse.ArgumentParser:
     validate = command("validate", _cmd_validate, "check a config (types, values, files) without running it")
     validate.add_argument("config", help="experiment YAML file")
     overrides(validate)
+    validate.add_argument(
+        "--address",
+        help="the cluster the run will join: resources are then checked there at run time, "
+        "not against this machine",
+    )
 
     show = command("show", _cmd_show, "describe one cell: ops per edge, canonical form, code, params/FLOPs")
     show.add_argument("arch", metavar="ARCH", help="NATS arch string, or a NATS index with --archive/--table")
@@ -452,7 +474,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = _build_parser().parse_args(argv)
         return args.handler(args)
-    except (UsageError, ConfigError, EvaluatorError) as exc:
+    except (UsageError, ConfigError, EvaluatorError, ClusterError) as exc:
         print(f"natsray: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

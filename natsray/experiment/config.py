@@ -9,8 +9,10 @@ section. ``ExperimentConfig.objectives`` is derived from ``evaluator.objective``
 Every value is checked against its field's type hint (:mod:`natsray.experiment.typed_yaml`); every
 error is a :class:`ConfigError` whose message is one line naming the YAML path (and the
 file), e.g. ``x.yaml: strategy.populaton: unknown key (did you mean 'population'?)``.
-Relative paths (``evaluator.archive`` / ``table`` / ``data_dir`` / ``extra_csv``,
-``output.dir``) are relative to the current directory.
+Relative paths (``evaluator.archive`` / ``table`` / ``data_dir`` / ``extra_csv`` /
+``weights_dir``, ``output.dir``, the local paths in ``ray.runtime_env``) are relative to the
+current directory; :func:`resolve_paths` makes them absolute and :func:`check_paths` checks
+the inputs exist (the CLI does both at load, in ``validate`` as in ``run``).
 """
 
 from __future__ import annotations
@@ -146,12 +148,35 @@ class EngineConfig:
 
 @dataclass(frozen=True)
 class RayConfig:
-    """``ray``: where to run. ``address`` None starts a local Ray (or joins ``RAY_ADDRESS``)."""
+    """``ray``: where to run (see ``docs/cluster.md``).
+
+    Attributes:
+        address: Cluster to join (``HOST:PORT``, ``ray://HOST:PORT``, ``auto``); None starts a
+            local Ray unless ``--address`` or ``RAY_ADDRESS`` is given. Never stored in a run
+            directory: a resumed run connects where the user is now.
+        runtime_env: Ray runtime env of the actors; its local paths (``working_dir``,
+            ``py_modules``, a ``pip`` / ``conda`` file) are made absolute and checked at load.
+        dashboard_host: Dashboard host of a local Ray.
+        include_dashboard: Start the dashboard with a local Ray.
+        connect_timeout_s: Seconds to wait for a cluster address to answer before failing.
+        resource_wait_s: Seconds a joined cluster (autoscaling) is given to grow until it can
+            host ``resources.actors`` actors; a local Ray is checked once.
+        actor_start_timeout_s: Seconds the evaluator actors may take to start (placement,
+            imports, evaluator setup) before the run fails.
+    """
 
     address: str | None = None
     runtime_env: dict[str, Any] | None = None
     dashboard_host: str = "127.0.0.1"
     include_dashboard: bool = False
+    connect_timeout_s: float = 30.0
+    resource_wait_s: float = 60.0
+    actor_start_timeout_s: float = 600.0
+
+    def __post_init__(self) -> None:
+        for name in ("connect_timeout_s", "resource_wait_s", "actor_start_timeout_s"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)
@@ -373,8 +398,34 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentCo
     return config_from_dict(apply_overrides(read_yaml(path), overrides), source=str(path))
 
 
+def _local(value: Any) -> bool:
+    """A string naming a local file or directory (not a URI such as ``s3://`` / ``gcs://``)."""
+    return isinstance(value, str) and bool(value) and "://" not in value
+
+
+def _runtime_env_paths(runtime_env: Mapping[str, Any]) -> list[tuple[str, str, bool]]:
+    """``(key path, value, must exist)`` of the local paths in a Ray runtime env."""
+    paths: list[tuple[str, str, bool]] = []
+    if _local(runtime_env.get("working_dir")):
+        paths.append(("working_dir", runtime_env["working_dir"], True))
+    modules = runtime_env.get("py_modules")
+    for i, module in enumerate(modules if isinstance(modules, list) else []):
+        if _local(module) and ("/" in module or module.startswith(".") or module.endswith((".zip", ".whl"))):
+            paths.append((f"py_modules[{i}]", module, True))
+    for key, suffixes in (("pip", (".txt",)), ("conda", (".yaml", ".yml"))):
+        if _local(runtime_env.get(key)) and runtime_env[key].endswith(suffixes):
+            paths.append((key, runtime_env[key], True))
+    return paths
+
+
+def _absolute(value: str) -> str:
+    return str(Path(value).expanduser().resolve())
+
+
 def check_paths(config: ExperimentConfig, source: str | None = None) -> None:
-    """Check that every path the evaluator names (:data:`PATH_FIELDS`) exists.
+    """Check every input path of the config: the evaluator's :data:`PATH_FIELDS` and ``ray.runtime_env``'s.
+
+    A dataset other than ``digits`` needs ``evaluator.data_dir``.
 
     Args:
         config: The parsed config.
@@ -391,16 +442,46 @@ def check_paths(config: ExperimentConfig, source: str | None = None) -> None:
                 path=f"evaluator.{name}",
                 source=source,
             )
+    dataset = getattr(config.evaluator, "dataset", None)
+    needs_data = hasattr(config.evaluator, "data_dir") and dataset not in (None, "digits")
+    if needs_data and not config.evaluator.data_dir:
+        raise ConfigError(
+            f"dataset {dataset!r} needs its directory (set it with --set evaluator.data_dir=PATH)",
+            path="evaluator.data_dir",
+            source=source,
+        )
+    for key, value, must_exist in _runtime_env_paths(config.ray.runtime_env or {}):
+        if must_exist and not Path(value).expanduser().exists():
+            raise ConfigError(
+                f"{value}: no such file or directory (relative paths are relative to the current directory)",
+                path=f"ray.runtime_env.{key}",
+                source=source,
+            )
 
 
 def resolve_paths(config: ExperimentConfig) -> ExperimentConfig:
-    """The config with the evaluator's paths (and output dirs) made absolute: actors may run elsewhere."""
+    """The config with every path made absolute (relative to the current directory).
+
+    The evaluator's :data:`PATH_FIELDS`, ``weights_dir`` and ``state_dir``, and the local paths
+    of ``ray.runtime_env``: actors may run elsewhere, and a run directory's ``config.yaml`` must
+    mean the same when ``natsray resume`` reads it from another directory. (``output.dir`` is
+    kept as written: ``natsray resume RUN_DIR`` is told where the run is.)
+    """
     paths = {
-        name: str(Path(value).expanduser().resolve())
+        name: _absolute(value)
         for name in (*PATH_FIELDS, "weights_dir", "state_dir")
         if (value := getattr(config.evaluator, name, None)) is not None
     }
-    return dataclasses.replace(config, evaluator=dataclasses.replace(config.evaluator, **paths))
+    ray = config.ray
+    if ray.runtime_env:
+        runtime_env = _plain(ray.runtime_env)
+        for key, value, _ in _runtime_env_paths(runtime_env):
+            if key.startswith("py_modules["):
+                runtime_env["py_modules"][int(key[11:-1])] = _absolute(value)
+            else:
+                runtime_env[key] = _absolute(value)
+        ray = dataclasses.replace(ray, runtime_env=runtime_env)
+    return dataclasses.replace(config, evaluator=dataclasses.replace(config.evaluator, **paths), ray=ray)
 
 
 def _plain(value: Any) -> Any:
@@ -421,8 +502,15 @@ def config_to_dict(config: ExperimentConfig) -> dict[str, Any]:
 
 
 def dump_config(config: ExperimentConfig, path: str | Path) -> None:
-    """Write the resolved config as YAML (a run directory's ``config.yaml``)."""
+    """Write the resolved config as YAML (a run directory's ``config.yaml``).
+
+    ``ray.address`` is written as null: a run directory does not pin where it ran (a SLURM
+    job's Ray head is gone once the job ends), so ``natsray resume`` connects where the user
+    is then (``--address``, ``RAY_ADDRESS``, or a local Ray).
+    """
     path = Path(path)
+    data = config_to_dict(config)
+    data["ray"]["address"] = None
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False), encoding="utf-8")
+    tmp.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     tmp.replace(path)

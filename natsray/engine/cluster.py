@@ -1,0 +1,377 @@
+"""Reaching a Ray cluster, in bounded time, and checking that it can host the run's actors.
+
+:func:`connect_ray` starts a local Ray or joins one (``--address``, ``ray.address``,
+``RAY_ADDRESS``, in that order), with Ray 2.60's token authentication handled as
+``launch/submit.py`` does: when ``RAY_AUTH_MODE`` is unset and a token exists
+(``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH`` or ``~/.ray/auth_token``), token mode is switched
+on for this process. Ray itself retries an address where nothing listens forever; here the
+address is probed first for at most ``ray.connect_timeout_s`` seconds and then fails with one
+line naming it.
+
+:func:`check_resources` compares what the run asks for (``resources.actors`` actors of
+``cpus_per_actor`` CPUs and ``gpus_per_actor`` GPUs) with the nodes of a cluster (or of this
+machine: :func:`local_nodes`, used by ``natsray validate``). Ray would keep an actor no node
+can host pending forever; :func:`wait_for_resources` instead fails with one line naming the
+resource, the amount asked and the amount available, after waiting at most
+``ray.resource_wait_s`` for a joined (possibly autoscaling) cluster to grow.
+
+Once connected, SIGTERM (``scancel``, a time limit) interrupts the driver like Ctrl-C, at a
+moment it waits on Ray, instead of Ray's abort. :func:`wait_for_nodes` (``python -m
+natsray.engine.cluster wait-nodes ADDRESS COUNT [TIMEOUT_S]``) is the bounded wait of
+``launch/slurm.sbatch`` for its Ray nodes. Ray is imported only inside the functions that use it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from natsray.experiment.config import ExperimentConfig
+
+__all__ = [
+    "ClusterError",
+    "NodeCapacity",
+    "check_resources",
+    "connect_ray",
+    "local_nodes",
+    "probe_address",
+    "token_available",
+    "wait_for_nodes",
+    "wait_for_resources",
+]
+
+NodeCapacity = Mapping[str, float]
+"""Resources of one node, Ray's names: ``{"CPU": 8.0, "GPU": 1.0}``."""
+
+_EPS = 1e-9
+
+
+class ClusterError(ValueError):
+    """A cluster that cannot be reached or cannot host the run: one line, exit code 2."""
+
+
+def token_available(env: Mapping[str, str] | None = None) -> bool:
+    """Whether a Ray token is set: ``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH`` or ``~/.ray/auth_token``."""
+    env = os.environ if env is None else env
+    if env.get("RAY_AUTH_TOKEN", "").strip():
+        return True
+    path = env.get("RAY_AUTH_TOKEN_PATH") or str(Path(env.get("HOME", Path.home())) / ".ray" / "auth_token")
+    return Path(path).is_file() and Path(path).stat().st_size > 0
+
+
+def _set_token_mode() -> None:
+    """``RAY_AUTH_MODE=token`` for this process and its children, as Ray does for a local cluster."""
+    os.environ["RAY_AUTH_MODE"] = "token"
+    from ray._raylet import Config
+
+    Config.initialize("")  # Ray caches its config: make this process see token mode too
+
+
+def _host_port(address: str) -> tuple[str, int] | None:
+    """``(host, port)`` of ``HOST:PORT`` or ``ray://HOST:PORT``; None when it has no port."""
+    rest = address.split("://", 1)[1] if "://" in address else address
+    host, sep, port = rest.rstrip("/").rpartition(":")
+    if not sep or not port.isdigit():
+        return None
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def probe_address(address: str, timeout: float) -> None:
+    """Wait until ``address`` accepts TCP connections, for at most ``timeout`` seconds.
+
+    Args:
+        address: ``HOST:PORT`` (Ray's GCS) or ``ray://HOST:PORT`` (Ray client).
+        timeout: Seconds; 0 tries once.
+
+    Raises:
+        ClusterError: one line naming the address when nothing answers in time.
+    """
+    target = _host_port(address)
+    if target is None:
+        raise ClusterError(f"ray address {address!r}: expected HOST:PORT, ray://HOST:PORT or auto")
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        try:
+            with socket.create_connection(target, timeout=max(1.0, min(5.0, remaining))):
+                return
+        except OSError as exc:
+            if time.monotonic() >= deadline:
+                raise ClusterError(
+                    f"ray address {address}: nothing answers there after {timeout:g} s "
+                    f"({exc.strerror or exc}); is the Ray head running? (timeout: ray.connect_timeout_s)"
+                ) from None
+        time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+
+
+def _prepare_join(address: str, timeout: float) -> None:
+    """Before ``ray.init(address)``: probe the address, switch token mode on when a token exists."""
+    probe_address(address, timeout)
+    if "RAY_AUTH_MODE" not in os.environ and token_available():
+        _set_token_mode()
+
+
+@contextlib.contextmanager
+def _ray_address(address: str | None) -> Iterator[None]:
+    """``RAY_ADDRESS=address`` while Ray starts: Ray lets RAY_ADDRESS win over its address argument."""
+    old = os.environ.get("RAY_ADDRESS")
+    if address:
+        os.environ["RAY_ADDRESS"] = address
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("RAY_ADDRESS", None)
+        else:
+            os.environ["RAY_ADDRESS"] = old
+
+
+def _resolve_auto() -> str:
+    from ray._private.services import canonicalize_bootstrap_address
+
+    try:
+        found = canonicalize_bootstrap_address("auto")
+    except Exception:
+        found = None
+    if not found:
+        raise ClusterError("ray address auto: no Ray cluster started on this machine (ray start --head)")
+    return found
+
+
+def connect_ray(config: ExperimentConfig, address: str | None) -> bool:
+    """Initialise Ray unless it already is: join ``address`` or start a local Ray, then check resources.
+
+    Args:
+        config: Its ``ray`` section (runtime env, timeouts, dashboard) and ``resources``.
+        address: ``--address``; default ``config.ray.address``, then ``RAY_ADDRESS``, else a local
+            Ray (``address="local"``: always a fresh instance, never a stray head on this machine).
+
+    Returns:
+        True when this call initialised Ray (the caller shuts it down).
+
+    Raises:
+        ClusterError: one line, when the cluster cannot be reached within
+            ``ray.connect_timeout_s`` or cannot host the run's actors (see :func:`wait_for_resources`).
+    """
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = address or config.ray.address or os.environ.get("RAY_ADDRESS") or None
+    kwargs: dict[str, Any] = {"log_to_driver": True}
+    if config.ray.runtime_env:
+        kwargs["runtime_env"] = dict(config.ray.runtime_env)
+    if address:
+        target = _resolve_auto() if address == "auto" else address
+        _prepare_join(target, config.ray.connect_timeout_s)
+    elif "RAY_AUTH_MODE" not in os.environ:
+        _set_token_mode()  # what a local ray.init() does anyway, minus a warning nobody can act on
+    try:
+        if address:
+            with _ray_address(target):
+                ray.init(address=target, **kwargs)
+        else:
+            ray.init(
+                address="local",
+                num_cpus=config.resources.num_cpus,
+                include_dashboard=config.ray.include_dashboard,
+                dashboard_host=config.ray.dashboard_host,
+                **kwargs,
+            )
+    except Exception as exc:
+        where = f"cluster {address}" if address else "a local Ray instance"
+        lines = str(exc).strip().splitlines() or [type(exc).__name__]
+        raise ClusterError(f"ray.address: cannot start or join {where}: {lines[0]}") from None
+    try:
+        wait_for_resources(config, _ray_nodes, config.ray.resource_wait_s if address else 0.0)
+    except ClusterError:
+        ray.shutdown()
+        raise
+    _sigterm_as_interrupt()
+    return True
+
+
+_DEFER_LIMIT = 100
+"""Re-deliveries of a SIGTERM (0.1 s apart) before it interrupts wherever the driver is."""
+
+_deferred = [0]
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    """SIGTERM -> KeyboardInterrupt, raised only while the driver is inside Ray (waiting on it).
+
+    There natsray's own state is consistent (a result is either delivered or still outstanding),
+    so the checkpoint written on the way out matches the journal; inside natsray code the signal
+    is sent again 0.1 s later (at most :data:`_DEFER_LIMIT` times).
+    """
+    import ray
+
+    in_ray = frame is not None and frame.f_code.co_filename.startswith(str(Path(ray.__file__).parent))
+    if in_ray or _deferred[0] >= _DEFER_LIMIT:
+        raise KeyboardInterrupt
+    _deferred[0] += 1
+    timer = threading.Timer(0.1, os.kill, (os.getpid(), signum))
+    timer.daemon = True
+    timer.start()
+
+
+def _sigterm_as_interrupt() -> None:
+    """SIGTERM (``scancel``, a time limit, ``kill``) stops the run like Ctrl-C: checkpointed, exit 130.
+
+    Ray's driver otherwise aborts on SIGTERM (its failure handler prints a stack and dumps core);
+    the journal would still let ``natsray resume`` continue, but from an older checkpoint.
+    """
+    if threading.current_thread() is threading.main_thread():
+        _deferred[0] = 0
+        signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _ray_nodes() -> list[NodeCapacity]:
+    import ray
+
+    return [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+
+
+def local_nodes(num_cpus: int | None = None) -> list[NodeCapacity]:
+    """This machine as one node: ``num_cpus`` (default all cores) and the GPUs ``nvidia-smi -L`` lists."""
+    gpus = 0
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if shutil.which("nvidia-smi"):
+        try:
+            listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10)
+            gpus = sum(line.startswith("GPU ") for line in listing.stdout.splitlines())
+        except (OSError, subprocess.TimeoutExpired):
+            gpus = 0
+    if visible is not None:
+        gpus = min(gpus, len([d for d in visible.split(",") if d.strip()]))
+    return [{"CPU": float(num_cpus or os.cpu_count() or 1), "GPU": float(gpus)}]
+
+
+def _fits(node: NodeCapacity, asks: Mapping[str, float]) -> int:
+    """How many actors asking ``asks`` one node can host."""
+    counts = [math.floor(node.get(name, 0.0) / amount + _EPS) for name, amount in asks.items() if amount > 0]
+    return min(counts) if counts else sys.maxsize
+
+
+def check_resources(
+    config: ExperimentConfig, nodes: Sequence[NodeCapacity], where: str = "the cluster"
+) -> str | None:
+    """None when ``nodes`` can host all ``resources.actors`` actors at once, else the reason in one line.
+
+    Args:
+        config: The run; its ``resources`` section is checked.
+        nodes: Resources of each alive node (Ray's names ``CPU``, ``GPU``).
+        where: Names the nodes in the message (``the cluster``, ``this machine``).
+
+    Returns:
+        e.g. ``resources.gpus_per_actor: 1 GPU asked per actor, 0 available on any node of this
+        machine (2 CPU, 0 GPU in all, 1 node)``; None when every actor fits.
+    """
+    res = config.resources
+    asks = {"CPU": res.cpus_per_actor, "GPU": res.gpus_per_actor}
+    fields = {"CPU": "cpus_per_actor", "GPU": "gpus_per_actor"}
+    totals = {name: sum(node.get(name, 0.0) for node in nodes) for name in asks}
+    have = f"{totals['CPU']:g} CPU, {totals['GPU']:g} GPU in all, {len(nodes)} node(s)"
+    for name, amount in asks.items():
+        largest = max((node.get(name, 0.0) for node in nodes), default=0.0)
+        if amount > largest + _EPS:
+            return (
+                f"resources.{fields[name]}: {amount:g} {name} asked per actor, "
+                f"{largest:g} available on any node of {where} ({have})"
+            )
+    hosted = sum(min(_fits(node, asks), res.actors) for node in nodes)
+    if hosted < res.actors:
+        asked = " + ".join(f"{res.actors * amount:g} {name}" for name, amount in asks.items() if amount > 0)
+        return (
+            f"resources.actors: {res.actors} actors asked ({asked}), {where} has room for {hosted} ({have})"
+        )
+    return None
+
+
+def wait_for_resources(
+    config: ExperimentConfig, nodes: Callable[[], Sequence[NodeCapacity]], wait_s: float
+) -> None:
+    """Check :func:`check_resources` against ``nodes()``, re-checking for at most ``wait_s`` seconds.
+
+    Args:
+        config: The run (its ``resources``; simulated / in-process runs ask for nothing).
+        nodes: Reads the cluster's alive nodes.
+        wait_s: Seconds an autoscaling cluster is given to grow (0: check once).
+
+    Raises:
+        ClusterError: the one-line reason of :func:`check_resources` once ``wait_s`` has passed.
+    """
+    if config.engine.mode == "simulated" or config.engine.in_process:
+        return
+    deadline = time.monotonic() + wait_s
+    reason = check_resources(config, nodes())
+    if reason and wait_s > 0:
+        print(f"natsray: waiting up to {wait_s:g} s for the cluster to grow: {reason}", file=sys.stderr)
+    while reason and time.monotonic() < deadline:
+        time.sleep(min(2.0, max(0.0, deadline - time.monotonic())))
+        reason = check_resources(config, nodes())
+    if reason:
+        waited = f" (after waiting {wait_s:g} s: ray.resource_wait_s)" if wait_s > 0 else ""
+        raise ClusterError(reason + waited)
+
+
+def wait_for_nodes(address: str, count: int, timeout: float) -> list[NodeCapacity]:
+    """Join ``address`` and wait until ``count`` nodes are alive, for at most ``timeout`` seconds in all.
+
+    Used by ``launch/slurm.sbatch`` while the job's Ray nodes start
+    (``python -m natsray.engine.cluster wait-nodes ADDRESS COUNT [TIMEOUT]``).
+
+    Returns:
+        The alive nodes' resources.
+
+    Raises:
+        ClusterError: one line, when the head does not answer or too few nodes join in time.
+    """
+    import ray
+
+    deadline = time.monotonic() + timeout
+    _prepare_join(address, timeout)
+    with _ray_address(address):
+        ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+    try:
+        while len(nodes := _ray_nodes()) < count:
+            if time.monotonic() > deadline:
+                raise ClusterError(
+                    f"ray address {address}: {len(nodes)} of {count} nodes joined in {timeout:g} s"
+                )
+            time.sleep(1.0)
+        return nodes
+    finally:
+        ray.shutdown()
+
+
+def _main(argv: Sequence[str]) -> int:
+    if len(argv) not in (3, 4) or argv[0] != "wait-nodes":
+        print(
+            "usage: python -m natsray.engine.cluster wait-nodes ADDRESS COUNT [TIMEOUT_S=300]",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        nodes = wait_for_nodes(argv[1], int(argv[2]), float(argv[3]) if len(argv) == 4 else 300.0)
+    except ClusterError as exc:
+        print(f"natsray: error: {exc}", file=sys.stderr)
+        return 1
+    cpus, gpus = (sum(node.get(name, 0.0) for node in nodes) for name in ("CPU", "GPU"))
+    print(f"{len(nodes)} Ray node(s) up at {argv[1]}: {cpus:g} CPU, {gpus:g} GPU")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

@@ -1,0 +1,277 @@
+"""Reaching Ray clusters for real (``natsray.engine.cluster``): joining a token-authenticated
+``ray start --head`` by ``--address`` / ``RAY_ADDRESS``, a bounded wait on an address where
+nothing listens, resource requests no node can satisfy (local Ray, joined head, ``validate``),
+resuming where the user is now, and config paths resolved at load."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from archive_factory import write_archive
+from ray_head import Head, clean_env, free_port, running_head
+
+from natsray.engine.cluster import (
+    ClusterError,
+    check_resources,
+    local_nodes,
+    probe_address,
+    wait_for_resources,
+)
+from natsray.experiment.config import EngineConfig, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE = REPO / "launch" / "smoke.yaml"
+CLI = [sys.executable, "-c", "import sys; from natsray.experiment.cli import main; sys.exit(main())"]
+TOKEN_WARNING = "Token authentication is enabled"
+
+
+def natsray(*args: str, env: dict[str, str] | None = None, cwd: Path = REPO, timeout: float = 300):
+    env = dict(env or clean_env())
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    start = time.monotonic()
+    done = subprocess.run([*CLI, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    done.seconds = time.monotonic() - start  # type: ignore[attr-defined]
+    return done
+
+
+def smoke(*overrides: str):
+    return load_config(SMOKE, list(overrides))
+
+
+# --- the resource check, no Ray ----------------------------------------------------------
+
+
+def test_check_resources_names_the_resource_the_amount_asked_and_available() -> None:
+    two_cpus = [{"CPU": 2.0}]
+    assert check_resources(smoke(), two_cpus) is None  # 2 actors x 1 CPU on 2 CPUs
+    reason = check_resources(smoke("resources.gpus_per_actor=1"), two_cpus, "this machine")
+    assert reason.startswith("resources.gpus_per_actor: 1 GPU asked per actor, 0 available on any node")
+    reason = check_resources(smoke("resources.cpus_per_actor=3"), two_cpus)
+    assert reason.startswith("resources.cpus_per_actor: 3 CPU asked per actor, 2 available")
+    # each actor fits a node, but not all of them at once: 3 actors of 2 CPU on nodes of 2 + 3 CPUs
+    three = smoke("resources.actors=3", "resources.cpus_per_actor=2")
+    reason = check_resources(three, [{"CPU": 2}, {"CPU": 3}])
+    assert reason.startswith("resources.actors: 3 actors asked (6 CPU), the cluster has room for 2")
+    gpu_nodes = [{"CPU": 8, "GPU": 1}, {"CPU": 8, "GPU": 1}]
+    half = ("resources.gpus_per_actor=0.5", "resources.cpus_per_actor=1")
+    assert check_resources(smoke(*half, "resources.actors=4"), gpu_nodes) is None
+    assert "room for 4" in check_resources(smoke(*half, "resources.actors=5"), gpu_nodes)
+    in_driver = dataclasses.replace(three, engine=EngineConfig(in_process=True))
+    wait_for_resources(in_driver, list, 0)  # runs in the driver: asks Ray for nothing
+
+
+def test_wait_for_resources_waits_for_a_growing_cluster_then_gives_up() -> None:
+    grown = iter([[{"CPU": 1}], [{"CPU": 1}], [{"CPU": 1}, {"CPU": 1}]])
+    wait_for_resources(smoke(), lambda: next(grown), 10.0)  # the third look finds the second node
+    start = time.monotonic()
+    with pytest.raises(ClusterError, match=r"room for 1 .*after waiting 1 s: ray.resource_wait_s"):
+        wait_for_resources(smoke(), lambda: [{"CPU": 1}], 1.0)
+    assert time.monotonic() - start < 5
+
+
+def test_probe_address_gives_up_after_the_timeout_naming_the_address() -> None:
+    port = free_port()  # nothing listens there
+    start = time.monotonic()
+    with pytest.raises(ClusterError, match=rf"ray address 127.0.0.1:{port}: nothing answers there after 1 s"):
+        probe_address(f"127.0.0.1:{port}", 1.0)
+    assert time.monotonic() - start < 5
+    with pytest.raises(ClusterError, match="expected HOST:PORT"):
+        probe_address("somewhere", 1.0)
+
+
+def test_validate_checks_resources_against_this_machine(tmp_path: Path) -> None:
+    cpus = os.cpu_count()
+    done = natsray("validate", str(SMOKE), "--set", f"resources.cpus_per_actor={cpus + 1}")
+    assert done.returncode == 2, done.stderr
+    gpus = local_nodes()[0]["GPU"]
+    assert done.stderr.strip().splitlines() == [
+        f"natsray: error: {SMOKE}: resources.cpus_per_actor: {cpus + 1} CPU asked per actor, {cpus} "
+        f"available on any node of this machine ({cpus} CPU, {gpus:g} GPU in all, 1 node(s)); "
+        "for a cluster: validate --address HOST:PORT"
+    ]
+    done = natsray("validate", str(SMOKE), "--set", "resources.gpus_per_actor=1000")
+    assert done.returncode == 2 and "resources.gpus_per_actor: 1000 GPU asked per actor" in done.stderr
+    done = natsray("validate", str(SMOKE), "--set", "resources.gpus_per_actor=1000", "--address", "h:6379")
+    assert done.returncode == 0 and "resources checked when the run joins h:6379" in done.stdout
+
+
+# --- paths resolved at load, in validate as in run ---------------------------------------
+
+
+def test_runtime_env_paths_are_checked_and_stored_absolute(tmp_path: Path) -> None:
+    write_archive(tmp_path / "nats", 40)
+    config = {
+        "strategy": {"name": "regularized_evolution", "population": 4, "sample_size": 2},
+        "evaluator": {"type": "benchmark", "archive": "nats", "dataset": "cifar10", "objective": ["params"]},
+        "budget": {"evaluations": 2},
+        "engine": {"in_process": True},  # no Ray needed: the paths are what is tested
+        "output": {"progress": False},
+    }
+    config["ray"] = {"runtime_env": {"working_dir": "code", "py_modules": ["lib/mod"], "pip": ["numpy"]}}
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(config))
+    for missing in ("code", "lib/mod"):
+        done = natsray("validate", "exp.yaml", cwd=tmp_path)
+        assert done.returncode == 2
+        key = "working_dir" if missing == "code" else "py_modules[0]"
+        assert f"exp.yaml: ray.runtime_env.{key}: {missing}: no such file or directory" in done.stderr
+        (tmp_path / missing).mkdir(parents=True)
+    assert natsray("validate", "exp.yaml", cwd=tmp_path).returncode == 0
+    done = natsray("run", "exp.yaml", "--out", "run", "--no-progress", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    stored = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert stored["evaluator"]["archive"] == str(tmp_path / "nats")
+    assert stored["ray"]["runtime_env"] == {
+        "working_dir": str(tmp_path / "code"),
+        "py_modules": [str(tmp_path / "lib" / "mod")],
+        "pip": ["numpy"],
+    }
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    done = natsray("resume", str(tmp_path / "run"), "--set", "budget.evaluations=3", cwd=elsewhere)
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_dataset_without_data_dir_is_refused_by_validate() -> None:
+    done = natsray(
+        "validate", str(REPO / "configs" / "train-cifar10-gpu.yaml"), "--set", "evaluator.data_dir=null"
+    )
+    assert done.returncode == 2
+    assert "train-cifar10-gpu.yaml: evaluator.data_dir: dataset 'cifar10' needs its directory" in done.stderr
+
+
+# --- a local Ray: infeasible requests fail fast, no token warning ------------------------
+
+
+@pytest.mark.ray
+def test_local_run_asking_more_cpus_than_the_machine_has_fails_fast(tmp_path: Path) -> None:
+    cpus = os.cpu_count()
+    done = natsray(
+        "run", str(SMOKE), "--out", str(tmp_path / "run"), "--set", "resources.actors=2",
+        "--set", f"resources.cpus_per_actor={cpus + 1}", "--set", f"resources.num_cpus={cpus}",
+        timeout=180,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert f"resources.cpus_per_actor: {cpus + 1} CPU asked per actor, {cpus} available" in done.stderr
+    assert TOKEN_WARNING not in done.stderr  # the warning nobody can act on is gone
+
+
+@pytest.mark.ray
+def test_an_address_where_nothing_listens_fails_in_bounded_time(tmp_path: Path) -> None:
+    port = free_port()
+    done = natsray(
+        "run", str(SMOKE), "--out", str(tmp_path / "run"), "--address", f"127.0.0.1:{port}",
+        "--set", "ray.connect_timeout_s=3", timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert f"ray address 127.0.0.1:{port}: nothing answers there after 3 s" in done.stderr
+    assert done.seconds < 60
+
+
+# --- a real head with token authentication -----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Head]:
+    with running_head(tmp_path_factory.mktemp("head")) as started:
+        yield started
+
+
+@pytest.mark.ray
+def test_run_joins_a_token_head_by_address_and_resumes_by_ray_address(head: Head, tmp_path: Path) -> None:
+    # RAY_AUTH_MODE unset, the token only in ~/.ray/auth_token: as after `ray get-auth-token --generate`
+    run_dir = tmp_path / "run"
+    done = natsray(
+        "run", str(SMOKE), "--address", head.address, "--out", str(run_dir),
+        "--set", "budget.evaluations=3", "--set", "resources.actors=1", env=head.env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "evaluations   3 (0 failed" in done.stdout
+    stored = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert stored["ray"]["address"] is None  # the run directory does not pin the cluster
+    # resume joins where the user is now: here the same head, named by RAY_ADDRESS
+    done = natsray(
+        "resume", str(run_dir), "--set", "budget.evaluations=5", env={**head.env, "RAY_ADDRESS": head.address}
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "evaluations   5 (0 failed" in done.stdout
+
+
+@pytest.mark.ray
+def test_joined_head_without_the_gpus_asked_fails_after_the_bounded_wait(head: Head, tmp_path: Path) -> None:
+    done = natsray(
+        "run", str(SMOKE), "--address", head.address, "--out", str(tmp_path / "run"),
+        "--set", "resources.gpus_per_actor=1", "--set", "ray.resource_wait_s=2", env=head.env, timeout=180,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr[-3000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last == (
+        "natsray: error: resources.gpus_per_actor: 1 GPU asked per actor, 0 available on any node of the "
+        "cluster (2 CPU, 0 GPU in all, 1 node(s)) (after waiting 2 s: ray.resource_wait_s)"
+    )
+
+
+@pytest.mark.ray
+def test_actors_that_do_not_start_in_time_fail_the_run_in_one_line(head: Head, tmp_path: Path) -> None:
+    done = natsray(
+        "run", str(SMOKE), "--address", head.address, "--out", str(tmp_path / "run"),
+        "--set", "ray.actor_start_timeout_s=0", env=head.env, timeout=180,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .startswith("natsray: error: evaluator actors not started after 0 s (ray.actor_start_timeout_s)")
+    )
+
+
+@pytest.mark.ray
+def test_sigterm_checkpoints_the_run_and_exits_130(head: Head, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    env = {**head.env, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), head.env.get("PYTHONPATH")]))}
+    process = subprocess.Popen(
+        [*CLI, "run", str(SMOKE), "--address", head.address, "--out", str(run_dir), "--no-progress",
+         "--set", "budget.evaluations=15000", "--set", "budget.wall_seconds=300",
+         "--set", "output.checkpoint_every=100000", "--set", "output.checkpoint_seconds=100000"],
+        env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        journal = run_dir / "evaluations.jsonl"
+        while not journal.exists() or len(journal.read_text().splitlines()) < 3:
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()[1][-3000:]
+            time.sleep(0.5)
+        process.send_signal(signal.SIGTERM)  # what scancel and a time limit send
+        _, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 130, err[-3000:]
+    assert "natsray: interrupted (continue a run with 'natsray resume RUN_DIR')" in err
+    checkpoint = json.loads((run_dir / "checkpoint.json").read_text())
+    lines = len((run_dir / "evaluations.jsonl").read_text().splitlines())
+    assert checkpoint["journal_lines"] == lines >= 3 and checkpoint["finished"] is False
+    # the checkpoint matches the journal: a resume finishes the candidates that were in flight
+    # (the budget counts them already) and evaluates nothing twice
+    done = natsray("resume", str(run_dir), "--set", f"budget.evaluations={lines + 2}", env=head.env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert_resumed_exactly(run_dir, checkpoint, lines + 2)
+
+
+def assert_resumed_exactly(run_dir: Path, checkpoint: dict, budget: int) -> None:
+    """The resumed journal: every candidate once, those in flight at the checkpoint included."""
+    ids = [
+        json.loads(line)["candidate_id"] for line in (run_dir / "evaluations.jsonl").read_text().splitlines()
+    ]
+    in_flight = {entry["candidate"]["id"] for entry in checkpoint["engine"]["outstanding"]}
+    assert len(ids) == len(set(ids)) == max(budget, checkpoint["engine"]["evaluations"])
+    assert in_flight <= set(ids)
+    assert json.loads((run_dir / "summary.json").read_text())["evaluations"] == len(ids)
