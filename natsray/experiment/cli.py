@@ -280,6 +280,7 @@ def _metrics_from_table(path: str, dataset: str, spec: str) -> tuple[Arch, int, 
     evaluator = TableEvaluator(
         TableConfig(table=path, dataset=dataset, objective=("params",), report=_SHOW_METRICS), shared=table
     )
+    evaluator.setup()
     metrics = dict(evaluator.score(Candidate(0, arch)).metrics)
     return arch, int(metrics.pop("nats_index")), metrics
 
