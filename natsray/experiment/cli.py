@@ -1,8 +1,11 @@
 """The ``natsray`` command line: run | resume | report | export-table | validate | show.
 
-Exit codes: 0 success, 2 bad input (one line on stderr), 1 failure during the run (one
-line; ``NATSRAY_DEBUG=1`` shows the traceback), 130 interrupted. Ray and torch are
-imported only by the commands that need them, so ``--help`` and ``validate`` stay fast.
+Exit codes: 0 success, 2 bad input (one line on stderr; also a ``resume --set budget.*``
+that cannot run longer because another budget is used up), 1 failure during the run (one
+line; ``NATSRAY_DEBUG=1`` shows the traceback), 130 interrupted, 141 (128 + SIGPIPE, as
+``cat`` or ``grep``) when the reader of stdout went away (``natsray show ... | head -1``),
+silently. Ray and torch are imported only by the commands that need them, so ``--help``
+and ``validate`` stay fast.
 """
 
 from __future__ import annotations
@@ -46,6 +49,14 @@ _SHOW_METRICS = (
 
 class UsageError(Exception):
     """Bad input from the user (config, arguments, paths): reported in one line, exit code 2."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run: carries the run directory so the hint can name it."""
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__(str(run_dir))
+        self.run_dir = run_dir
 
 
 class _Parser(argparse.ArgumentParser):
@@ -137,7 +148,11 @@ def _execute(
     from natsray.engine.runner import run_experiment
     from natsray.experiment.report import finalize_run
 
-    summary = run_experiment(config, run_dir, resume=resume, address=config.ray.address, progress=progress)
+    address = config.ray.address
+    try:
+        summary = run_experiment(config, run_dir, resume=resume, address=address, progress=progress)
+    except KeyboardInterrupt:
+        raise RunInterrupted(run_dir) from None
     finalize_run(run_dir)
     result = summary.to_dict()
     _print_summary(run_dir, result)
@@ -193,9 +208,54 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _seed_runs(directory: Path) -> list[Path]:
+    """The ``seed-N`` run directories of a ``--seeds`` parent, in seed order."""
+    runs = [path for path in directory.glob("seed-*") if (path / "config.yaml").is_file()]
+    return sorted(runs, key=lambda path: int(path.name[5:]) if path.name[5:].isdigit() else -1)
+
+
+def _binding_budgets(config: ExperimentConfig, summary: dict[str, Any]) -> list[str]:
+    """``budget.KEY=LIMIT (USED used)`` for each budget limit the finished run already reached."""
+    used = {
+        "evaluations": summary.get("evaluations", 0),
+        "wall_seconds": summary.get("wall_seconds", 0.0),
+        "simulated_seconds": summary.get("simulated_seconds", 0.0),
+    }
+    return [
+        f"budget.{name}={limit:g} ({used[name]:g} used)"
+        for name, limit in dataclasses.asdict(config.budget).items()
+        if name in used and limit is not None and used[name] >= limit
+    ]
+
+
+def _check_can_run_longer(run_dir: Path, config: ExperimentConfig) -> None:
+    """Refuse ``resume --set budget.*`` on a run stopped by a budget that still binds."""
+    import json
+
+    summary_path = run_dir / "summary.json"
+    if not summary_path.is_file():
+        return
+    summary = json.loads(summary_path.read_text())
+    if not str(summary.get("stop_reason") or "").startswith("budget:"):
+        return
+    binding = _binding_budgets(config, summary)
+    if binding:
+        raise UsageError(
+            f"{run_dir}: cannot run longer: {', '.join(binding)} is used up; raise it as well, "
+            f"e.g. --set {binding[0].split('=')[0]}=N"
+        )
+
+
 def _cmd_resume(args: argparse.Namespace) -> int:
     run_dir = _existing_dir(args.run_dir, "run")
     if not (run_dir / "config.yaml").is_file():
+        seeds = _seed_runs(run_dir)
+        if seeds:
+            names = ", ".join(path.name for path in seeds[:3]) + (", ..." if len(seeds) > 3 else "")
+            raise UsageError(
+                f"{run_dir}: holds {len(seeds)} seed runs ({names}), not one run; resume each, "
+                f"e.g. natsray resume {seeds[0]}"
+            )
         raise UsageError(f"{run_dir}: not a run directory (no config.yaml)")
     for item in args.set:
         if not item.startswith("budget."):
@@ -206,6 +266,7 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     if args.address:
         config = dataclasses.replace(config, ray=dataclasses.replace(config.ray, address=args.address))
     if args.set:  # the run directory's config must describe the run as it continues
+        _check_can_run_longer(run_dir, config)
         dump_config(config, run_dir / "config.yaml")
     _execute(config, run_dir, resume=True, progress=False if args.no_progress else None)
     return 0
@@ -236,13 +297,15 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         f"{name}={value:g}" for name, value in dataclasses.asdict(config.budget).items() if value
     )
     if config.engine.mode == "simulated":
-        workers = f"{config.engine.simulated_workers} simulated worker(s)"
+        engine = f"simulated with {config.engine.simulated_workers} simulated worker(s), no Ray"
+    elif config.engine.in_process:
+        engine = f"{config.engine.mode} in-process (no Ray, no actors)"
     else:
-        workers = f"{config.resources.actors} actor(s)"
+        engine = f"{config.engine.mode} with {config.resources.actors} Ray actor(s)"
     print(
         f"OK: {args.config}: strategy {config.strategy.name}, evaluator {config.evaluator.type}, "
         f"objectives {', '.join(map(str, config.objectives))}, budget {budget}, "
-        f"engine {config.engine.mode} with {workers}, seed {config.seed}"
+        f"engine {engine}, seed {config.seed}"
     )
     return 0
 
@@ -391,16 +454,31 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stdout_closed() -> int:
+    """The reader of stdout left (``| head``): exit quietly as other command-line programs do."""
+    # Python's recipe: point stdout at devnull so the interpreter's final flush cannot fail again
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 128 + 13  # SIGPIPE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``natsray`` command line; returns the exit code."""
     try:
         args = _build_parser().parse_args(argv)
-        return args.handler(args)
+        code = args.handler(args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return code
+    except BrokenPipeError:
+        return _stdout_closed()
     except (UsageError, ConfigError, EvaluatorError) as exc:
         print(f"natsray: error: {exc}", file=sys.stderr)
         return 2
+    except RunInterrupted as exc:
+        print(f"natsray: interrupted; continue with 'natsray resume {exc.run_dir}'", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
-        print("natsray: interrupted (continue a run with 'natsray resume RUN_DIR')", file=sys.stderr)
+        print("natsray: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
         if os.environ.get("NATSRAY_DEBUG", "") not in ("", "0"):
