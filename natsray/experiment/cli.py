@@ -381,6 +381,44 @@ def _cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_measure_latency(args: argparse.Namespace) -> int:
+    from natsray.evaluators.costs import CostConfig
+    from natsray.experiment.latency import measure_latency
+
+    try:
+        config = CostConfig(
+            dataset=args.dataset,
+            C=args.C,
+            N=args.N,
+            device=args.device,
+            threads=1,
+            objective=("latency",),
+            latency_batch_size=args.batch_size,
+            latency_repeats=args.repeats,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if args.cells is not None and args.cells < 1:
+        raise UsageError(f"--cells {args.cells}: expected a positive number of cells")
+
+    def report(done: int, total: int) -> None:
+        print(f"\rmeasured {done}/{total}", end="", file=sys.stderr, flush=True)
+
+    measured, total = measure_latency(
+        args.out,
+        config,
+        cells=args.cells,
+        seed=args.seed,
+        actors=args.actors,
+        in_process=args.in_process,
+        report=None if args.no_progress else report,
+    )
+    if not args.no_progress:
+        print(file=sys.stderr)
+    print(f"wrote {args.out}: {measured} cells measured now, {total} in the file (columns arch,latency_ms)")
+    return 0
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="natsray",
@@ -451,6 +489,27 @@ def _build_parser() -> argparse.ArgumentParser:
     show.add_argument(
         "--dataset", default="cifar10", choices=list(_NUM_CLASSES_INPUT), help="default: cifar10"
     )
+    latency = command(
+        "measure-latency",
+        _cmd_measure_latency,
+        "time every cell's inference on this machine (Ray actors, resumable) into a CSV for extra_csv",
+    )
+    latency.add_argument("--out", required=True, help="CSV to write or extend (columns arch,latency_ms)")
+    latency.add_argument(
+        "--cells", type=int, help="measure the first N of a seeded cell order (default: all)"
+    )
+    latency.add_argument("--seed", type=int, default=0, help="seed of the cell order (default: 0)")
+    latency.add_argument("--actors", type=int, default=2, help="Ray actors, one CPU each (default: 2)")
+    latency.add_argument("--in-process", action="store_true", help="measure in this process, without Ray")
+    latency.add_argument(
+        "--dataset", default="cifar10", choices=list(_NUM_CLASSES_INPUT), help="input size and classes"
+    )
+    latency.add_argument("--C", type=int, default=16, help="channels of the first stage (NATS: 16)")
+    latency.add_argument("--N", type=int, default=5, help="cells per stage (NATS: 5)")
+    latency.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"], help="default: cpu")
+    latency.add_argument("--batch-size", type=int, default=1, help="images per timed pass (default: 1)")
+    latency.add_argument("--repeats", type=int, default=10, help="timed passes, median kept (default: 10)")
+    latency.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     return parser
 
 
