@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import sys
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from natsray.experiment.cli import main
 from natsray.experiment.latency import cell_order
 from natsray.search_space import Arch
 
+ROOT = Path(__file__).resolve().parents[1]
 TINY = ("--C", "4", "--N", "1", "--repeats", "2", "--no-progress")
 
 
@@ -71,3 +73,26 @@ def test_on_two_ray_actors(tmp_path: Path, capsys) -> None:
     assert main(["measure-latency", "--out", str(out), "--cells", "6", "--actors", "2", *TINY]) == 0
     measured = rows(out)[1:]
     assert sorted(r[0] for r in measured) == sorted(a.to_str() for a in cell_order(0)[:6])
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_nsga2_latency_runs_from_a_fresh_clone(tmp_path: Path, capsys, monkeypatch) -> None:
+    """configs/nsga2-latency.yaml needs nothing but the clone (a smaller network and budget here)."""
+    monkeypatch.chdir(tmp_path)
+    small = ["--set", "evaluator.N=1", "--set", "evaluator.C=4", "--set", "budget.evaluations=4"]
+    assert main(["run", str(ROOT / "configs/nsga2-latency.yaml"), *small, "--no-progress"]) == 0
+    summary = json.loads((tmp_path / "runs/nsga2-latency/summary.json").read_text())
+    assert summary["objectives"] == ["naswot:max", "latency:min", "params:min"] and summary["failed"] == 0
+
+
+def test_nsga2_latency_table_runs_on_the_files_it_names(tmp_path: Path, capsys, monkeypatch) -> None:
+    """configs/nsga2-latency-table.yaml on an exported table and a CSV from measure-latency, as documented."""
+    monkeypatch.chdir(tmp_path)
+    factory.write_archive(tmp_path / "archive", 4)
+    export_table(tmp_path / "archive", tmp_path / "nats-tss.npz", progress=False)
+    assert main(["measure-latency", "--out", "latency.csv", "--cells", "3", "--in-process", *TINY]) == 0
+    config = str(ROOT / "configs/nsga2-latency-table.yaml")
+    assert main(["validate", config]) == 0, capsys.readouterr().err
+    assert main(["run", config, "--set", "budget.evaluations=5", "--no-progress"]) == 0
+    assert len((tmp_path / "runs/nsga2-latency-table/evaluations.jsonl").read_text().splitlines()) == 5
