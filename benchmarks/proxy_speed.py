@@ -3,8 +3,8 @@
 For the same random cells, network (C=16, N=5) and minibatch as ``configs/proxy-search.yaml``
 (digits at 32x32, batch 64), it times, interleaved cell by cell on one torch thread:
 
-* ``separate``: each of the five proxies through its own one-proxy function (one network copy
-  and one forward per proxy; snip and grad_norm sharing one, as natsray did before issue 11);
+* ``separate``: natsray's code before issue 11: one network copy and one forward per proxy
+  (snip and grad_norm sharing one), NASWOT's kernel as two float64 matmuls per ReLU;
 * ``shared``: :func:`natsray.evaluators.proxies.compute_proxies` (two copies, two forwards);
 * ``evaluator``: what one evaluation costs in ``proxy-search.yaml``: building the seeded network,
   the shared proxies, params and FLOPs (:class:`ProxyEvaluator.score`).
@@ -15,6 +15,7 @@ For the same random cells, network (C=16, N=5) and minibatch as ``configs/proxy-
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import random
 import statistics
@@ -22,6 +23,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from natsray.evaluators.costs import seeded_model
@@ -34,11 +36,29 @@ from natsray.evaluators.proxies import (
     _snip_of,
     compute_proxies,
     jacov,
-    naswot,
     synflow,
 )
 from natsray.records import Candidate
 from natsray.search_space import random_sample
+
+
+def _naswot_before(model: torch.nn.Module, images: torch.Tensor) -> float:
+    """NASWOT as natsray computed it before issue 11 (for the 'separate' timing)."""
+    net = copy.deepcopy(model)
+    n = len(images)
+    kernel = torch.zeros(n, n, dtype=torch.float64)
+
+    def hook(module, inputs, output) -> None:
+        code = (inputs[0].reshape(n, -1) > 0).double()
+        kernel.add_(code @ code.T + (1.0 - code) @ (1.0 - code).T)
+
+    handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, torch.nn.ReLU)]
+    with torch.no_grad():
+        net(images)
+    for handle in handles:
+        handle.remove()
+    sign, logdet = np.linalg.slogdet(kernel.numpy())
+    return float(logdet) if sign > 0 else float("-inf")
 
 
 def _separate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
@@ -47,7 +67,7 @@ def _separate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor
         "snip": _snip_of(net),
         "grad_norm": _grad_norm_of(net),
         "jacov": jacov(model, images, labels),
-        "naswot": naswot(model, images, labels),
+        "naswot": _naswot_before(model, images),
         "synflow": synflow(model, images, labels),
     }
 

@@ -169,8 +169,13 @@ def _relu_kernel(net: nn.Module, n: int, device: torch.device) -> Iterator[torch
     kernel = torch.zeros(n, n, dtype=torch.float64, device=device)
 
     def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-        code = (inputs[0].detach().reshape(n, -1) > 0).double()
-        kernel.add_(code @ code.T + (1.0 - code) @ (1.0 - code).T)
+        # c c^T + (1-c)(1-c)^T = 2 c c^T - a 1^T - 1 a^T + units, a = active units per image: one
+        # matmul; float32 is exact here (0/1 products, sums of at most `units` < 2^24)
+        units = inputs[0][0].numel()
+        code = (inputs[0].detach().reshape(n, -1) > 0).to(torch.float32 if units < 2**24 else torch.float64)
+        active = code.sum(dim=1, dtype=torch.float64)
+        agree = 2.0 * (code @ code.T).double() - active[:, None] - active[None, :] + code.shape[1]
+        kernel.add_(agree)
 
     handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, nn.ReLU)]
     try:
