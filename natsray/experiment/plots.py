@@ -235,7 +235,8 @@ def plot_best(runs: Sequence[RunData], groups: Mapping[str, list[int]], path: Pa
             ):
                 label = name if n == 0 and axis is axes[0] else None
                 axis.step(data[i][x_key], data[i][y_key], where="post", color=f"C{color}", lw=1, label=label)
-    _label_compare(axes, runs, data, "best so far, every run")
+    what = "best so far, every run" if len(runs) > 1 else f"{runs[0].path.name}: best so far" if runs else ""
+    _label_compare(axes, runs, data, what)
     _save(fig, path)
     return fig
 
