@@ -1,4 +1,4 @@
-"""The ``natsray`` command line: run | resume | report | export-table | validate | show.
+"""The ``natsray`` command line: run | resume | report | export-table | validate | show | measure-latency.
 
 Exit codes: 0 success, 2 bad input (one line on stderr; also a ``resume --set budget.*``
 that cannot run longer because another budget is used up), 1 failure during the run (one
@@ -400,6 +400,8 @@ def _cmd_measure_latency(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     if args.cells is not None and args.cells < 1:
         raise UsageError(f"--cells {args.cells}: expected a positive number of cells")
+    if args.actors < 1:
+        raise UsageError(f"--actors {args.actors}: expected at least 1 actor")
 
     def report(done: int, total: int) -> None:
         print(f"\rmeasured {done}/{total}", end="", file=sys.stderr, flush=True)
