@@ -1,15 +1,21 @@
 """Spearman rank correlation of zero-cost proxies (and params / FLOPs) with real NATS-Bench accuracy.
 
 For a random sample of cells it computes every proxy with natsray's ``ProxyEvaluator`` and
-correlates it with the 200-epoch accuracies in the NATS-TSS tables (``../shared/nats-tss``):
-``test_acc_hp200.csv`` (test accuracy) and, for ``cifar10``, ``cifar10valid_hp200.csv``
-(``cifar10-valid`` validation accuracy). ``params`` / ``flops`` come from ``costs.csv``.
+correlates it with the 200-epoch accuracies (the dataset's test accuracy and, for ``cifar10``,
+the ``cifar10-valid`` validation accuracy) and with ``params`` / ``flops``, read from one of:
+
+* ``--archive DIR``: a NATS-Bench TSS archive (``NATS-tss-v1_0-3ffb9-simple``);
+* ``--table FILE``: a table from ``natsray export-table``;
+* ``--tables DIR`` (default ``../shared/nats-tss``): the NATS-TSS CSV tables
+  ``test_acc_hp200.csv``, ``cifar10valid_hp200.csv`` and ``costs.csv``.
+
+Cells are sampled among those the source has results for.
 
 The minibatch comes from ``--data-dir`` (the real dataset, as in the papers). Without it the
 batch is a stand-in: sklearn's digits upsampled to 32x32 (cifar10 only: same 10 classes and
 input size, so the networks are exactly the CIFAR-10 ones). ``synflow`` is data-free either way.
 
-    python benchmarks/proxy_correlation.py --samples 300 --seed 0 --dataset cifar10
+    python benchmarks/proxy_correlation.py --samples 300 --seed 0 --dataset cifar10 --table nats-tss.npz
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +52,64 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
         sys.exit(f"proxy_correlation: missing table {path} (expected the NATS-TSS tables, see --tables)")
     with path.open(newline="") as handle:
         return list(csv.DictReader(handle))
+
+
+Lookup = Callable[[list[int]], tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]
+"""Sampled NATS indices -> (accuracy targets, params/FLOPs), arrays aligned with the indices."""
+
+
+def _from_csv_tables(tables: Path, dataset: str) -> tuple[dict[int, str], Lookup]:
+    arch_strs, targets, costs = _targets(tables, dataset)
+
+    def lookup(indices: list[int]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        return (
+            {name: values[indices] for name, values in targets.items()},
+            {name: values[indices] for name, values in costs.items()},
+        )
+
+    return dict(enumerate(arch_strs)), lookup
+
+
+def _from_evaluator(kind: str, path: str, dataset: str) -> tuple[dict[int, str], Lookup]:
+    """Cells with results in an archive (``kind="archive"``) or an exported table, and their numbers."""
+    from natsray.evaluators import EvaluatorError
+    from natsray.evaluators.archive import open_archive, record_file
+    from natsray.evaluators.benchmark import BenchmarkConfig, BenchmarkEvaluator
+    from natsray.evaluators.table import TableConfig, TableEvaluator, load_table
+
+    report = ("test_accuracy@200", "params", "flops")
+    if dataset == "cifar10":
+        report += ("valid_accuracy@200",)
+    fields = {"dataset": dataset, "hp": "200", "objective": ("test_accuracy",), "report": report}
+    try:
+        if kind == "archive":
+            api = open_archive(path, "--archive")
+            cells = {
+                i: arch for i, arch in enumerate(api.meta_archs) if record_file(api.archive_dir, i).is_file()
+            }
+            evaluator = BenchmarkEvaluator(BenchmarkConfig(archive=path, **fields))
+        else:
+            table = load_table(path, "--table")
+            rows = np.flatnonzero(table["has_record"] & (table["nats_index"] >= 0))
+            cells = {int(table["nats_index"][row]): str(table["arch"][row]) for row in rows}
+            evaluator = TableEvaluator(TableConfig(table=path, **fields), shared=None)
+        evaluator.setup()
+    except EvaluatorError as exc:
+        sys.exit(f"proxy_correlation: {exc}")
+
+    def lookup(indices: list[int]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        batch = [Candidate(n, Arch.from_str(cells[index])) for n, index in enumerate(indices)]
+        results = evaluator.evaluate(batch)
+        bad = next((r for r in results if not r.ok), None)
+        if bad is not None:
+            sys.exit(f"proxy_correlation: NATS index {indices[bad.candidate_id]}: {bad.error}")
+        column = {name: np.array([float(r.metrics[name]) for r in results], dtype=float) for name in report}
+        targets = {f"{dataset}_test_acc_hp200": column["test_accuracy@200"]}
+        if dataset == "cifar10":
+            targets["cifar10-valid_valid_acc_hp200"] = column["valid_accuracy@200"]
+        return targets, {"params": column["params"], "flops": column["flops"]}
+
+    return cells, lookup
 
 
 def _targets(tables: Path, dataset: str) -> tuple[list[str], dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -78,7 +143,17 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--dataset", choices=sorted(_TEST_COLUMN), default="cifar10")
     parser.add_argument("--data-dir", default=None, help="real dataset directory for the minibatch")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--tables", type=Path, default=_DEFAULT_TABLES, help="NATS-TSS tables directory")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--archive", help="NATS-Bench TSS archive directory (targets and costs)")
+    source.add_argument("--table", help="table from `natsray export-table` (targets and costs)")
+    source.add_argument("--tables", type=Path, default=_DEFAULT_TABLES, help="NATS-TSS CSV tables directory")
+    parser.add_argument(
+        "--proxies",
+        nargs="+",
+        choices=PROXIES,
+        default=list(PROXIES),
+        help="proxies to compute (default: all)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/proxy_correlation.json"))
@@ -86,9 +161,18 @@ def main(argv: list[str] | None = None) -> dict:
     if args.data_dir is None and args.dataset != "cifar10":
         parser.error("without --data-dir only --dataset cifar10 has a stand-in batch (digits at 32x32)")
 
-    arch_strs, targets, costs = _targets(args.tables, args.dataset)
+    if args.archive or args.table:
+        kind = "archive" if args.archive else "table"
+        arch_strs, lookup = _from_evaluator(kind, args.archive or args.table, args.dataset)
+    else:
+        arch_strs, lookup = _from_csv_tables(args.tables, args.dataset)
+    if args.samples > len(arch_strs):
+        parser.error(f"--samples {args.samples}: the source has results for {len(arch_strs)} cells only")
     rng = np.random.default_rng(args.seed)
-    indices = sorted(int(i) for i in rng.choice(len(arch_strs), size=args.samples, replace=False))
+    available = sorted(arch_strs)
+    indices = sorted(available[int(i)] for i in rng.choice(len(available), size=args.samples, replace=False))
+    targets, costs = lookup(indices)
+    proxies = tuple(args.proxies)
     if args.data_dir is None:
         data = {"dataset": "digits", "digits_size": 32}
         batch_source = "STAND-IN: sklearn digits upsampled to 32x32 (no CIFAR-10 here)"
@@ -96,29 +180,34 @@ def main(argv: list[str] | None = None) -> dict:
         data = {"dataset": args.dataset, "data_dir": args.data_dir}
         batch_source = f"{args.dataset} training images from {args.data_dir}"
     config = ProxyConfig(
-        **data, batch_size=args.batch_size, device=args.device, threads=args.threads, proxies=PROXIES
+        **data,
+        batch_size=args.batch_size,
+        device=args.device,
+        threads=args.threads,
+        proxies=proxies,
+        objective=(proxies[0],),
     )
     evaluator = ProxyEvaluator(config)
     evaluator.setup()
 
     start = time.perf_counter()
-    scores: dict[str, list[float]] = {name: [] for name in PROXIES}
+    scores: dict[str, list[float]] = {name: [] for name in proxies}
     for n, index in enumerate(indices):
         candidate = Candidate(n, Arch.from_str(arch_strs[index]), seed=candidate_seed(args.seed, n))
         (result,) = evaluator.evaluate([candidate])
         if not result.ok:
             sys.exit(f"proxy_correlation: index {index} failed: {result.error}")
-        for name in PROXIES:
+        for name in proxies:
             scores[name].append(result.metrics[name])
         if (n + 1) % 25 == 0:
             print(f"  {n + 1}/{len(indices)} cells, {time.perf_counter() - start:.0f} s", flush=True)
     seconds = time.perf_counter() - start
 
     predictors = {name: np.array(values) for name, values in scores.items()}
-    predictors.update({name: costs[name][indices] for name in COST_METRICS if name in costs})
+    predictors.update({name: costs[name] for name in COST_METRICS if name in costs})
     correlations = {
         predictor: {
-            target: float(spearmanr(values, target_values[indices]).statistic)
+            target: float(spearmanr(values, target_values).statistic)
             for target, target_values in targets.items()
         }
         for predictor, values in predictors.items()
@@ -138,10 +227,12 @@ def main(argv: list[str] | None = None) -> dict:
         "dataset": args.dataset,
         "batch_source": batch_source,
         "batch_size": args.batch_size,
+        "source": args.archive or args.table or str(args.tables),
         "seconds": seconds,
+        "seconds_per_cell": per_cell,
         "spearman": correlations,
         "cells": [
-            {"index": index, **{name: _finite_or_none(float(scores[name][n])) for name in PROXIES}}
+            {"index": index, **{name: _finite_or_none(float(scores[name][n])) for name in proxies}}
             for n, index in enumerate(indices)
         ],
     }

@@ -197,7 +197,7 @@ def test_validate_ok(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert code == 0, err
     assert out == (
         f"OK: {path}: strategy random, evaluator cost, objectives params:min, "
-        "budget evaluations=10, wall_seconds=60, engine async with 2 actor(s) "
+        "budget evaluations=10, wall_seconds=60, engine async with 2 Ray actor(s) "
         f"(fits this machine ({os.cpu_count()} CPU, {local_nodes()[0]['GPU']:g} GPU)), seed 0\n"
     )
 

@@ -41,6 +41,7 @@ SHIPPED = {
     "ga-cifar10",
     "local-search-cifar10",
     "nsga2-latency",
+    "nsga2-latency-table",
     "proxy-search",
     "train-cifar10-gpu",
 }

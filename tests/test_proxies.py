@@ -156,3 +156,35 @@ def test_missing_dataset_fails_the_candidate_with_one_line(tmp_path) -> None:
 def test_config_rejects_bad_values(fields: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         ProxyConfig(**fields)
+
+
+def test_compute_proxies_shares_one_forward_and_equals_each_proxy_alone() -> None:
+    """Issue 11, item 4: two copies and two forward passes per cell (synflow's and one shared), not one
+    per proxy, with the values of the one-proxy functions."""
+    import copy as copy_module
+
+    generator = torch.Generator().manual_seed(3)
+    images, labels = torch.randn(8, 3, 16, 16, generator=generator), torch.arange(8) % 10
+    alone = {"synflow": synflow, "snip": snip, "grad_norm": grad_norm, "jacov": jacov, "naswot": naswot}
+    for arch in (CONV, Arch.from_code(1234), Arch.from_code(9876)):
+        model = seeded_model(arch, 7, C=4, N=1, num_classes=10)
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        forwards = []
+        model.register_forward_pre_hook(lambda module, args, _f=forwards: _f.append(1))  # copies keep it
+        copies = []
+        real_deepcopy = copy_module.deepcopy
+
+        def counting_deepcopy(obj, *args, _copies=copies, _real=real_deepcopy):
+            if isinstance(obj, nn.Module):
+                _copies.append(1)
+            return _real(obj, *args)
+
+        copy_module.deepcopy = counting_deepcopy
+        try:
+            together = compute_proxies(model, images, labels, PROXIES)
+        finally:
+            copy_module.deepcopy = real_deepcopy
+        assert len(forwards) == 2 and len(copies) == 2, (len(forwards), len(copies))
+        assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())  # left unchanged
+        for name, function in alone.items():
+            assert together[name] == pytest.approx(function(model, images, labels), rel=1e-9, abs=1e-12), name

@@ -83,6 +83,9 @@ def test_official_records_serve_nats_bench_numbers(real_api, real_table, dataset
         assert comparable(table.evaluate([cell(real_api, index)])[0]) == comparable(result)
         for h in ("12", "200"):
             expected = nats_bench_metrics(real_api, index, dataset, h)
+            # params / FLOPs / latency: one source, the hp-12 record, whatever the schedule
+            hp12 = nats_bench_metrics(real_api, index, dataset, "12")
+            expected.update({name: hp12[name] for name in ("params", "flops", "latency")})
             valid = real_api.get_more_info(index, valid_run, hp=h, is_random=False)
             assert {name: result.metrics[f"{name}@{h}"] for name in METRICS} == expected
             if h == hp:

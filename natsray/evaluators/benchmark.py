@@ -85,6 +85,9 @@ class BenchmarkEvaluator(BaseEvaluator):
         return index
 
     def score(self, candidate: Candidate) -> Score:
+        """Score one cell (calling :meth:`setup` first when nobody did)."""
+        if self._api is None:
+            self.setup()
         index = self.nats_index(candidate.arch.to_str())
         return self._query.score(self._record(index), candidate.seed, {"nats_index": index})
 

@@ -11,7 +11,10 @@ hp schedule than the evaluator's ``hp`` (e.g. ``test_accuracy@200`` while search
 * ``train_*``, ``train_time``, ``epoch_time``: the validation run's training (for
   ``cifar10`` again ``cifar10-valid``, whose time NATS-Bench's ``simulate_train_eval``
   charges).
-* ``params`` (M), ``flops`` (M), ``latency`` (s): NATS-Bench's ``get_cost_info``.
+* ``params`` (M), ``flops`` (M), ``latency`` (s): NATS-Bench's ``get_cost_info``, always
+  from the hp-12 record (:data:`COST_HP`) whatever ``hp`` is configured or suffixed: they
+  describe the network, not its training, and NATS-Bench's archive holds cells whose hp-200
+  record disagrees with the hp-12 one (NATS-Bench issue #36), so there is one source.
 
 Values come from a *cell record*: a flat mapping of raw keys (see :func:`raw_key`) to
 per-trial (per-seed) arrays, produced identically by the archive reader and the table.
@@ -33,6 +36,7 @@ from natsray.evaluators.base import EvaluatorError, Score
 from natsray.records import Objective
 
 __all__ = [
+    "COST_HP",
     "COST_QUANTITIES",
     "DATASETS",
     "HPS",
@@ -72,6 +76,8 @@ SEED_MODES: tuple[str, ...] = ("mean", "random")
 TRIAL_QUANTITIES: tuple[str, ...] = ("accuracy", "loss", "time")
 """Per-trial quantities of one split; ``time`` is the split's total seconds over all epochs."""
 COST_QUANTITIES: tuple[str, ...] = ("params", "flops", "latency")
+COST_HP = "12"
+"""The one schedule whose record serves the schedule-independent :data:`COST_QUANTITIES`."""
 
 # base metric -> (which run: "valid" or "test", split ("test" = dataset's test split), quantity)
 _TRIAL_SOURCES: dict[str, tuple[str, str, str]] = {
@@ -143,8 +149,8 @@ def _cost_sources(dataset: str, hp: str) -> tuple[tuple[str, str], ...]:
 
 def _metric_keys(base: str, dataset: str, hp: str) -> tuple[str, ...]:
     """Raw keys that one (base metric, dataset, hp) reads, seeds keys included."""
-    if base in COST_QUANTITIES:
-        return (raw_key(dataset, hp, "cost", base),)
+    if base in COST_QUANTITIES:  # schedule-independent: one source whatever hp is asked for
+        return (raw_key(dataset, COST_HP, "cost", base),)
     which, split, quantity = _TRIAL_SOURCES[base]
     run = valid_run(dataset) if which == "valid" else dataset
     split = test_split(dataset) if split == "test" else split
@@ -284,6 +290,8 @@ class MetricQuery:
         base, hp = parse_metric(name, self.extra)
         if base in self.extra:
             return f"{name!r} (extra column)"
+        if base in COST_QUANTITIES:
+            return f"{name!r} ({self.config.dataset}, hp {COST_HP} record)"
         return f"{name!r} ({self.config.dataset}, hp {hp or self.config.hp})"
 
     def score(self, record: Mapping[str, np.ndarray], seed: int, extra_metrics: Mapping[str, float]) -> Score:

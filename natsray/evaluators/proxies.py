@@ -7,16 +7,22 @@ Implemented from the papers, matching the semantics of the authors' code:
 - ``naswot``: Mellor et al. 2021, "Neural Architecture Search without Training" (ICML), the
   log-determinant of the binary ReLU-activation kernel.
 
-Every proxy works on its own copy of the same freshly initialised network (train mode, as
-the reference code), so one evaluation = one network and one minibatch. Larger is better
-for all five.
+Every proxy sees the same freshly initialised network (train mode, as the reference code)
+and minibatch, so one evaluation = one network and one minibatch. Larger is better for all
+five. :func:`compute_proxies` (what the evaluator runs) shares the work: ``naswot``, ``jacov``,
+``snip`` and ``grad_norm`` come from ONE forward pass of one copy of the network (ReLU hooks
+for ``naswot``; the input gradient of the summed logits for ``jacov``; the cross-entropy's
+weight gradients for ``snip`` / ``grad_norm``), ``synflow`` from its own batch-1 float64
+pass; the values equal those of the one-proxy functions below (docs/proxies.md: the time
+per cell, before and after).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -130,7 +136,12 @@ def jacov(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float
     x = images.detach().clone().requires_grad_(True)
     out = net(x)
     out.backward(torch.ones_like(out))
-    jacobian = x.grad.reshape(len(x), -1).double().cpu().numpy()
+    return _jacov_of(x.grad)
+
+
+def _jacov_of(input_grad: torch.Tensor) -> float:
+    """jacov from the per-image input gradients of the summed outputs, shape ``(batch, ...)``."""
+    jacobian = input_grad.reshape(len(input_grad), -1).double().cpu().numpy()
     with np.errstate(invalid="ignore", divide="ignore"):
         corr = np.corrcoef(jacobian)
     corr = np.where(np.isnan(corr), 1.0, corr)
@@ -147,22 +158,63 @@ def naswot(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> floa
     ``labels`` is unused.
     """
     net = copy.deepcopy(model)
-    n = len(images)
-    kernel = torch.zeros(n, n, dtype=torch.float64, device=images.device)
+    with torch.no_grad(), _relu_kernel(net, len(images), images.device) as kernel:
+        net(images)
+    return _logdet(kernel)
+
+
+@contextlib.contextmanager
+def _relu_kernel(net: nn.Module, n: int, device: torch.device) -> Iterator[torch.Tensor]:
+    """NASWOT's ``(n, n)`` kernel, accumulated by hooks on every ReLU during the forward passes inside."""
+    kernel = torch.zeros(n, n, dtype=torch.float64, device=device)
 
     def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-        code = (inputs[0].reshape(n, -1) > 0).double()
-        kernel.add_(code @ code.T + (1.0 - code) @ (1.0 - code).T)
+        # c c^T + (1-c)(1-c)^T = 2 c c^T - a 1^T - 1 a^T + units, a = active units per image: one
+        # matmul; float32 is exact here (0/1 products, sums of at most `units` < 2^24)
+        units = inputs[0][0].numel()
+        code = (inputs[0].detach().reshape(n, -1) > 0).to(torch.float32 if units < 2**24 else torch.float64)
+        active = code.sum(dim=1, dtype=torch.float64)
+        agree = 2.0 * (code @ code.T).double() - active[:, None] - active[None, :] + code.shape[1]
+        kernel.add_(agree)
 
     handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, nn.ReLU)]
     try:
-        with torch.no_grad():
-            net(images)
+        yield kernel
     finally:
         for handle in handles:
             handle.remove()
+
+
+def _logdet(kernel: torch.Tensor) -> float:
     sign, logdet = np.linalg.slogdet(kernel.cpu().numpy())
     return float(logdet) if sign > 0 else float("-inf")
+
+
+def _one_pass(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, names: set[str]
+) -> dict[str, float]:
+    """naswot, jacov, snip and grad_norm (those in ``names``) from one forward pass of one copy."""
+    net = copy.deepcopy(model)
+    x = images.detach().clone().requires_grad_("jacov" in names)
+    weights = bool(names & {"snip", "grad_norm"})
+    with contextlib.ExitStack() as stack:
+        kernel = stack.enter_context(_relu_kernel(net, len(x), x.device)) if "naswot" in names else None
+        if not x.requires_grad and not weights:
+            stack.enter_context(torch.no_grad())
+        out = net(x)
+    values: dict[str, float] = {}
+    if kernel is not None:
+        values["naswot"] = _logdet(kernel)
+    if "jacov" in names:
+        (input_grad,) = torch.autograd.grad(out, x, torch.ones_like(out), retain_graph=weights)
+        values["jacov"] = _jacov_of(input_grad)
+    if weights:
+        F.cross_entropy(out, labels).backward()
+        if "snip" in names:
+            values["snip"] = _snip_of(net)
+        if "grad_norm" in names:
+            values["grad_norm"] = _grad_norm_of(net)
+    return values
 
 
 _PROXY_FUNCTIONS: dict[str, Callable[[nn.Module, torch.Tensor, torch.Tensor], float]] = {
@@ -180,16 +232,15 @@ def compute_proxies(
 ) -> dict[str, float]:
     """The proxies ``names`` of ``model`` (left unchanged) on one batch.
 
-    ``snip`` and ``grad_norm`` share one cross-entropy backward pass.
+    At most two copies of the network and two forward passes whatever ``names`` holds:
+    ``synflow``'s (batch 1, float64, no BatchNorm) and one shared by the other four.
     """
-    values: dict[str, float] = {}
-    if "snip" in names or "grad_norm" in names:
-        net = _loss_backward(model, images, labels)
-        gradient_proxies = {"snip": _snip_of, "grad_norm": _grad_norm_of}
-        values.update({name: fn(net) for name, fn in gradient_proxies.items() if name in names})
     for name in names:
-        if name not in values:
-            values[name] = _PROXY_FUNCTIONS[name](model, images, labels)
+        if name not in _PROXY_FUNCTIONS:
+            raise ValueError(f"unknown proxy {name!r}: expected one of {', '.join(PROXIES)}")
+    values = _one_pass(model, images, labels, set(names) - {"synflow"}) if set(names) - {"synflow"} else {}
+    if "synflow" in names:
+        values["synflow"] = synflow(model, images, labels)
     return {name: values[name] for name in names}
 
 

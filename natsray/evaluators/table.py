@@ -311,6 +311,9 @@ class TableEvaluator(BaseEvaluator):
         return super().evaluate(batch)
 
     def score(self, candidate: Candidate) -> Score:
+        """Score one cell (calling :meth:`setup` first when nobody did)."""
+        if self._query is None:
+            self.setup()
         row = candidate.arch.code
         shared = self.shared
         index = int(shared["nats_index"][row])

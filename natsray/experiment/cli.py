@@ -1,13 +1,17 @@
-"""The ``natsray`` command line: run | resume | report | export-table | validate | show.
+"""The ``natsray`` command line: run | resume | report | export-table | validate | show | measure-latency.
 
-Exit codes: 0 success, 2 bad input (one line on stderr), 1 failure during the run (one
-line; ``NATSRAY_DEBUG=1`` shows the traceback), 130 interrupted. Ray and torch are
-imported only by the commands that need them, so ``--help`` and ``validate`` stay fast.
+Exit codes: 0 success, 2 bad input (one line on stderr; also a ``resume --set budget.*``
+that cannot run longer because another budget is used up), 1 failure during the run (one
+line; ``NATSRAY_DEBUG=1`` shows the traceback), 130 interrupted, 141 (128 + SIGPIPE, as
+``cat`` or ``grep``) when the reader of stdout went away (``natsray show ... | head -1``),
+silently. Ray and torch are imported only by the commands that need them, so ``--help``
+and ``validate`` stay fast.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -46,6 +50,14 @@ _SHOW_METRICS = (
 
 class UsageError(Exception):
     """Bad input from the user (config, arguments, paths): reported in one line, exit code 2."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run: carries the run directory so the hint can name it."""
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__(str(run_dir))
+        self.run_dir = run_dir
 
 
 class _Parser(argparse.ArgumentParser):
@@ -132,7 +144,11 @@ def _execute(
     from natsray.engine.runner import run_experiment
     from natsray.experiment.report import finalize_run
 
-    summary = run_experiment(config, run_dir, resume=resume, address=config.ray.address, progress=progress)
+    address = config.ray.address
+    try:
+        summary = run_experiment(config, run_dir, resume=resume, address=address, progress=progress)
+    except KeyboardInterrupt:
+        raise RunInterrupted(run_dir) from None
     finalize_run(run_dir)
     result = summary.to_dict()
     _print_summary(run_dir, result)
@@ -222,6 +238,44 @@ def _finish_sweep(runs: Sequence[Any], out: Path, args: argparse.Namespace) -> i
     return 0
 
 
+def _seed_runs(directory: Path) -> list[Path]:
+    """The ``seed-N`` run directories of a ``--seeds`` parent, in seed order."""
+    runs = [path for path in directory.glob("seed-*") if (path / "config.yaml").is_file()]
+    return sorted(runs, key=lambda path: int(path.name[5:]) if path.name[5:].isdigit() else -1)
+
+
+def _binding_budgets(config: ExperimentConfig, summary: dict[str, Any]) -> list[str]:
+    """``budget.KEY=LIMIT (USED used)`` for each budget limit the finished run already reached."""
+    used = {
+        "evaluations": summary.get("evaluations", 0),
+        "wall_seconds": summary.get("wall_seconds", 0.0),
+        "simulated_seconds": summary.get("simulated_seconds", 0.0),
+    }
+    return [
+        f"budget.{name}={limit:g} ({used[name]:g} used)"
+        for name, limit in dataclasses.asdict(config.budget).items()
+        if name in used and limit is not None and used[name] >= limit
+    ]
+
+
+def _check_can_run_longer(run_dir: Path, config: ExperimentConfig) -> None:
+    """Refuse ``resume --set budget.*`` on a run stopped by a budget that still binds."""
+    import json
+
+    summary_path = run_dir / "summary.json"
+    if not summary_path.is_file():
+        return
+    summary = json.loads(summary_path.read_text())
+    if not str(summary.get("stop_reason") or "").startswith("budget:"):
+        return
+    binding = _binding_budgets(config, summary)
+    if binding:
+        raise UsageError(
+            f"{run_dir}: cannot run longer: {', '.join(binding)} is used up; raise it as well, "
+            f"e.g. --set {binding[0].split('=')[0]}=N"
+        )
+
+
 def _cmd_resume(args: argparse.Namespace) -> int:
     run_dir = _existing_dir(args.run_dir, "run")
     from natsray.study.grid import SWEEP_FILE, load_plan, plan_runs
@@ -234,6 +288,13 @@ def _cmd_resume(args: argparse.Namespace) -> int:
         args.parallel = getattr(args, "parallel", None)
         return _finish_sweep(plan_runs(load_plan(run_dir), run_dir), run_dir, args)
     if not (run_dir / "config.yaml").is_file():
+        seeds = _seed_runs(run_dir)
+        if seeds:
+            names = ", ".join(path.name for path in seeds[:3]) + (", ..." if len(seeds) > 3 else "")
+            raise UsageError(
+                f"{run_dir}: holds {len(seeds)} seed runs ({names}), not one run; resume each, "
+                f"e.g. natsray resume {seeds[0]}"
+            )
         raise UsageError(f"{run_dir}: not a run directory (no config.yaml)")
     for item in args.set:
         if not item.startswith("budget."):
@@ -244,6 +305,7 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     # never an address stored in an older run directory (a SLURM job's head is gone after the job)
     config = _with_address(_load(run_dir / "config.yaml", args.set), args.address)
     if args.set:  # the run directory's config must describe the run as it continues
+        _check_can_run_longer(run_dir, config)
         dump_config(config, run_dir / "config.yaml")
     _execute(config, run_dir, resume=True, progress=False if args.no_progress else None)
     return 0
@@ -281,26 +343,26 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         f"{name}={value:g}" for name, value in dataclasses.asdict(config.budget).items() if value
     )
     if config.engine.mode == "simulated":
-        workers = f"{config.engine.simulated_workers} simulated worker(s)"
+        engine = f"simulated with {config.engine.simulated_workers} simulated worker(s), no Ray"
+    elif config.engine.in_process:
+        engine = f"{config.engine.mode} in-process (no Ray, no actors)"
     else:
-        workers = f"{config.resources.actors} actor(s)"
-    address = args.address or config.ray.address
-    if config.engine.mode == "simulated" or config.engine.in_process:
-        where = "no Ray: runs in the driver"
-    elif address:
-        where = f"resources checked when the run joins {address}"
-    else:
-        from natsray.engine.cluster import check_resources, local_nodes
+        engine = f"{config.engine.mode} with {config.resources.actors} Ray actor(s)"
+        address = args.address or config.ray.address
+        if address:
+            engine += f" (resources checked when the run joins {address})"
+        else:
+            from natsray.engine.cluster import check_resources, local_nodes
 
-        nodes = local_nodes(config.resources.num_cpus)
-        reason = check_resources(config, nodes, "this machine")
-        if reason:
-            raise UsageError(f"{args.config}: {reason}; for a cluster: validate --address HOST:PORT")
-        where = f"fits this machine ({nodes[0]['CPU']:g} CPU, {nodes[0]['GPU']:g} GPU)"
+            nodes = local_nodes(config.resources.num_cpus)
+            reason = check_resources(config, nodes, "this machine")
+            if reason:
+                raise UsageError(f"{args.config}: {reason}; for a cluster: validate --address HOST:PORT")
+            engine += f" (fits this machine ({nodes[0]['CPU']:g} CPU, {nodes[0]['GPU']:g} GPU))"
     print(
         f"OK: {args.config}: strategy {config.strategy.name}, evaluator {config.evaluator.type}, "
         f"objectives {', '.join(map(str, config.objectives))}, budget {budget}, "
-        f"engine {config.engine.mode} with {workers} ({where}), seed {config.seed}"
+        f"engine {engine}, seed {config.seed}"
     )
     return 0
 
@@ -338,6 +400,7 @@ def _metrics_from_table(path: str, dataset: str, spec: str) -> tuple[Arch, int, 
     evaluator = TableEvaluator(
         TableConfig(table=path, dataset=dataset, objective=("params",), report=_SHOW_METRICS), shared=table
     )
+    evaluator.setup()
     metrics = dict(evaluator.score(Candidate(0, arch)).metrics)
     return arch, int(metrics.pop("nats_index")), metrics
 
@@ -372,6 +435,46 @@ def _cmd_show(args: argparse.Namespace) -> int:
     print(f"FLOPs        {flops:.6g} M")
     for name, value in (metrics or {}).items():
         print(f"{name:<20} {'n/a' if value is None else f'{value:.6g}'}")
+    return 0
+
+
+def _cmd_measure_latency(args: argparse.Namespace) -> int:
+    from natsray.evaluators.costs import CostConfig
+    from natsray.experiment.latency import measure_latency
+
+    try:
+        config = CostConfig(
+            dataset=args.dataset,
+            C=args.C,
+            N=args.N,
+            device=args.device,
+            threads=1,
+            objective=("latency",),
+            latency_batch_size=args.batch_size,
+            latency_repeats=args.repeats,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if args.cells is not None and args.cells < 1:
+        raise UsageError(f"--cells {args.cells}: expected a positive number of cells")
+    if args.actors < 1:
+        raise UsageError(f"--actors {args.actors}: expected at least 1 actor")
+
+    def report(done: int, total: int) -> None:
+        print(f"\rmeasured {done}/{total}", end="", file=sys.stderr, flush=True)
+
+    measured, total = measure_latency(
+        args.out,
+        config,
+        cells=args.cells,
+        seed=args.seed,
+        actors=args.actors,
+        in_process=args.in_process,
+        report=None if args.no_progress else report,
+    )
+    if not args.no_progress:
+        print(file=sys.stderr)
+    print(f"wrote {args.out}: {measured} cells measured now, {total} in the file (columns arch,latency_ms)")
     return 0
 
 
@@ -466,19 +569,55 @@ def _build_parser() -> argparse.ArgumentParser:
     show.add_argument(
         "--dataset", default="cifar10", choices=list(_NUM_CLASSES_INPUT), help="default: cifar10"
     )
+    latency = command(
+        "measure-latency",
+        _cmd_measure_latency,
+        "time every cell's inference on this machine (Ray actors, resumable) into a CSV for extra_csv",
+    )
+    latency.add_argument("--out", required=True, help="CSV to write or extend (columns arch,latency_ms)")
+    latency.add_argument(
+        "--cells", type=int, help="measure the first N of a seeded cell order (default: all)"
+    )
+    latency.add_argument("--seed", type=int, default=0, help="seed of the cell order (default: 0)")
+    latency.add_argument("--actors", type=int, default=2, help="Ray actors, one CPU each (default: 2)")
+    latency.add_argument("--in-process", action="store_true", help="measure in this process, without Ray")
+    latency.add_argument(
+        "--dataset", default="cifar10", choices=list(_NUM_CLASSES_INPUT), help="input size and classes"
+    )
+    latency.add_argument("--C", type=int, default=16, help="channels of the first stage (NATS: 16)")
+    latency.add_argument("--N", type=int, default=5, help="cells per stage (NATS: 5)")
+    latency.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"], help="default: cpu")
+    latency.add_argument("--batch-size", type=int, default=1, help="images per timed pass (default: 1)")
+    latency.add_argument("--repeats", type=int, default=10, help="timed passes, median kept (default: 10)")
+    latency.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     return parser
+
+
+def _stdout_closed() -> int:
+    """The reader of stdout left (``| head``): exit quietly as other command-line programs do."""
+    # Python's recipe: point stdout at devnull so the interpreter's final flush cannot fail again
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 128 + 13  # SIGPIPE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``natsray`` command line; returns the exit code."""
     try:
         args = _build_parser().parse_args(argv)
-        return args.handler(args)
+        code = args.handler(args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return code
+    except BrokenPipeError:
+        return _stdout_closed()
     except (UsageError, ConfigError, EvaluatorError, ClusterError) as exc:
         print(f"natsray: error: {exc}", file=sys.stderr)
         return 2
+    except RunInterrupted as exc:
+        print(f"natsray: interrupted; continue with 'natsray resume {exc.run_dir}'", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
-        print("natsray: interrupted (continue a run with 'natsray resume RUN_DIR')", file=sys.stderr)
+        print("natsray: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
         if os.environ.get("NATSRAY_DEBUG", "") not in ("", "0"):

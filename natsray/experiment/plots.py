@@ -2,6 +2,10 @@
 
 Best-so-far curves vs evaluations and vs (simulated) time, the fitness of every evaluation
 with a rolling median, the Pareto front of two objectives, and seed-aggregated comparisons.
+Every figure has a title, axis labels naming the metric's unit and schedule
+(``valid_accuracy@12 (%)``, see :func:`metric_label`), compact tick labels (``12.5k``) and
+labelled bands; a metric whose values span more than :data:`LOG_SPAN` (e.g. synflow, up to
+~1e49) is drawn on a log scale. Each plot function returns its figure (for tests).
 """
 
 from __future__ import annotations
@@ -18,9 +22,82 @@ from natsray.engine.summary import pareto_front
 from natsray.experiment.run_data import RunData
 from natsray.records import Objective
 
-__all__ = ["curves", "plot_best", "plot_pareto", "plot_population", "plot_seeds"]
+__all__ = [
+    "LOG_SPAN",
+    "curves",
+    "metric_label",
+    "plot_best",
+    "plot_pareto",
+    "plot_population",
+    "plot_seeds",
+]
 
 _DPI = 100
+LOG_SPAN = 1e3
+"""Positive values whose max / min exceeds this are plotted on a log scale."""
+_UNITS = {
+    "accuracy": "%",
+    "loss": "cross-entropy",
+    "time": "s",
+    "params": "M",
+    "flops": "MFLOPs",
+    "latency": "s",
+}
+_PROXIES = ("synflow", "snip", "grad_norm", "jacov", "naswot")
+_QUERY_EVALUATORS = ("benchmark", "table")
+
+
+def metric_label(name: str, config: Mapping[str, Any] | None) -> str:
+    """Axis label of a metric: name, the schedule it was read at, and its unit.
+
+    ``valid_accuracy`` of a benchmark/table run with ``hp: "12"`` -> ``valid_accuracy@12 (%)``;
+    of a training run -> ``valid_accuracy (%, 3 epochs)``; ``params`` -> ``params (M)``
+    (schedule-independent); a proxy -> ``synflow (at init.)``; a user CSV column as is.
+    """
+    from natsray.evaluators.metrics import COST_QUANTITIES, METRICS
+
+    evaluator = (config or {}).get("evaluator") or {}
+    base = name.partition("@")[0]
+    details = []
+    if base in METRICS:
+        details.append(_UNITS.get(base) or _UNITS[base.rsplit("_", 1)[-1]])
+        schedule_free = base in COST_QUANTITIES
+        if evaluator.get("type") in _QUERY_EVALUATORS and "@" not in name and not schedule_free:
+            name = f"{name}@{evaluator.get('hp', '12')}"
+        elif evaluator.get("type") == "train" and evaluator.get("epochs") and not schedule_free:
+            details.append(f"{evaluator['epochs']} epochs")
+    elif base in _PROXIES:
+        details.append("at init.")
+    return f"{name} ({', '.join(details)})" if details else name
+
+
+def _compact(value: float, _position: Any = None) -> str:
+    """Tick text that stays short: 17500 -> 17.5k, 2e6 -> 2M, 0.25 -> 0.25."""
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"{value / scale:.4g}{suffix}"
+    return f"{value:.4g}"
+
+
+def _style(axis: Any, values: np.ndarray | None = None, *, x_values: np.ndarray | None = None) -> None:
+    """Grid, few compact ticks, and a log y-axis for positive values spanning many decades."""
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    axis.grid(alpha=0.3)
+    axis.xaxis.set_major_locator(MaxNLocator(nbins=5))
+    axis.xaxis.set_major_formatter(FuncFormatter(_compact))
+    if values is not None and _spans_decades(values):
+        axis.set_yscale("log")
+        axis.set_ylabel(axis.get_ylabel() + ", log scale")
+    else:
+        axis.yaxis.set_major_locator(MaxNLocator(nbins=6))
+        axis.yaxis.set_major_formatter(FuncFormatter(_compact))
+
+
+def _spans_decades(values: np.ndarray) -> bool:
+    finite = np.asarray(values, dtype=float)
+    finite = finite[np.isfinite(finite)]
+    return bool(finite.size) and bool((finite > 0).all()) and finite.max() / finite.min() > LOG_SPAN
 
 
 def _value(record: Mapping[str, Any], objective: Objective) -> float:
@@ -77,7 +154,8 @@ def _save(fig: Any, path: Path) -> None:
     fig.savefig(path, dpi=_DPI)
 
 
-def plot_population(run: RunData, path: Path) -> None:
+def plot_population(run: RunData, path: Path) -> Any:
+    """Every evaluation's first objective with a rolling median and its 25-75 % band."""
     data = curves(run)
     values, index = data["values"], data["evaluations"]
     objective = run.objectives[0]
@@ -90,15 +168,18 @@ def plot_population(run: RunData, path: Path) -> None:
     if ok.any():
         q25, q50, q75 = np.array([np.percentile(row, (25, 50, 75)) for row in finite if row.size]).T
         axis.plot(index[ok], q50, color="C1", label=f"rolling median ({window})")
-        axis.fill_between(index[ok], q25, q75, color="C1", alpha=0.25, label="25-75%")
-    axis.set_xlabel("evaluation")
-    axis.set_ylabel(objective.name)
+        axis.fill_between(index[ok], q25, q75, color="C1", alpha=0.25, label="25-75 % of the window")
+    axis.set_xlabel("evaluation (count)")
+    axis.set_ylabel(metric_label(objective.name, run.config))
+    axis.set_title(f"{run.path.name}: {objective.name} of every evaluation", fontsize=9)
+    _style(axis, values)
     axis.legend(fontsize=7)
-    axis.grid(alpha=0.3)
     _save(fig, path)
+    return fig
 
 
-def plot_pareto(run: RunData, path: Path) -> None:
+def plot_pareto(run: RunData, path: Path) -> Any:
+    """Evaluated cells and the Pareto front of the first two objectives (the rest named in the title)."""
     first, second = run.objectives[:2]
     points = {}
     for record in run.evaluated:
@@ -116,10 +197,20 @@ def plot_pareto(run: RunData, path: Path) -> None:
             *zip(*front, strict=True), "o-", drawstyle="steps-pre", color="C3", ms=3, label="Pareto front"
         )
         axis.legend(fontsize=7)
-    axis.set_xlabel(str(first))
-    axis.set_ylabel(str(second))
-    axis.grid(alpha=0.3)
+    axis.set_xlabel(f"{metric_label(first.name, run.config)}, {_direction(first)}")
+    axis.set_ylabel(f"{metric_label(second.name, run.config)}, {_direction(second)}")
+    title = f"{run.path.name}: Pareto front"
+    left_out = [str(objective) for objective in run.objectives[2:]]
+    if left_out:
+        title += f" of 2 of {len(run.objectives)} objectives\n(not shown: {', '.join(left_out)})"
+    axis.set_title(title, fontsize=9)
+    _style(axis, None)
     _save(fig, path)
+    return fig
+
+
+def _direction(objective: Objective) -> str:
+    return "higher is better" if objective.maximize else "lower is better"
 
 
 def _on_grid(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], grid: np.ndarray) -> np.ndarray:
@@ -133,7 +224,7 @@ def _on_grid(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], grid: np.ndarra
     return np.array(rows)
 
 
-def plot_best(runs: Sequence[RunData], groups: Mapping[str, list[int]], path: Path) -> None:
+def plot_best(runs: Sequence[RunData], groups: Mapping[str, list[int]], path: Path) -> Any:
     """Every run's best-so-far curve vs evaluations and vs time, coloured by group."""
     data = [curves(run) for run in runs]
     fig, axes = _figure(2)
@@ -144,11 +235,13 @@ def plot_best(runs: Sequence[RunData], groups: Mapping[str, list[int]], path: Pa
             ):
                 label = name if n == 0 and axis is axes[0] else None
                 axis.step(data[i][x_key], data[i][y_key], where="post", color=f"C{color}", lw=1, label=label)
-    _label_compare(axes, runs, data)
+    what = "best so far, every run" if len(runs) > 1 else f"{runs[0].path.name}: best so far" if runs else ""
+    _label_compare(axes, runs, data, what)
     _save(fig, path)
+    return fig
 
 
-def plot_seeds(runs: Sequence[RunData], groups: Mapping[str, list[int]], path: Path) -> None:
+def plot_seeds(runs: Sequence[RunData], groups: Mapping[str, list[int]], path: Path) -> Any:
     """Per group, the mean best-so-far over its runs with a ±1 std band."""
     data = [curves(run) for run in runs]
     fig, axes = _figure(2)
@@ -163,17 +256,36 @@ def plot_seeds(runs: Sequence[RunData], groups: Mapping[str, list[int]], path: P
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
                 mean, std = np.nanmean(table, axis=0), np.nanstd(table, axis=0)
-            label = f"{name} (n={len(members)})" if axis is axes[0] else None
-            axis.step(grid, mean, where="post", color=f"C{color}", label=label)
-            axis.fill_between(grid, mean - std, mean + std, step="post", color=f"C{color}", alpha=0.2)
-    _label_compare(axes, runs, data)
+            first = axis is axes[0]
+            axis.step(
+                grid,
+                mean,
+                where="post",
+                color=f"C{color}",
+                label=f"{name} mean (n={len(members)})" if first else None,
+            )
+            band = f"{name} ±1 std" if first else None
+            axis.fill_between(
+                grid, mean - std, mean + std, step="post", color=f"C{color}", alpha=0.2, label=band
+            )
+    _label_compare(axes, runs, data, "best so far, mean over seeds")
     _save(fig, path)
+    return fig
 
 
-def _label_compare(axes: Sequence[Any], runs: Sequence[RunData], data: Sequence[Mapping[str, Any]]) -> None:
-    axes[0].set_xlabel("evaluations")
-    axes[1].set_xlabel(" / ".join(sorted({str(d["clock"]) for d in data})))
-    for axis in axes:
-        axis.set_ylabel("best " + " / ".join(sorted({run.objectives[0].name for run in runs})))
-        axis.grid(alpha=0.3)
+def _label_compare(
+    axes: Sequence[Any], runs: Sequence[RunData], data: Sequence[Mapping[str, Any]], what: str
+) -> None:
+    axes[0].set_xlabel("evaluations (count)")
+    axes[1].set_xlabel(
+        " / ".join(
+            f"{clock} (s)".replace(" seconds", " time") for clock in sorted({str(d["clock"]) for d in data})
+        )
+    )
+    labels = sorted({metric_label(run.objectives[0].name, run.config) for run in runs})
+    values = np.concatenate([np.asarray(d["best"], dtype=float) for d in data]) if data else None
+    for axis, x_name in zip(axes, ("evaluations", "time"), strict=True):
+        axis.set_ylabel("best " + " / ".join(labels))
+        axis.set_title(f"{what}, vs {x_name}", fontsize=9)
+        _style(axis, values)
     axes[0].legend(fontsize=7)

@@ -1,0 +1,166 @@
+"""``natsray measure-latency``: every cell's inference latency on this machine, as a CSV.
+
+The CSV is what a ``type: table`` config joins as ``extra_csv`` (``extra_key: arch``), so a
+hardware-aware search can trade accuracy against latency measured on the user's own device
+(``configs/nsga2-latency-table.yaml``) instead of a vendor's table nobody can download.
+
+Each cell is timed by :class:`natsray.evaluators.costs.CostEvaluator` (median of
+``repeats`` forward passes after ``warmup``, batch ``batch_size``, network C/N of the
+config). Cells are spread over Ray actors (one CPU each, or in-process with
+``in_process=True``), rows are appended and flushed as chunks finish, and a re-run with the
+same ``--out`` measures only the cells the file lacks: an interrupted measurement resumes.
+The cell order is a seeded permutation of all 15,625 cells, so ``--cells N`` is the first N
+of it and a later, larger ``--cells`` extends the same subset.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+from natsray.evaluators.base import EvaluatorError
+from natsray.evaluators.costs import CostConfig, CostEvaluator
+from natsray.records import Candidate
+from natsray.search_space import Arch, all_archs
+
+__all__ = ["HEADER", "cell_order", "measure_latency", "measured_cells"]
+
+HEADER = ("arch", "latency_ms")
+"""CSV columns: the NATS arch string and the median latency in milliseconds."""
+
+
+def cell_order(seed: int) -> list[Arch]:
+    """All 15,625 cells in a permutation seeded by ``seed`` (``--cells N`` takes a prefix)."""
+    cells = list(all_archs())
+    random.Random(seed).shuffle(cells)
+    return cells
+
+
+def measured_cells(path: Path) -> set[str]:
+    """Arch strings already in ``path`` (empty when it does not exist).
+
+    Raises:
+        EvaluatorError: the file is not a latency CSV written by this command.
+    """
+    if not path.is_file():
+        return set()
+    with open(path, newline="") as handle:
+        rows = list(csv.reader(handle))
+    if not rows or tuple(rows[0]) != HEADER:
+        raise EvaluatorError(f"--out {path}: not a natsray latency CSV (expected header {','.join(HEADER)})")
+    return {row[0] for row in rows[1:] if len(row) == len(HEADER)}
+
+
+class _Worker:
+    """One Ray actor: a cost evaluator set up once, timing chunks of cells."""
+
+    def __init__(self, config: CostConfig) -> None:
+        self.config = config
+        self.evaluator = CostEvaluator(config)
+        self.evaluator.setup()
+
+    def measure(self, codes: Sequence[int]) -> list[tuple[str, float]]:
+        rows = []
+        for code in codes:
+            arch = Arch.from_code(code)
+            score = self.evaluator.score(Candidate(code, arch, seed=0))
+            rows.append((arch.to_str(), 1000.0 * float(score.metrics["latency"])))
+        return rows
+
+
+def _chunks(codes: Sequence[int], size: int) -> Iterator[list[int]]:
+    for start in range(0, len(codes), size):
+        yield list(codes[start : start + size])
+
+
+def _in_process(config: CostConfig, chunks: Iterator[list[int]]) -> Iterator[list[tuple[str, float]]]:
+    worker = _Worker(config)
+    for chunk in chunks:
+        yield worker.measure(chunk)
+
+
+def _on_ray(
+    config: CostConfig, chunks: Iterator[list[int]], actors: int
+) -> Iterator[list[tuple[str, float]]]:
+    """Chunks over ``actors`` Ray actors, yielded as they finish (a local Ray is started if none runs)."""
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=actors, include_dashboard=False, log_to_driver=False)
+    try:
+        remote = ray.remote(num_cpus=1)(_Worker)
+        workers = [remote.remote(config) for _ in range(actors)]
+        pending = {}
+        idle = list(workers)
+        while True:
+            while idle:
+                chunk = next(chunks, None)
+                if chunk is None:
+                    break
+                worker = idle.pop()
+                pending[worker.measure.remote(chunk)] = worker
+            if not pending:
+                return
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                idle.append(pending.pop(ref))
+                yield ray.get(ref)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def measure_latency(
+    out: str | Path,
+    config: CostConfig,
+    *,
+    cells: int | None = None,
+    seed: int = 0,
+    actors: int = 2,
+    chunk: int = 8,
+    in_process: bool = False,
+    report: Callable[[int, int], None] | None = None,
+) -> tuple[int, int]:
+    """Measure the cells ``out`` lacks and append them to it.
+
+    Args:
+        out: The CSV (created with :data:`HEADER`, else appended to).
+        config: Network, device and timing settings (``objective`` must include ``latency``).
+        cells: How many cells of :func:`cell_order` (None: all 15,625).
+        seed: The permutation seed.
+        actors: Ray actors (ignored in-process).
+        chunk: Cells per actor call.
+        in_process: Measure in this process, without Ray.
+        report: Called as ``report(done, total)`` after each chunk.
+
+    Returns:
+        ``(measured now, in the file now)``.
+
+    Raises:
+        EvaluatorError: ``out`` exists but is not a latency CSV.
+    """
+    path = Path(out)
+    done = measured_cells(path)
+    wanted = cell_order(seed)[:cells]
+    todo = [arch.code for arch in wanted if arch.to_str() not in done]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new_file = not path.is_file()
+    measured = 0
+    chunks = _chunks(todo, chunk)
+    results = _in_process(config, chunks) if in_process else _on_ray(config, chunks, actors)
+    with open(path, "a", newline="") as handle:
+        writer = csv.writer(handle)
+        if new_file:
+            writer.writerow(HEADER)
+        for rows in results:
+            writer.writerows((arch, f"{ms:.6g}") for arch, ms in rows)
+            handle.flush()
+            os.fsync(handle.fileno())  # a kill loses at most the chunks still running
+            measured += len(rows)
+            if report is not None:
+                report(measured, len(todo))
+    return measured, len(done) + measured

@@ -1,0 +1,98 @@
+"""``natsray measure-latency``: a CSV the table evaluator joins, resumable, on Ray actors (issue 11)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import archive_factory as factory
+
+from natsray.evaluators.table import export_table, load_extra_csv, load_table
+from natsray.experiment.cli import main
+from natsray.experiment.latency import cell_order
+from natsray.search_space import Arch
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ("--C", "4", "--N", "1", "--repeats", "2", "--no-progress")
+
+
+def rows(path: Path) -> list[list[str]]:
+    with open(path, newline="") as handle:
+        return list(csv.reader(handle))
+
+
+def test_measures_a_subset_then_extends_it_without_remeasuring(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "latency.csv"
+    assert main(["measure-latency", "--out", str(out), "--cells", "3", "--in-process", *TINY]) == 0
+    first = rows(out)
+    assert first[0] == ["arch", "latency_ms"] and len(first) == 4
+    assert [r[0] for r in first[1:]] == [arch.to_str() for arch in cell_order(0)[:3]]
+    assert all(float(r[1]) > 0 for r in first[1:])
+    assert "3 cells measured now, 3 in the file" in capsys.readouterr().out
+    assert main(["measure-latency", "--out", str(out), "--cells", "5", "--in-process", *TINY]) == 0
+    second = rows(out)
+    assert second[:4] == first and len(second) == 6  # the first three were not measured again
+    assert "2 cells measured now, 5 in the file" in capsys.readouterr().out
+    assert main(["measure-latency", "--out", str(out), "--cells", "5", "--in-process", *TINY]) == 0
+    assert rows(out) == second and "0 cells measured now" in capsys.readouterr().out
+
+
+def test_the_csv_joins_a_table_as_extra_csv(tmp_path: Path) -> None:
+    out = tmp_path / "latency.csv"
+    assert main(["measure-latency", "--out", str(out), "--cells", "2", "--in-process", *TINY]) == 0
+    factory.write_archive(tmp_path / "archive", 2)
+    table = load_table(export_table(tmp_path / "archive", tmp_path / "t.npz", progress=False))
+    column = load_extra_csv(out, "arch", table)["latency_ms"]
+    for arch_str, ms in rows(out)[1:]:
+        assert column[Arch.from_str(arch_str).code] == pytest.approx(float(ms))
+    assert np.count_nonzero(~np.isnan(column)) == 2
+
+
+def test_refuses_a_foreign_csv_in_one_line(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "other.csv"
+    out.write_text("index,titan\n1,2\n")
+    assert main(["measure-latency", "--out", str(out), "--cells", "1", "--in-process", *TINY]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not a natsray latency CSV" in err
+    assert out.read_text() == "index,titan\n1,2\n"
+    assert main(["measure-latency", "--out", str(out), "--cells", "0", *TINY]) == 2
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_on_two_ray_actors(tmp_path: Path, capsys) -> None:
+    pytest.importorskip("ray")
+    out = tmp_path / "latency.csv"
+    assert main(["measure-latency", "--out", str(out), "--cells", "6", "--actors", "2", *TINY]) == 0
+    measured = rows(out)[1:]
+    assert sorted(r[0] for r in measured) == sorted(a.to_str() for a in cell_order(0)[:6])
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_nsga2_latency_runs_from_a_fresh_clone(tmp_path: Path, capsys, monkeypatch) -> None:
+    """configs/nsga2-latency.yaml needs nothing but the clone (a smaller network and budget here)."""
+    monkeypatch.chdir(tmp_path)
+    small = ["--set", "evaluator.N=1", "--set", "evaluator.C=4", "--set", "budget.evaluations=4"]
+    assert main(["run", str(ROOT / "configs/nsga2-latency.yaml"), *small, "--no-progress"]) == 0
+    summary = json.loads((tmp_path / "runs/nsga2-latency/summary.json").read_text())
+    assert summary["objectives"] == ["naswot:max", "latency:min", "params:min"] and summary["failed"] == 0
+
+
+def test_nsga2_latency_table_runs_on_the_files_it_names(tmp_path: Path, capsys, monkeypatch) -> None:
+    """configs/nsga2-latency-table.yaml on an exported table and a CSV from measure-latency, as documented."""
+    monkeypatch.chdir(tmp_path)
+    factory.write_archive(tmp_path / "archive", 4)
+    export_table(tmp_path / "archive", tmp_path / "nats-tss.npz", progress=False)
+    assert main(["measure-latency", "--out", "latency.csv", "--cells", "3", "--in-process", *TINY]) == 0
+    config = str(ROOT / "configs/nsga2-latency-table.yaml")
+    assert main(["validate", config]) == 0, capsys.readouterr().err
+    assert main(["run", config, "--set", "budget.evaluations=5", "--no-progress"]) == 0
+    assert len((tmp_path / "runs/nsga2-latency-table/evaluations.jsonl").read_text().splitlines()) == 5

@@ -1,0 +1,129 @@
+"""Every plot a reader understands (issue 11, item 6): title, axis labels with unit and schedule,
+readable (non-overlapping, short) tick labels, labelled bands, log scale for proxies spanning
+decades, and a Pareto plot naming the objectives it leaves out."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from test_report import ARCHS, record, write_run
+
+from natsray.experiment.plots import metric_label, plot_best, plot_pareto, plot_population, plot_seeds
+from natsray.experiment.report import load_run
+
+
+def table_config(seed: int = 0, objective: Any = "valid_accuracy", hp: str = "12") -> dict:
+    return {
+        "seed": seed,
+        "strategy": {"name": "regularized_evolution"},
+        "evaluator": {"type": "table", "table": "t.npz", "hp": hp, "objective": objective},
+        "budget": {"simulated_seconds": 20000},
+    }
+
+
+def simulated_run(path: Path, seed: int) -> Path:
+    """200 evaluations over 20,000 simulated seconds: the axis that printed '10000125001500017500'."""
+    rng = np.random.default_rng(seed)
+    records = [
+        record(i, float(80 + 10 * rng.random()), sim_finish=100.0 * (i + 1) + seed) for i in range(200)
+    ]
+    return write_run(path, records, cfg=table_config(seed))
+
+
+def _readable(fig: Any) -> None:
+    """Title, axis labels, and tick labels that are short and do not overlap, on every axis."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    for axis in fig.axes:
+        assert axis.get_title(), "no title"
+        assert axis.get_xlabel() and axis.get_ylabel()
+        for ticks in (axis.get_xticklabels(), axis.get_yticklabels()):
+            shown = [t for t in ticks if t.get_text() and t.get_visible()]
+            texts = [re.sub(r"\$|\\mathdefault|[{}^]", "", t.get_text()) for t in shown]  # 10^{5} -> 105
+            assert all(len(text) <= 8 for text in texts), texts
+            boxes = [t.get_window_extent(renderer) for t in shown]
+            for a, b in itertools.pairwise(boxes):
+                assert not a.overlaps(b), [t.get_text() for t in shown]
+
+
+def test_metric_labels_name_unit_and_schedule() -> None:
+    assert metric_label("valid_accuracy", table_config()) == "valid_accuracy@12 (%)"
+    assert metric_label("valid_accuracy", table_config(hp="200")) == "valid_accuracy@200 (%)"
+    assert metric_label("test_accuracy@200", table_config()) == "test_accuracy@200 (%)"
+    assert metric_label("params", table_config(hp="200")) == "params (M)"  # schedule-independent
+    assert metric_label("valid_accuracy", {"evaluator": {"type": "train", "epochs": 3}}) == (
+        "valid_accuracy (%, 3 epochs)"
+    )
+    assert metric_label("synflow", {"evaluator": {"type": "proxy"}}) == "synflow (at init.)"
+
+
+def test_best_so_far_and_seed_plots_are_readable(tmp_path: Path) -> None:
+    runs = [load_run(simulated_run(tmp_path / f"seed-{seed}", seed)) for seed in range(3)]
+    groups = {"rea": [0, 1, 2]}
+    best = plot_best(runs, groups, tmp_path / "best.png")
+    _readable(best)
+    assert best.axes[0].get_ylabel() == "best valid_accuracy@12 (%)"
+    assert best.axes[1].get_xlabel() == "simulated time (s)"
+    seeds = plot_seeds(runs, groups, tmp_path / "seeds.png")
+    _readable(seeds)
+    labels = seeds.axes[0].get_legend_handles_labels()[1]
+    assert labels == ["rea mean (n=3)", "rea ±1 std"]
+
+
+def test_population_plot_labels_band_and_uses_log_scale_for_proxies(tmp_path: Path) -> None:
+    values = [10.0 ** (5 * i) for i in range(10)]  # synflow-like: 1 .. 1e45
+    records = [
+        record(i, None, status="ok", objectives={"synflow": v}, fitness=[v]) for i, v in enumerate(values)
+    ]
+    cfg = {"seed": 0, "evaluator": {"type": "proxy", "objective": ["synflow"]}}
+    run = load_run(write_run(tmp_path / "proxy", records, cfg=cfg))
+    fig = plot_population(run, tmp_path / "fitness.png")
+    _readable(fig)
+    axis = fig.axes[0]
+    assert axis.get_yscale() == "log" and axis.get_ylabel() == "synflow (at init.), log scale"
+    assert "25-75 % of the window" in axis.get_legend_handles_labels()[1]
+    linear = load_run(simulated_run(tmp_path / "acc", 0))
+    assert plot_population(linear, tmp_path / "f2.png").axes[0].get_yscale() == "linear"
+
+
+def test_pareto_plot_names_what_it_leaves_out(tmp_path: Path) -> None:
+    points = [(90.0, 1.0, 3.0), (85.0, 0.5, 2.0), (80.0, 0.8, 1.0), (91.0, 1.4, 4.0)]
+    records = [
+        record(
+            i,
+            None,
+            status="ok",
+            objectives={"valid_accuracy": a, "params": p, "flops": f},
+            fitness=[a, -p, -f],
+        )
+        for i, (a, p, f) in enumerate(points)
+    ]
+    objective = ["valid_accuracy", "params:min", "flops:min"]
+    run = load_run(write_run(tmp_path / "r", records, cfg=table_config(objective=objective)))
+    fig = plot_pareto(run, tmp_path / "pareto.png")
+    _readable(fig)
+    axis = fig.axes[0]
+    assert "2 of 3 objectives" in axis.get_title() and "not shown: flops:min" in axis.get_title()
+    assert axis.get_xlabel() == "valid_accuracy@12 (%), higher is better"
+    assert axis.get_ylabel() == "params (M), lower is better"
+    two = load_run(write_run(tmp_path / "two", records, cfg=table_config(objective=objective[:2])))
+    assert "not shown" not in plot_pareto(two, tmp_path / "p2.png").axes[0].get_title()
+
+
+@pytest.mark.parametrize("n", [1, 5])
+def test_tiny_runs_still_plot(tmp_path: Path, n: int) -> None:
+    run = load_run(write_run(tmp_path / "r", [record(i, 80.0 + i) for i in range(n)], cfg=table_config()))
+    _readable(plot_population(run, tmp_path / "f.png"))
+    assert len(ARCHS) >= 1
