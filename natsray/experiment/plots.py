@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from natsray.engine.summary import pareto_front
 from natsray.experiment.run_data import RunData
@@ -126,7 +127,18 @@ def _clock(run: RunData) -> tuple[np.ndarray, str]:
 
 
 def curves(run: RunData) -> dict[str, np.ndarray | str]:
-    """Best-so-far of the first objective (raw units) against evaluation count and against time."""
+    """Best-so-far of the first objective (raw units) against evaluation count and against time.
+
+    Computed once per :class:`RunData` (kept in its ``__dict__``, as ``functools.cached_property``
+    does), since every plot of a run draws from it.
+    """
+    cached = run.__dict__.get("_curves")
+    if cached is None:
+        cached = run.__dict__["_curves"] = _curves(run)
+    return cached
+
+
+def _curves(run: RunData) -> dict[str, np.ndarray | str]:
     objective = run.objectives[0]
     values = np.array([_value(r, objective) for r in run.evaluated])
     times, clock = _clock(run)
@@ -162,18 +174,18 @@ def plot_population(run: RunData, path: Path) -> Any:
     fig, (axis,) = _figure()
     axis.scatter(index, values, s=6, alpha=0.4, label="evaluation")
     window = max(5, len(values) // 20)
-    rows = [values[max(0, i - window + 1) : i + 1] for i in range(len(values))]
-    finite = [row[~np.isnan(row)] for row in rows]
-    ok = np.array([row.size > 0 for row in finite])
+    # trailing window, NaN (failed) values left out, linear interpolation as np.percentile
+    rolling = pd.Series(values).rolling(window, min_periods=1)
+    q25, q50, q75 = (rolling.quantile(q).to_numpy() for q in (0.25, 0.5, 0.75))
+    ok = ~np.isnan(q50)
     if ok.any():
-        q25, q50, q75 = np.array([np.percentile(row, (25, 50, 75)) for row in finite if row.size]).T
-        axis.plot(index[ok], q50, color="C1", label=f"rolling median ({window})")
-        axis.fill_between(index[ok], q25, q75, color="C1", alpha=0.25, label="25-75 % of the window")
+        axis.plot(index[ok], q50[ok], color="C1", label=f"rolling median ({window})")
+        axis.fill_between(index[ok], q25[ok], q75[ok], color="C1", alpha=0.25, label="25-75 % of the window")
     axis.set_xlabel("evaluation (count)")
     axis.set_ylabel(metric_label(objective.name, run.config))
     axis.set_title(f"{run.path.name}: {objective.name} of every evaluation", fontsize=9)
     _style(axis, values)
-    axis.legend(fontsize=7)
+    axis.legend(fontsize=7, loc="best" if len(values) < 5000 else "lower right")  # "best" is slow on big data
     _save(fig, path)
     return fig
 

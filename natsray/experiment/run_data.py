@@ -5,6 +5,7 @@ The read-side model shared by :mod:`.report` (tables) and :mod:`.plots` (figures
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -37,9 +38,10 @@ class RunData:
     config: Mapping[str, Any] | None
     objectives: tuple[Objective, ...]
 
-    @property
+    @functools.cached_property
     def evaluated(self) -> list[Mapping[str, Any]]:
-        """Records of real evaluations (de-duplication cache hits left out), in finish order."""
+        """Records of real evaluations, in finish order (``cached: true`` lines of journals written
+        by natsray 0.1, which journaled cache answers, left out); computed once."""
         return [record for record in self.records if not record.get("cached")]
 
     @property
