@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-import ray
-from toy_evaluator import TESTS_DIR, ToyConfig, make_config, run_killed, trajectory
+from toy_evaluator import ToyConfig, local_ray_session, make_config, run_killed, trajectory
 
 from natsray.engine.checkpoint import read_journal
 from natsray.engine.runner import run_experiment
@@ -15,14 +14,8 @@ pytestmark = pytest.mark.ray
 
 @pytest.fixture(scope="module")
 def address():
-    ray.init(
-        address="local",
-        num_cpus=2,
-        include_dashboard=False,
-        runtime_env={"env_vars": {"PYTHONPATH": TESTS_DIR}},
-    )
-    yield ray.get_runtime_context().gcs_address
-    ray.shutdown()
+    with local_ray_session() as gcs_address:
+        yield gcs_address
 
 
 def test_an_actor_that_dies_is_replaced_and_nothing_is_lost_or_repeated(tmp_path, address):

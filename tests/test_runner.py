@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-import ray
-from toy_evaluator import TESTS_DIR, FixedListConfig, ToyConfig, make_config, trajectory
+from toy_evaluator import FixedListConfig, ToyConfig, local_ray_session, make_config, trajectory
 
 from natsray.engine.checkpoint import read_journal
 from natsray.engine.runner import run_experiment
@@ -21,14 +20,8 @@ pytestmark = pytest.mark.ray
 
 @pytest.fixture(scope="module", autouse=True)
 def local_ray():
-    ray.init(
-        address="local",
-        num_cpus=2,
-        include_dashboard=False,
-        runtime_env={"env_vars": {"PYTHONPATH": TESTS_DIR}},
-    )
-    yield
-    ray.shutdown()
+    with local_ray_session():
+        yield
 
 
 def test_ordered_ray_run_equals_the_in_process_loop_for_any_actor_count(tmp_path):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import ray
 import torch
-from toy_evaluator import TESTS_DIR, make_config
+from toy_evaluator import local_ray_session, make_config
 
 from natsray.compat import NatsbenchTssSearchSpace
 from natsray.engine.checkpoint import read_journal
@@ -29,14 +29,8 @@ TINY = {"C": 4, "N": 1, "digits_size": 8, "batch_size": 64, "augment": True, "th
 
 @pytest.fixture(scope="module")
 def address():
-    ray.init(
-        address="local",
-        num_cpus=2,
-        include_dashboard=False,
-        runtime_env={"env_vars": {"PYTHONPATH": TESTS_DIR}},
-    )
-    yield ray.get_runtime_context().gcs_address
-    ray.shutdown()
+    with local_ray_session() as gcs_address:
+        yield gcs_address
 
 
 def test_evaluators_built_from_one_shared_dataset_view_the_same_memory() -> None:

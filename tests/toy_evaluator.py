@@ -6,12 +6,14 @@ Ray workers import it by module name, so the tests put this folder on their PYTH
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -41,6 +43,7 @@ __all__ = [
     "FixedListConfig",
     "ToyConfig",
     "ToyEvaluator",
+    "local_ray_session",
     "make_config",
     "toy_cost",
 ]
@@ -156,6 +159,23 @@ class FixedList(Strategy):
 
     def _load_state(self, state: dict[str, Any]) -> None:
         self.told = list(state["told"])
+
+
+@contextlib.contextmanager
+def local_ray_session() -> Iterator[str]:
+    """A fresh local Ray (2 CPUs, this folder importable by workers) for one test module; its address."""
+    import ray
+
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        runtime_env={"env_vars": {"PYTHONPATH": TESTS_DIR}},
+    )
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
 
 
 def make_config(
