@@ -269,3 +269,35 @@ def test_report_reads_real_engine_runs(tmp_path: Path) -> None:
     assert aggregate["metrics"]["best.score"]["mean"] == pytest.approx(expected)
     result = report(dirs, tmp_path / "cmp")
     assert [len(group["runs"]) for group in result["groups"]] == [2]  # seeds of one config
+
+
+def test_output_plots_false_writes_the_table_but_no_png(tmp_path: Path) -> None:
+    from toy_evaluator import ToyConfig
+
+    from natsray.engine.runner import run_experiment
+    from natsray.experiment.config import (
+        BudgetConfig,
+        EngineConfig,
+        ExperimentConfig,
+        OutputConfig,
+        dump_config,
+    )
+    from natsray.experiment.report import finalize_run
+    from natsray.strategies.random_search import RandomSearchConfig
+
+    for plots in (True, False):
+        run_dir = tmp_path / f"plots-{plots}"
+        config = ExperimentConfig(
+            strategy=RandomSearchConfig(),
+            evaluator=ToyConfig(),
+            budget=BudgetConfig(evaluations=12),
+            engine=EngineConfig(in_process=True),
+            output=OutputConfig(progress=False, plots=plots),
+        )
+        run_experiment(config, run_dir)
+        dump_config(config, run_dir / "config.yaml")
+        finalize_run(run_dir)
+        assert (run_dir / "evaluations.csv").is_file() and (run_dir / "best_arch.yaml").is_file()
+        assert sorted(p.name for p in run_dir.glob("*.png")) == (
+            ["best_so_far.png", "fitness.png"] if plots else []
+        )

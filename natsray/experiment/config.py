@@ -183,12 +183,19 @@ class RayConfig:
 
 @dataclass(frozen=True)
 class OutputConfig:
-    """``output``: the run directory and how often the search state is checkpointed."""
+    """``output``: the run directory, how often the search state is checkpointed, what is drawn.
+
+    Attributes:
+        plots: Draw the run's PNG plots when it finishes (``evaluations.csv``, ``best_arch.yaml``
+            and the summary are always written). A sweep of hundreds of runs is compared in the
+            sweep report's plots; ``plots: false`` saves about a second per run there.
+    """
 
     dir: str = "runs/run"
     checkpoint_every: int = 10_000
     checkpoint_seconds: float = 30.0
     progress: bool = True
+    plots: bool = True
 
 
 @dataclass(frozen=True)

@@ -90,9 +90,9 @@ def _best_record(run: RunData) -> Mapping[str, Any] | None:
 def finalize_run(run_dir: str | Path) -> None:
     """Write ``evaluations.csv``, ``best_arch.yaml`` and the PNG plots of one run directory.
 
-    Plots: ``best_so_far.png`` (vs evaluations and vs time), ``fitness.png`` (each evaluation
-    with a rolling median and interquartile band) and, with two or more objectives,
-    ``pareto_front.png`` (first two objectives, all evaluated cells).
+    Plots (unless the run's ``output.plots`` is false): ``best_so_far.png`` (vs evaluations and
+    vs time), ``fitness.png`` (each evaluation with a rolling median and interquartile band) and,
+    with two or more objectives, ``pareto_front.png`` (first two objectives, all evaluated cells).
     """
     run = load_run(run_dir)
     _write_csv(run, run.path / "evaluations.csv")
@@ -105,7 +105,11 @@ def finalize_run(run_dir: str | Path) -> None:
             dataset=dataset,
             nats_index=best.get("nats_index"),
         )
-    if not run.objectives or not run.evaluated:
+    if (
+        not run.objectives
+        or not run.evaluated
+        or not ((run.config or {}).get("output") or {}).get("plots", True)
+    ):
         return
     plot_best([run], {run.path.name: [0]}, run.path / "best_so_far.png")
     plot_population(run, run.path / "fitness.png")
