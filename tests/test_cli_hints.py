@@ -63,9 +63,12 @@ def test_resume_that_cannot_run_longer_names_the_binding_budget(tmp_path: Path, 
 
 
 def test_resume_of_a_seeds_parent_names_its_seed_runs(tmp_path: Path, capsys) -> None:
+    # seed runs made one by one (no sweep.yaml: `run --seeds` makes a sweep, which `resume` continues whole)
     config = toy_config(tmp_path, {"evaluations": 3}, {"mode": "ordered", "in_process": True})
-    code, _, err = cli(capsys, "run", config, "--seeds", "0-1", "--out", tmp_path / "many", "--no-progress")
-    assert code == 0, err
+    for seed in (0, 1):
+        out = tmp_path / "many" / f"seed-{seed}"
+        code, _, err = cli(capsys, "run", config, "--set", f"seed={seed}", "--out", out, "--no-progress")
+        assert code == 0, err
     code, _, err = cli(capsys, "resume", tmp_path / "many")
     assert code == 2 and err.count("\n") == 1
     assert (
