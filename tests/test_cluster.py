@@ -255,7 +255,7 @@ def test_sigterm_checkpoints_the_run_and_exits_130(head: Head, tmp_path: Path) -
     finally:
         process.kill()
     assert process.returncode == 130, err[-3000:]
-    assert "natsray: interrupted (continue a run with 'natsray resume RUN_DIR')" in err
+    assert f"natsray: interrupted; continue with 'natsray resume {run_dir}'" in err  # names the run
     checkpoint = json.loads((run_dir / "checkpoint.json").read_text())
     lines = len((run_dir / "evaluations.jsonl").read_text().splitlines())
     assert checkpoint["journal_lines"] == lines >= 3 and checkpoint["finished"] is False
