@@ -170,7 +170,8 @@ class Scheduler:
         for entry in state["outstanding"]:
             candidate = Candidate.from_dict(entry["candidate"])
             self.outstanding[candidate.id] = candidate
-            self.attempts[candidate.id] = int(entry["attempts"])
+            if int(entry["attempts"]):
+                self.attempts[candidate.id] = int(entry["attempts"])
             if self.seen is not None:
                 self.seen.add(candidate.arch)
             leader = entry["leader"]
@@ -408,7 +409,7 @@ class Scheduler:
         (and the fitness computed from them) is encoded once per distinct content, so repeats
         of a cell in query mode cost an f-string.
         """
-        if result.status is not Status.OK or self.attempts:
+        if result.status is not Status.OK or (self.attempts and candidate.id in self.attempts):
             fitness = fitness_of(result, self.objectives)
             return encode_record(self._record(candidate, result, fitness, extra)), fitness
         try:  # equal content, equal fragment: results unpickled from actors hold fresh dicts
