@@ -17,6 +17,7 @@ read).
 Usage::
 
     python benchmarks/multi_fidelity.py --table /work/data/nats-tss.npz [--seeds 100] [--eta 9 27 81]
+    python benchmarks/multi_fidelity.py --table TABLE --budget-scale 5 --out benchmarks/results/mf_x5.json
 """
 
 from __future__ import annotations
@@ -41,13 +42,16 @@ from natsray.experiment.config import config_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = {"cifar10": "cifar10", "cifar100": "cifar100", "ImageNet16-120": "imagenet16"}
+DEFAULT_OUT = "benchmarks/results/multi_fidelity.json"
 OPTIMUM = {"cifar10": 94.373, "cifar100": 73.513, "ImageNet16-120": 47.311}  # ../shared/nats-tss/README.md
 
 
-def experiment(dataset: str, seed: int, table: str, eta: int | None) -> dict[str, Any]:
-    """``configs/rea-<dataset>.yaml`` on ``table``; with ``eta``, the strategy is asha_evolution."""
+def experiment(dataset: str, seed: int, table: str, eta: int | None, scale: float = 1.0) -> dict[str, Any]:
+    """``configs/rea-<dataset>.yaml`` on ``table``, its simulated-seconds budget times ``scale``; with
+    ``eta``, the strategy is asha_evolution."""
     raw = yaml.safe_load((ROOT / "configs" / f"rea-{DATASETS[dataset]}.yaml").read_text())
     raw["seed"] = seed
+    raw["budget"] = {"simulated_seconds": raw["budget"]["simulated_seconds"] * scale}
     evaluator = {k: v for k, v in raw["evaluator"].items() if k not in ("type", "archive")}
     raw["evaluator"] = {"type": "table", "table": table, **evaluator}
     if eta is not None:
@@ -63,9 +67,9 @@ def has_hp200_validation(table: str, dataset: str) -> bool:
     return bool(values.size) and not bool(np.isnan(values).all())
 
 
-def run_one(job: tuple[str, int, str, int | None]) -> dict[str, Any]:
-    dataset, seed, table, eta = job
-    config = config_from_dict(experiment(dataset, seed, table, eta))
+def run_one(job: tuple[str, int, str, int | None, float]) -> dict[str, Any]:
+    dataset, seed, table, eta, scale = job
+    config = config_from_dict(experiment(dataset, seed, table, eta, scale))
     with tempfile.TemporaryDirectory() as run_dir:
         summary = run_experiment(config, run_dir, progress=False)
         budgets = [record.get("budget") for record in read_journal(Path(run_dir) / JOURNAL_FILE)]
@@ -78,6 +82,7 @@ def run_one(job: tuple[str, int, str, int | None]) -> dict[str, Any]:
         "evaluations": summary.evaluations,
         "evaluations_hp200": budgets.count(200),
         "failed": summary.failed,
+        "budget_scale": scale,
         "simulated_seconds": summary.simulated_seconds,
     }
 
@@ -88,8 +93,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=100)
     parser.add_argument("--eta", type=int, nargs="+", default=[9, 27, 81], help="asha_evolution's eta values")
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    parser.add_argument(
+        "--budget-scale", type=float, default=1.0, help="multiply the NATS simulated-seconds budgets by this"
+    )
     parser.add_argument("--workers", type=int, default=1, help="processes running seeds in parallel")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "multi_fidelity.json"))
+    parser.add_argument("--out", default=DEFAULT_OUT)
     args = parser.parse_args()
     table = str(Path(args.table).resolve())
     variants: list[int | None] = [None, *args.eta]
@@ -97,12 +105,27 @@ def main() -> None:
     skipped = [d for d in args.datasets if d not in datasets]
     for dataset in skipped:
         print(f"skipped {dataset}: {args.table} has no hp-200 validation accuracy for it")
-    jobs = [(d, seed, table, eta) for seed in range(args.seeds) for eta in variants for d in datasets]
+    jobs = [
+        (d, seed, table, eta, args.budget_scale)
+        for seed in range(args.seeds)
+        for eta in variants
+        for d in datasets
+    ]
     per_seed = len(variants) * len(datasets)
     command = (
         f"python benchmarks/multi_fidelity.py --table {args.table} --seeds {args.seeds} "
-        f"--eta {' '.join(map(str, args.eta))} --datasets {' '.join(args.datasets)} --workers {args.workers}"
+        f"--eta {' '.join(map(str, args.eta))} --datasets {' '.join(args.datasets)} "
+        f"--budget-scale {args.budget_scale:g} --workers {args.workers}"
+        + (f" --out {args.out}" if args.out != DEFAULT_OUT else "")
     )
+    meta = {
+        "command": command,
+        "machine": platform.platform(),
+        "skipped_datasets": skipped,
+        "simulated_seconds": {
+            d: experiment(d, 0, table, None, args.budget_scale)["budget"] for d in datasets
+        },
+    }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -112,8 +135,8 @@ def main() -> None:
             runs.append(run)
             if len(runs) % (10 * per_seed) == 0 or len(runs) == len(jobs):
                 # written every 10 complete seeds, so a run stopped early leaves what it finished
-                write(out, command, time.perf_counter() - start, skipped, variants, datasets, runs, len(jobs))
-    rows = write(out, command, time.perf_counter() - start, skipped, variants, datasets, runs, len(jobs))
+                write(out, meta, time.perf_counter() - start, variants, datasets, runs, len(jobs))
+    rows = write(out, meta, time.perf_counter() - start, variants, datasets, runs, len(jobs))
     print(
         f"{'strategy':<22} {'eta':>4} {'dataset':<15} {'seeds':>5} {'test@200 mean±std':>18} "
         f"{'optimum':>8} {'evals':>6} {'at hp200':>8}"
@@ -130,9 +153,8 @@ def main() -> None:
 
 def write(
     out: Path,
-    command: str,
+    meta: dict[str, Any],
     elapsed: float,
-    skipped: list[str],
     variants: list[int | None],
     datasets: list[str],
     runs: list[dict[str, Any]],
@@ -161,11 +183,9 @@ def write(
                 }
             )
     payload = {
-        "command": command,
-        "machine": platform.platform(),
+        **meta,
         "elapsed_s": elapsed,
         "complete": len(runs) == planned,
-        "skipped_datasets": skipped,
         "rows": rows,
         "runs": runs,
     }
