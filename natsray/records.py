@@ -45,19 +45,35 @@ class Candidate(NamedTuple):
         arch: The cell to evaluate.
         parents: Ids of the candidates it was bred from (empty for random samples).
         seed: Seed for everything random in its evaluation (see :func:`candidate_seed`).
+        budget: Fidelity of its evaluation, or None for the evaluator's configured one: the
+            benchmark / table evaluators read NATS-Bench's ``hp`` (12 or 200 epochs), the
+            training evaluator trains this many epochs (``docs/evaluators.md``). The run's
+            cache keys on (cell, budget): a cell evaluated at one budget is evaluated again
+            at another.
     """
 
     id: int
     arch: Arch
     parents: tuple[int, ...] = ()
     seed: int = 0
+    budget: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "arch": self.arch.to_str(), "parents": list(self.parents), "seed": self.seed}
+        data = {"id": self.id, "arch": self.arch.to_str(), "parents": list(self.parents), "seed": self.seed}
+        if self.budget is not None:
+            data["budget"] = self.budget
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Candidate:
-        return cls(int(data["id"]), Arch.from_str(data["arch"]), tuple(data["parents"]), int(data["seed"]))
+        budget = data.get("budget")
+        return cls(
+            int(data["id"]),
+            Arch.from_str(data["arch"]),
+            tuple(data["parents"]),
+            int(data["seed"]),
+            None if budget is None else int(budget),
+        )
 
 
 class _EmptyMapping(dict):  # type: ignore[type-arg]

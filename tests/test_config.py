@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 SHIPPED = {
     "train-digits-topk",
+    "asha-digits",
     "quickstart",
     "rea-cifar10",
     "rea-cifar100",

@@ -86,7 +86,14 @@ class ToyConfig:
 
 
 class ToyEvaluator(BaseEvaluator):
-    """score = conv edges + a small hash of the code; params = conv edges; cost = 1 + conv edges."""
+    """score = conv edges + a small hash of the code; params = conv edges; cost = 1 + conv edges.
+
+    A candidate with a ``budget`` b scores ``score + b / 1000`` (a higher fidelity reads higher),
+    costs ``b`` times as much and reports ``budget`` = b among its metrics.
+    """
+
+    calls: ClassVar[list[tuple[int, int | None]]] = []
+    """``(arch code, budget)`` of every candidate scored in this process, in order."""
 
     Config = ToyConfig
     cheap: ClassVar[bool] = True
@@ -114,12 +121,17 @@ class ToyEvaluator(BaseEvaluator):
         if config.sleep_s:
             time.sleep(config.sleep_s)
         arch = candidate.arch
+        ToyEvaluator.calls.append((arch.code, candidate.budget))
         noise = (arch.code * 7919 % 1000) / 10_000
         metrics: dict[str, Any] = {"nats_index": arch.code, "seed": candidate.seed}
         if self.shared is not None:
             big = self.shared["big"]
             metrics.update(shared_sum=float(big.sum()), shared_writeable=bool(big.flags.writeable))
-        return Score({"score": _convs(arch) + noise, "params": float(_convs(arch))}, metrics, toy_cost(arch))
+        score, cost = _convs(arch) + noise, toy_cost(arch)
+        if candidate.budget is not None:
+            score, cost = score + candidate.budget / 1000, cost * candidate.budget
+            metrics["budget"] = candidate.budget
+        return Score({"score": score, "params": float(_convs(arch))}, metrics, cost)
 
 
 @dataclass(frozen=True)
@@ -207,12 +219,16 @@ def make_config(
 
 
 def trajectory(run_dir: str | Path) -> list[tuple]:
-    """The journal as comparable tuples, sorted by candidate id (ids must be unique)."""
+    """The journal as comparable tuples, sorted by candidate id (ids must be unique).
+
+    Tuples: ``(candidate id, arch, fitness, parents, seed, budget)``.
+    """
     records = read_journal(Path(run_dir) / JOURNAL_FILE)
     ids = [record["candidate_id"] for record in records]
     assert len(ids) == len(set(ids)), "a candidate was journaled twice"
     return sorted(
-        (r["candidate_id"], r["arch"], r["fitness"], tuple(r["parents"]), r["seed"]) for r in records
+        (r["candidate_id"], r["arch"], r["fitness"], tuple(r["parents"]), r["seed"], r.get("budget"))
+        for r in records
     )
 
 

@@ -16,6 +16,8 @@ simulated clock or a journal being replayed on resume:
   ignores the seen-set — is answered from the run's cache: told the earlier result, counted
   in ``cached``, never journaled, never charged as an evaluation. After
   :data:`MAX_CACHE_STREAK` such answers in a row the run stops ("space exhausted").
+* a candidate with a :attr:`~natsray.records.Candidate.budget` (a multi-fidelity strategy's)
+  is cached under (cell key, budget): the same cell at another budget is evaluated again.
 
 Per evaluation the work is a few dict operations and one journal line (encoded by the C JSON
 encoder, written per delivered batch); nothing scans the run's history.
@@ -92,8 +94,9 @@ class Scheduler:
         self.leader: dict[int, int] = {}  # cache-answered candidate -> the candidate it copies
         self._followers: dict[int, list[int]] = {}  # running candidate -> candidates waiting on it
         self.ready: dict[int, tuple[Result, tuple[float, ...] | None]] = {}  # told next: (result, fitness)
-        self._cache: dict[int, tuple[Result, tuple[float, ...] | None]] = {}  # dedup key -> first result
-        self._running: dict[int, int] = {}  # dedup key -> candidate being evaluated
+        # dedup key (cell key, or (cell key, budget) for a candidate with a budget) -> first result
+        self._cache: dict[Any, tuple[Result, tuple[float, ...] | None]] = {}
+        self._running: dict[Any, int] = {}  # dedup key -> candidate being evaluated
         self._tail: dict[int, dict[str, Any]] = {}  # journal lines past the checkpoint (resume)
         self.stats = RunStats(len(self.objectives))
         self.evaluations = 0
@@ -162,9 +165,10 @@ class Scheduler:
             arch = Arch.from_str(record["arch"])
             result_id = int(record["candidate_id"])
             if self.seen is not None:
-                self.seen.add(arch)
+                self.seen.add(arch)  # (a promotion's cell was seen at its lower budget already)
                 result = Result.from_dict(record)
-                self._cache.setdefault(self.seen.key(arch), (result, fitness_of(result, self.objectives)))
+                key = self._key(arch, record.get("budget"))
+                self._cache.setdefault(key, (result, fitness_of(result, self.objectives)))
             if result_id in outstanding_ids:
                 finished[result_id] = Result.from_dict(record)
         for entry in state["outstanding"]:
@@ -177,7 +181,7 @@ class Scheduler:
             leader = entry["leader"]
             if leader is not None:
                 self.leader[candidate.id] = int(leader)
-                key = self.seen.key(candidate.arch) if self.seen is not None else None
+                key = self._key(candidate.arch, candidate.budget) if self.seen is not None else None
                 if key is not None and key in self._cache:
                     cached, fitness = self._cache[key]
                     self.ready[candidate.id] = (self._copy(cached, candidate.id), fitness)
@@ -189,7 +193,7 @@ class Scheduler:
             else:
                 self.queue.append(candidate.id)
                 if self.seen is not None:
-                    self._running[self.seen.key(candidate.arch)] = candidate.id
+                    self._running[self._key(candidate.arch, candidate.budget)] = candidate.id
         if self.seen is not None:
             self.seen.update(self.strategy.pending_cells())
 
@@ -256,7 +260,8 @@ class Scheduler:
     def _register(self, candidate: Candidate) -> None:
         self.outstanding[candidate.id] = candidate
         if self.seen is not None:
-            key = self.seen.key(candidate.arch)
+            budget = candidate.budget
+            key = self.seen.key(candidate.arch) if budget is None else self._key(candidate.arch, budget)
             cached = self._cache.get(key)
             if cached is not None:
                 self.cache_streak += 1
@@ -273,6 +278,11 @@ class Scheduler:
         self.cache_streak = 0
         self.evaluations += 1
         self.queue.append(candidate.id)
+
+    def _key(self, arch: Arch, budget: int | None) -> Any:
+        """The cache key of a cell at a budget (the seen-set's key alone without one)."""
+        key = self.seen.key(arch)  # type: ignore[union-attr]
+        return key if budget is None else (key, int(budget))
 
     @staticmethod
     def _copy(result: Result, candidate_id: int) -> Result:
@@ -342,8 +352,10 @@ class Scheduler:
                 observed.append((candidate, result))
             fitnesses.append(fitness)
             arch = candidate.arch.to_str()
-            if stats.count(arch, result.status is Status.OK, result.cost_s, fitness):
-                stats.keep(arch, fitness, self._record(candidate, result, fitness, extra))  # type: ignore[arg-type]
+            budget = candidate.budget
+            if stats.count(arch, result.status is Status.OK, result.cost_s, fitness, budget):
+                record = self._record(candidate, result, fitness, extra)
+                stats.keep(arch, fitness, record, budget)  # type: ignore[arg-type]
                 if self.best is None or fitness > self.best:  # type: ignore[operator]
                     self.best = fitness
         if lines:
@@ -358,7 +370,9 @@ class Scheduler:
                 self.queue.remove(candidate_id)  # restored as queued, but it did finish
             ready[candidate_id] = (result, fitness)
             if seen is not None:
-                key = seen.key(outstanding[candidate_id].arch)
+                candidate = outstanding[candidate_id]
+                budget = candidate.budget
+                key = seen.key(candidate.arch) if budget is None else self._key(candidate.arch, budget)
                 self._running.pop(key, None)
                 self._cache.setdefault(key, (result, fitness))
             if self._followers:
@@ -433,11 +447,12 @@ class Scheduler:
         if extra is not self._extra[0]:
             self._extra = (extra, "".join([f', "{k}": {v!r}' for k, v in extra.items()]) if extra else "")
         parents = candidate.parents
+        budget = "" if candidate.budget is None else f', "budget": {int(candidate.budget)}'
         parents_text = str(parents[0]) if len(parents) == 1 else ", ".join(map(str, parents))
         line = (
             f'{{"candidate_id": {candidate.id}, "arch": "{candidate.arch.to_str()}", {cached[1]}, '
             f'"wall_s": {result.wall_s!r}, "worker": {self._worker[1]}, "parents": [{parents_text}], '
-            f'"seed": {candidate.seed}{self._extra[1]}}}\n'
+            f'"seed": {candidate.seed}{budget}{self._extra[1]}}}\n'
         )
         return line, cached[0]
 
@@ -465,6 +480,8 @@ class Scheduler:
         record["worker"] = result.worker
         record["parents"] = list(candidate.parents)
         record["seed"] = candidate.seed
+        if candidate.budget is not None:
+            record["budget"] = candidate.budget
         attempts = self.attempts.get(candidate.id, 0) if self.attempts else 0
         if attempts:
             record["attempts"] = attempts

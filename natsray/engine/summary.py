@@ -21,7 +21,8 @@ class RunSummary:
 
     Attributes:
         best_arch: NATS string of the best cell (max fitness; lexicographic over objectives
-            for multi-objective runs), None when nothing succeeded.
+            for multi-objective runs; among evaluations with a candidate ``budget``, those at
+            the highest budget come first), None when nothing succeeded.
         best_fitness: Its fitness tuple (minimised objectives negated).
         best_objectives: Its raw objective values.
         best_metrics: Its report metrics.
@@ -113,25 +114,37 @@ class RunStats:
         """Count one evaluation record (a journal line)."""
         fitness = record.get("fitness")
         fitness = None if fitness is None else tuple(fitness)
-        if self.count(record["arch"], record["status"] == "ok", float(record.get("cost_s") or 0.0), fitness):
-            self.keep(record["arch"], fitness, record)
+        budget = record.get("budget")
+        ok = record["status"] == "ok"
+        if self.count(record["arch"], ok, float(record.get("cost_s") or 0.0), fitness, budget):
+            self.keep(record["arch"], fitness, record, budget)  # type: ignore[arg-type]
 
-    def count(self, arch: str, ok: bool, cost_s: float, fitness: tuple[float, ...] | None) -> bool:
-        """Count one evaluation; True when its record must be handed over with :meth:`keep`."""
+    def count(
+        self, arch: str, ok: bool, cost_s: float, fitness: tuple[float, ...] | None, budget: int | None = None
+    ) -> bool:
+        """Count one evaluation; True when its record must be handed over with :meth:`keep`.
+
+        ``budget`` is the candidate's fidelity (None: none given): a better fitness at a lower
+        budget never replaces the best at a higher one.
+        """
         self.evaluations += 1
         if not ok:
             self.failed += 1
         self.total_cost += cost_s
         if fitness is None:
             return False
-        return (self._best_fitness is None or fitness > self._best_fitness) or (
+        rank = fitness if budget is None else (budget, *fitness)
+        return (self._best_fitness is None or rank > self._best_fitness) or (
             self._multi and arch not in self._cells
         )
 
-    def keep(self, arch: str, fitness: tuple[float, ...], record: Mapping[str, Any]) -> None:
+    def keep(
+        self, arch: str, fitness: tuple[float, ...], record: Mapping[str, Any], budget: int | None = None
+    ) -> None:
         """Keep the record of an evaluation :meth:`count` asked for (the best, or a new cell)."""
-        if self._best_fitness is None or fitness > self._best_fitness:
-            self._best_fitness = fitness
+        rank = fitness if budget is None else (budget, *fitness)
+        if self._best_fitness is None or rank > self._best_fitness:
+            self._best_fitness = rank
             self.best = record
         if self._multi and arch not in self._cells:
             self._cells[arch] = record

@@ -46,7 +46,10 @@ class BaseEvaluator(ABC):
     the runner batches many per Ray call), and implement :meth:`score`. A subclass whose
     score depends on the cell alone (not on the candidate's seed) returns True from
     :meth:`per_cell`; :meth:`evaluate` then scores each cell once and answers repeats from
-    memory (at most one :class:`Score` per cell of the space).
+    memory (at most one :class:`Score` per cell of the space and budget).
+
+    A candidate's :attr:`~natsray.records.Candidate.budget` (None: the configured fidelity) is
+    the subclass's to interpret in :meth:`score` (hp for the benchmark, epochs for training).
     """
 
     Config: ClassVar[type]
@@ -56,7 +59,7 @@ class BaseEvaluator(ABC):
         self.config = config
         self.shared = shared
         self.worker = f"{os.uname().nodename}:{os.getpid()}"
-        self._scores: dict[int, Score | str] = {}
+        self._scores: dict[Any, Score | str] = {}  # per_cell: code, or (code, budget) -> score
 
     def per_cell(self) -> bool:
         """True when :meth:`score` depends only on ``candidate.arch`` (default: False)."""
@@ -118,7 +121,8 @@ class BaseEvaluator(ABC):
         start = time.perf_counter()
         answers = []
         for candidate in batch:
-            code = candidate.arch.code
+            budget = candidate.budget
+            code = candidate.arch.code if budget is None else (candidate.arch.code, budget)
             score = scores.get(code)
             if score is None:
                 try:

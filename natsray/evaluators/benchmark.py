@@ -57,7 +57,7 @@ class BenchmarkEvaluator(BaseEvaluator):
         self._query = MetricQuery(config)
         self._keys = self._query.keys
         self._api: Any = None
-        self._records: dict[int, dict[str, np.ndarray]] = {}
+        self._records: dict[Any, dict[str, np.ndarray]] = {}  # NATS index (, budget) -> record
 
     def setup(self) -> None:
         """Open the archive and check one record holds every requested metric."""
@@ -85,14 +85,15 @@ class BenchmarkEvaluator(BaseEvaluator):
         return index
 
     def score(self, candidate: Candidate) -> Score:
-        """Score one cell (calling :meth:`setup` first when nobody did)."""
+        """Score one cell (calling :meth:`setup` first when nobody did); a candidate ``budget`` (12 or
+        200) selects the hp schedule read."""
         if self._api is None:
             self.setup()
         index = self.nats_index(candidate.arch.to_str())
-        return self._query.score(self._record(index), candidate.seed, {"nats_index": index})
-
-    def _record(self, index: int) -> dict[str, np.ndarray]:
-        record = self._records.get(index)
+        budget = candidate.budget
+        query = self._query.at(budget)
+        key = index if budget is None else (index, budget)
+        record = self._records.get(key)
         if record is None:
-            record = self._records[index] = read_record(self._api, index, self._keys)
-        return record
+            record = self._records[key] = read_record(self._api, index, query.keys)
+        return query.score(record, candidate.seed, {"nats_index": index})

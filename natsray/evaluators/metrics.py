@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -256,6 +256,36 @@ class MetricQuery:
         self.keys: tuple[str, ...] = tuple(keys)
         """Every raw key this query reads (what a reader must extract)."""
         self._seeds_keys = tuple(key for key in self.keys if key.endswith("/seeds"))
+        self._at: dict[int, MetricQuery] = {}
+
+    def at(self, budget: int | None) -> MetricQuery:
+        """This query read at a candidate's budget: NATS-Bench's ``hp`` 12 or 200 (cached).
+
+        Metrics without an ``@hp`` suffix, the objectives and ``cost_s`` then read that
+        schedule; suffixed ones keep theirs. None (no budget) is this query itself.
+
+        Raises:
+            EvaluatorError: ``budget`` is not 12 or 200.
+        """
+        if budget is None:
+            return self
+        query = self._at.get(budget)
+        if query is None:
+            hp = str(budget)
+            if hp not in HPS:
+                raise EvaluatorError(
+                    f"budget: {budget!r} is not a NATS-Bench hp; expected one of {', '.join(HPS)} (epochs)"
+                )
+            query = self if hp == self.config.hp else MetricQuery(replace(self.config, hp=hp), self.extra)
+            self._at[budget] = query
+        return query
+
+    def all_keys(self) -> tuple[str, ...]:
+        """The raw keys of this query at every hp (what serves any candidate budget)."""
+        keys = dict.fromkeys(self.keys)
+        for budget in HP_EPOCHS.values():
+            keys.update(dict.fromkeys(self.at(budget).keys))
+        return tuple(keys)
 
     def _resolve(self, name: str) -> _Metric:
         base, hp = parse_metric(name, self.extra)

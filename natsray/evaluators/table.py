@@ -268,6 +268,9 @@ class TableEvaluator(BaseEvaluator):
     def prepare_shared(cls, config: TableConfig) -> dict[str, np.ndarray]:
         """Load the arrays this config reads (plus CSV columns) once, for every actor.
 
+        The arrays of both hp schedules are included, so candidates with a ``budget`` (12 or
+        200) are served too.
+
         Raises:
             EvaluatorError: bad table or CSV, unknown metric, or a metric no row has.
         """
@@ -276,7 +279,7 @@ class TableEvaluator(BaseEvaluator):
         if config.extra_csv is not None:
             extra = load_extra_csv(config.extra_csv, config.extra_key, table)
         query = _query(config, extra)
-        keys = [key for key in query.keys if not key.startswith(_EXTRA_PREFIX)]
+        keys = [key for key in query.all_keys() if not key.startswith(_EXTRA_PREFIX)]
         shared = {key: table[key] for key in ("nats_index", "has_record", *keys)}
         shared.update({_EXTRA_PREFIX + name: column for name, column in extra.items()})
         query.require(_column_probe(shared, query.keys), f"table {config.table} (no row has it)")
@@ -288,17 +291,23 @@ class TableEvaluator(BaseEvaluator):
             self.shared = self.prepare_shared(self.config)
         extra = [key[len(_EXTRA_PREFIX) :] for key in self.shared if key.startswith(_EXTRA_PREFIX)]
         self._query = _query(self.config, dict.fromkeys(extra))
-        # (key, its run's seeds key): per-trial rows are cut to the cell's trial count
-        self._plan = [
-            (key, key if key.endswith("/seeds") else key.rsplit("/", 2)[0] + "/seeds")
-            for key in self._query.keys
+        self._counts: dict[str, list[int]] = {}
+        self._plans: dict[int, tuple[MetricQuery, list[tuple[str, str]]]] = {}
+        self._plan = self._plan_of(self._query)
+
+    def _plan_of(self, query: MetricQuery) -> list[tuple[str, str]]:
+        """``(key, its run's seeds key)`` per raw key of ``query``: per-trial rows are cut to the
+        cell's trial count (the seeds column's non-negative entries, counted once per run)."""
+        missing = [key for key in query.keys if key not in self.shared]
+        if missing:
+            raise EvaluatorError(f"table {self.config.table}: shared arrays lack {missing[0]}")
+        plan = [
+            (key, key if key.endswith("/seeds") else key.rsplit("/", 2)[0] + "/seeds") for key in query.keys
         ]
-        # trials per cell of each run (the seeds column's non-negative entries), computed once
-        self._counts = {
-            seeds: np.count_nonzero(self.shared[seeds] >= 0, axis=1).tolist()
-            for key, seeds in self._plan
-            if self.shared[key].ndim == 2
-        }
+        for key, seeds in plan:
+            if self.shared[key].ndim == 2 and seeds not in self._counts:
+                self._counts[seeds] = np.count_nonzero(self.shared[seeds] >= 0, axis=1).tolist()
+        return plan
 
     def per_cell(self) -> bool:
         """In ``seed_mode: mean`` a cell's score does not depend on the candidate's seed."""
@@ -321,15 +330,22 @@ class TableEvaluator(BaseEvaluator):
             raise EvaluatorError(f"{candidate.arch} is not in the archive's meta file")
         if not shared["has_record"][row]:
             raise EvaluatorError(f"no record for NATS index {index} in table {self.config.table}")
+        query, plan = self._query, self._plan
+        if candidate.budget is not None:
+            entry = self._plans.get(candidate.budget)
+            if entry is None:
+                at = query.at(candidate.budget)
+                entry = self._plans[candidate.budget] = (at, self._plan_of(at))
+            query, plan = entry
         record: dict[str, Any] = {}
         counts = self._counts
-        for key, seeds in self._plan:
+        for key, seeds in plan:
             column = shared[key]
             if column.ndim == 1:
                 record[key] = column[row]
             else:  # as Python floats: the per-trial reductions then run without numpy scalars
                 record[key] = column[row, : counts[seeds][row]].tolist()
-        return self._query.score(record, candidate.seed, {"nats_index": index})
+        return query.score(record, candidate.seed, {"nats_index": index})
 
 
 def _query(config: TableConfig, extra: Mapping[str, Any]) -> MetricQuery:

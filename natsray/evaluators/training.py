@@ -169,7 +169,9 @@ class TrainingEvaluator(BaseEvaluator):
 
     ``cost_s`` is the measured training seconds (the ``train_time`` metric). With
     ``checkpoint_epochs`` the metric ``resumed_epoch`` says from which epoch the training
-    continued (0: from scratch).
+    continued (0: from scratch). A candidate's ``budget`` is its number of epochs (``epochs``
+    when None): a whole training from scratch with the cosine schedule over that many epochs,
+    as NATS-Bench's hp-12 and hp-200 runs are two independent trainings.
     """
 
     Config = TrainingConfig
@@ -303,6 +305,9 @@ class _TrainingRun:
         )
         self.scaler = torch.amp.GradScaler("cuda") if evaluator.amp_dtype == torch.float16 else None
         self.generator = torch.Generator().manual_seed(candidate.seed)
+        self.epochs = config.epochs if candidate.budget is None else candidate.budget
+        if not isinstance(self.epochs, int) or isinstance(self.epochs, bool) or self.epochs < 1:
+            raise EvaluatorError(f"budget: epochs must be a positive int, got {candidate.budget!r}")
         self.path = Path(config.state_dir) / f"{candidate.id}.pt" if config.checkpoint_epochs else None
         self.epoch = self.step = 0
         self.earlier_seconds = 0.0
@@ -314,10 +319,10 @@ class _TrainingRun:
         """Train in place; ``(accuracy %, mean loss)`` over the last epoch's training batches."""
         config, evaluator, model = self.config, self.evaluator, self.model
         steps_per_epoch = math.ceil(len(evaluator.train_split) / config.batch_size)
-        total_steps = config.epochs * steps_per_epoch
+        total_steps = self.epochs * steps_per_epoch
         started = time.perf_counter()
         correct, loss_sum, seen = 0, 0.0, 0
-        while self.epoch < config.epochs:
+        while self.epoch < self.epochs:
             model.train()
             correct, loss_sum, seen = 0, 0.0, 0
             batches = evaluator.data.batches(
@@ -338,7 +343,7 @@ class _TrainingRun:
                 seen += len(labels)
             self.epoch += 1
             every = config.checkpoint_epochs
-            if every and self.epoch % every == 0 and self.epoch < config.epochs:
+            if every and self.epoch % every == 0 and self.epoch < self.epochs:
                 self._save(time.perf_counter() - started)
         return 100.0 * correct / seen, loss_sum / seen
 
@@ -360,7 +365,7 @@ class _TrainingRun:
         state = {
             "arch": self.candidate.arch.to_str(),
             "seed": self.candidate.seed,
-            "epochs": self.config.epochs,
+            "epochs": self.epochs,
             "epoch": self.epoch,
             "step": self.step,
             "seconds": self.earlier_seconds + seconds,
@@ -378,7 +383,7 @@ class _TrainingRun:
 
     def _load(self) -> None:
         state = torch.load(self.path, map_location="cpu", weights_only=True)
-        key = (self.candidate.arch.to_str(), self.candidate.seed, self.config.epochs)
+        key = (self.candidate.arch.to_str(), self.candidate.seed, self.epochs)
         if (state["arch"], state["seed"], state["epochs"]) != key:
             return  # another run's or another budget's state: train from scratch
         self.model.load_state_dict(state["model"])
