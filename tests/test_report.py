@@ -88,6 +88,9 @@ def test_load_run_skips_torn_last_line_and_tolerates_missing_fields(tmp_path: Pa
         rows = list(csv.DictReader(handle))
     assert [row["objective.valid_accuracy"] for row in rows] == ["80.0", "70.0"]
     assert rows[1]["worker"] == "" and rows[1]["candidate_id"] == ""
+    assert rows[0]["candidate_id"] == "0" and rows[0]["seed"] == str(
+        record(0, 80.0)["seed"]
+    )  # ints stay ints
 
 
 def test_load_run_rejects_corrupt_interior_line_in_one_line(tmp_path: Path) -> None:

@@ -60,7 +60,8 @@ def _write_csv(run: RunData, path: Path) -> None:
     parts = [frame.drop(columns=[key for key in _PREFIX if key in frame])]
     for key, prefix in _PREFIX.items():
         if key in frame:
-            nested = pd.DataFrame.from_records([value or {} for value in frame[key]], index=frame.index)
+            values = [value if isinstance(value, Mapping) else {} for value in frame[key]]  # NaN where absent
+            nested = pd.DataFrame.from_records(values, index=frame.index)
             parts.append(nested.add_prefix(f"{prefix}."))
     table = pd.concat(parts, axis=1)
     for column in ("fitness", "parents"):  # the journal's list fields
@@ -69,6 +70,9 @@ def _write_csv(run: RunData, path: Path) -> None:
                 ";".join(map(str, value)) if isinstance(value, list | tuple) else value
                 for value in table[column]
             ]
+    for column in _INTEGER_COLUMNS:  # a missing value must not turn ids into floats ("0.0")
+        if column in table and table[column].dtype.kind == "f":
+            table[column] = table[column].astype("Int64")
     first = [name for name in _CSV_FIRST if name in table.columns]
     nested_columns = [c for c in table.columns if c.startswith(("objective.", "metric."))]
     rest = [c for c in table.columns if c not in first and c not in nested_columns]
@@ -76,6 +80,7 @@ def _write_csv(run: RunData, path: Path) -> None:
 
 
 _PREFIX = {"objectives": "objective", "metrics": "metric"}
+_INTEGER_COLUMNS = ("candidate_id", "id", "nats_index", "seed", "attempts", "budget", "metric.nats_index")
 
 
 def _best_record(run: RunData) -> Mapping[str, Any] | None:
