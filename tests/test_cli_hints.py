@@ -93,11 +93,11 @@ def test_interrupt_names_the_run_dir(tmp_path: Path, capsys, monkeypatch: pytest
 @pytest.mark.parametrize(
     ("engine", "described"),
     [
-        ({"mode": "ordered", "in_process": True}, "engine ordered in-process (no Ray, no actors)"),
+        ({"mode": "ordered", "in_process": True}, "engine ordered in-process (no Ray: runs in the driver)"),
         ({"mode": "async"}, "engine async with 2 Ray actor(s)"),
         (
             {"mode": "simulated", "simulated_workers": 4},
-            "engine simulated with 4 simulated worker(s), no Ray",
+            "engine simulated with 4 simulated worker(s) (no Ray: runs in the driver)",
         ),
     ],
 )

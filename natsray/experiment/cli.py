@@ -343,9 +343,10 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         f"{name}={value:g}" for name, value in dataclasses.asdict(config.budget).items() if value
     )
     if config.engine.mode == "simulated":
-        engine = f"simulated with {config.engine.simulated_workers} simulated worker(s), no Ray"
+        workers = config.engine.simulated_workers
+        engine = f"simulated with {workers} simulated worker(s) (no Ray: runs in the driver)"
     elif config.engine.in_process:
-        engine = f"{config.engine.mode} in-process (no Ray, no actors)"
+        engine = f"{config.engine.mode} in-process (no Ray: runs in the driver)"
     else:
         engine = f"{config.engine.mode} with {config.resources.actors} Ray actor(s)"
         address = args.address or config.ray.address
