@@ -1,7 +1,8 @@
 """Sweep scaling: the NATS protocol (REA, cifar10, 20,000 simulated s) for N seeds with 1 and all cores.
 
-Runs ``natsray run configs/rea-cifar10.yaml --seeds 0-(N-1)`` as a sweep twice, on a fresh local Ray
-with ``resources.num_cpus=1`` and with all cores, and prints wall time, runs/s and parallel efficiency
+Runs ``natsray run configs/rea-cifar10.yaml --seeds 0-(N-1)`` as a sweep twice (``output.plots=false``,
+as the reproduction sweep: per-run PNGs would dominate), on a fresh local Ray with ``resources.num_cpus=1``
+and with all cores, and prints wall time, runs/s and parallel efficiency
 ``(T1 / Tall) / cores``; writes ``benchmarks/results/sweep_scaling.json``. Run it on a quiet machine::
 
     python benchmarks/sweep_scaling.py --table nats-tss.npz --seeds 200
@@ -30,6 +31,7 @@ def sweep(table: str, seeds: int, cpus: int, out: Path) -> float:
         "--set", "evaluator={type: table, table: " + table + ", dataset: cifar10, hp: '12', "
         "objective: [valid_accuracy], report: ['test_accuracy@200']}",
         "--set", f"resources.num_cpus={cpus}", "--set", "output.progress=false",
+        "--set", "output.plots=false",
         "--seeds", f"0-{seeds - 1}", "--out", str(out), "--no-progress",
     ]  # fmt: skip
     start = time.perf_counter()
