@@ -20,10 +20,7 @@ from collections.abc import Iterable
 from natsray.search_space.arch import NUM_ARCHS, Arch
 from natsray.search_space.canonical import canonical_codes
 
-__all__ = ["DEDUP_MODES", "SeenCells"]
-
-DEDUP_MODES = ("none", "arch", "canonical")
-"""``search_space.dedup`` values: no de-duplication, per cell, per isomorphism class."""
+__all__ = ["SeenCells"]
 
 
 class SeenCells:
