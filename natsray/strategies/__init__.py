@@ -13,6 +13,7 @@ STRATEGIES: dict[str, str] = {
     "nsga2": "natsray.strategies.nsga2:NSGA2",
     "random": "natsray.strategies.random_search:RandomSearch",
     "local_search": "natsray.strategies.local_search:LocalSearch",
+    "predictor_evolution": "natsray.strategies.predictor_evolution:PredictorEvolution",
 }
 
 
