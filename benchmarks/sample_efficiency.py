@@ -6,6 +6,8 @@ For each strategy, dataset and seed, through :func:`natsray.engine.runner.run_ex
 (a) **evaluations to the best-signal cell**: run up to ``--cap`` evaluations and count the evaluations
     until the cell with the highest hp-12 validation accuracy of the dataset is first evaluated
     (``cap + 1`` when it never is): median, 75th percentile, share of seeds within 1,000 (or the cap).
+    The run is resumed with a larger evaluation budget (100, 250, 500, cap) until the cell is in its
+    journal, so it stops soon after; the trajectory is the one an uninterrupted run would take.
 (b) **NATS protocol**: stop after 20,000 / 40,000 / 120,000 simulated seconds (CIFAR-10 / CIFAR-100 /
     ImageNet16-120) and report the hp-200 test accuracy of the best cell by search signal: mean ± std.
 (c) **driver seconds per proposal**: wall seconds of the (a) run divided by its evaluations (the whole
@@ -97,12 +99,17 @@ def run_one(job: tuple[str, str, int, str, int, int, bool]) -> dict[str, Any]:
 
     strategy, dataset, seed, table, target, cap, timing = job
     with tempfile.TemporaryDirectory() as run_dir:
-        config = config_from_dict(experiment(strategy, dataset, seed, table, {"evaluations": cap}))
+        # The (a) run grows its evaluation budget in steps and stops at the first step whose journal
+        # holds the target: a resumed run continues the same trajectory (ordered, one simulated worker).
         start = time.perf_counter()
-        summary = run_experiment(config, run_dir, progress=False)
+        for step, limit in enumerate(sorted({min(b, cap) for b in (100, 250, 500, cap)})):
+            config = config_from_dict(experiment(strategy, dataset, seed, table, {"evaluations": limit}))
+            run_experiment(config, run_dir, progress=False, resume=step > 0)
+            records = sorted(read_journal(Path(run_dir) / JOURNAL_FILE), key=lambda r: r["candidate_id"])
+            codes = [Arch.from_str(r["arch"]).code for r in records]
+            if target in codes:
+                break
         wall = time.perf_counter() - start
-        records = sorted(read_journal(Path(run_dir) / JOURNAL_FILE), key=lambda r: r["candidate_id"])
-    codes = [Arch.from_str(r["arch"]).code for r in records]
     to_best = codes.index(target) + 1 if target in codes else cap + 1
     with tempfile.TemporaryDirectory() as run_dir:
         config = config_from_dict(
@@ -114,8 +121,8 @@ def run_one(job: tuple[str, str, int, str, int, int, bool]) -> dict[str, Any]:
         "dataset": dataset,
         "seed": seed,
         "evaluations_to_best": to_best,
-        "run_evaluations": summary.evaluations,
-        "run_seconds_per_evaluation": wall / max(summary.evaluations, 1),
+        "run_evaluations": len(codes),
+        "run_seconds_per_evaluation": wall / max(len(codes), 1),
         "test_accuracy@200": nats.best_metrics["test_accuracy@200"],
         "nats_evaluations": nats.evaluations,
     }
@@ -146,6 +153,25 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q, method="linear"))
 
 
+def markdown(rows: list[dict[str, Any]]) -> str:
+    """The rows as the Markdown table of README.md and docs/strategies.md."""
+    lines = [
+        "| strategy | dataset | seeds | evals to best: median | p75 | within cap | test@200 mean ± std "
+        "| best cell | run s/eval | strategy s/proposal |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        timed = r["strategy_seconds_per_proposal"]
+        lines.append(
+            f"| {r['strategy']} | {r['dataset']} | {r['seeds']} | {r['evaluations_to_best_median']:.0f} "
+            f"| {r['evaluations_to_best_p75']:.0f} | {100 * r['share_within_cap']:.0f}% "
+            f"| {r['test_accuracy@200_mean']:.2f} ± {r['test_accuracy@200_std']:.2f} "
+            f"| {r['best_signal_cell_test_accuracy@200']:.2f} | {r['run_seconds_per_evaluation']:.4f} "
+            f"| {'-' if timed is None else f'{timed:.4f}'} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--table", required=True, help="table written by `natsray export-table`")
@@ -162,25 +188,36 @@ def main() -> None:
     if unknown:
         parser.error(f"--strategies: unknown {', '.join(unknown)}; expected some of {', '.join(STRATEGIES)}")
     cells = {d: best_signal_cell(table, d) for d in DATASETS}
-    jobs = [
+    jobs = [  # seed-major, so a run stopped early holds about as many seeds of every row
         (s, d, seed, table, cells[d][0], args.cap, seed < args.timing_seeds)
+        for seed in range(args.seeds)
         for s in names
         for d in DATASETS
-        for seed in range(args.seeds)
     ]
     start = time.perf_counter()
+    runs: list[dict[str, Any]] = []
     with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
-        runs = pool.map(run_one, jobs, chunksize=1)
-    elapsed = time.perf_counter() - start
+        for run in pool.imap(run_one, jobs, chunksize=1):
+            runs.append(run)
+            if len(runs) % (3 * len(names)) == 0 and len(runs) < len(jobs):  # every seed: a partial file
+                write(args, cells, names, runs, time.perf_counter() - start, quiet=True)
+    write(args, cells, names, runs, time.perf_counter() - start)
+
+
+def write(args: argparse.Namespace, cells, names, runs, elapsed: float, *, quiet: bool = False) -> None:
+    """Summarise ``runs`` into rows, print them (unless ``quiet``) and write the JSON file."""
+    out_print = (lambda *a, **k: None) if quiet else print
 
     rows = []
-    print(
+    out_print(
         f"{'strategy':<22} {'dataset':<15} {'seeds':>5} {'median':>6} {'p75':>6} {'<=cap':>6} "
         f"{'test@200 mean±std':>17} {'best cell':>9} {'run s/eval':>10} {'strat s/prop':>12}"
     )
     for strategy in names:
         for dataset in DATASETS:
             mine = [r for r in runs if r["strategy"] == strategy and r["dataset"] == dataset]
+            if not mine:
+                continue
             hits = [r["evaluations_to_best"] for r in mine]
             accs = [r["test_accuracy@200"] for r in mine]
             timed = [r["strategy_seconds_per_proposal"] for r in mine if "strategy_seconds_per_proposal" in r]
@@ -200,14 +237,15 @@ def main() -> None:
                 "strategy_seconds_per_proposal": statistics.mean(timed) if timed else None,
             }
             rows.append(row)
-            print(
+            out_print(
                 f"{strategy:<22} {dataset:<15} {len(mine):>5} {row['evaluations_to_best_median']:>6.0f} "
                 f"{row['evaluations_to_best_p75']:>6.0f} {row['share_within_cap']:>6.2f} "
                 f"{row['test_accuracy@200_mean']:>9.2f} ± {row['test_accuracy@200_std']:.2f} "
                 f"{cells[dataset][2]:>9.2f} {row['run_seconds_per_evaluation']:>10.4f} "
                 f"{row['strategy_seconds_per_proposal'] or float('nan'):>12.4f}"
             )
-    print(f"{len(runs)} runs in {elapsed:.1f} s")
+    out_print(f"{len(runs)} runs in {elapsed:.1f} s\n")
+    out_print(markdown(rows))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     command = (
@@ -221,6 +259,7 @@ def main() -> None:
                 "machine": platform.platform(),
                 "cpus": os.cpu_count(),
                 "elapsed_s": elapsed,
+                "complete": len(runs) == args.seeds * len(names) * len(DATASETS),
                 "rows": rows,
                 "runs": runs,
             },
@@ -228,7 +267,7 @@ def main() -> None:
         )
         + "\n"
     )
-    print(f"wrote {out}")
+    out_print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -80,7 +80,7 @@ def test_mlp_surrogate_is_bit_reproducible() -> None:
     pytest.importorskip("torch")
     train = [Arch.from_code(c) for c in range(0, 15_625, 311)]
     x, y = encode_many(train, "path"), np.array([signal(a) for a in train])
-    config = SurrogateConfig(kind="mlp", members=3, epochs=30)
+    config = SurrogateConfig(kind="mlp", members=2, epochs=10)
     first, second = make_surrogate(config), make_surrogate(config)
     first.fit(x, y, seed=4)
     second.fit(x, y, seed=4)

@@ -50,6 +50,9 @@ __all__ = [
 ]
 
 ACQUISITIONS = ("ucb", "its", "ei", "mean")
+GP_RETUNE_EVERY = 10
+"""The ``gp`` surrogate searches its (length scale, noise) grid at the first fit and every 10th after;
+the fits in between reuse the last choice (one Cholesky factorisation instead of twelve)."""
 _ENCODED: dict[str, np.ndarray] = {}
 
 
@@ -73,6 +76,8 @@ class PredictorEvolutionConfig:
         parents: Best members whose neighbourhoods make the candidates.
         radius: Edges a candidate may differ from its parent by: 1 (the 24 neighbours) or 2
             (all 264 cells within two edges, every one- and two-edge mutation).
+        explore: Uniform random unproposed cells added to the candidates of each ranking, so the
+            surrogate can send the search to another region of the space (0: none).
         encoding: ``onehot`` (30 dims) or ``path`` (155, BANANAS') input of the surrogate.
         surrogate: ``gp`` or ``mlp`` (see :mod:`natsray.strategies.surrogate`).
         ensemble: Members of the ``mlp`` ensemble.
@@ -89,8 +94,9 @@ class PredictorEvolutionConfig:
 
     name: Literal["predictor_evolution"] = "predictor_evolution"
     num_init: int = 10
-    parents: int = 5
-    radius: int = 2
+    parents: int = 3
+    radius: int = 1
+    explore: int = 50
     encoding: Literal["onehot", "path"] = "onehot"
     surrogate: Literal["gp", "mlp"] = "gp"
     ensemble: int = 5
@@ -104,6 +110,8 @@ class PredictorEvolutionConfig:
         for field in ("num_init", "parents", "ensemble", "epochs", "refit_every", "max_train"):
             if getattr(self, field) < 1:
                 raise ValueError(f"{field}: must be >= 1, got {getattr(self, field)}")
+        if self.explore < 0:
+            raise ValueError(f"explore: must be >= 0, got {self.explore}")
         if self.radius not in (1, 2):
             raise ValueError(f"radius: must be 1 or 2, got {self.radius!r}")
         if self.encoding not in ("onehot", "path") or self.encoding not in ENCODINGS:
@@ -183,6 +191,7 @@ class PredictorEvolution(Strategy):
         self._ranking: list[tuple[int, int | None]] = []  # (code, parent id), best LAST
         self._fit_ids: list[int] = []
         self.fits = 0
+        self._hyper: tuple[float, float] | None = None
         self._model: Surrogate | None = None
 
     @property
@@ -252,12 +261,16 @@ class PredictorEvolution(Strategy):
         model = make_surrogate(
             SurrogateConfig(kind=config.surrogate, members=config.ensemble, epochs=config.epochs)
         )
-        model.fit(x, y, seed=(self.seed * 1_000_003 + self.fits) % 2**31)
+        retune = refit and (self._hyper is None or self.fits % GP_RETUNE_EVERY == 1)
+        model.fit(
+            x, y, seed=(self.seed * 1_000_003 + self.fits) % 2**31, hyper=None if retune else self._hyper
+        )
+        self._hyper = model.hyper
         self._model = model
         if refit:
             self._ranking = []
 
-    def _candidates(self, members: list[Member]) -> dict[int, int]:
+    def _candidates(self, members: list[Member]) -> dict[int, int | None]:
         """Novel codes within ``radius`` of ``members`` -> the id of the first (best) member they are near."""
         if not members:
             return {}
@@ -265,7 +278,7 @@ class PredictorEvolution(Strategy):
         flat = rows.ravel()
         codes, first = np.unique(flat, return_index=True)
         owner = first // rows.shape[1]
-        pool: dict[int, int] = {}
+        pool: dict[int, int | None] = {}
         seen = self.seen
         proposed = self._proposed
         for code, index in zip(codes.tolist(), owner.tolist(), strict=True):
@@ -277,6 +290,10 @@ class PredictorEvolution(Strategy):
         """Fill ``_ranking`` from fresh candidates, best last."""
         ordered = sorted(self._members.values(), key=lambda m: (tuple(-v for v in m[1]), m[0].id))
         pool = self._candidates(ordered[: self.config.parents]) or self._candidates(ordered)
+        for _ in range(self.config.explore if pool else 0):
+            arch = self._random_novel()
+            if arch is not None:
+                pool.setdefault(arch.code, None)
         if not pool:
             self._ranking = []
             return
@@ -294,8 +311,8 @@ class PredictorEvolution(Strategy):
             kappa=self.config.kappa,
             rng=np.random.default_rng(self.rng.getrandbits(63)),
         )
-        order = sorted(range(len(codes)), key=lambda i: (-score[i], codes[i]))
-        self._ranking = [(codes[i], pool[codes[i]]) for i in reversed(order)]
+        order = np.lexsort((np.asarray(codes), -score))[::-1]  # best last; ties: lower code
+        self._ranking = [(codes[i], pool[codes[i]]) for i in order.tolist()]
 
     # -- state -------------------------------------------------------------------------------
 
@@ -307,6 +324,7 @@ class PredictorEvolution(Strategy):
             "ranking": [[code, parent] for code, parent in self._ranking],
             "fit_ids": list(self._fit_ids),
             "fits": self.fits,
+            "hyper": None if self._hyper is None else list(self._hyper),
         }
 
     def _load_state(self, state: dict[str, Any]) -> None:
@@ -320,4 +338,5 @@ class PredictorEvolution(Strategy):
         ]
         self._fit_ids = [int(i) for i in state["fit_ids"]]
         self.fits = int(state["fits"])
+        self._hyper = None if state["hyper"] is None else (float(state["hyper"][0]), float(state["hyper"][1]))
         self._model = None  # rebuilt from _fit_ids and fits when needed

@@ -67,14 +67,29 @@ class Surrogate:
     def fitted(self) -> bool:
         return self._model is not None
 
-    def fit(self, x: np.ndarray, y: np.ndarray, seed: int) -> None:
-        """Fit on ``x`` ``(n, d)`` 0/1 encodings and ``y`` ``(n,)`` fitness values (n >= 1)."""
+    @property
+    def hyper(self) -> tuple[float, float] | None:
+        """``gp``: the (length scale, noise) of the last fit; None otherwise."""
+        return (self._model.length, self._model.noise) if isinstance(self._model, _GP) else None
+
+    def fit(
+        self, x: np.ndarray, y: np.ndarray, seed: int, *, hyper: tuple[float, float] | None = None
+    ) -> None:
+        """Fit on ``x`` ``(n, d)`` 0/1 encodings and ``y`` ``(n,)`` fitness values (n >= 1).
+
+        Args:
+            x: Encodings.
+            y: Fitness values.
+            seed: Seed of the ``mlp`` initialisations (``gp`` is deterministic).
+            hyper: ``gp`` only: use this (length scale, noise) instead of searching the grid; the
+                one used is in :attr:`hyper` afterwards.
+        """
         self._shift = float(np.mean(y))
         spread = float(np.std(y))
         self._scale = spread if spread > 1e-12 else 1.0
         target = (np.asarray(y, dtype=np.float64) - self._shift) / self._scale
         if self.config.kind == "gp":
-            self._model = _fit_gp(np.asarray(x, dtype=np.float64), target, seed)
+            self._model = _fit_gp(np.asarray(x, dtype=np.float64), target, hyper)
         else:
             self._model = _fit_mlp(np.asarray(x, dtype=np.float32), target, seed, self.config)
 
@@ -132,20 +147,20 @@ def _sqdist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.maximum((a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * a @ b.T, 0.0)
 
 
-def _fit_gp(x: np.ndarray, y: np.ndarray, seed: int) -> _GP:
+def _fit_gp(x: np.ndarray, y: np.ndarray, hyper: tuple[float, float] | None) -> _GP:
     """The GP of the grid (:data:`GP_LENGTH_SCALES` x :data:`GP_NOISES`) with the largest log marginal
     likelihood (ties: first). A fixed grid, not gradient ascent: 12 Cholesky factorisations of an
     n x n matrix cost about a millisecond each for n in the hundreds, the choice is exact and
-    reproducible, and no optimiser can wander off. ``seed`` is unused (the fit is deterministic)."""
+    reproducible, and no optimiser can wander off. ``hyper`` (length scale, noise) skips the search."""
     from scipy.linalg import cho_solve
 
     sq = _sqdist(x, x)
     n = len(y)
     best: _GP | None = None
     best_lml = -np.inf
-    for length in GP_LENGTH_SCALES:
+    for length in GP_LENGTH_SCALES if hyper is None else (hyper[0],):
         gram = np.exp(-sq / (2 * length**2))
-        for noise in GP_NOISES:
+        for noise in GP_NOISES if hyper is None else (hyper[1],):
             chol = np.linalg.cholesky(gram + (noise + 1e-8) * np.eye(n))
             alpha = cho_solve((chol, True), y)
             lml = -0.5 * float(y @ alpha) - float(np.log(np.diag(chol)).sum())
