@@ -39,6 +39,7 @@ SHIPPED = {
     "random-cifar10",
     "ga-cifar10",
     "local-search-cifar10",
+    "predictor-evolution-cifar10",
     "nsga2-latency",
     "proxy-search",
     "train-cifar10-gpu",
