@@ -31,7 +31,7 @@ STRATEGIES = {
     "nsga2": NSGA2Config(population=20),
     "random": RandomSearchConfig(),
     "local_search": LocalSearchConfig(),
-    "predictor_evolution": PredictorEvolutionConfig(),
+    "predictor_evolution": PredictorEvolutionConfig(refit_every=10),  # fewer fits: this test is about dedup
 }
 
 
