@@ -41,6 +41,7 @@ SHIPPED = {
     "random-cifar10",
     "ga-cifar10",
     "local-search-cifar10",
+    "predictor-evolution-cifar10",
     "nsga2-latency",
     "nsga2-latency-table",
     "proxy-search",

@@ -19,6 +19,7 @@ from natsray.strategies.base import MAX_REDRAWS, Strategy
 from natsray.strategies.genetic import GeneticAlgorithmConfig
 from natsray.strategies.local_search import LocalSearchConfig
 from natsray.strategies.nsga2 import NSGA2Config
+from natsray.strategies.predictor_evolution import PredictorEvolutionConfig
 from natsray.strategies.random_search import RandomSearchConfig
 from natsray.strategies.regularized_evolution import RegularizedEvolution, RegularizedEvolutionConfig
 
@@ -30,6 +31,7 @@ STRATEGIES = {
     "nsga2": NSGA2Config(population=20),
     "random": RandomSearchConfig(),
     "local_search": LocalSearchConfig(),
+    "predictor_evolution": PredictorEvolutionConfig(refit_every=10),  # fewer fits: this test is about dedup
 }
 
 

@@ -89,6 +89,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "nsga2": {"population": 12},
     "random": {},
     "local_search": {"num_init": 5, "parallel_neighbours": 2},
+    "predictor_evolution": {"num_init": 5},
 }
 
 
@@ -138,7 +139,13 @@ def test_failed_and_out_of_order_results_are_survived(name: str) -> None:
 
 @pytest.mark.parametrize(
     ("name", "budget"),
-    [("regularized_evolution", 1000), ("genetic", 400), ("nsga2", 400), ("local_search", 150)],
+    [
+        ("regularized_evolution", 1000),
+        ("genetic", 400),
+        ("nsga2", 400),
+        ("local_search", 150),
+        ("predictor_evolution", 60),
+    ],
 )
 @pytest.mark.parametrize("window", [1, 4])
 def test_finds_the_toy_optimum_within_budget(name: str, budget: int, window: int) -> None:

@@ -14,6 +14,7 @@ STRATEGIES: dict[str, str] = {
     "random": "natsray.strategies.random_search:RandomSearch",
     "local_search": "natsray.strategies.local_search:LocalSearch",
     "asha_evolution": "natsray.strategies.asha_evolution:AshaEvolution",
+    "predictor_evolution": "natsray.strategies.predictor_evolution:PredictorEvolution",
 }
 
 
