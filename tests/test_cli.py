@@ -320,3 +320,16 @@ def test_run_refuses_a_file_as_run_dir(tmp_path: Path, capsys: pytest.CaptureFix
     assert_bad_input(
         capsys, ["run", str(path), "--out", str(path)], f"{path}: is a file, expected a run directory"
     )
+
+
+def test_python_dash_m_natsray_is_the_natsray_command() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "natsray", "validate", "configs/quickstart.yaml"],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert done.returncode == 0 and done.stdout.startswith("OK: configs/quickstart.yaml"), done.stderr
