@@ -154,3 +154,9 @@ def test_head_of_show_and_report_through_a_shell_pipe(tmp_path: Path, capsys) ->
         )
         assert len(result.stdout.splitlines()) == lines
         assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr, result.stderr
+
+
+def test_address_on_a_driver_only_run_is_named_as_unused(tmp_path: Path, capsys) -> None:
+    config = toy_config(tmp_path, {"evaluations": 3}, {"mode": "ordered", "in_process": True})
+    code, _, err = cli(capsys, "run", config, "--address", "127.0.0.1:1", "--no-progress")
+    assert code == 0 and "--address 127.0.0.1:1 is not used: this config runs in the driver" in err

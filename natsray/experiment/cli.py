@@ -161,6 +161,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config = _load(args.config, args.set)
     if args.address:
         config = _with_address(config, args.address)
+        if config.engine.mode == "simulated" or config.engine.in_process:
+            print(
+                f"natsray: note: --address {args.address} is not used: this config runs in the driver "
+                "(engine.mode simulated / engine.in_process); a sweep (--seeds/--grid) runs such runs "
+                "on the cluster",
+                file=sys.stderr,
+            )
     run_dir = Path(args.out or config.output.dir)
     _prepare_run_dir(run_dir, args.overwrite)
     config = dataclasses.replace(config, output=dataclasses.replace(config.output, dir=str(run_dir)))
