@@ -6,7 +6,7 @@ With :mod:`natsray.engine.cluster` (which connects), the only module importing r
 
 * a pool of evaluator actors driven by an asynchronous ``ray.wait`` loop (modes ``async`` /
   ``ordered``): each actor builds its evaluator once from a config and an ObjectRef to the
-  shared read-only inputs (put once), candidates travel in batches of arch strings, an
+  shared read-only inputs (put once), candidates travel in batches (a cell pickles as its code), an
   actor that dies is replaced and its candidates re-queued with the same id and seed;
 * the driver process (``engine.in_process``), or
 * :func:`natsray.engine.simulation.run_simulated` (mode ``simulated``).
