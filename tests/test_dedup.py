@@ -6,7 +6,7 @@ import random
 from collections import Counter
 
 import pytest
-from toy_evaluator import ToyConfig, make_config, run_killed, trajectory
+from toy_evaluator import ToyConfig, assert_kill_and_resume_is_exact, make_config
 
 from natsray.engine.checkpoint import read_journal
 from natsray.engine.runner import run_experiment
@@ -170,7 +170,4 @@ def test_killed_deduplicating_run_resumes_to_the_uninterrupted_trajectory(tmp_pa
         budget=BudgetConfig(evaluations=400),
         checkpoint_every=50,
     )
-    run_experiment(config, tmp_path / "whole")
-    run_killed(config, tmp_path / "killed", lines=170)
-    run_experiment(config, tmp_path / "killed", resume=True)
-    assert trajectory(tmp_path / "killed") == trajectory(tmp_path / "whole")
+    assert_kill_and_resume_is_exact(config, tmp_path, lines=170)

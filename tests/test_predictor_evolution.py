@@ -6,10 +6,9 @@ import json
 
 import numpy as np
 import pytest
-from toy_evaluator import ToyConfig, make_config, run_killed, trajectory
+from toy_evaluator import ToyConfig, assert_kill_and_resume_is_exact, make_config
 
 from natsray.engine.checkpoint import read_journal
-from natsray.engine.runner import run_experiment
 from natsray.experiment.config import BudgetConfig, EngineConfig
 from natsray.search_space import Arch, encode_many, neighbours
 from natsray.search_space.canonical import canonical_codes
@@ -181,9 +180,6 @@ def test_killed_engine_run_resumes_to_the_uninterrupted_trajectory(tmp_path) -> 
         budget=BudgetConfig(evaluations=70),
         checkpoint_every=10,
     )
-    run_experiment(config, tmp_path / "whole")
-    run_killed(config, tmp_path / "killed", lines=33)
-    run_experiment(config, tmp_path / "killed", resume=True)
-    assert trajectory(tmp_path / "killed") == trajectory(tmp_path / "whole")
+    assert_kill_and_resume_is_exact(config, tmp_path, lines=33)
     codes = [Arch.from_str(r["arch"]).code for r in read_journal(tmp_path / "whole" / "evaluations.jsonl")]
     assert len(codes) == 70 and len(set(codes)) == 70  # no duplicate evaluations even with dedup: none

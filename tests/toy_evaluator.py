@@ -43,6 +43,7 @@ __all__ = [
     "FixedListConfig",
     "ToyConfig",
     "ToyEvaluator",
+    "assert_kill_and_resume_is_exact",
     "local_ray_session",
     "make_config",
     "toy_cost",
@@ -230,6 +231,16 @@ def trajectory(run_dir: str | Path) -> list[tuple]:
         (r["candidate_id"], r["arch"], r["fitness"], tuple(r["parents"]), r["seed"], r.get("budget"))
         for r in records
     )
+
+
+def assert_kill_and_resume_is_exact(config: ExperimentConfig, root: Path, lines: int) -> None:
+    """Run ``config`` whole, and again SIGKILLed at ``lines`` journal lines and resumed: equal."""
+    from natsray.engine.runner import run_experiment
+
+    run_experiment(config, root / "whole")
+    run_killed(config, root / "killed", lines=lines)
+    run_experiment(config, root / "killed", resume=True)
+    assert trajectory(root / "killed") == trajectory(root / "whole")
 
 
 def run_killed(config: ExperimentConfig, run_dir: Path, lines: int, *, timeout: float = 60.0) -> int:
