@@ -10,15 +10,15 @@ sides of a ratio alike. The engine runs the same protocol (REA P=10 S=3, cifar10
   Its rate is evaluations / the run's own wall seconds (``summary.json``); ``start-up + finish`` is
   the command's whole wall time minus that: Python start, config, table load, then CSV, plots,
   summary;
-* ``ray xN``: :func:`run_experiment` on N actors of a Ray instance started beforehand; its wall
-  time includes starting the actors (not Ray itself).
+* ``ray xN``: :func:`run_experiment` on N actors of a fresh local Ray instance started just before
+  (as ``natsray run`` starts one); its wall time includes starting the actors, not Ray itself.
 
 Targets (issue 8): in-process >= 0.25, Ray with 1-2 actors >= 0.15, start-up + finish <= 5 s.
 Prints a table and writes ``benchmarks/results/throughput.json``.
 
 Usage::
 
-    python benchmarks/throughput.py --table TABLE.npz [--evaluations 100000] [--actors 1 2]
+    python benchmarks/throughput.py --table TABLE.npz [--evaluations 100000] [--actors 1 2] [--repeats 1]
 """
 
 from __future__ import annotations
@@ -88,16 +88,24 @@ def in_process(table: str, evaluations: int) -> dict[str, Any]:
 
 
 def on_ray(table: str, evaluations: int, actors: int) -> dict[str, Any]:
+    """:func:`run_experiment` on a fresh local Ray instance (as ``natsray run`` starts one), timed
+    from the call: actor start-up included, Ray's own start-up (a few seconds) not."""
+    import ray
+
     from natsray.engine.runner import run_experiment
     from natsray.experiment.config import config_from_dict
 
     data = experiment(table, evaluations)
     data["resources"] = {"actors": actors, "cpus_per_actor": 1}
     config = config_from_dict(data)
-    with tempfile.TemporaryDirectory() as tmp:
-        start = time.perf_counter()
-        summary = run_experiment(config, Path(tmp) / "run", progress=False)
-        wall = time.perf_counter() - start
+    ray.init(address="local", num_cpus=max(2, actors), include_dashboard=False, log_to_driver=False)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+            summary = run_experiment(config, Path(tmp) / "run", progress=False)
+            wall = time.perf_counter() - start
+    finally:
+        ray.shutdown()
     return {
         "evaluations": summary.evaluations,
         "wall_seconds": wall,
@@ -112,6 +120,7 @@ def main() -> None:
     parser.add_argument("--bare", default=str(BARE), help="the reference loop (default: %(default)s)")
     parser.add_argument("--evaluations", type=int, default=100_000)
     parser.add_argument("--actors", type=int, nargs="*", default=[1, 2])
+    parser.add_argument("--repeats", type=int, default=1, help="run the whole table this many times")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "throughput.json"))
     args = parser.parse_args()
     if not Path(args.table).is_file():
@@ -122,38 +131,46 @@ def main() -> None:
     def reference() -> float:
         return bare.bare_rea(numbers, args.evaluations, 0)[0]
 
-    import ray
-
     rows: list[dict[str, Any]] = []
-    before = reference()
-    engine = in_process(args.table, args.evaluations)
-    after = reference()
-    rows.append({"runner": "in-process", **engine, "bare_evals_per_s": [before, after]})
-    ray.init(address="local", num_cpus=max([2, *args.actors]), include_dashboard=False, log_to_driver=False)
-    try:
+    for repeat in range(1, args.repeats + 1):
+        before = reference()
+        engine = in_process(args.table, args.evaluations)
+        after = reference()
+        rows.append({"repeat": repeat, "runner": "in-process", **engine, "bare_evals_per_s": [before, after]})
         for actors in args.actors:
             before = after
             engine = on_ray(args.table, args.evaluations, actors)
             after = reference()
-            rows.append({"runner": f"ray x{actors}", **engine, "bare_evals_per_s": [before, after]})
-    finally:
-        ray.shutdown()
+            rows.append(
+                {"repeat": repeat, "runner": f"ray x{actors}", **engine, "bare_evals_per_s": [before, after]}
+            )
     for row in rows:
         row["ratio"] = row["evals_per_s"] / statistics.mean(row["bare_evals_per_s"])
         target = TARGETS["in-process" if row["runner"] == "in-process" else "ray"]
         row["target"] = target
         row["meets_target"] = row["ratio"] >= target
-    head = f"{'runner':<11} {'evals/s':>9} {'bare evals/s':>13} {'ratio':>6} {'target':>7} {'wall s':>7}"
+    head = (
+        f"{'runner':<11} {'repeat':>6} {'evals/s':>9} {'bare evals/s':>13} {'ratio':>6} {'target':>7} "
+        f"{'wall s':>7}"
+    )
     print(f"REA P=10 S=3, cifar10 hp 12, dedup none, {args.evaluations:,} evaluations")
     print(head)
     for row in rows:
         reference_rate = statistics.mean(row["bare_evals_per_s"])
         print(
-            f"{row['runner']:<11} {row['evals_per_s']:>9,.0f} {reference_rate:>13,.0f} {row['ratio']:>6.3f} "
-            f">={row['target']:<5} {row['wall_seconds']:>7.2f}"
+            f"{row['runner']:<11} {row['repeat']:>6} {row['evals_per_s']:>9,.0f} {reference_rate:>13,.0f} "
+            f"{row['ratio']:>6.3f} >={row['target']:<5} {row['wall_seconds']:>7.2f}"
         )
-    finish = rows[0]["startup_finish_seconds"]
-    print(f"in-process start-up + finish (CSV, plots, summary): {finish:.2f} s (target <= 5 s)")
+    finishes = [row["startup_finish_seconds"] for row in rows if row["runner"] == "in-process"]
+    print(
+        "in-process start-up + finish (CSV, plots, summary): "
+        + ", ".join(f"{value:.2f}" for value in finishes)
+        + " s (target <= 5 s)"
+    )
+    if args.repeats > 1:
+        for runner in dict.fromkeys(row["runner"] for row in rows):
+            ratios = [row["ratio"] for row in rows if row["runner"] == runner]
+            print(f"{runner}: median ratio {statistics.median(ratios):.3f} (min {min(ratios):.3f})")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     machine = {

@@ -17,7 +17,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from test_report import ARCHS, record, write_run
 
-from natsray.experiment.plots import metric_label, plot_best, plot_pareto, plot_population, plot_seeds
+from natsray.experiment.plots import (
+    metric_label,
+    plot_best,
+    plot_pareto,
+    plot_population,
+    plot_seeds,
+    rolling_quantiles,
+)
 from natsray.experiment.report import load_run
 
 
@@ -127,3 +134,18 @@ def test_tiny_runs_still_plot(tmp_path: Path, n: int) -> None:
     run = load_run(write_run(tmp_path / "r", [record(i, 80.0 + i) for i in range(n)], cfg=table_config()))
     _readable(plot_population(run, tmp_path / "f.png"))
     assert len(ARCHS) >= 1
+
+
+@pytest.mark.parametrize(("n", "window", "points"), [(1, 5, 1000), (37, 5, 1000), (5000, 250, 100)])
+def test_rolling_quantiles_equal_np_percentile_of_each_trailing_window(
+    n: int, window: int, points: int
+) -> None:
+    values = np.random.default_rng(n).normal(80.0, 5.0, n)
+    values[::7] = np.nan  # failed evaluations are left out of the window
+    ends, q = rolling_quantiles(values, window, (25, 50, 75), points=points)
+    assert ends.size == min(n, points) and ends[-1] == n - 1 and (np.diff(ends) > 0).all()
+    for j, end in enumerate(ends):
+        chunk = values[max(0, end + 1 - window) : end + 1]
+        chunk = chunk[~np.isnan(chunk)]
+        expected = np.percentile(chunk, [25, 50, 75]) if chunk.size else np.full(3, np.nan)
+        np.testing.assert_array_equal(q[:, j], expected)

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from natsray.evaluators import BaseEvaluator, EvaluatorError, Score, evaluator_class
-from natsray.records import Candidate, Objective, Result, Status, candidate_seed, fitness_of
+from natsray.records import Candidate, Objective, Result, Status, candidate_seed, candidate_seeds, fitness_of
 from natsray.search_space import Arch
 
 ARCH = Arch.from_str(
@@ -87,3 +87,11 @@ def test_base_evaluator_turns_exceptions_into_failed_results() -> None:
 def test_unknown_evaluator_type_names_the_choices() -> None:
     with pytest.raises(EvaluatorError, match=r"evaluator\.type: 'bench' is not one of benchmark, table"):
         evaluator_class("bench")
+
+
+@pytest.mark.parametrize("run_seed", [0, 1, 12345, -7, 2**63 - 1, 2**64 - 1, 2**70 + 5])
+def test_candidate_seeds_equal_candidate_seed_of_each_id(run_seed):
+    for first in (0, 1000, 2**40):
+        expected = [candidate_seed(run_seed, i) for i in range(first, first + 50)]
+        assert candidate_seeds(run_seed, first, 50) == expected
+        assert all(type(seed) is int for seed in candidate_seeds(run_seed, first, 3))

@@ -86,7 +86,7 @@ def test_load_run_skips_torn_last_line_and_tolerates_missing_fields(tmp_path: Pa
     finalize_run(run_dir)  # no summary, no config, no times on one record: still works
     with open(run_dir / "evaluations.csv", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
-    assert [row["objective.valid_accuracy"] for row in rows] == ["80.0", "70.0"]
+    assert [float(row["objective.valid_accuracy"]) for row in rows] == [80.0, 70.0]
     assert rows[1]["worker"] == "" and rows[1]["candidate_id"] == ""
     assert rows[0]["candidate_id"] == "0" and rows[0]["seed"] == str(
         record(0, 80.0)["seed"]
@@ -141,7 +141,10 @@ def test_finalize_run_writes_csv_best_arch_and_plots(tmp_path: Path) -> None:
     assert reader.fieldnames[:5] == ["candidate_id", "arch", "canonical", "nats_index", "status"]
     assert "objective.valid_accuracy" in reader.fieldnames and "metric.test_accuracy@200" in reader.fieldnames
     assert [row["status"] for row in rows] == ["ok", "failed", "ok", "ok", "ok", "ok"]
-    assert rows[4]["objective.valid_accuracy"] == "90.0" and rows[4]["metric.test_accuracy@200"] == "89.0"
+    assert (
+        float(rows[4]["objective.valid_accuracy"]) == 90.0
+        and float(rows[4]["metric.test_accuracy@200"]) == 89.0
+    )
     assert rows[1]["objective.valid_accuracy"] == "" and rows[1]["fitness"] == ""
     assert rows[3]["parents"] == "2" and rows[0]["parents"] == ""
     best = yaml.safe_load((run_dir / "best_arch.yaml").read_text())

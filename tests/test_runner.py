@@ -6,7 +6,7 @@ import pytest
 from toy_evaluator import FixedListConfig, ToyConfig, local_ray_session, make_config, trajectory
 
 from natsray.engine.checkpoint import read_journal
-from natsray.engine.runner import run_experiment
+from natsray.engine.runner import DEFAULT_BATCH, IN_PROCESS_BATCH, _batch_and_window, run_experiment
 from natsray.engine.scheduler import MAX_CACHE_STREAK
 from natsray.engine.summary import pareto_front
 from natsray.evaluators import EvaluatorError
@@ -39,12 +39,35 @@ def test_ordered_ray_run_equals_the_in_process_loop_for_any_actor_count(tmp_path
 
 
 def test_cheap_evaluations_are_batched_into_few_ray_calls(tmp_path):
-    config = make_config(strategy=RandomSearchConfig(), budget=BudgetConfig(evaluations=400), actors=2)
+    config = make_config(strategy=RandomSearchConfig(), budget=BudgetConfig(evaluations=2000), actors=2)
+    assert _batch_and_window(config, 2, cheap=True) == (25, 100)  # window: 5 % of the budget
     summary = run_experiment(config, tmp_path)
-    assert summary.evaluations == 400 and summary.stop_reason == "budget: evaluations"
-    assert summary.ray_calls <= 400 // 8, summary.ray_calls
+    assert summary.evaluations == 2000 and summary.stop_reason == "budget: evaluations"
+    assert 2000 // 25 <= summary.ray_calls <= 2000 // 25 + 4, summary.ray_calls
     workers = {r["worker"] for r in read_journal(tmp_path / "evaluations.jsonl")}
     assert len(workers) == 2
+
+
+@pytest.mark.parametrize(
+    ("engine", "actors", "evaluations", "cheap", "expected"),
+    [
+        ({}, 1, 100_000, True, (DEFAULT_BATCH, 2 * DEFAULT_BATCH)),  # two calls queued per actor
+        ({}, 2, None, True, (DEFAULT_BATCH, 4 * DEFAULT_BATCH)),  # no evaluation budget: no cap
+        ({}, 2, 1000, True, (13, 50)),  # capped at 5 % of the budget, the batch shrinks to match
+        ({}, 4, 100, True, (1, 8)),  # never below 2 per actor
+        ({"in_process": True}, 1, 100_000, True, (IN_PROCESS_BATCH, IN_PROCESS_BATCH)),
+        ({"in_process": True}, 1, 500, True, (25, 25)),
+        ({"batch_size": 8}, 2, 200, True, (8, 10)),  # an explicit batch is kept
+        ({"max_in_flight": 7}, 2, 1000, True, (DEFAULT_BATCH, 7)),  # an explicit window is kept
+        ({"mode": "simulated", "simulated_workers": 3}, 1, 1000, True, (IN_PROCESS_BATCH, 3)),
+        ({}, 3, 1000, False, (1, 6)),  # training: one candidate per call
+    ],
+)
+def test_default_batch_and_window(engine, actors, evaluations, cheap, expected):
+    budget = BudgetConfig(evaluations=evaluations, wall_seconds=None if evaluations else 60.0)
+    config = make_config(engine=EngineConfig(**engine), budget=budget, actors=actors)
+    workers = config.engine.simulated_workers if config.engine.mode == "simulated" else actors
+    assert _batch_and_window(config, workers, cheap) == expected
 
 
 def test_shared_inputs_are_prepared_once_and_reach_every_actor_read_only(tmp_path, monkeypatch):

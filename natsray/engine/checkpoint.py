@@ -91,12 +91,17 @@ class RunLock:
             self._handle.close()
 
 
-def atomic_write_json(path: str | Path, data: Any) -> None:
-    """Write ``data`` as JSON to ``path`` atomically (tmp file + fsync + ``os.replace``)."""
+def atomic_write_json(path: str | Path, data: Any, *, indent: int | None = 1) -> None:
+    """Write ``data`` as JSON to ``path`` atomically (tmp file + fsync + ``os.replace``).
+
+    ``indent=None`` writes one line with the C encoder (``json`` falls back to its pure-Python
+    encoder for indented output): for the engine's periodic ``checkpoint.json``.
+    """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
+    text = json.dumps(data, indent=indent, allow_nan=True)
     with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=1, allow_nan=True)
+        handle.write(text)
         handle.write("\n")
         handle.flush()
         os.fsync(handle.fileno())

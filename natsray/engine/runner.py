@@ -39,6 +39,7 @@ from natsray.engine.scheduler import Scheduler
 from natsray.engine.simulation import SimulatedPool, run_simulated
 from natsray.engine.summary import RunSummary
 from natsray.engine.weights import TopKWeights
+from natsray.engine.wire import ScoreDecoder, ScoreEncoder, pack_candidates, unpack_candidates
 from natsray.evaluators import BaseEvaluator, EvaluatorError, evaluator_class
 from natsray.experiment.config import ExperimentConfig, check_engine
 from natsray.records import Candidate, Objective, Result
@@ -46,9 +47,16 @@ from natsray.strategies import strategy_class
 
 __all__ = ["DEFAULT_BATCH", "RunSummary", "run_experiment"]
 
-DEFAULT_BATCH = 64
-"""Candidates per Ray call for cheap evaluators when ``engine.batch_size`` is not set (a Ray call
-costs the driver about a millisecond: 64 look-ups per call keep that under 20 µs per evaluation)."""
+DEFAULT_BATCH = 256
+"""Candidates per Ray call for cheap evaluators when ``engine.batch_size`` is not set. A Ray call
+costs the driver, the actor and Ray's own processes together about 1-2 ms of CPU on a 2-core
+machine; at 256 look-ups per call that is a few µs per evaluation (``benchmarks/throughput.py``)."""
+IN_PROCESS_BATCH = 64
+"""Candidates per evaluator call in the in-process loop (its window) when ``engine.batch_size`` is
+not set: there is no call to amortise, so the window stays small."""
+WINDOW_SHARE = 20
+"""With an evaluation budget, the default window is at most ``budget.evaluations // 20`` (but at
+least 2 per actor): a short run is not bred from its initial population alone."""
 
 _CHECKPOINT_VERSION = 1
 
@@ -144,6 +152,32 @@ def _objectives(config: ExperimentConfig) -> tuple[Objective, ...]:
     return tuple(Objective.parse(spec) for spec in ([specs] if isinstance(specs, str) else specs))
 
 
+def _batch_and_window(config: ExperimentConfig, workers: int, cheap: bool) -> tuple[int, int]:
+    """``(candidates per evaluator call, most candidates outstanding)`` from ``engine`` and the defaults.
+
+    Defaults: a cheap evaluator gets :data:`IN_PROCESS_BATCH` in the driver (in-process, simulated)
+    and :data:`DEFAULT_BATCH` per Ray call, training 1; the window is the batch in-process,
+    ``simulated_workers`` in simulated mode and ``2 * actors * batch`` on Ray (two calls queued
+    per actor), capped at 1 / :data:`WINDOW_SHARE` of an evaluation budget (a Ray call's batch
+    shrinks to match).
+    """
+    engine = config.engine
+    local = engine.in_process or engine.mode == "simulated"
+    batch = engine.batch_size or ((IN_PROCESS_BATCH if local else DEFAULT_BATCH) if cheap else 1)
+    if engine.max_in_flight is not None:
+        return batch, engine.max_in_flight
+    if engine.mode == "simulated":
+        return batch, workers
+    calls = 1 if engine.in_process else 2 * workers
+    window = calls * batch
+    evaluations = config.budget.evaluations
+    if evaluations is not None and window > max(2 * workers, evaluations // WINDOW_SHARE):
+        window = max(2 * workers, evaluations // WINDOW_SHARE)
+        if engine.batch_size is None:
+            batch = max(1, -(-window // calls))
+    return batch, window
+
+
 class _Session:
     """What every engine loop shares: scheduler, timing, checkpoints, summary, progress."""
 
@@ -166,13 +200,7 @@ class _Session:
         self.simulated = engine.mode == "simulated"
         self.cheap = evaluator_cls.cheap
         workers = engine.simulated_workers if self.simulated else config.resources.actors
-        self.batch_size = engine.batch_size or (DEFAULT_BATCH if self.cheap else 1)
-        if self.simulated:
-            window = engine.max_in_flight or workers
-        elif engine.in_process:
-            window = engine.max_in_flight or self.batch_size
-        else:
-            window = engine.max_in_flight or 2 * workers * self.batch_size
+        self.batch_size, window = _batch_and_window(config, workers, self.cheap)
         self.start = time.perf_counter()
         self.base_wall = float(checkpoint["wall_seconds"]) if checkpoint else 0.0
         self.ray_calls = int(checkpoint["ray_calls"]) if checkpoint else 0
@@ -277,7 +305,7 @@ class _Session:
             "engine": scheduler.state_dict(),
             "simulation": self.pool.state_dict() if self.pool else None,
         }
-        atomic_write_json(self.run_dir / CHECKPOINT_FILE, state)
+        atomic_write_json(self.run_dir / CHECKPOINT_FILE, state, indent=None)
         if self.top_k is not None:
             self.top_k.write_index()
         summary = scheduler.stats.summary(
@@ -347,6 +375,7 @@ class _EvaluatorActor:
         try:
             self.evaluator = evaluator_cls(config, shared)
             self.evaluator.setup()
+            self.encoder = ScoreEncoder(self.evaluator.per_cell())
         except Exception as exc:
             self.error = (
                 _one_line(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {_one_line(exc)}"
@@ -356,9 +385,10 @@ class _EvaluatorActor:
         """None when the evaluator is set up, else its one-line error."""
         return self.error
 
-    def evaluate(self, batch: list[Candidate]) -> tuple[float, list[Result]]:
-        """``(start wall time, results)`` of one batch."""
-        return time.time(), self.evaluator.evaluate(batch)
+    def evaluate(self, packed: tuple[list[Any], ...]) -> tuple[float, list[tuple[Any, ...]]]:
+        """``(start wall time, results)`` of one batch, both packed (:mod:`.wire`)."""
+        start = time.time()
+        return start, self.encoder.pack(self.evaluator.evaluate(unpack_candidates(packed)))
 
 
 class _ActorPool:
@@ -375,6 +405,8 @@ class _ActorPool:
         self._start_timeout = session.config.ray.actor_start_timeout_s
         self.actors = [self._remote.remote(*self._args) for _ in range(resources.actors)]
         self.generation = [0] * len(self.actors)
+        self.decoders = {(index, 0): ScoreDecoder() for index in range(len(self.actors))}
+        """Per (actor index, generation): the decoder of that actor incarnation's results."""
         self.busy = [0] * len(self.actors)
         self._check(self.actors)
 
@@ -402,6 +434,7 @@ class _ActorPool:
             ray.kill(self.actors[index])
         self.actors[index] = self._remote.remote(*self._args)
         self.generation[index] += 1
+        self.decoders[index, self.generation[index]] = ScoreDecoder()
         self.busy[index] = 0
         self._check([self.actors[index]])
 
@@ -442,17 +475,18 @@ def _loop(session: _Session, pool: _ActorPool) -> None:
                 free_slots = sum(calls_per_actor - busy for busy in pool.busy)
                 size = min(session.batch_size, -(-len(scheduler.queue) // max(free_slots, 1)))
                 batch = scheduler.take(size)
-                ref = pool.actors[index].evaluate.remote(batch)
+                ref = pool.actors[index].evaluate.remote(pack_candidates(batch))
                 inflight[ref] = (index, pool.generation[index], batch, time.time(), session.ray_calls)
                 pool.busy[index] += 1
                 session.ray_calls += 1
         if not inflight:
             scheduler.stop_reason = scheduler.stop_reason or "strategy stalled"
             break
-        ready, _ = ray.wait(list(inflight), num_returns=1, timeout=1.0)
-        if ready:
-            rest = [ref for ref in inflight if ref not in ready]
-            ready += ray.wait(rest, num_returns=len(rest), timeout=0)[0] if rest else []
+        refs = list(inflight)
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)  # all that are back, no blocking
+        if not ready:
+            ready, _ = ray.wait(refs, num_returns=1, timeout=1.0)
+        ready.sort(key=lambda ref: inflight[ref][4])  # an actor's calls in the order it ran them
         for ref in ready:
             if ref in inflight:  # a dead actor's other calls were already taken back
                 _collect(session, pool, inflight, ref)
@@ -466,7 +500,8 @@ def _collect(session: _Session, pool: _ActorPool, inflight: dict[Any, Any], ref:
     index, generation, batch, submitted, seq = inflight.pop(ref)
     current = pool.generation[index] == generation
     try:
-        started, results = ray.get(ref)
+        started, packed = ray.get(ref)
+        results = pool.decoders[index, generation].unpack(packed)
     except ray.exceptions.RayTaskError as exc:
         if current:
             pool.busy[index] -= 1

@@ -44,6 +44,7 @@ MAX_CACHE_STREAK = 10_000
 
 _FRAGMENT_CACHE = 20_000
 """Encoded per-cell line fragments kept (cleared when full; the space has 15,625 cells)."""
+_ANY_ARCH = Arch.from_code(0)  # a placeholder: a line fragment does not depend on the cell
 
 
 class Scheduler:
@@ -109,6 +110,8 @@ class Scheduler:
         self.replaying = False
         self._unwritten: list[str] = []
         self._fragments: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        self._same: dict[int, tuple[Any, ...]] = {}
+        self._wall: tuple[float | None, str] = (None, "")  # (wall_s, its and the worker's part of a line)
         self._worker: tuple[str | None, str] = (None, "null")
         self._extra: tuple[Any, str] = (None, "")
         self._checked_objectives = False
@@ -346,12 +349,12 @@ class Scheduler:
                 fitnesses.append(None if record.get("fitness") is None else tuple(record["fitness"]))
                 continue
             extra = extras.get(result.candidate_id) if extras else None
-            line, fitness = self._line(candidate, result, extra)
+            arch = candidate.arch.to_str()
+            line, fitness = self._line(candidate, arch, result, extra)
             lines.append(line)
             if self.observer is not None:
                 observed.append((candidate, result))
             fitnesses.append(fitness)
-            arch = candidate.arch.to_str()
             budget = candidate.budget
             if stats.count(arch, result.status is Status.OK, result.cost_s, fitness, budget):
                 record = self._record(candidate, result, fitness, extra)
@@ -415,18 +418,45 @@ class Scheduler:
         return True
 
     def _line(
-        self, candidate: Candidate, result: Result, extra: Mapping[str, Any] | None
+        self, candidate: Candidate, arch: str, result: Result, extra: Mapping[str, Any] | None
     ) -> tuple[str, tuple[float, ...] | None]:
         """The journal line of an evaluation (:func:`encode_record` of :meth:`_record`) and its fitness.
 
         Built from cached pieces: the part of the line made of the objectives, metrics and cost
         (and the fitness computed from them) is encoded once per distinct content, so repeats
-        of a cell in query mode cost an f-string.
+        of a cell in query mode cost an f-string. ``arch`` is ``candidate.arch.to_str()``.
         """
         if result.status is not Status.OK or (self.attempts and candidate.id in self.attempts):
             fitness = fitness_of(result, self.objectives)
             return encode_record(self._record(candidate, result, fitness, extra)), fitness
-        try:  # equal content, equal fragment: results unpickled from actors hold fresh dicts
+        objectives, metrics, cost = result.objectives, result.metrics, result.cost_s
+        same = self._same.get(id(objectives))  # results of one cell in one process share their dicts
+        if same is not None and same[0] is objectives and same[1] is metrics and same[2] == cost:
+            cached = same[3]
+        else:
+            cached = self._fragment(result)
+            if len(self._same) >= _FRAGMENT_CACHE:
+                self._same.clear()
+            # the entry pins the dicts, so their ids cannot be reused while it exists
+            self._same[id(objectives)] = (objectives, metrics, cost, cached)
+        if result.worker != self._worker[0] or result.wall_s != self._wall[0]:  # once per batch
+            self._worker = (result.worker, encode_record({"w": result.worker})[6:-2])
+            self._wall = (result.wall_s, f'"wall_s": {result.wall_s!r}, "worker": {self._worker[1]}')
+        if extra is not self._extra[0]:
+            self._extra = (extra, "".join([f', "{k}": {v!r}' for k, v in extra.items()]) if extra else "")
+        parents = candidate.parents
+        parents_text = str(parents[0]) if len(parents) == 1 else ", ".join(map(str, parents))
+        budget = "" if candidate.budget is None else f', "budget": {int(candidate.budget)}'
+        line = (
+            f'{{"candidate_id": {candidate.id}, "arch": "{arch}", {cached[1]}, {self._wall[1]}, '
+            f'"parents": [{parents_text}], "seed": {candidate.seed}{budget}{self._extra[1]}}}\n'
+        )
+        return line, cached[0]
+
+    def _fragment(self, result: Result) -> tuple[tuple[float, ...] | None, str]:
+        """(fitness, encoded ``nats_index`` .. ``cost_s`` part of the line) of an OK result, cached
+        by content: results unpickled from actors hold fresh dicts of equal content."""
+        try:
             key = (result.cost_s, *result.objectives.items(), *result.metrics.items())
             cached = self._fragments.get(key)
         except TypeError:  # an unhashable metric value
@@ -435,26 +465,14 @@ class Scheduler:
             if len(self._fragments) >= _FRAGMENT_CACHE:
                 self._fragments.clear()
             fitness = fitness_of(result, self.objectives)
-            whole = self._record(candidate, result, fitness, None)
+            whole = self._record(Candidate(0, _ANY_ARCH), result, fitness, None)
             keys = ("nats_index", "status", "objectives", "fitness", "metrics")
             part = {k: whole[k] for k in keys if k in whole}
             part["cost_s"] = result.cost_s
             cached = (fitness, encode_record(part)[1:-2])
             if key is not None:
                 self._fragments[key] = cached
-        if result.worker != self._worker[0]:
-            self._worker = (result.worker, encode_record({"w": result.worker})[6:-2])
-        if extra is not self._extra[0]:
-            self._extra = (extra, "".join([f', "{k}": {v!r}' for k, v in extra.items()]) if extra else "")
-        parents = candidate.parents
-        budget = "" if candidate.budget is None else f', "budget": {int(candidate.budget)}'
-        parents_text = str(parents[0]) if len(parents) == 1 else ", ".join(map(str, parents))
-        line = (
-            f'{{"candidate_id": {candidate.id}, "arch": "{candidate.arch.to_str()}", {cached[1]}, '
-            f'"wall_s": {result.wall_s!r}, "worker": {self._worker[1]}, "parents": [{parents_text}], '
-            f'"seed": {candidate.seed}{budget}{self._extra[1]}}}\n'
-        )
-        return line, cached[0]
+        return cached
 
     def _record(
         self,

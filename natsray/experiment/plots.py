@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
+import pyarrow.compute as pc
 
 from natsray.engine.summary import pareto_front
 from natsray.experiment.run_data import RunData
@@ -31,6 +31,7 @@ __all__ = [
     "plot_pareto",
     "plot_population",
     "plot_seeds",
+    "rolling_quantiles",
 ]
 
 _DPI = 100
@@ -101,10 +102,18 @@ def _spans_decades(values: np.ndarray) -> bool:
     return bool(finite.size) and bool((finite > 0).all()) and finite.max() / finite.min() > LOG_SPAN
 
 
-def _value(record: Mapping[str, Any], objective: Objective) -> float:
-    """The record's raw objective value, NaN when it failed or lacks it."""
-    value = (record.get("objectives") or {}).get(objective.name)
-    return float(value) if record.get("status") == "ok" and value is not None else math.nan
+def _values(run: RunData, objective: Objective) -> np.ndarray:
+    """Each evaluation's raw objective value, NaN where it failed or lacks it."""
+    values = run.column(f"objective.{objective.name}")
+    ok = _ok(run)
+    return values if ok.all() else np.where(ok, values, np.nan)
+
+
+def _ok(run: RunData) -> np.ndarray:
+    table = run.evaluated_table
+    if not table.num_rows:
+        return np.zeros(0, dtype=bool)
+    return pc.fill_null(pc.equal(table.column("status"), "ok"), False).to_numpy(zero_copy_only=False)
 
 
 def _best_so_far(values: np.ndarray, maximize: bool) -> np.ndarray:
@@ -116,14 +125,21 @@ def _best_so_far(values: np.ndarray, maximize: bool) -> np.ndarray:
 
 def _clock(run: RunData) -> tuple[np.ndarray, str]:
     """Each evaluation's finish time: simulated if recorded, else wall seconds since the first submit."""
-    evaluated = run.evaluated
-    simulated = [r.get("sim_finish", r.get("sim_finish_time")) for r in evaluated]
-    if evaluated and all(t is not None for t in simulated):
-        return np.array(simulated, dtype=float), "simulated seconds"
-    finish = np.array([float(r.get("finish_time") or math.nan) for r in evaluated])
-    starts = [r.get("submit_time") or r.get("start_time") or r.get("finish_time") for r in evaluated]
-    origin = min((float(s) for s in starts if s is not None), default=0.0)
+    simulated = _first_of(run, "sim_finish", "sim_finish_time")
+    if simulated.size and not np.isnan(simulated).any():
+        return simulated, "simulated seconds"
+    finish = run.column("finish_time")
+    starts = _first_of(run, "submit_time", "start_time", "finish_time")
+    origin = float(np.nanmin(starts)) if np.isfinite(starts).any() else 0.0
     return finish - origin, "wall seconds"
+
+
+def _first_of(run: RunData, *names: str) -> np.ndarray:
+    """Per evaluation, the first of the fields ``names`` it has (NaN where it has none)."""
+    values = run.column(names[0])
+    for name in names[1:]:
+        values = np.where(np.isnan(values), run.column(name), values)
+    return values
 
 
 def curves(run: RunData) -> dict[str, np.ndarray | str]:
@@ -140,7 +156,7 @@ def curves(run: RunData) -> dict[str, np.ndarray | str]:
 
 def _curves(run: RunData) -> dict[str, np.ndarray | str]:
     objective = run.objectives[0]
-    values = np.array([_value(r, objective) for r in run.evaluated])
+    values = _values(run, objective)
     times, clock = _clock(run)
     order = np.argsort(times, kind="stable")
     return {
@@ -166,21 +182,53 @@ def _save(fig: Any, path: Path) -> None:
     fig.savefig(path, dpi=_DPI)
 
 
+ROLLING_POINTS = 1000
+"""The rolling median and band of :func:`plot_population` are computed at up to this many evenly
+spaced evaluations (every evaluation of a shorter run); a 450-pixel-wide axis shows no more."""
+
+
+def rolling_quantiles(
+    values: np.ndarray, window: int, quantiles: Sequence[float] = (25, 50, 75), points: int = ROLLING_POINTS
+) -> tuple[np.ndarray, np.ndarray]:
+    """Quantiles of the trailing ``window`` of ``values`` (NaNs left out, linear interpolation as
+    ``np.percentile``; the first windows are shorter), at up to ``points`` evenly spaced positions.
+
+    Args:
+        values: Shape ``(n,)``.
+        window: Trailing window length (>= 1).
+        quantiles: Percentiles in [0, 100].
+        points: Most positions to compute.
+
+    Returns:
+        ``(positions, q)``: 0-based indices of the last value of each window, shape ``(m,)`` with
+        ``m = min(n, points)``, and ``q`` of shape ``(len(quantiles), m)`` (NaN for an all-NaN window).
+    """
+    n = len(values)
+    ends = np.unique(np.linspace(0, n - 1, min(n, points)).round().astype(int)) if n else np.zeros(0, int)
+    result = np.full((len(quantiles), ends.size), np.nan)
+    for j, end in enumerate(ends):
+        chunk = values[max(0, end + 1 - window) : end + 1]
+        chunk = chunk[~np.isnan(chunk)]
+        if chunk.size:
+            result[:, j] = np.percentile(chunk, quantiles)
+    return ends, result
+
+
 def plot_population(run: RunData, path: Path) -> Any:
     """Every evaluation's first objective with a rolling median and its 25-75 % band."""
     data = curves(run)
     values, index = data["values"], data["evaluations"]
     objective = run.objectives[0]
     fig, (axis,) = _figure()
-    axis.scatter(index, values, s=6, alpha=0.4, label="evaluation")
+    # markers of one Line2D: Agg stamps them (a scatter's PathCollection draws 100k paths one by one)
+    axis.plot(index, values, "o", ms=2.4, mew=0, alpha=0.4, label="evaluation")
     window = max(5, len(values) // 20)
-    # trailing window, NaN (failed) values left out, linear interpolation as np.percentile
-    rolling = pd.Series(values).rolling(window, min_periods=1)
-    q25, q50, q75 = (rolling.quantile(q).to_numpy() for q in (0.25, 0.5, 0.75))
+    ends, (q25, q50, q75) = rolling_quantiles(values, window)
     ok = ~np.isnan(q50)
     if ok.any():
-        axis.plot(index[ok], q50[ok], color="C1", label=f"rolling median ({window})")
-        axis.fill_between(index[ok], q25[ok], q75[ok], color="C1", alpha=0.25, label="25-75 % of the window")
+        x = index[ends][ok]
+        axis.plot(x, q50[ok], color="C1", label=f"rolling median ({window})")
+        axis.fill_between(x, q25[ok], q75[ok], color="C1", alpha=0.25, label="25-75 % of the window")
     axis.set_xlabel("evaluation (count)")
     axis.set_ylabel(metric_label(objective.name, run.config))
     axis.set_title(f"{run.path.name}: {objective.name} of every evaluation", fontsize=9)
@@ -193,11 +241,11 @@ def plot_population(run: RunData, path: Path) -> Any:
 def plot_pareto(run: RunData, path: Path) -> Any:
     """Evaluated cells and the Pareto front of the first two objectives (the rest named in the title)."""
     first, second = run.objectives[:2]
-    points = {}
-    for record in run.evaluated:
-        x, y = _value(record, first), _value(record, second)
+    points: dict[str, tuple[float, float]] = {}
+    archs = run.evaluated_table.column("arch").to_pylist()
+    for arch, x, y in zip(archs, _values(run, first).tolist(), _values(run, second).tolist(), strict=True):
         if not (math.isnan(x) or math.isnan(y)):
-            points.setdefault(record["arch"], (x, y))
+            points.setdefault(arch, (x, y))
     fitness = [
         (arch, (x if first.maximize else -x, y if second.maximize else -y)) for arch, (x, y) in points.items()
     ]

@@ -17,23 +17,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from natsray.compat import save_arch
 from natsray.engine.checkpoint import atomic_write_json
+from natsray.experiment.journal_table import write_csv
 from natsray.experiment.plots import plot_best, plot_pareto, plot_population, plot_seeds
 from natsray.experiment.run_data import RunData, load_run
 from natsray.search_space import Arch
 
 __all__ = ["RunData", "aggregate_runs", "finalize_run", "load_run", "report"]
 
-_CSV_FIRST = (
-    "candidate_id", "id", "arch", "canonical", "nats_index", "status", "fitness", "cost_s", "wall_s",
-    "worker", "submit_time", "start_time", "finish_time", "sim_submit", "sim_finish", "sim_finish_time",
-    "parents", "seed", "attempts", "cached", "cached_from", "error",
-)  # fmt: skip
-
 
 def _cell(value: Any) -> Any:
+    """A ``report.csv`` cell: lists ``;``-joined, None empty."""
     if value is None:
         return ""
     if isinstance(value, list | tuple):
@@ -41,55 +39,24 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def _write_csv(run: RunData, path: Path) -> None:
-    """One row per journal record; ``objectives`` / ``metrics`` become ``objective.X`` / ``metric.Y``.
-
-    Built column-wise with pandas (a 100,000-line journal takes about a second), plus the
-    ``canonical`` column (each cell's isomorphism-class representative, from the arch string).
-    Lists (``fitness``, ``parents``) are written ``;``-joined; missing values as empty cells.
-    """
-    import pandas as pd
-
-    frame = pd.DataFrame.from_records(list(run.records))
-    if frame.empty:
-        path.write_text("")
-        return
-    if "arch" in frame and "canonical" not in frame:
-        strings = {arch: Arch.from_str(arch).canonical().to_str() for arch in frame["arch"].unique()}
-        frame["canonical"] = frame["arch"].map(strings)
-    parts = [frame.drop(columns=[key for key in _PREFIX if key in frame])]
-    for key, prefix in _PREFIX.items():
-        if key in frame:
-            values = [value if isinstance(value, Mapping) else {} for value in frame[key]]  # NaN where absent
-            nested = pd.DataFrame.from_records(values, index=frame.index)
-            parts.append(nested.add_prefix(f"{prefix}."))
-    table = pd.concat(parts, axis=1)
-    for column in ("fitness", "parents"):  # the journal's list fields
-        if column in table:
-            table[column] = [
-                ";".join(map(str, value)) if isinstance(value, list | tuple) else value
-                for value in table[column]
-            ]
-    for column in _INTEGER_COLUMNS:  # a missing value must not turn ids into floats ("0.0")
-        if column in table and table[column].dtype.kind == "f":
-            table[column] = table[column].astype("Int64")
-    first = [name for name in _CSV_FIRST if name in table.columns]
-    nested_columns = [c for c in table.columns if c.startswith(("objective.", "metric."))]
-    rest = [c for c in table.columns if c not in first and c not in nested_columns]
-    table[first + rest + nested_columns].to_csv(path, index=False)
-
-
-_PREFIX = {"objectives": "objective", "metrics": "metric"}
-_INTEGER_COLUMNS = ("candidate_id", "id", "nats_index", "seed", "attempts", "budget", "metric.nats_index")
-
-
 def _best_record(run: RunData) -> Mapping[str, Any] | None:
+    """The evaluated record of the summary's best candidate, else the one of highest fitness
+    (ties: the first); None when nothing succeeded."""
+    table = run.evaluated_table
+    if table.num_rows == 0 or "fitness" not in table.column_names:
+        return None
     best_id = (run.summary or {}).get("best_candidate_id")
-    scored = [r for r in run.evaluated if r.get("fitness") is not None]
-    for record in scored:
-        if best_id is not None and record.get("candidate_id", record.get("id")) == best_id:
-            return record
-    return max(scored, key=lambda r: tuple(r["fitness"]), default=None)
+    scored = pc.is_valid(table.column("fitness"))
+    if best_id is not None:
+        for name in ("candidate_id", "id"):
+            if name in table.column_names and pa.types.is_integer(table.schema.field(name).type):
+                hits = pc.and_(scored, pc.fill_null(pc.equal(table.column(name), best_id), False))
+                index = pc.index(hits, True).as_py()
+                if index >= 0:
+                    return run.evaluated_record(index)
+    fitness = table.column("fitness").to_pylist()
+    candidates = [(tuple(value), -i) for i, value in enumerate(fitness) if value is not None]
+    return run.evaluated_record(-max(candidates)[1]) if candidates else None
 
 
 def finalize_run(run_dir: str | Path) -> None:
@@ -100,7 +67,7 @@ def finalize_run(run_dir: str | Path) -> None:
     with two or more objectives, ``pareto_front.png`` (first two objectives, all evaluated cells).
     """
     run = load_run(run_dir)
-    _write_csv(run, run.path / "evaluations.csv")
+    write_csv(run.table, run.path / "evaluations.csv")
     best = _best_record(run)
     if best is not None:
         dataset = ((run.config or {}).get("evaluator") or {}).get("dataset")
@@ -112,7 +79,7 @@ def finalize_run(run_dir: str | Path) -> None:
         )
     if (
         not run.objectives
-        or not run.evaluated
+        or not run.evaluated_table.num_rows
         or not ((run.config or {}).get("output") or {}).get("plots", True)
     ):
         return
@@ -122,13 +89,18 @@ def finalize_run(run_dir: str | Path) -> None:
         plot_pareto(run, run.path / "pareto_front.png")
 
 
+def _failed(run: RunData) -> int:
+    table = run.evaluated_table
+    return table.num_rows and int(pc.sum(pc.not_equal(table.column("status"), "ok")).as_py() or 0)
+
+
 def _final(run: RunData) -> dict[str, float]:
     """The run's final numbers: best objectives and metrics, counts and seconds."""
     summary = run.summary or {}
     best = _best_record(run) or {}
     values: dict[str, Any] = {
-        "evaluations": summary.get("evaluations", len(run.evaluated)),
-        "failed": summary.get("failed", sum(r.get("status") != "ok" for r in run.evaluated)),
+        "evaluations": summary.get("evaluations", run.evaluated_table.num_rows),
+        "failed": summary.get("failed", _failed(run)),
         "simulated_seconds": summary.get("simulated_seconds"),
         "wall_seconds": summary.get("wall_seconds"),
     }
@@ -261,7 +233,7 @@ def report(run_dirs: Sequence[str | Path], out_dir: str | Path | None = None) ->
         writer.writerows({key: _cell(value) for key, value in row.items()} for row in rows)
     order = [i for members in groups.values() for i in members]
     _print_table([rows[i] for i in order], [c for c in columns if c not in ("run", "best_arch")])
-    if all(run.objectives and run.evaluated for run in runs):
+    if all(run.objectives and run.evaluated_table.num_rows for run in runs):
         plot_best(runs, groups, out / "best_so_far.png")
         plot_seeds(runs, groups, out / "best_so_far_seeds.png")
     print(f"wrote {out}")

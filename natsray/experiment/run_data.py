@@ -1,20 +1,27 @@
-"""One run directory, read: its journal records, summary, config and objectives.
+"""One run directory, read: its journal (as a columnar table and, on demand, as records), summary,
+config and objectives.
 
-The read-side model shared by :mod:`.report` (tables) and :mod:`.plots` (figures).
+The read-side model shared by :mod:`.report` (tables) and :mod:`.plots` (figures). The journal is
+read once, into an Arrow table (:mod:`.journal_table`); the per-line dicts of :attr:`RunData.records`
+are parsed only when something asks for them.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import yaml
 
 from natsray.engine.checkpoint import JOURNAL_FILE, SUMMARY_FILE, read_journal, read_json
+from natsray.experiment.journal_table import read_table, row_record
 from natsray.records import Objective
 
 __all__ = ["RunData", "load_run"]
@@ -26,23 +33,56 @@ class RunData:
 
     Attributes:
         path: The run directory.
-        records: Journal records in file order (a torn last line left out).
+        table: The journal as a flat table, one row per complete line in file order (layout:
+            :mod:`natsray.experiment.journal_table`).
         summary: ``summary.json`` content, None while the run has not finished once.
         config: ``config.yaml`` as plain data, None when absent.
-        objectives: The run's objectives (from the summary, else the config, else the records).
+        objectives: The run's objectives (from the summary, else the config, else the journal).
     """
 
     path: Path
-    records: tuple[Mapping[str, Any], ...]
+    table: pa.Table
     summary: Mapping[str, Any] | None
     config: Mapping[str, Any] | None
     objectives: tuple[Objective, ...]
+
+    @functools.cached_property
+    def records(self) -> tuple[Mapping[str, Any], ...]:
+        """Journal records in file order (a torn last line left out), parsed on first use."""
+        return tuple(read_journal(self.path / JOURNAL_FILE)[: self.table.num_rows])
 
     @functools.cached_property
     def evaluated(self) -> list[Mapping[str, Any]]:
         """Records of real evaluations, in finish order (``cached: true`` lines of journals written
         by natsray 0.1, which journaled cache answers, left out); computed once."""
         return [record for record in self.records if not record.get("cached")]
+
+    @functools.cached_property
+    def evaluated_table(self) -> pa.Table:
+        """:attr:`table` without the ``cached: true`` lines (the rows of :attr:`evaluated`)."""
+        if "cached" not in self.table.column_names:
+            return self.table
+        return self.table.filter(pc.invert(pc.fill_null(self.table.column("cached"), False)))
+
+    def column(self, name: str) -> np.ndarray:
+        """Column ``name`` of :attr:`evaluated_table` as a float array (NaN where null or absent).
+
+        Raises:
+            ValueError: when the column holds text.
+        """
+        table = self.evaluated_table
+        if name not in table.column_names:
+            return np.full(table.num_rows, np.nan)
+        column = table.column(name)
+        if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
+            if pa.types.is_null(column.type):
+                return np.full(table.num_rows, np.nan)
+            raise ValueError(f"{self.path / JOURNAL_FILE}: field {name!r} is not numeric ({column.type})")
+        return pc.fill_null(column.cast(pa.float64()), np.nan).to_numpy()
+
+    def evaluated_record(self, index: int) -> dict[str, Any]:
+        """Row ``index`` of :attr:`evaluated_table` as a journal record (null fields left out)."""
+        return row_record(self.evaluated_table, index)
 
     @property
     def seed(self) -> int | None:
@@ -65,24 +105,20 @@ class RunData:
         return json.dumps(rest, sort_keys=True, default=str)
 
 
-def _read_journal(path: Path) -> list[dict[str, Any]]:
-    records = read_journal(path)
-    for number, record in enumerate(records, start=1):
-        if not isinstance(record, dict) or "arch" not in record or "status" not in record:
-            raise ValueError(f"{path}: line {number} is not an evaluation record (needs 'arch' and 'status')")
-    return records
-
-
 def _objectives(
-    summary: Mapping[str, Any] | None, config: Mapping[str, Any] | None, records: Sequence[Mapping[str, Any]]
+    summary: Mapping[str, Any] | None, config: Mapping[str, Any] | None, table: pa.Table
 ) -> tuple[Objective, ...]:
     specs: Any = (summary or {}).get("objectives") or ((config or {}).get("evaluator") or {}).get("objective")
     if isinstance(specs, str):
         specs = [specs]
-    if not specs:
-        first_ok = next((r for r in records if r.get("status") == "ok" and r.get("objectives")), None)
-        specs = list(first_ok["objectives"]) if first_ok else []
-    return tuple(Objective.parse(spec) for spec in specs)
+    if not specs:  # the objectives of the first successful line that has any (maximised)
+        ok = table.filter(pc.equal(table.column("status"), "ok")) if table.num_rows else table
+        names = [name for name in ok.column_names if name.startswith("objective.")]
+        for i in range(ok.num_rows):
+            specs = [name.partition(".")[2] for name in names if ok.column(name)[i].is_valid]
+            if specs:
+                break
+    return tuple(Objective.parse(spec) for spec in specs or ())
 
 
 def load_run(run_dir: str | Path) -> RunData:
@@ -94,7 +130,7 @@ def load_run(run_dir: str | Path) -> RunData:
     path = Path(run_dir)
     if not path.is_dir():
         raise ValueError(f"{path}: no such run directory")
-    records = _read_journal(path / JOURNAL_FILE)
+    table = read_table(path / JOURNAL_FILE)
     summary = read_json(path / SUMMARY_FILE)
     config = None
     if (path / "config.yaml").is_file():
@@ -102,4 +138,4 @@ def load_run(run_dir: str | Path) -> RunData:
             config = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8"))
         except yaml.YAMLError as exc:
             raise ValueError(f"{path / 'config.yaml'}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    return RunData(path, tuple(records), summary, config, _objectives(summary, config, records))
+    return RunData(path, table, summary, config, _objectives(summary, config, table))

@@ -66,6 +66,7 @@ _PLACE = tuple(len(OPS) ** (NUM_EDGES - 1 - edge) for edge in range(NUM_EDGES))
 _OTHERS = tuple(tuple(j for j in range(len(OPS)) if j != i) for i in range(len(OPS)))
 """For each op index, the other op indices in :data:`OPS` order."""
 _EDGE_INDEX = {edge: position for position, edge in enumerate(EDGES)}
+_NUM_OPS = len(OPS)
 
 
 def _with_op(arch: Arch, edge: int, new: int) -> Arch:
@@ -118,6 +119,14 @@ def mutate_node(arch: Arch, rng: Rng) -> Arch:
     each input of node 2 with 1/6, each input of node 3 with 1/9. Use it to reproduce
     NATS-Bench's regularized-evolution numbers (``exps/NATS-algos/regularized_ea.py``).
     """
+    if type(rng) is random.Random:  # the hot path of query-mode REA: the same draws as _below's
+        choice = rng.choice
+        node = 1 + choice(_RANGES[NUM_NODES - 1])
+        edge = _EDGE_INDEX[node, choice(_RANGES[node])]
+        code = arch.code
+        place = _PLACE[edge]
+        old = code // place % _NUM_OPS
+        return Arch.from_code(code + (choice(_OTHERS[old]) - old) * place)
     node = 1 + _below(rng, NUM_NODES - 1)
     edge = _EDGE_INDEX[node, _below(rng, node)]
     old = arch.code // _PLACE[edge] % len(OPS)

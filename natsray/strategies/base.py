@@ -22,7 +22,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
-from natsray.records import Candidate, candidate_seed
+from natsray.records import Candidate, candidate_seeds
 from natsray.search_space import Arch
 from natsray.search_space.seen import SeenCells
 
@@ -33,6 +33,9 @@ MAX_REDRAWS = 100
 uniformly random unseen cell (pymoo's duplicate elimination also retries 100 times)."""
 
 Fitness = tuple[float, ...] | None
+
+_SEED_BLOCK = 1024
+"""Candidate seeds are computed this many at a time (:func:`~natsray.records.candidate_seeds`)."""
 
 
 def rng_state(rng: random.Random) -> list[Any]:
@@ -77,6 +80,7 @@ class Strategy(ABC):
         self.next_id = 0
         self.seen: SeenCells | None = None
         self.fallbacks = 0
+        self._seeds: tuple[int, list[int]] = (0, [])  # (first id, seeds of ids first..): computed in blocks
 
     def attach_seen(self, seen: SeenCells | None) -> None:
         """Propose only cells not in ``seen`` from now on (None: no de-duplication).
@@ -114,8 +118,12 @@ class Strategy(ABC):
 
     def _propose(self, arch: Arch, parents: tuple[int, ...] = ()) -> Candidate:
         """A new candidate with the next sequential id and its derived seed; marks ``arch`` seen."""
-        candidate = Candidate(self.next_id, arch, parents, candidate_seed(self.seed, self.next_id))
-        self.next_id += 1
+        candidate_id = self.next_id
+        first, seeds = self._seeds
+        if not 0 <= candidate_id - first < len(seeds):
+            first, seeds = self._seeds = (candidate_id, candidate_seeds(self.seed, candidate_id, _SEED_BLOCK))
+        candidate = Candidate(candidate_id, arch, parents, seeds[candidate_id - first])
+        self.next_id = candidate_id + 1
         if self.seen is not None:
             self.seen.add(arch)
         return candidate
