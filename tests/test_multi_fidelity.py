@@ -60,7 +60,7 @@ def test_journal_line_fast_path_carries_the_budget(tmp_path) -> None:
     result = Result(3, Status.OK, {"score": 1.5}, {"nats_index": 9}, 2.0, 0.1, worker="w")
     for budget in (None, 12, 200):
         candidate = Candidate(3, Arch.from_code(9), (1,), 99, budget)
-        line, fitness = scheduler._line(candidate, result, None)
+        line, fitness = scheduler._line(candidate, candidate.arch.to_str(), result, None)
         assert line == encode_record(scheduler._record(candidate, result, fitness, None))
         assert json.loads(line).get("budget") == budget
 

@@ -121,14 +121,16 @@ class EngineConfig:
             (no Ray: simulate ``simulated_workers`` asynchronous workers with an event clock
             driven by each evaluation's benchmark cost).
         simulated_workers: Worker count of ``simulated`` mode.
-        batch_size: Candidates per Ray call; ``None`` sizes it automatically for cheap
-            evaluators (1 for training).
+        batch_size: Candidates per evaluator call; ``None``: 256 per Ray call and 64
+            in-process for cheap evaluators, 1 for training (on Ray, fewer when the default
+            window is capped by the budget).
         max_retries: Re-submissions of a candidate whose actor died, before it is
             recorded as failed.
         in_process: Evaluate in the driver process without Ray (cheap evaluators only).
         max_in_flight: Most candidates asked but not yet told at any time (the strategy's
-            window). ``None``: ``2 * actors * batch_size`` (``simulated_workers`` in simulated
-            mode). In ``ordered`` mode the trajectory depends only on the seed and this
+            window). ``None``: ``2 * actors * batch_size`` on Ray, ``batch_size`` in-process,
+            ``simulated_workers`` in simulated mode; with ``budget.evaluations`` at most 5 % of
+            it (at least 2 per actor). In ``ordered`` mode the trajectory depends only on the seed and this
             window, so fix it to compare runs with different actor counts.
     """
 
