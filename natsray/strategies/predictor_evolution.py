@@ -39,7 +39,7 @@ from natsray.search_space.encoding import ENCODINGS
 from natsray.search_space.operators import random_sample
 from natsray.strategies.base import Fitness, Strategy
 from natsray.strategies.selection import Member, members_from_json, members_to_json
-from natsray.strategies.surrogate import SURROGATES, Surrogate, SurrogateConfig, make_surrogate
+from natsray.strategies.surrogate import SURROGATES, TARGETS, Surrogate, SurrogateConfig, make_surrogate
 
 __all__ = [
     "ACQUISITIONS",
@@ -78,8 +78,13 @@ class PredictorEvolutionConfig:
             (all 264 cells within two edges, every one- and two-edge mutation).
         explore: Uniform random unproposed cells added to the candidates of each ranking, so the
             surrogate can send the search to another region of the space (0: none).
+        candidates: ``evolution`` (the neighbourhoods above plus ``explore`` random cells) or ``all``
+            (every cell not yet proposed: BANANAS-style acquisition optimisation over the whole
+            space, which this small space allows).
         encoding: ``onehot`` (30 dims) or ``path`` (155, BANANAS') input of the surrogate.
         surrogate: ``gp`` or ``mlp`` (see :mod:`natsray.strategies.surrogate`).
+        target: The surrogate's target: ``standard``, ``rank`` or ``log``
+            (:func:`~natsray.strategies.surrogate.transform_targets`).
         ensemble: Members of the ``mlp`` ensemble.
         epochs: Adam steps per ``mlp`` member.
         acquisition: ``ucb`` (mean + kappa * std), ``its`` (one independent Thompson sample per
@@ -97,8 +102,10 @@ class PredictorEvolutionConfig:
     parents: int = 3
     radius: int = 1
     explore: int = 50
+    candidates: Literal["evolution", "all"] = "evolution"
     encoding: Literal["onehot", "path"] = "onehot"
     surrogate: Literal["gp", "mlp"] = "gp"
+    target: Literal["standard", "rank", "log"] = "standard"
     ensemble: int = 5
     epochs: int = 200
     acquisition: Literal["ucb", "its", "ei", "mean"] = "its"
@@ -116,6 +123,10 @@ class PredictorEvolutionConfig:
             raise ValueError(f"radius: must be 1 or 2, got {self.radius!r}")
         if self.encoding not in ("onehot", "path") or self.encoding not in ENCODINGS:
             raise ValueError(f"encoding: must be one of onehot, path, got {self.encoding!r}")
+        if self.candidates not in ("evolution", "all"):
+            raise ValueError(f"candidates: must be one of evolution, all, got {self.candidates!r}")
+        if self.target not in TARGETS:
+            raise ValueError(f"target: must be one of {', '.join(TARGETS)}, got {self.target!r}")
         if self.surrogate not in SURROGATES:
             raise ValueError(f"surrogate: must be one of {', '.join(SURROGATES)}, got {self.surrogate!r}")
         if self.acquisition not in ACQUISITIONS:
@@ -259,7 +270,9 @@ class PredictorEvolution(Strategy):
         x = encodings(config.encoding)[[candidate.arch.code for candidate, _ in rows]].astype(np.float64)
         y = np.array([fitness[0] for _, fitness in rows])
         model = make_surrogate(
-            SurrogateConfig(kind=config.surrogate, members=config.ensemble, epochs=config.epochs)
+            SurrogateConfig(
+                kind=config.surrogate, members=config.ensemble, epochs=config.epochs, target=config.target
+            )
         )
         retune = refit and (self._hyper is None or self.fits % GP_RETUNE_EVERY == 1)
         model.fit(
@@ -286,14 +299,34 @@ class PredictorEvolution(Strategy):
                 pool[code] = members[index][0].id
         return pool
 
-    def _rank(self) -> None:
-        """Fill ``_ranking`` from fresh candidates, best last."""
+    def _evolved(self) -> dict[int, int | None]:
+        """The ``evolution`` candidates: the neighbourhood of the ``parents`` best members (when all of
+        it was proposed, of the next ``parents``, and so on) plus ``explore`` random novel cells."""
         ordered = sorted(self._members.values(), key=lambda m: (tuple(-v for v in m[1]), m[0].id))
-        pool = self._candidates(ordered[: self.config.parents]) or self._candidates(ordered)
+        step = self.config.parents
+        pool: dict[int, int | None] = {}
+        for start in range(0, len(ordered), step):
+            pool = self._candidates(ordered[start : start + step])
+            if pool:
+                break
         for _ in range(self.config.explore if pool else 0):
             arch = self._random_novel()
             if arch is not None:
                 pool.setdefault(arch.code, None)
+        return pool
+
+    def _all_unproposed(self) -> dict[int, int | None]:
+        """The ``all`` candidates: every cell not proposed (nor seen, with de-duplication on)."""
+        free = np.ones(NUM_ARCHS, dtype=bool)
+        free[list(self._proposed)] = False
+        codes = np.flatnonzero(free).tolist()
+        if self.seen is not None:
+            codes = [code for code in codes if Arch.from_code(code) not in self.seen]
+        return dict.fromkeys(codes)
+
+    def _rank(self) -> None:
+        """Fill ``_ranking`` from fresh candidates, best last."""
+        pool = self._all_unproposed() if self.config.candidates == "all" else self._evolved()
         if not pool:
             self._ranking = []
             return
@@ -302,7 +335,7 @@ class PredictorEvolution(Strategy):
         assert self._model is not None
         codes = sorted(pool)
         mean, std = self._model.predict(encodings(self.config.encoding)[codes].astype(np.float64))
-        best = max(fitness[0] for _, fitness in self._members.values())
+        best = self._model.incumbent
         score = acquisition_scores(
             self.config.acquisition,
             mean,
