@@ -99,6 +99,8 @@ def main() -> None:
             "test_accuracy@200_mean": statistics.mean(accs),
             "test_accuracy@200_std": statistics.stdev(accs),
             "seconds_per_proposal": statistics.mean(r[2] for r in runs),
+            "evaluations_to_best": hits,
+            "test_accuracy@200": accs,
         }
         print(
             f"{args.set} {dataset}: median {row['median']:.1f} p75 {row['p75']:.1f} "

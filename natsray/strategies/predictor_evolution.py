@@ -9,15 +9,19 @@ result told.
 
 1. **Initial design.** ``num_init`` uniform random cells, never proposed before; a failed one is
    replaced. The surrogate phase starts once ``num_init`` of them succeeded.
-2. **Candidates.** Every one-edge neighbour of each of the ``parents`` best members (ties: lower id),
-   plus ``far_children`` random two-edge mutants per parent; cells this strategy already proposed (and,
-   with de-duplication on, cells the run has seen) are dropped. When nothing is left, the neighbourhood
-   of every member is used, and when that is exhausted too, a uniform random unproposed cell.
+2. **Candidates.** Every cell within ``radius`` edges of each of the ``parents`` best members (ties:
+   lower id), plus ``explore`` uniform random cells; cells this strategy already proposed (and, with
+   de-duplication on, cells the run has seen) are dropped. When the neighbourhoods of the best
+   ``parents`` are used up, those of the next ``parents`` members are taken (so the pool stays
+   bounded), and when every member's are, a uniform random unproposed cell. ``candidates: all``
+   replaces all this with every unproposed cell (BANANAS-style acquisition optimisation over the
+   whole space, which 15,625 cells allow).
 3. **Ranking.** The surrogate (:mod:`natsray.strategies.surrogate`) is refitted on all successful
-   results, in id order, once ``refit_every`` new successes have been told since the last fit; the
-   candidates are ranked by the acquisition (descending; ties: lower code) and proposed best first.
-   Further asks before the next refit take the next candidates of the same ranking (several workers);
-   an exhausted ranking is rebuilt from fresh candidates with the same model.
+   results, in id order, once ``refit_every`` new successes have been told since the last fit, on
+   rank-transformed targets by default; the candidates are ranked by the acquisition (expected
+   improvement by default; descending, ties: lower code) and proposed best first. Further asks before
+   the next refit take the next candidates of the same ranking (several workers); an exhausted
+   ranking is rebuilt from fresh candidates with the same model.
 
 The strategy never proposes a cell twice, with or without de-duplication: it keeps the codes it has
 proposed (``dedup: none`` therefore still evaluates each cell at most once per run, but the run may
@@ -101,14 +105,14 @@ class PredictorEvolutionConfig:
     num_init: int = 10
     parents: int = 3
     radius: int = 1
-    explore: int = 50
+    explore: int = 200
     candidates: Literal["evolution", "all"] = "evolution"
     encoding: Literal["onehot", "path"] = "onehot"
     surrogate: Literal["gp", "mlp"] = "gp"
-    target: Literal["standard", "rank", "log"] = "standard"
+    target: Literal["standard", "rank", "log"] = "rank"
     ensemble: int = 5
     epochs: int = 200
-    acquisition: Literal["ucb", "its", "ei", "mean"] = "its"
+    acquisition: Literal["ucb", "its", "ei", "mean"] = "ei"
     kappa: float = 0.5
     refit_every: int = 1
     max_train: int = 200
