@@ -25,6 +25,7 @@ Prints one line per dataset and appends them to ``benchmarks/results/predictor_t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import time
@@ -91,6 +92,7 @@ def main() -> None:
         hits, accs = [r[0] for r in runs], [r[1] for r in runs]
         row = {
             "set": json.loads(args.set),
+            "config": dataclasses.asdict(config),
             "dataset": dataset,
             "seeds": args.seeds,
             "cap": args.cap,

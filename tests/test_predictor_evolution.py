@@ -43,7 +43,8 @@ def drive(strategy: PredictorEvolution, steps: int, fail=lambda c: False) -> lis
 
 def test_registered_and_config_errors_name_the_field() -> None:
     assert strategy_class("predictor_evolution") is PredictorEvolution
-    for field, value in [("num_init", 0), ("radius", 3), ("kappa", -1.0), ("max_train", 0)]:
+    bad = [("num_init", 0), ("radius", 3), ("kappa", -1.0), ("max_train", 0), ("its_share", 1.5)]
+    for field, value in bad:
         with pytest.raises(ValueError, match=f"^{field}: "):
             PredictorEvolutionConfig(**{field: value})
     with pytest.raises(ValueError, match=r"^acquisition: .*got 'pi'"):
@@ -114,6 +115,15 @@ def test_acquisitions_rank_as_documented() -> None:
     assert np.argmax(acquisition_scores("ucb", mean, std, best=1.0, kappa=2, rng=rng)) == 1
     ei = acquisition_scores("ei", mean, std, best=1.0, kappa=2, rng=rng)
     assert ei[1] > ei[0] >= 0 and ei[2] < 1e-6
+    # ei+its: one uniform picks the acquisition of the whole ranking
+    kw = {"best": 1.0, "kappa": 2}
+    mixed = acquisition_scores("ei+its", mean, std, rng=np.random.default_rng(3), its_share=0.0, **kw)
+    assert np.array_equal(mixed, ei)
+    rng = np.random.default_rng(3)
+    rng.random()
+    its = acquisition_scores("its", mean, std, rng=rng, **kw)
+    mixed = acquisition_scores("ei+its", mean, std, rng=np.random.default_rng(3), its_share=1.0, **kw)
+    assert np.array_equal(mixed, its) and not np.array_equal(its, ei)
 
 
 def test_same_seed_same_proposals_and_the_search_climbs() -> None:

@@ -53,7 +53,7 @@ __all__ = [
     "encodings",
 ]
 
-ACQUISITIONS = ("ucb", "its", "ei", "mean")
+ACQUISITIONS = ("ucb", "its", "ei", "mean", "ei+its")
 GP_RETUNE_EVERY = 10
 """The ``gp`` surrogate searches its (length scale, noise) grid at the first fit and every 10th after;
 the fits in between reuse the last choice (one Cholesky factorisation instead of twelve)."""
@@ -93,8 +93,10 @@ class PredictorEvolutionConfig:
         epochs: Adam steps per ``mlp`` member.
         acquisition: ``ucb`` (mean + kappa * std), ``its`` (one independent Thompson sample per
             candidate from N(mean, std), BANANAS' default), ``ei`` (expected improvement over the best
-            told fitness) or ``mean``.
+            told fitness), ``mean``, or ``ei+its`` (each ranking by one of the two, see ``its_share``).
         kappa: Exploration weight of ``ucb``.
+        its_share: ``ei+its`` only: share of the rankings made by ``its`` (drawn per ranking from
+            the strategy's RNG); the others by ``ei``.
         refit_every: New successful results between surrogate fits.
         max_train: Most results the surrogate is fitted on: the best ``max_train`` (ties: lower id).
             Bounds the fit's cost (O(max_train^3)) however long the run, and keeps the model's
@@ -112,8 +114,9 @@ class PredictorEvolutionConfig:
     target: Literal["standard", "rank", "log"] = "rank"
     ensemble: int = 5
     epochs: int = 200
-    acquisition: Literal["ucb", "its", "ei", "mean"] = "ei"
+    acquisition: Literal["ucb", "its", "ei", "mean", "ei+its"] = "ei+its"
     kappa: float = 0.5
+    its_share: float = 0.5
     refit_every: int = 1
     max_train: int = 200
 
@@ -137,6 +140,8 @@ class PredictorEvolutionConfig:
             raise ValueError(
                 f"acquisition: must be one of {', '.join(ACQUISITIONS)}, got {self.acquisition!r}"
             )
+        if not 0.0 <= self.its_share <= 1.0:
+            raise ValueError(f"its_share: must be in [0, 1], got {self.its_share!r}")
         if not math.isfinite(self.kappa) or self.kappa < 0:
             raise ValueError(f"kappa: must be a finite number >= 0, got {self.kappa!r}")
 
@@ -166,12 +171,22 @@ def ball(radius: int) -> np.ndarray:
 
 
 def acquisition_scores(
-    kind: str, mean: np.ndarray, std: np.ndarray, *, best: float, kappa: float, rng: np.random.Generator
+    kind: str,
+    mean: np.ndarray,
+    std: np.ndarray,
+    *,
+    best: float,
+    kappa: float,
+    rng: np.random.Generator,
+    its_share: float = 0.5,
 ) -> np.ndarray:
     """Acquisition value per candidate (larger is better), ``(m,)`` from ``mean`` / ``std`` ``(m,)``.
 
-    ``its`` draws ``m`` normals from ``rng``; the others are deterministic.
+    ``its`` draws ``m`` normals from ``rng``; ``ei+its`` draws one uniform and is ``its`` with
+    probability ``its_share``, else ``ei``; the others are deterministic.
     """
+    if kind == "ei+its":
+        kind = "its" if rng.random() < its_share else "ei"
     if kind == "mean":
         return mean
     if kind == "ucb":
@@ -346,6 +361,7 @@ class PredictorEvolution(Strategy):
             std,
             best=best,
             kappa=self.config.kappa,
+            its_share=self.config.its_share,
             rng=np.random.default_rng(self.rng.getrandbits(63)),
         )
         order = np.lexsort((np.asarray(codes), -score))[::-1]  # best last; ties: lower code
