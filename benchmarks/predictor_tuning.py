@@ -12,8 +12,8 @@ measures, in one trajectory:
   as in the engine; cost = hp-12 training time + one validation pass, as the table evaluator's);
 - the strategy's seconds per ``ask`` + ``tell``.
 
-It reproduced the benchmark's per-seed figures (evaluations to the cell, test accuracy) on the seeds
-checked. Usage::
+It reproduced the benchmark's per-seed figures (evaluations to the cell, test accuracy) on the 9 runs
+checked (seeds 0-2 of the previous defaults, three datasets). Usage::
 
     python benchmarks/predictor_tuning.py --table /work/data/nats-tss.npz --set '{"target": "rank"}'
         [--seeds 1000:1050] [--cap 300] [--datasets cifar10,cifar100,ImageNet16-120]
