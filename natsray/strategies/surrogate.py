@@ -14,8 +14,10 @@ Two models, both deterministic given their ``seed`` and the training rows (in th
   (the caller's global torch RNG and thread count are left as they were), so the ensemble is
   bit-reproducible.
 
-Targets are standardised before fitting and predictions are mapped back, so a std is in the
-fitness's units (e.g. accuracy points).
+With ``target: standard`` the targets are standardised before fitting and predictions are mapped
+back, so a std is in the fitness's units (e.g. accuracy points); with ``rank`` or ``log``
+(:func:`transform_targets`) predictions stay in the transformed units, which are monotone in fitness,
+and :attr:`Surrogate.incumbent` is the best target in those units.
 
 Time budget (measured side by side on the project's loaded 2-core machine): ``gp`` fits 50 / 150 rows in
 5 / 23 ms and predicts 300 candidates in about 5 ms; ``mlp`` with 5 members x 200 epochs fits in 2.2 / 4.9 s.
