@@ -17,9 +17,12 @@ For each strategy, dataset and seed, through :func:`natsray.engine.runner.run_ex
 Usage::
 
     python benchmarks/sample_efficiency.py --table /work/data/nats-tss.npz [--seeds 100] [--cap 1000]
-        [--strategies predictor_evolution,local_search,...] [--workers 2]
+        [--strategies predictor_evolution,local_search,...] [--workers 2] [--merge]
 
-Writes ``benchmarks/results/sample_efficiency.json`` (rows and every run) and prints the table.
+Writes ``benchmarks/results/sample_efficiency.json`` (rows and every run) and prints the table. With
+``--merge``, the runs of the strategies not re-run are kept from the existing file (same seeds, cap
+and table required), so one strategy can be re-measured without re-running the baselines; the file
+then records the command of the kept runs too.
 """
 
 from __future__ import annotations
@@ -180,6 +183,7 @@ def main() -> None:
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
     parser.add_argument("--timing-seeds", type=int, default=5)
     parser.add_argument("--workers", type=int, default=2, help="processes running seeds in parallel")
+    parser.add_argument("--merge", action="store_true", help="keep the other strategies' runs from --out")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "sample_efficiency.json"))
     args = parser.parse_args()
     table = str(Path(args.table).resolve())
@@ -188,6 +192,7 @@ def main() -> None:
     if unknown:
         parser.error(f"--strategies: unknown {', '.join(unknown)}; expected some of {', '.join(STRATEGIES)}")
     cells = {d: best_signal_cell(table, d) for d in DATASETS}
+    args.kept = kept_runs(args, names) if args.merge else None
     jobs = [  # seed-major, so a run stopped early holds about as many seeds of every row
         (s, d, seed, table, cells[d][0], args.cap, seed < args.timing_seeds)
         for seed in range(args.seeds)
@@ -204,9 +209,30 @@ def main() -> None:
     write(args, cells, names, runs, time.perf_counter() - start)
 
 
+def kept_runs(args: argparse.Namespace, names: list[str]) -> dict[str, Any]:
+    """The ``--merge`` part of the existing ``--out``: its runs of strategies not in ``names``."""
+    old = json.loads(Path(args.out).read_text())
+    for field in ("seeds", "cap"):
+        if f"--{field} {getattr(args, field)} " not in old["command"] + " ":
+            raise SystemExit(f"--merge: {args.out} was not made with --{field} {getattr(args, field)}")
+    runs = [r for r in old["runs"] if r["strategy"] not in names]
+    return {
+        "command": old.get("kept_command", old["command"]),
+        "strategies": [s for s in STRATEGIES if any(r["strategy"] == s for r in runs)],
+        "elapsed_s": old.get("kept_elapsed_s", old["elapsed_s"]),
+        "runs": runs,
+    }
+
+
 def write(args: argparse.Namespace, cells, names, runs, elapsed: float, *, quiet: bool = False) -> None:
-    """Summarise ``runs`` into rows, print them (unless ``quiet``) and write the JSON file."""
+    """Summarise ``runs`` (plus the ``--merge`` kept runs) into rows, print them (unless ``quiet``) and
+    write the JSON file."""
     out_print = (lambda *a, **k: None) if quiet else print
+    kept = args.kept
+    complete = len(runs) == args.seeds * len(names) * len(DATASETS)
+    if kept is not None:
+        runs = kept["runs"] + runs
+        names = [s for s in STRATEGIES if s in names or s in kept["strategies"]]
 
     rows = []
     out_print(
@@ -251,6 +277,7 @@ def write(args: argparse.Namespace, cells, names, runs, elapsed: float, *, quiet
     command = (
         f"python benchmarks/sample_efficiency.py --table {args.table} --seeds {args.seeds} --cap {args.cap} "
         f"--strategies {args.strategies} --timing-seeds {args.timing_seeds} --workers {args.workers}"
+        + (" --merge" if kept is not None else "")
     )
     out.write_text(
         json.dumps(
@@ -259,7 +286,16 @@ def write(args: argparse.Namespace, cells, names, runs, elapsed: float, *, quiet
                 "machine": platform.platform(),
                 "cpus": os.cpu_count(),
                 "elapsed_s": elapsed,
-                "complete": len(runs) == args.seeds * len(names) * len(DATASETS),
+                "complete": complete,
+                **(
+                    {}
+                    if kept is None
+                    else {
+                        "kept_command": kept["command"],
+                        "kept_strategies": kept["strategies"],
+                        "kept_elapsed_s": kept["elapsed_s"],
+                    }
+                ),
                 "rows": rows,
                 "runs": runs,
             },

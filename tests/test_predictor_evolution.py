@@ -20,7 +20,7 @@ from natsray.strategies.predictor_evolution import (
     acquisition_scores,
     ball,
 )
-from natsray.strategies.surrogate import SurrogateConfig, make_surrogate
+from natsray.strategies.surrogate import SurrogateConfig, make_surrogate, transform_targets
 
 IN_PROCESS = EngineConfig(in_process=True, mode="ordered", batch_size=4)
 
@@ -43,11 +43,32 @@ def drive(strategy: PredictorEvolution, steps: int, fail=lambda c: False) -> lis
 
 def test_registered_and_config_errors_name_the_field() -> None:
     assert strategy_class("predictor_evolution") is PredictorEvolution
-    for field, value in [("num_init", 0), ("radius", 3), ("kappa", -1.0), ("max_train", 0)]:
+    bad = [("num_init", 0), ("radius", 3), ("kappa", -1.0), ("max_train", 0), ("its_share", 1.5)]
+    for field, value in bad:
         with pytest.raises(ValueError, match=f"^{field}: "):
             PredictorEvolutionConfig(**{field: value})
     with pytest.raises(ValueError, match=r"^acquisition: .*got 'pi'"):
         PredictorEvolutionConfig(acquisition="pi")
+    with pytest.raises(ValueError, match=r"^target: .*got 'exp'"):
+        PredictorEvolutionConfig(target="exp")
+    with pytest.raises(ValueError, match=r"^candidates: .*got 'some'"):
+        PredictorEvolutionConfig(candidates="some")
+
+
+def test_target_transforms_keep_the_order_and_tame_the_bad_tail() -> None:
+    y = np.array([10.0, 91.0, 93.5, 92.0, 93.0, 11.0])  # two diverged cells, four good ones
+    for kind in ("standard", "rank", "log"):
+        t = transform_targets(y, kind)
+        assert list(np.argsort(t, kind="stable")) == list(np.argsort(y, kind="stable"))
+        assert abs(t.mean()) < 1e-9
+    rank = transform_targets(y, "rank")
+    assert np.allclose(np.sort(rank), -np.sort(rank)[::-1])  # normal scores: symmetric about 0
+    gap = np.diff(np.sort(rank))  # equally spaced-ish normal scores: the 10 % cells do not stretch the scale
+    assert gap.max() / gap.min() < 3
+    standard = np.diff(np.sort(transform_targets(y, "standard")))
+    assert standard.max() / standard.min() > 50
+    with pytest.raises(ValueError, match=r"^target: "):
+        transform_targets(y, "exp")
 
 
 def test_ball_holds_exactly_the_cells_within_the_radius() -> None:
@@ -94,6 +115,15 @@ def test_acquisitions_rank_as_documented() -> None:
     assert np.argmax(acquisition_scores("ucb", mean, std, best=1.0, kappa=2, rng=rng)) == 1
     ei = acquisition_scores("ei", mean, std, best=1.0, kappa=2, rng=rng)
     assert ei[1] > ei[0] >= 0 and ei[2] < 1e-6
+    # ei+its: one uniform picks the acquisition of the whole ranking
+    kw = {"best": 1.0, "kappa": 2}
+    mixed = acquisition_scores("ei+its", mean, std, rng=np.random.default_rng(3), its_share=0.0, **kw)
+    assert np.array_equal(mixed, ei)
+    rng = np.random.default_rng(3)
+    rng.random()
+    its = acquisition_scores("its", mean, std, rng=rng, **kw)
+    mixed = acquisition_scores("ei+its", mean, std, rng=np.random.default_rng(3), its_share=1.0, **kw)
+    assert np.array_equal(mixed, its) and not np.array_equal(its, ei)
 
 
 def test_same_seed_same_proposals_and_the_search_climbs() -> None:
@@ -183,3 +213,28 @@ def test_killed_engine_run_resumes_to_the_uninterrupted_trajectory(tmp_path) -> 
     assert_kill_and_resume_is_exact(config, tmp_path, lines=33)
     codes = [Arch.from_str(r["arch"]).code for r in read_journal(tmp_path / "whole" / "evaluations.jsonl")]
     assert len(codes) == 70 and len(set(codes)) == 70  # no duplicate evaluations even with dedup: none
+
+
+def test_exhausted_parents_hand_over_to_the_next_best_not_to_every_member() -> None:
+    strategy = PredictorEvolution(PredictorEvolutionConfig(num_init=8, parents=1, explore=0), seed=0)
+    drive(strategy, 8)
+    ordered = sorted(strategy._members.values(), key=lambda m: (-m[1][0], m[0].id))
+    best, second = (m[0].arch.code for m in ordered[:2])
+    strategy._proposed.update(ball(1)[best].tolist())
+    pool = strategy._evolved()
+    assert pool and set(pool) <= set(ball(1)[second].tolist()) - strategy._proposed
+    assert set(pool.values()) == {ordered[1][0].id}
+
+
+def test_whole_space_candidates_propose_the_model_argmax() -> None:
+    config = PredictorEvolutionConfig(num_init=6, candidates="all", acquisition="mean", target="rank")
+    strategy = PredictorEvolution(config, seed=2)
+    drive(strategy, 6)
+    members = [strategy._members[i] for i in sorted(strategy._members)]
+    model = make_surrogate(SurrogateConfig(target="rank"))
+    model.fit(encode_many([c.arch for c, _ in members]), np.array([f[0] for _, f in members]), seed=0)
+    mean = model.predict(encode_many([Arch.from_code(c) for c in range(15_625)]))[0]
+    mean[[c.arch.code for c, _ in members]] = -np.inf
+    assert strategy.ask().arch.code == int(np.argmax(mean))
+    codes = drive(strategy, 20)
+    assert len(set(codes)) == 20 and not set(codes) & {c.arch.code for c, _ in members}

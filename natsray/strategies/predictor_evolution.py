@@ -9,15 +9,19 @@ result told.
 
 1. **Initial design.** ``num_init`` uniform random cells, never proposed before; a failed one is
    replaced. The surrogate phase starts once ``num_init`` of them succeeded.
-2. **Candidates.** Every one-edge neighbour of each of the ``parents`` best members (ties: lower id),
-   plus ``far_children`` random two-edge mutants per parent; cells this strategy already proposed (and,
-   with de-duplication on, cells the run has seen) are dropped. When nothing is left, the neighbourhood
-   of every member is used, and when that is exhausted too, a uniform random unproposed cell.
+2. **Candidates.** Every cell within ``radius`` edges of each of the ``parents`` best members (ties:
+   lower id), plus ``explore`` uniform random cells; cells this strategy already proposed (and, with
+   de-duplication on, cells the run has seen) are dropped. When the neighbourhoods of the best
+   ``parents`` are used up, those of the next ``parents`` members are taken (so the pool stays
+   bounded), and when every member's are, a uniform random unproposed cell. ``candidates: all``
+   replaces all this with every unproposed cell (BANANAS-style acquisition optimisation over the
+   whole space, which 15,625 cells allow).
 3. **Ranking.** The surrogate (:mod:`natsray.strategies.surrogate`) is refitted on all successful
-   results, in id order, once ``refit_every`` new successes have been told since the last fit; the
-   candidates are ranked by the acquisition (descending; ties: lower code) and proposed best first.
-   Further asks before the next refit take the next candidates of the same ranking (several workers);
-   an exhausted ranking is rebuilt from fresh candidates with the same model.
+   results, in id order, once ``refit_every`` new successes have been told since the last fit, on
+   rank-transformed targets by default; the candidates are ranked by the acquisition (expected
+   improvement by default; descending, ties: lower code) and proposed best first. Further asks before
+   the next refit take the next candidates of the same ranking (several workers); an exhausted
+   ranking is rebuilt from fresh candidates with the same model.
 
 The strategy never proposes a cell twice, with or without de-duplication: it keeps the codes it has
 proposed (``dedup: none`` therefore still evaluates each cell at most once per run, but the run may
@@ -39,7 +43,7 @@ from natsray.search_space.encoding import ENCODINGS
 from natsray.search_space.operators import random_sample
 from natsray.strategies.base import Fitness, Strategy
 from natsray.strategies.selection import Member, members_from_json, members_to_json
-from natsray.strategies.surrogate import SURROGATES, Surrogate, SurrogateConfig, make_surrogate
+from natsray.strategies.surrogate import SURROGATES, TARGETS, Surrogate, SurrogateConfig, make_surrogate
 
 __all__ = [
     "ACQUISITIONS",
@@ -49,7 +53,7 @@ __all__ = [
     "encodings",
 ]
 
-ACQUISITIONS = ("ucb", "its", "ei", "mean")
+ACQUISITIONS = ("ucb", "its", "ei", "mean", "ei+its")
 GP_RETUNE_EVERY = 10
 """The ``gp`` surrogate searches its (length scale, noise) grid at the first fit and every 10th after;
 the fits in between reuse the last choice (one Cholesky factorisation instead of twelve)."""
@@ -78,14 +82,21 @@ class PredictorEvolutionConfig:
             (all 264 cells within two edges, every one- and two-edge mutation).
         explore: Uniform random unproposed cells added to the candidates of each ranking, so the
             surrogate can send the search to another region of the space (0: none).
+        candidates: ``evolution`` (the neighbourhoods above plus ``explore`` random cells) or ``all``
+            (every cell not yet proposed: BANANAS-style acquisition optimisation over the whole
+            space, which this small space allows).
         encoding: ``onehot`` (30 dims) or ``path`` (155, BANANAS') input of the surrogate.
         surrogate: ``gp`` or ``mlp`` (see :mod:`natsray.strategies.surrogate`).
+        target: The surrogate's target: ``standard``, ``rank`` or ``log``
+            (:func:`~natsray.strategies.surrogate.transform_targets`).
         ensemble: Members of the ``mlp`` ensemble.
         epochs: Adam steps per ``mlp`` member.
         acquisition: ``ucb`` (mean + kappa * std), ``its`` (one independent Thompson sample per
             candidate from N(mean, std), BANANAS' default), ``ei`` (expected improvement over the best
-            told fitness) or ``mean``.
+            told fitness), ``mean``, or ``ei+its`` (each ranking by one of the two, see ``its_share``).
         kappa: Exploration weight of ``ucb``.
+        its_share: ``ei+its`` only: share of the rankings made by ``its`` (drawn per ranking from
+            the strategy's RNG); the others by ``ei``.
         refit_every: New successful results between surrogate fits.
         max_train: Most results the surrogate is fitted on: the best ``max_train`` (ties: lower id).
             Bounds the fit's cost (O(max_train^3)) however long the run, and keeps the model's
@@ -96,13 +107,16 @@ class PredictorEvolutionConfig:
     num_init: int = 10
     parents: int = 3
     radius: int = 1
-    explore: int = 50
+    explore: int = 200
+    candidates: Literal["evolution", "all"] = "evolution"
     encoding: Literal["onehot", "path"] = "onehot"
     surrogate: Literal["gp", "mlp"] = "gp"
+    target: Literal["standard", "rank", "log"] = "rank"
     ensemble: int = 5
     epochs: int = 200
-    acquisition: Literal["ucb", "its", "ei", "mean"] = "its"
+    acquisition: Literal["ucb", "its", "ei", "mean", "ei+its"] = "ei+its"
     kappa: float = 0.5
+    its_share: float = 0.5
     refit_every: int = 1
     max_train: int = 200
 
@@ -116,12 +130,18 @@ class PredictorEvolutionConfig:
             raise ValueError(f"radius: must be 1 or 2, got {self.radius!r}")
         if self.encoding not in ("onehot", "path") or self.encoding not in ENCODINGS:
             raise ValueError(f"encoding: must be one of onehot, path, got {self.encoding!r}")
+        if self.candidates not in ("evolution", "all"):
+            raise ValueError(f"candidates: must be one of evolution, all, got {self.candidates!r}")
+        if self.target not in TARGETS:
+            raise ValueError(f"target: must be one of {', '.join(TARGETS)}, got {self.target!r}")
         if self.surrogate not in SURROGATES:
             raise ValueError(f"surrogate: must be one of {', '.join(SURROGATES)}, got {self.surrogate!r}")
         if self.acquisition not in ACQUISITIONS:
             raise ValueError(
                 f"acquisition: must be one of {', '.join(ACQUISITIONS)}, got {self.acquisition!r}"
             )
+        if not 0.0 <= self.its_share <= 1.0:
+            raise ValueError(f"its_share: must be in [0, 1], got {self.its_share!r}")
         if not math.isfinite(self.kappa) or self.kappa < 0:
             raise ValueError(f"kappa: must be a finite number >= 0, got {self.kappa!r}")
 
@@ -151,12 +171,22 @@ def ball(radius: int) -> np.ndarray:
 
 
 def acquisition_scores(
-    kind: str, mean: np.ndarray, std: np.ndarray, *, best: float, kappa: float, rng: np.random.Generator
+    kind: str,
+    mean: np.ndarray,
+    std: np.ndarray,
+    *,
+    best: float,
+    kappa: float,
+    rng: np.random.Generator,
+    its_share: float = 0.5,
 ) -> np.ndarray:
     """Acquisition value per candidate (larger is better), ``(m,)`` from ``mean`` / ``std`` ``(m,)``.
 
-    ``its`` draws ``m`` normals from ``rng``; the others are deterministic.
+    ``its`` draws ``m`` normals from ``rng``; ``ei+its`` draws one uniform and is ``its`` with
+    probability ``its_share``, else ``ei``; the others are deterministic.
     """
+    if kind == "ei+its":
+        kind = "its" if rng.random() < its_share else "ei"
     if kind == "mean":
         return mean
     if kind == "ucb":
@@ -259,7 +289,9 @@ class PredictorEvolution(Strategy):
         x = encodings(config.encoding)[[candidate.arch.code for candidate, _ in rows]].astype(np.float64)
         y = np.array([fitness[0] for _, fitness in rows])
         model = make_surrogate(
-            SurrogateConfig(kind=config.surrogate, members=config.ensemble, epochs=config.epochs)
+            SurrogateConfig(
+                kind=config.surrogate, members=config.ensemble, epochs=config.epochs, target=config.target
+            )
         )
         retune = refit and (self._hyper is None or self.fits % GP_RETUNE_EVERY == 1)
         model.fit(
@@ -286,14 +318,34 @@ class PredictorEvolution(Strategy):
                 pool[code] = members[index][0].id
         return pool
 
-    def _rank(self) -> None:
-        """Fill ``_ranking`` from fresh candidates, best last."""
+    def _evolved(self) -> dict[int, int | None]:
+        """The ``evolution`` candidates: the neighbourhood of the ``parents`` best members (when all of
+        it was proposed, of the next ``parents``, and so on) plus ``explore`` random novel cells."""
         ordered = sorted(self._members.values(), key=lambda m: (tuple(-v for v in m[1]), m[0].id))
-        pool = self._candidates(ordered[: self.config.parents]) or self._candidates(ordered)
+        step = self.config.parents
+        pool: dict[int, int | None] = {}
+        for start in range(0, len(ordered), step):
+            pool = self._candidates(ordered[start : start + step])
+            if pool:
+                break
         for _ in range(self.config.explore if pool else 0):
             arch = self._random_novel()
             if arch is not None:
                 pool.setdefault(arch.code, None)
+        return pool
+
+    def _all_unproposed(self) -> dict[int, int | None]:
+        """The ``all`` candidates: every cell not proposed (nor seen, with de-duplication on)."""
+        free = np.ones(NUM_ARCHS, dtype=bool)
+        free[list(self._proposed)] = False
+        codes = np.flatnonzero(free).tolist()
+        if self.seen is not None:
+            codes = [code for code in codes if Arch.from_code(code) not in self.seen]
+        return dict.fromkeys(codes)
+
+    def _rank(self) -> None:
+        """Fill ``_ranking`` from fresh candidates, best last."""
+        pool = self._all_unproposed() if self.config.candidates == "all" else self._evolved()
         if not pool:
             self._ranking = []
             return
@@ -302,13 +354,14 @@ class PredictorEvolution(Strategy):
         assert self._model is not None
         codes = sorted(pool)
         mean, std = self._model.predict(encodings(self.config.encoding)[codes].astype(np.float64))
-        best = max(fitness[0] for _, fitness in self._members.values())
+        best = self._model.incumbent
         score = acquisition_scores(
             self.config.acquisition,
             mean,
             std,
             best=best,
             kappa=self.config.kappa,
+            its_share=self.config.its_share,
             rng=np.random.default_rng(self.rng.getrandbits(63)),
         )
         order = np.lexsort((np.asarray(codes), -score))[::-1]  # best last; ties: lower code
