@@ -91,11 +91,13 @@ class RunLock:
             self._handle.close()
 
 
-def atomic_write_json(path: str | Path, data: Any, *, indent: int | None = 1) -> None:
+def atomic_write_json(path: str | Path, data: Any, *, indent: int | None = 1, durable: bool = True) -> None:
     """Write ``data`` as JSON to ``path`` atomically (tmp file + fsync + ``os.replace``).
 
     ``indent=None`` writes one line with the C encoder (``json`` falls back to its pure-Python
-    encoder for indented output): for the engine's periodic ``checkpoint.json``.
+    encoder for indented output): for the engine's periodic ``checkpoint.json``. ``durable=False``
+    skips the two ``fsync`` calls: the replace is still atomic for a killed process, only a power
+    loss may leave the old content (for files that are rewritten from the journal anyway).
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
@@ -104,9 +106,11 @@ def atomic_write_json(path: str | Path, data: Any, *, indent: int | None = 1) ->
         handle.write(text)
         handle.write("\n")
         handle.flush()
-        os.fsync(handle.fileno())
+        if durable:
+            os.fsync(handle.fileno())
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    if durable:
+        _fsync_dir(path.parent)
 
 
 def read_json(path: str | Path) -> Any | None:

@@ -317,7 +317,8 @@ class _Session:
             ray_calls=self.ray_calls,
             mode=self.config.engine.mode,
         )
-        atomic_write_json(self.run_dir / SUMMARY_FILE, summary.to_dict())
+        # the summary is derived from the journal and rewritten at the end: durable only then
+        atomic_write_json(self.run_dir / SUMMARY_FILE, summary.to_dict(), durable=finished)
         self.last_told = scheduler.told
         self.last_time = time.perf_counter()
         return summary
