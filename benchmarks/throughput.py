@@ -2,9 +2,10 @@
 
 The reference is ``../shared/bench/bare_rea.py`` (REA P=10 S=3 over the real hp-12 numbers, one dict
 look-up per evaluation, no framework), run in this process right before AND right after each engine
-run; each engine figure is divided by the mean of its two neighbours, so machine noise hits both
-sides of a ratio alike. The engine runs the same protocol (REA P=10 S=3, cifar10, hp 12,
-``dedup: none``, table evaluator, 100,000 evaluations by default):
+run (each side the median of ``--bare-runs`` runs, default 3: a single sub-second run of it swings by
+a third on a shared machine); each engine figure is divided by the mean of its two neighbours, so
+machine noise hits both sides of a ratio alike. The engine runs the same protocol (REA P=10 S=3,
+cifar10, hp 12, ``dedup: none``, table evaluator, 100,000 evaluations by default):
 
 * ``in-process``: the real command, ``natsray run`` in a subprocess (``engine.in_process: true``).
   Its rate is evaluations / the run's own wall seconds (``summary.json``); ``start-up + finish`` is
@@ -121,6 +122,9 @@ def main() -> None:
     parser.add_argument("--evaluations", type=int, default=100_000)
     parser.add_argument("--actors", type=int, nargs="*", default=[1, 2])
     parser.add_argument("--repeats", type=int, default=1, help="run the whole table this many times")
+    parser.add_argument(
+        "--bare-runs", type=int, default=3, help="plain-loop runs before and after each engine run (median)"
+    )
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "throughput.json"))
     args = parser.parse_args()
     if not Path(args.table).is_file():
@@ -129,7 +133,9 @@ def main() -> None:
     numbers = bare.load("cifar10")
 
     def reference() -> float:
-        return bare.bare_rea(numbers, args.evaluations, 0)[0]
+        """The plain loop's rate: the median of ``--bare-runs`` runs (one run of it swings by 30 %+)."""
+        rates = [bare.bare_rea(numbers, args.evaluations, 0)[0] for _ in range(args.bare_runs)]
+        return statistics.median(rates)
 
     rows: list[dict[str, Any]] = []
     for repeat in range(1, args.repeats + 1):
