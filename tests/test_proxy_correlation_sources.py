@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import archive_factory as factory
+from benchmark_scripts import load_benchmark
 
 from natsray.evaluators.table import export_table
 
@@ -20,12 +20,7 @@ N_RECORDS = 8
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location(
-        "proxy_correlation", ROOT / "benchmarks" / "proxy_correlation.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("proxy_correlation")
 
 
 @pytest.fixture(scope="module")
