@@ -33,7 +33,7 @@ def write(path: Path, records: list, tail: str = "") -> Path:
 RECORDS = [
     line(0, A, 80.0),
     line(1, B, None, error="boom"),
-    line(2, A, 81.25, finish_time=3.5),
+    line(2, A, 81.25, finish_time=3.5, extra={"node": "n1"}),
     line(3, B, 90.0, metrics={"nats_index": 3, "test_accuracy@200": 88.5}),
 ]
 
@@ -50,6 +50,7 @@ def test_fast_and_python_readers_give_the_same_flat_table(tmp_path, monkeypatch)
     assert "objective.valid_accuracy" in fast.column_names and "metric.test_accuracy@200" in fast.column_names
     assert row_record(fast, 3) == RECORDS[3]
     assert row_record(fast, 1) == RECORDS[1]
+    assert fast.column("extra.node").to_pylist() == [None, None, "n1", None]  # any other mapping: a.b
 
 
 def test_a_field_of_mixed_types_falls_back_and_is_kept_as_text(tmp_path):

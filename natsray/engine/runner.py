@@ -386,8 +386,8 @@ class _EvaluatorActor:
         """None when the evaluator is set up, else its one-line error."""
         return self.error
 
-    def evaluate(self, packed: tuple[list[Any], ...]) -> tuple[float, list[tuple[Any, ...]]]:
-        """``(start wall time, results)`` of one batch, both packed (:mod:`.wire`)."""
+    def evaluate(self, packed: bytes) -> tuple[float, bytes]:
+        """``(start wall time, results)`` of one batch; candidates and results packed (:mod:`.wire`)."""
         start = time.time()
         return start, self.encoder.pack(self.evaluator.evaluate(unpack_candidates(packed)))
 

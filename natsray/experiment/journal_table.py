@@ -135,7 +135,7 @@ def read_table(path: str | Path) -> pa.Table:
         return _flatten(table)
     records = read_journal(path)  # names a corrupt line
     _validate(path, records)
-    return _from_records(records)
+    return _flatten(_from_records(records))
 
 
 def row_record(table: pa.Table, index: int) -> dict[str, Any]:
