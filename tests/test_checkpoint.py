@@ -66,6 +66,7 @@ def test_run_files_hold_what_the_engine_promises(tmp_path):
     assert "canonical" not in first and "cached" not in first  # derivable / never journaled
     assert "submit_time" not in first  # in-process: one finish time per batch, no queue times
     assert summary.evaluations == 30 == len(records) and summary.cached == 0
+    assert (summary.batch_size, summary.window) == (4, 2)  # as used: the window capped by the budget
     on_disk = json.loads((tmp_path / "summary.json").read_text())
     assert on_disk == json.loads(json.dumps(summary.to_dict()))
     best = max((r for r in records if r["fitness"]), key=lambda r: r["fitness"])
@@ -119,3 +120,18 @@ def test_a_run_directory_has_one_writer_at_a_time(tmp_path):
         RunLock(tmp_path, timeout=0.2)
     holder.release()
     RunLock(tmp_path, timeout=0.2).release()  # free again once the holder let go
+
+
+def test_resume_names_the_journal_line_whose_cell_is_corrupt(tmp_path):
+    config = make_config(engine=IN_PROCESS, budget=BudgetConfig(evaluations=20))
+    run_experiment(config, tmp_path)
+    path = tmp_path / "evaluations.jsonl"
+    lines = path.read_text().splitlines(keepends=True)
+    record = json.loads(lines[6])
+    record["arch"] = record["arch"].replace("~0|", "~9|", 1)  # valid JSON, not a cell
+    lines[6] = json.dumps(record) + "\n"
+    path.write_text("".join(lines))
+    with pytest.raises(ValueError, match=r"evaluations.jsonl: line 7: "):
+        run_experiment(
+            make_config(engine=IN_PROCESS, budget=BudgetConfig(evaluations=30)), tmp_path, resume=True
+        )

@@ -95,7 +95,7 @@ def test_csv_cells(tmp_path):
     assert [int(row["seed"]) for row in rows] == [r["seed"] for r in RECORDS]  # integers stay exact
     assert rows[2]["finish_time"] == "3.5" and rows[0]["finish_time"] == ""
     write_csv(pa.table({}), tmp_path / "empty.csv")
-    assert (tmp_path / "empty.csv").read_text() == ""
+    assert (tmp_path / "empty.csv").read_text() == '"candidate_id","arch","canonical","status"\n'
 
 
 def test_run_columns_skip_cache_lines_of_old_journals(tmp_path):

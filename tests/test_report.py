@@ -307,3 +307,43 @@ def test_output_plots_false_writes_the_table_but_no_png(tmp_path: Path) -> None:
         assert sorted(p.name for p in run_dir.glob("*.png")) == (
             ["best_so_far.png", "fitness.png"] if plots else []
         )
+
+
+def test_a_stale_summary_gives_way_to_the_journal(tmp_path: Path, capsys) -> None:
+    """A run killed after its last checkpoint: its summary counts fewer evaluations than the journal."""
+    records = [record(i, v) for i, v in enumerate(VALUES)]
+    stale = {"best_candidate_id": 2, "objectives": ["valid_accuracy:max"], "evaluations": 3, "failed": 1}
+    stale |= {"best_objectives": {"valid_accuracy": 85.0}, "stop_reason": None}
+    run_dir = write_run(tmp_path / "r", records, cfg=config(0), summary=stale)
+    run = load_run(run_dir)
+    assert run.summary is None  # stale
+    result = report([run_dir], tmp_path / "cmp")
+    (row,) = result["runs"]
+    assert row["evaluations"] == 6 and row["failed"] == 1 and row["stop_reason"] == "unfinished"
+    assert row["best.valid_accuracy"] == 90.0 and row["best_arch"] == ARCHS[4].to_str()  # found after it
+    fresh = dict(stale, evaluations=6, best_candidate_id=4, best_objectives={"valid_accuracy": 90.0})
+    (run_dir / "summary.json").write_text(json.dumps(fresh | {"stop_reason": "budget: evaluations"}))
+    assert load_run(run_dir).summary["evaluations"] == 6
+
+
+def test_report_refuses_a_directory_that_is_not_a_run(tmp_path: Path) -> None:
+    (tmp_path / "notes").mkdir()
+    with pytest.raises(ValueError, match=r"notes: not a run directory \(no evaluations.jsonl"):
+        load_run(tmp_path / "notes")
+
+
+def test_a_bad_cell_in_a_valid_line_is_named_with_file_and_line(tmp_path: Path) -> None:
+    records = [{k: v for k, v in record(i, v).items() if k != "canonical"} for i, v in enumerate(VALUES)]
+    records[3]["arch"] = "|nor_conv_3x3~0|+|bogus~0|none~1|+|none~0|none~1|none~2|"  # as the engine writes
+    run_dir = write_run(tmp_path / "r", records, cfg=config(0))
+    with pytest.raises(ValueError, match=r"evaluations.jsonl: line 4: .*bogus"):
+        finalize_run(run_dir)
+
+
+def test_an_empty_journal_writes_a_csv_with_a_header(tmp_path: Path) -> None:
+    import pandas as pd
+
+    run_dir = write_run(tmp_path / "r", [], cfg=config(0))
+    finalize_run(run_dir)
+    frame = pd.read_csv(run_dir / "evaluations.csv")
+    assert frame.empty and list(frame.columns) == ["candidate_id", "arch", "canonical", "status"]

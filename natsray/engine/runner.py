@@ -317,6 +317,7 @@ class _Session:
             ray_calls=self.ray_calls,
             mode=self.config.engine.mode,
         )
+        summary = replace(summary, batch_size=self.batch_size, window=scheduler.window)
         # the summary is derived from the journal and rewritten at the end: durable only then
         atomic_write_json(self.run_dir / SUMMARY_FILE, summary.to_dict(), durable=finished)
         self.last_told = scheduler.told

@@ -164,8 +164,11 @@ class Scheduler:
             if number >= covered:
                 self._tail[int(record["candidate_id"])] = record
                 continue
+            try:
+                arch = Arch.from_str(record["arch"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ValueError(f"{self.journal.path}: line {number + 1}: {exc}") from None
             self._note(record)
-            arch = Arch.from_str(record["arch"])
             result_id = int(record["candidate_id"])
             if self.seen is not None:
                 self.seen.add(arch)  # (a promotion's cell was seen at its lower budget already)

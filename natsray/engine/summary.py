@@ -42,6 +42,9 @@ class RunSummary:
             (``candidate_id``, ``arch``, ``objectives``); None for one objective.
         ray_calls: Remote evaluation calls made (0 without Ray).
         mode: The engine mode.
+        batch_size: Candidates per evaluator call the run used (``engine.batch_size`` or its
+            default); None where not recorded.
+        window: Most candidates asked but not yet told (``engine.max_in_flight`` or its default).
     """
 
     best_arch: str | None
@@ -60,6 +63,8 @@ class RunSummary:
     pareto_front: tuple[Mapping[str, Any], ...] | None
     ray_calls: int
     mode: str
+    batch_size: int | None = None
+    window: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (tuples become lists)."""

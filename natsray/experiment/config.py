@@ -122,8 +122,8 @@ class EngineConfig:
             driven by each evaluation's benchmark cost).
         simulated_workers: Worker count of ``simulated`` mode.
         batch_size: Candidates per evaluator call; ``None``: 256 per Ray call and 64
-            in-process for cheap evaluators, 1 for training (on Ray, fewer when the default
-            window is capped by the budget).
+            in-process for cheap evaluators, 1 for training (fewer when the default window is
+            capped by the budget).
         max_retries: Re-submissions of a candidate whose actor died, before it is
             recorded as failed.
         in_process: Evaluate in the driver process without Ray (cheap evaluators only).

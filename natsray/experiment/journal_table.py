@@ -43,6 +43,7 @@ CSV_FIRST = (
 )  # fmt: skip
 """Leading columns of ``evaluations.csv`` (those present); then the other scalar fields, then the
 ``objective.*`` and ``metric.*`` columns."""
+_ALWAYS = ("candidate_id", "arch", "canonical", "status")
 _BLOCK = 16 << 20  # Arrow parses in blocks; a line longer than one falls back to the Python reader
 
 
@@ -170,7 +171,13 @@ def _canonical(arch: pa.ChunkedArray) -> pa.ChunkedArray:
     from natsray.search_space import Arch
 
     encoded = arch.combine_chunks().dictionary_encode()
-    canonical = [Arch.from_str(text).canonical().to_str() for text in encoded.dictionary.to_pylist()]
+    canonical = []
+    for text in encoded.dictionary.to_pylist():
+        try:
+            canonical.append(Arch.from_str(text).canonical().to_str())
+        except ValueError as exc:
+            line = pc.index(arch, text).as_py() + 1
+            raise ValueError(f"line {line}: {exc}") from None
     return pa.chunked_array([pa.array(canonical, type=pa.string()).take(encoded.indices)])
 
 
@@ -180,11 +187,14 @@ def write_csv(table: pa.Table, path: str | Path) -> None:
     Adds the ``canonical`` column, joins list columns with ``;``, writes nulls as empty cells and
     orders the columns as :data:`CSV_FIRST`, the other scalar fields, then ``objective.*`` and
     ``metric.*``. Text values are quoted; numbers are written in their shortest exact form
-    (``80``, ``0.00001``). An empty table writes an empty file.
+    (``80``, ``0.00001``). An empty table writes the header ``candidate_id,arch,canonical,status``.
+
+    Raises:
+        ValueError: ``line N: ...`` naming the first line whose ``arch`` is not a NATS cell string.
     """
     path = Path(path)
-    if table.num_rows == 0:
-        path.write_text("")
+    if table.num_rows == 0:  # the header of the fields every line has, so readers see the columns
+        path.write_text(",".join(f'"{name}"' for name in _ALWAYS) + "\n")
         return
     if "arch" in table.column_names and "canonical" not in table.column_names:
         table = table.append_column("canonical", _canonical(table.column("arch")))

@@ -67,7 +67,10 @@ def finalize_run(run_dir: str | Path) -> None:
     with two or more objectives, ``pareto_front.png`` (first two objectives, all evaluated cells).
     """
     run = load_run(run_dir)
-    write_csv(run.table, run.path / "evaluations.csv")
+    try:
+        write_csv(run.table, run.path / "evaluations.csv")
+    except ValueError as exc:
+        raise ValueError(f"{run.path / 'evaluations.jsonl'}: {exc}") from None
     best = _best_record(run)
     if best is not None:
         dataset = ((run.config or {}).get("evaluator") or {}).get("dataset")
@@ -212,7 +215,7 @@ def report(run_dirs: Sequence[str | Path], out_dir: str | Path | None = None) ->
         summary = run.summary or {}
         row = {"run": str(run.path), "group": group_of[i], "seed": run.seed, "best_arch": best.get("arch")}
         row.update(_final(run))
-        row["stop_reason"] = summary.get("stop_reason")
+        row["stop_reason"] = summary.get("stop_reason") if run.summary is not None else "unfinished"
         rows.append(row)
     result = {
         "runs": rows,

@@ -35,7 +35,9 @@ class RunData:
         path: The run directory.
         table: The journal as a flat table, one row per complete line in file order (layout:
             :mod:`natsray.experiment.journal_table`).
-        summary: ``summary.json`` content, None while the run has not finished once.
+        summary: ``summary.json`` content; None while the run has not finished once, and when the
+            summary counts fewer evaluations than the journal holds (a run killed after its last
+            checkpoint: its summary is stale, so counts and the best cell come from the journal).
         config: ``config.yaml`` as plain data, None when absent.
         objectives: The run's objectives (from the summary, else the config, else the journal).
     """
@@ -121,6 +123,12 @@ def _objectives(
     return tuple(Objective.parse(spec) for spec in specs or ())
 
 
+def _evaluated_rows(table: pa.Table) -> int:
+    if "cached" not in table.column_names:
+        return table.num_rows
+    return table.num_rows - int(pc.sum(pc.fill_null(table.column("cached"), False)).as_py() or 0)
+
+
 def load_run(run_dir: str | Path) -> RunData:
     """Read a run directory (finished, interrupted or still running).
 
@@ -130,8 +138,13 @@ def load_run(run_dir: str | Path) -> RunData:
     path = Path(run_dir)
     if not path.is_dir():
         raise ValueError(f"{path}: no such run directory")
-    table = read_table(path / JOURNAL_FILE)
+    journal = path / JOURNAL_FILE
+    if not journal.exists() and not any((path / name).is_file() for name in (SUMMARY_FILE, "config.yaml")):
+        raise ValueError(f"{path}: not a run directory (no {JOURNAL_FILE}, {SUMMARY_FILE} or config.yaml)")
+    table = read_table(journal)
     summary = read_json(path / SUMMARY_FILE)
+    if summary is not None and summary.get("evaluations") not in (None, _evaluated_rows(table)):
+        summary = None  # written at a checkpoint the journal has since passed (a killed run): stale
     config = None
     if (path / "config.yaml").is_file():
         try:
