@@ -127,7 +127,7 @@ class PredictorEvolutionConfig:
     its_share: float = 0.5
     refit_every: int = 1
     max_train: int = 200
-    stall: int = 10
+    stall: int = 0
 
     def __post_init__(self) -> None:
         for field in ("num_init", "parents", "ensemble", "epochs", "refit_every", "max_train"):
