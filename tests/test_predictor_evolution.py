@@ -238,3 +238,31 @@ def test_whole_space_candidates_propose_the_model_argmax() -> None:
     assert strategy.ask().arch.code == int(np.argmax(mean))
     codes = drive(strategy, 20)
     assert len(set(codes)) == 20 and not set(codes) & {c.arch.code for c, _ in members}
+
+
+def test_stall_spends_one_ranking_per_stall_results_on_the_whole_space() -> None:
+    """Every ``stall``-th success without improvement ranks every unproposed cell, as ``candidates: all``."""
+    kw = {"num_init": 6, "acquisition": "mean", "explore": 0}
+    config = PredictorEvolutionConfig(stall=3, **kw)
+    strategy = PredictorEvolution(config, seed=4)
+    stalled = []
+    for _ in range(60):
+        stalled.append(strategy._stalled())
+        if stalled[-1]:
+            break
+        drive(strategy, 1)
+    assert stalled[-1] and not any(stalled[:-1])
+    members = strategy._members
+    best = max(members, key=lambda i: (members[i][1][0], -i))
+    assert sum(i > best for i in members) == 3  # three results since the last improvement
+    state = json.loads(json.dumps(strategy.state_dict()))
+    whole = PredictorEvolution(PredictorEvolutionConfig(candidates="all", stall=0, **kw), seed=4)
+    local = PredictorEvolution(PredictorEvolutionConfig(stall=0, **kw), seed=4)
+    whole.load_state_dict(state)
+    local.load_state_dict(state)
+    proposal, reference, neighbour = strategy.ask(), whole.ask(), local.ask()
+    assert (proposal.arch, proposal.parents) == (reference.arch, ()) and neighbour.parents  # not a neighbour
+    strategy.tell(strategy.ask(), (-1.0,))  # a fourth result without improvement: back to neighbourhoods
+    assert not strategy._stalled()
+    with pytest.raises(ValueError, match=r"^stall: .*got -1"):
+        PredictorEvolutionConfig(stall=-1)

@@ -15,7 +15,10 @@ result told.
    ``parents`` are used up, those of the next ``parents`` members are taken (so the pool stays
    bounded), and when every member's are, a uniform random unproposed cell. ``candidates: all``
    replaces all this with every unproposed cell (BANANAS-style acquisition optimisation over the
-   whole space, which 15,625 cells allow).
+   whole space, which 15,625 cells allow). With ``stall`` > 0, a ranking made when the best told
+   fitness was last improved a positive multiple of ``stall`` successes ago uses those whole-space
+   candidates once (a tail guard: a search settled around a local optimum gets one proposal from anywhere
+   in the space per ``stall`` evaluations without improvement).
 3. **Ranking.** The surrogate (:mod:`natsray.strategies.surrogate`) is refitted on all successful
    results, in id order, once ``refit_every`` new successes have been told since the last fit, on
    rank-transformed targets by default; the candidates are ranked by the acquisition (expected
@@ -98,6 +101,11 @@ class PredictorEvolutionConfig:
         its_share: ``ei+its`` only: share of the rankings made by ``its`` (drawn per ranking from
             the strategy's RNG); the others by ``ei``.
         refit_every: New successful results between surrogate fits.
+        stall: Tail guard (0: off). When the best told fitness was last improved ``s`` successful
+            results ago (``s`` = successes with a larger id than the best member's) and ``s`` is a
+            positive multiple of ``stall``, that ranking is made over every unproposed cell (as
+            ``candidates: all``) instead of the neighbourhoods: one whole-space proposal per ``stall``
+            evaluations without improvement, so a search stuck around a local optimum gets out.
         max_train: Most results the surrogate is fitted on: the best ``max_train`` (ties: lower id).
             Bounds the fit's cost (O(max_train^3)) however long the run, and keeps the model's
             capacity on the top of the space, where the acquisition looks.
@@ -119,11 +127,14 @@ class PredictorEvolutionConfig:
     its_share: float = 0.5
     refit_every: int = 1
     max_train: int = 200
+    stall: int = 0
 
     def __post_init__(self) -> None:
         for field in ("num_init", "parents", "ensemble", "epochs", "refit_every", "max_train"):
             if getattr(self, field) < 1:
                 raise ValueError(f"{field}: must be >= 1, got {getattr(self, field)}")
+        if self.stall < 0:
+            raise ValueError(f"stall: must be >= 0, got {self.stall}")
         if self.explore < 0:
             raise ValueError(f"explore: must be >= 0, got {self.explore}")
         if self.radius not in (1, 2):
@@ -343,9 +354,19 @@ class PredictorEvolution(Strategy):
             codes = [code for code in codes if Arch.from_code(code) not in self.seen]
         return dict.fromkeys(codes)
 
+    def _stalled(self) -> bool:
+        """Whether this ranking is a ``stall`` one: the successes told after the best member (by id) are
+        a positive multiple of ``stall``."""
+        if not self.config.stall or not self._members:
+            return False
+        best = min(self._members, key=lambda i: (tuple(-v for v in self._members[i][1]), i))
+        since = sum(1 for i in self._members if i > best)
+        return since > 0 and since % self.config.stall == 0
+
     def _rank(self) -> None:
         """Fill ``_ranking`` from fresh candidates, best last."""
-        pool = self._all_unproposed() if self.config.candidates == "all" else self._evolved()
+        whole = self.config.candidates == "all" or self._stalled()
+        pool = self._all_unproposed() if whole else self._evolved()
         if not pool:
             self._ranking = []
             return
