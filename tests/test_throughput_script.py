@@ -23,6 +23,7 @@ from natsray.evaluators.table import export_table
 ROOT = Path(__file__).resolve().parents[1]
 BARE = ROOT.parent / "shared" / "bench" / "bare_rea.py"
 
+
 @pytest.mark.ray
 @pytest.mark.skipif(not BARE.is_file(), reason="../shared/bench/bare_rea.py is absent")
 def test_throughput_benchmark_prints_its_table_and_writes_json(tmp_path: Path) -> None:
