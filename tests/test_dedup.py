@@ -29,6 +29,9 @@ STRATEGIES = {
     "regularized_evolution": RegularizedEvolutionConfig(population=20, sample_size=5),
     "genetic": GeneticAlgorithmConfig(population=20),
     "nsga2": NSGA2Config(population=20),
+    "nsga2-screen": NSGA2Config(
+        population=50, screen=4, max_train=100
+    ),  # fewer rows: this test is about dedup
     "random": RandomSearchConfig(),
     "local_search": LocalSearchConfig(),
     "predictor_evolution": PredictorEvolutionConfig(refit_every=10),  # fewer fits: this test is about dedup
@@ -116,7 +119,8 @@ def test_without_dedup_the_strategy_draws_exactly_as_before() -> None:
 @pytest.mark.parametrize("dedup", ["arch", "canonical"])
 @pytest.mark.parametrize("name", sorted(STRATEGIES))
 def test_no_strategy_evaluates_a_cell_twice(tmp_path, name, dedup) -> None:
-    objectives = (Objective.parse("score"), Objective.parse("params")) if name == "nsga2" else ()
+    two = name.startswith("nsga2")
+    objectives = (Objective.parse("score"), Objective.parse("params")) if two else ()
     config = make_config(
         strategy=STRATEGIES[name],
         dedup=dedup,

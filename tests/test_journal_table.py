@@ -111,3 +111,16 @@ def test_run_columns_skip_cache_lines_of_old_journals(tmp_path):
     with pytest.raises(ValueError, match="'arch' is not numeric"):
         run.column("arch")
     assert [r["candidate_id"] for r in run.evaluated] == [0, 1, 2, 3]
+
+
+def test_pandas_with_the_arrow_backend_keeps_integer_columns_with_gaps_integer(tmp_path):
+    """As docs/results.md says: pandas' default types turn an integer column with an empty cell into
+    float; ``dtype_backend="pyarrow"`` keeps it integer, the gap ``<NA>``, and seeds exact."""
+    pd = pytest.importorskip("pandas")
+    write_csv(read_table(write(tmp_path / "j.jsonl", RECORDS)), tmp_path / "e.csv")
+    assert pd.read_csv(tmp_path / "e.csv")["metric.nats_index"].dtype == np.float64
+    frame = pd.read_csv(tmp_path / "e.csv", dtype_backend="pyarrow")
+    assert str(frame["metric.nats_index"].dtype) == "int64[pyarrow]"
+    assert frame["metric.nats_index"].tolist() == [0, pd.NA, 2, 3]
+    assert frame["seed"].tolist() == [r["seed"] for r in RECORDS]
+    assert frame["parents"].tolist() == [pd.NA, "0", "0;1", "0;1;2"]

@@ -87,6 +87,13 @@ def test_best_so_far_and_seed_plots_are_readable(tmp_path: Path) -> None:
     _readable(seeds)
     labels = seeds.axes[0].get_legend_handles_labels()[1]
     assert labels == ["rea mean (n=3)", "rea ±1 std"]
+    lone = plot_seeds(runs, {"rea": [0, 1], "random": [2]}, tmp_path / "lone.png")
+    # a one-run group has no spread: no band, so no "random ±1 std" entry drawing nothing
+    assert lone.axes[0].get_legend_handles_labels()[1] == [
+        "rea mean (n=2)",
+        "rea ±1 std",
+        "random mean (n=1)",
+    ]
 
 
 def test_population_plot_labels_band_and_uses_log_scale_for_proxies(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -16,7 +17,7 @@ from natsray.search_space.operators import MUTATIONS, neighbours
 from natsray.strategies import Strategy, strategy_class
 from natsray.strategies.genetic import GeneticAlgorithm
 from natsray.strategies.local_search import LocalSearch
-from natsray.strategies.nsga2 import NSGA2
+from natsray.strategies.nsga2 import NSGA2, nsga2_order
 from natsray.strategies.regularized_evolution import RegularizedEvolution
 from natsray.strategies.selection import dominates, non_dominated_sort
 
@@ -87,6 +88,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "regularized_evolution": {"population": 10, "sample_size": 3},
     "genetic": {"population": 12, "tournament_size": 3, "elitism": 2},
     "nsga2": {"population": 12},
+    "nsga2+screen": {"population": 12, "screen": 3},
     "random": {},
     "local_search": {"num_init": 5, "parallel_neighbours": 2},
     "predictor_evolution": {"num_init": 5},
@@ -94,7 +96,8 @@ CONFIGS: dict[str, dict[str, Any]] = {
 
 
 def make(name: str, seed: int = 0, num_objectives: int = 1, **overrides: Any) -> Strategy:
-    cls = strategy_class(name)
+    """The strategy ``name`` (``name+variant``: a variant of it in :data:`CONFIGS`) with ``overrides``."""
+    cls = strategy_class(name.partition("+")[0])
     return cls(cls.Config(**{**CONFIGS[name], **overrides}), num_objectives=num_objectives, seed=seed)
 
 
@@ -353,6 +356,62 @@ def test_nsga2_survivors_are_mu_best_of_parents_and_children() -> None:
     assert len(kept) == 6
     assert max(rank[i] for i in kept) <= min(rank[c.id] for c, _ in pool if c.id not in kept)
     assert all(set(c.parents) <= kept for c in driver.asked[12:])
+
+
+def test_nsga2_screen_evaluates_the_first_population_of_the_bred_pool_in_nsga2_order(monkeypatch) -> None:
+    """Pre-selection semantics, with the surrogate replaced by the true objectives: generation 1 is the
+    ``population`` cells of the ``screen * population`` novel bred ones that NSGA-II's order ranks first."""
+    strategy = make("nsga2", seed=4, num_objectives=2, population=8, screen=5)
+    assert isinstance(strategy, NSGA2)
+    pools: list[list[int]] = []
+
+    def truth(codes: list[int]) -> list[tuple[float, ...]]:
+        pools.append(list(codes))
+        return [conv3_vs_skip(Arch.from_code(code)) for code in codes]
+
+    monkeypatch.setattr(strategy, "_predict", truth)
+    driver = Driver(strategy, conv3_vs_skip, window=8).run(8)
+    generation = [strategy.ask() for _ in range(8)]
+    (pool,) = pools
+    told = {c.arch.code for c in driver.asked}
+    assert len(pool) == len(set(pool)) == 40 and not told & set(pool)
+    points = [conv3_vs_skip(Arch.from_code(code)) for code in pool]
+    assert [c.arch.code for c in generation] == [pool[i] for i in nsga2_order(points)[:8]]
+    assert strategy.screened == 1 and all(c.parents for c in generation)
+
+
+def test_nsga2_order_is_rank_then_crowding_then_position() -> None:
+    points = [(1.0, 1.0), (3.0, 0.0), (0.0, 3.0), (2.0, 2.0), (1.0, 1.0), (0.0, 0.0)]
+    # front 0: (3,0), (0,3), (2,2) -- extremes infinite, (2,2) finite; front 1: both (1,1); front 2: (0,0)
+    assert nsga2_order(points) == [1, 2, 3, 0, 4, 5]
+
+
+def test_nsga2_screen_finds_more_of_the_front_than_plain_nsga2_in_the_same_budget() -> None:
+    """On the additive two-objective toy the GP learns exactly, pre-selection pays: after 60
+    evaluations (3 generations of 20) more of the 7-point front is found, summed over 5 seeds
+    (22 against 17 points when this test was written)."""
+
+    def found(screen: int) -> int:
+        total = 0
+        for seed in range(5):
+            strategy = make("nsga2", seed=seed, num_objectives=2, population=20, screen=screen)
+            Driver(strategy, conv3_vs_skip, window=20).run(60)
+            total += len({f for _, f in strategy.pareto_front()})  # type: ignore[attr-defined]
+        return total
+
+    assert found(8) > found(1)
+
+
+def test_nsga2_screen_config_errors_name_the_field() -> None:
+    for field, value, message in [
+        ("screen", 0, "screen: must be >= 1, got 0"),
+        ("kappa", -1.0, "kappa: must be a finite number >= 0, got -1.0"),
+        ("surrogate", "rf", "surrogate: must be one of gp, mlp, got 'rf'"),
+        ("encoding", "archai", "encoding: must be one of onehot, path, got 'archai'"),
+        ("max_train", 0, "max_train: must be >= 1, got 0"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            make("nsga2", **{field: value})
 
 
 # ------------------------------------------------------------------------------------- local search

@@ -139,7 +139,8 @@ def test_extra_csv_by_arch_and_by_index(built, tmp_path: Path) -> None:
         assert [r.objectives.get("gpu_ms") for r in results[:10]] == [i + 0.5 for i in range(10)]
         assert (
             not results[10].ok
-            and "objective 'gpu_ms' (extra column) is not in this archive" in results[10].error
+            and "objective 'gpu_ms': the evaluator's extra_csv has no value for this cell"
+            in results[10].error
         )
     config = TableConfig(table=str(path), extra_csv=by_index, extra_key="index", report=("cpu_ms",))
     results = TableEvaluator(config).evaluate(batch)

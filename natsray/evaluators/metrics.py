@@ -340,6 +340,10 @@ class MetricQuery:
         for metric in self._objectives:
             value = self._value(metric, record, trials)
             if value is None:
+                if parse_metric(metric.name, self.extra)[0] in self.extra:
+                    raise EvaluatorError(
+                        f"objective {metric.name!r}: the evaluator's extra_csv has no value for this cell"
+                    )
                 raise EvaluatorError(f"objective {self._describe(metric.name)} is not in this archive")
             objectives[metric.name] = value
         metrics: dict[str, float | None] = dict(extra_metrics)

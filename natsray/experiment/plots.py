@@ -336,6 +336,8 @@ def plot_seeds(runs: Sequence[RunData], groups: Mapping[str, list[int]], path: P
                 color=f"C{color}",
                 label=f"{name} mean (n={len(members)})" if first else None,
             )
+            if len(members) < 2:  # one run: no spread to draw, and no empty legend entry
+                continue
             band = f"{name} ±1 std" if first else None
             axis.fill_between(
                 grid, mean - std, mean + std, step="post", color=f"C{color}", alpha=0.2, label=band

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from natsray.search_space.arch import EDGES, NUM_ARCHS, NUM_EDGES, NUM_NODES, OPS, Arch, all_archs
 from natsray.search_space.canonical import canonical, canonical_code, is_canonical, unique_str
-from natsray.search_space.encoding import ENCODING_DIMS, ENCODINGS, encode, encode_many
+from natsray.search_space.encoding import ENCODING_DIMS, ENCODINGS, encode, encode_all, encode_many
 from natsray.search_space.nats_index import NatsIndex
 from natsray.search_space.operators import (
     CROSSOVERS,
@@ -39,6 +39,7 @@ __all__ = [
     "canonical_code",
     "crossover",
     "encode",
+    "encode_all",
     "encode_many",
     "is_canonical",
     "mutate",

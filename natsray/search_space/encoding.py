@@ -24,9 +24,9 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from natsray.search_space.arch import NUM_EDGES, OPS, Arch
+from natsray.search_space.arch import NUM_ARCHS, NUM_EDGES, OPS, Arch
 
-__all__ = ["ENCODINGS", "ENCODING_DIMS", "encode", "encode_many"]
+__all__ = ["ENCODINGS", "ENCODING_DIMS", "encode", "encode_all", "encode_many"]
 
 _ARCHAI_CODE = {
     "none": (0, 0, 0, 0),
@@ -87,3 +87,22 @@ def encode_many(archs: Iterable[Arch], kind: str = "onehot") -> np.ndarray:
         raise ValueError(f"encoding {kind!r} is not one of {', '.join(ENCODINGS)}")
     rows = [ENCODINGS[kind](arch) for arch in archs]
     return np.stack(rows) if rows else np.zeros((0, ENCODING_DIMS[kind]))
+
+
+_ALL: dict[str, np.ndarray] = {}
+
+
+def encode_all(kind: str = "onehot") -> np.ndarray:
+    """The encoding of every cell, ``(15625, ENCODING_DIMS[kind])`` float32, row = :attr:`Arch.code`.
+
+    Computed once per process and shared (2 MB for ``onehot``, 10 MB for ``path``): treat it as
+    read-only.
+
+    Raises:
+        ValueError: when ``kind`` is not in :data:`ENCODINGS`.
+    """
+    if kind not in _ALL:
+        table = encode_many((Arch.from_code(code) for code in range(NUM_ARCHS)), kind).astype(np.float32)
+        table.flags.writeable = False
+        _ALL[kind] = table
+    return _ALL[kind]

@@ -84,8 +84,9 @@ class Generational(Strategy):
     def _random(self, count: int) -> list[Offspring]:
         return self._brood(lambda: (random_sample(self.rng), ()), count)
 
-    def _brood(self, draw: Callable[[], Offspring], count: int) -> list[Offspring]:
-        """``count`` offspring from ``draw``, novel and marked seen when de-duplicating."""
+    def _brood(self, draw: Callable[[], Offspring], count: int, *, mark: bool = True) -> list[Offspring]:
+        """``count`` offspring from ``draw``, novel when de-duplicating, and marked seen if ``mark``
+        (siblings are then novel among themselves too)."""
         if self.seen is None:
             return [draw() for _ in range(count)]
         children: list[Offspring] = []
@@ -101,17 +102,18 @@ class Generational(Strategy):
             if novel is None:
                 break
             arch, drawn = novel
-            self.seen.add(arch)
+            if mark:
+                self.seen.add(arch)
             children.append((arch, parents if drawn else ()))
         return children
 
     def _offspring(
-        self, population: Sequence[Member], keys: Sequence[Any], count: int, size: int
+        self, population: Sequence[Member], keys: Sequence[Any], count: int, size: int, *, mark: bool = True
     ) -> list[Offspring]:
         """``count`` children of tournament winners (by ``keys``, ``size`` drawn with replacement).
 
         Each child crosses two winners with probability ``crossover_prob`` (else copies one
-        winner), then is mutated.
+        winner), then is mutated. ``mark``: as :meth:`_brood`.
         """
         config = self.config
 
@@ -128,7 +130,7 @@ class Generational(Strategy):
             )
             return arch, tuple(w.id for w in winners)
 
-        return self._brood(child, count)
+        return self._brood(child, count, mark=mark)
 
     def _state(self) -> dict[str, Any]:
         return {

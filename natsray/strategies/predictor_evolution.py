@@ -41,7 +41,7 @@ from typing import Any, Literal
 import numpy as np
 
 from natsray.records import Candidate
-from natsray.search_space import NUM_ARCHS, NUM_EDGES, OPS, Arch, encode_many
+from natsray.search_space import NUM_ARCHS, NUM_EDGES, OPS, Arch, encode_all
 from natsray.search_space.encoding import ENCODINGS
 from natsray.search_space.operators import random_sample
 from natsray.strategies.base import Fitness, Strategy
@@ -53,24 +53,12 @@ __all__ = [
     "PredictorEvolution",
     "PredictorEvolutionConfig",
     "acquisition_scores",
-    "encodings",
 ]
 
 ACQUISITIONS = ("ucb", "its", "ei", "mean", "ei+its")
 GP_RETUNE_EVERY = 10
 """The ``gp`` surrogate searches its (length scale, noise) grid at the first fit and every 10th after;
 the fits in between reuse the last choice (one Cholesky factorisation instead of twelve)."""
-_ENCODED: dict[str, np.ndarray] = {}
-
-
-def encodings(kind: str) -> np.ndarray:
-    """``encode_many`` of every cell, ``(15625, ENCODING_DIMS[kind])``, row = :attr:`Arch.code`
-    (computed once per process: 2 MB for one-hot, 19 MB for path)."""
-    if kind not in _ENCODED:
-        _ENCODED[kind] = encode_many((Arch.from_code(code) for code in range(NUM_ARCHS)), kind).astype(
-            np.float32
-        )
-    return _ENCODED[kind]
 
 
 @dataclass(frozen=True)
@@ -116,7 +104,7 @@ class PredictorEvolutionConfig:
     parents: int = 3
     radius: int = 1
     explore: int = 200
-    candidates: Literal["evolution", "all"] = "evolution"
+    candidates: Literal["evolution", "all", "mixed"] = "evolution"
     encoding: Literal["onehot", "path"] = "onehot"
     surrogate: Literal["gp", "mlp"] = "gp"
     target: Literal["standard", "rank", "log"] = "rank"
@@ -141,8 +129,8 @@ class PredictorEvolutionConfig:
             raise ValueError(f"radius: must be 1 or 2, got {self.radius!r}")
         if self.encoding not in ("onehot", "path") or self.encoding not in ENCODINGS:
             raise ValueError(f"encoding: must be one of onehot, path, got {self.encoding!r}")
-        if self.candidates not in ("evolution", "all"):
-            raise ValueError(f"candidates: must be one of evolution, all, got {self.candidates!r}")
+        if self.candidates not in ("evolution", "all", "mixed"):
+            raise ValueError(f"candidates: must be one of evolution, all, mixed, got {self.candidates!r}")
         if self.target not in TARGETS:
             raise ValueError(f"target: must be one of {', '.join(TARGETS)}, got {self.target!r}")
         if self.surrogate not in SURROGATES:
@@ -297,7 +285,7 @@ class PredictorEvolution(Strategy):
                 sorted(ids, key=lambda i: (tuple(-v for v in self._members[i][1]), i))[: config.max_train]
             )
         rows = [self._members[i] for i in ids]
-        x = encodings(config.encoding)[[candidate.arch.code for candidate, _ in rows]].astype(np.float64)
+        x = encode_all(config.encoding)[[candidate.arch.code for candidate, _ in rows]].astype(np.float64)
         y = np.array([fitness[0] for _, fitness in rows])
         model = make_surrogate(
             SurrogateConfig(
@@ -365,28 +353,33 @@ class PredictorEvolution(Strategy):
 
     def _rank(self) -> None:
         """Fill ``_ranking`` from fresh candidates, best last."""
-        whole = self.config.candidates == "all" or self._stalled()
-        pool = self._all_unproposed() if whole else self._evolved()
-        if not pool:
+        config = self.config
+        if config.candidates == "mixed":  # the acquisition is drawn first: it picks the candidates
+            rng = np.random.default_rng(self.rng.getrandbits(63))
+            kind = self._acquisition(rng)
+            pool = self._all_unproposed() if kind == "its" else self._evolved()
+        else:
+            whole = config.candidates == "all" or self._stalled()
+            pool = self._all_unproposed() if whole else self._evolved()
+            rng = np.random.default_rng(self.rng.getrandbits(63)) if pool else None
+            kind = self._acquisition(rng) if pool else config.acquisition
+        if not pool or rng is None:
             self._ranking = []
             return
         if self._model is None:
             self._fit(refit=False)
         assert self._model is not None
         codes = sorted(pool)
-        mean, std = self._model.predict(encodings(self.config.encoding)[codes].astype(np.float64))
-        best = self._model.incumbent
-        score = acquisition_scores(
-            self.config.acquisition,
-            mean,
-            std,
-            best=best,
-            kappa=self.config.kappa,
-            its_share=self.config.its_share,
-            rng=np.random.default_rng(self.rng.getrandbits(63)),
-        )
+        mean, std = self._model.predict(encode_all(config.encoding)[codes].astype(np.float64))
+        score = acquisition_scores(kind, mean, std, best=self._model.incumbent, kappa=config.kappa, rng=rng)
         order = np.lexsort((np.asarray(codes), -score))[::-1]  # best last; ties: lower code
         self._ranking = [(codes[i], pool[codes[i]]) for i in order.tolist()]
+
+    def _acquisition(self, rng: np.random.Generator) -> str:
+        """The acquisition of one ranking: ``ei+its`` draws ``its`` with probability ``its_share``."""
+        if self.config.acquisition != "ei+its":
+            return self.config.acquisition
+        return "its" if rng.random() < self.config.its_share else "ei"
 
     # -- state -------------------------------------------------------------------------------
 
