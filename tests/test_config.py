@@ -44,6 +44,7 @@ SHIPPED = {
     "predictor-evolution-cifar10",
     "nsga2-latency",
     "nsga2-latency-table",
+    "nsga2-screen-table",
     "proxy-search",
     "train-cifar10-gpu",
 }

@@ -15,8 +15,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import archive_factory as factory
 from benchmark_scripts import load_benchmark
 
-from natsray.evaluators.table import export_table
-
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -43,28 +41,11 @@ def test_hypervolume_is_the_dominated_area_and_the_front_the_non_dominated_cells
     )
 
 
-def full_table(tmp_path: Path) -> Path:
-    """A generated table with a record for every cell (values drawn at random where the archive had none)."""
-    factory.write_archive(tmp_path / "archive", 20)
-    path = export_table(tmp_path / "archive", tmp_path / "part.npz", progress=False)
-    rng = np.random.default_rng(1)
-    with np.load(path) as data:
-        arrays = {key: data[key] for key in data.files}
-    for key, values in arrays.items():
-        if key.endswith("/seeds"):  # -1 marks an absent trial: every trial is present now
-            values[values < 0] = (1000 + np.arange(values.shape[1]))[np.nonzero(values < 0)[1]]
-        elif values.dtype.kind == "f":
-            missing = np.isnan(values)
-            values[missing] = rng.uniform(1.0, 90.0, size=int(missing.sum()))
-    arrays["has_record"][:] = True
-    np.savez(tmp_path / "full.npz", **arrays)
-    return tmp_path / "full.npz"
-
-
 def test_the_benchmark_prints_its_table_and_writes_json(tmp_path: Path) -> None:
     out = tmp_path / "mo.json"
+    table = str(factory.write_full_table(tmp_path))
     command = [
-        sys.executable, str(ROOT / "benchmarks" / "multi_objective.py"), "--table", str(full_table(tmp_path)),
+        sys.executable, str(ROOT / "benchmarks" / "multi_objective.py"), "--table", table,
         "--seeds", "2", "--evaluations", "120", "--screens", "1,3", "--population", "10", "--workers", "1",
         "--out", str(out),
     ]  # fmt: skip

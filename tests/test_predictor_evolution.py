@@ -266,3 +266,21 @@ def test_stall_spends_one_ranking_per_stall_results_on_the_whole_space() -> None
     assert not strategy._stalled()
     with pytest.raises(ValueError, match=r"^stall: .*got -1"):
         PredictorEvolutionConfig(stall=-1)
+
+
+def test_mixed_candidates_rank_the_whole_space_for_its_and_the_neighbourhoods_for_ei() -> None:
+    """``candidates: mixed``: a Thompson-sampling ranking scores every unproposed cell (as ``all``), an
+    expected-improvement ranking only the neighbourhoods (+ ``explore``)."""
+    kw = {"num_init": 6, "acquisition": "ei+its"}
+    mixed = PredictorEvolution(PredictorEvolutionConfig(candidates="mixed", its_share=1.0, **kw), seed=2)
+    whole = PredictorEvolution(PredictorEvolutionConfig(candidates="all", its_share=1.0, **kw), seed=2)
+    assert drive(mixed, 30) == drive(whole, 30)
+    local = PredictorEvolution(
+        PredictorEvolutionConfig(candidates="mixed", its_share=0.0, explore=0, **kw), seed=2
+    )
+    drive(local, 6)
+    for _ in range(20):
+        candidate = local.ask()
+        (parent,) = candidate.parents  # a neighbour of a told member, never a cell from elsewhere
+        assert candidate.arch in neighbours(local._members[parent][0].arch)
+        local.tell(candidate, (signal(candidate.arch),))
