@@ -26,10 +26,8 @@ Writes ``benchmarks/results/multi_objective.json`` (the rows, and every run's fi
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -37,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from benchmark_json import write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = {  # dataset -> (hp-12 validation accuracy key, params key)
@@ -194,23 +193,7 @@ def main() -> None:
         f"--evaluations {args.evaluations} --screens {args.screens} --population {args.population} "
         f"--workers {args.workers}"
     )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps(
-            {
-                "command": command,
-                "machine": platform.platform(),
-                "cpus": os.cpu_count(),
-                "elapsed_s": elapsed,
-                "rows": rows,
-                "runs": runs,
-            },
-            indent=1,
-        )
-        + "\n"
-    )
-    print(f"wrote {out}")
+    write_results(args.out, command, {"elapsed_s": elapsed, "rows": rows, "runs": runs})
 
 
 if __name__ == "__main__":

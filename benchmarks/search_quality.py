@@ -23,9 +23,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
-import platform
 import statistics
 import tempfile
 import time
@@ -33,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from benchmark_json import write_results
 
 from natsray.engine.runner import run_experiment
 from natsray.experiment.config import config_from_dict
@@ -150,26 +149,14 @@ def main() -> None:
                     f"{ref} {OPTIMUM[dataset]:>8.2f} {row['evaluations_mean']:>6.1f}"
                 )
     print(f"{len(runs)} runs in {elapsed:.1f} s")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps(
-            {
-                "command": "python benchmarks/search_quality.py "
-                + (f"--archive {args.archive}" if args.archive else f"--table {args.table}")
-                + f" --seeds {args.seeds} --workers {args.workers}"
-                + f" --strategies {' '.join(args.strategies)} --dedup {' '.join(args.dedup)}",
-                "source": source["type"],
-                "machine": platform.platform(),
-                "elapsed_s": elapsed,
-                "rows": rows,
-                "runs": runs,
-            },
-            indent=1,
-        )
-        + "\n"
+    command = (
+        "python benchmarks/search_quality.py "
+        + (f"--archive {args.archive}" if args.archive else f"--table {args.table}")
+        + f" --seeds {args.seeds} --workers {args.workers}"
+        + f" --strategies {' '.join(args.strategies)} --dedup {' '.join(args.dedup)}"
     )
-    print(f"wrote {out}")
+    fields = {"source": source["type"], "elapsed_s": elapsed, "rows": rows, "runs": runs}
+    write_results(args.out, command, fields)
 
 
 if __name__ == "__main__":

@@ -104,7 +104,7 @@ class PredictorEvolutionConfig:
     parents: int = 3
     radius: int = 1
     explore: int = 200
-    candidates: Literal["evolution", "all", "mixed"] = "evolution"
+    candidates: Literal["evolution", "all", "mixed"] = "mixed"
     encoding: Literal["onehot", "path"] = "onehot"
     surrogate: Literal["gp", "mlp"] = "gp"
     target: Literal["standard", "rank", "log"] = "rank"
@@ -357,7 +357,7 @@ class PredictorEvolution(Strategy):
         if config.candidates == "mixed":  # the acquisition is drawn first: it picks the candidates
             rng = np.random.default_rng(self.rng.getrandbits(63))
             kind = self._acquisition(rng)
-            pool = self._all_unproposed() if kind == "its" else self._evolved()
+            pool = self._all_unproposed() if kind == "its" or self._stalled() else self._evolved()
         else:
             whole = config.candidates == "all" or self._stalled()
             pool = self._all_unproposed() if whole else self._evolved()
