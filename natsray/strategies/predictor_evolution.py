@@ -15,7 +15,11 @@ result told.
    ``parents`` are used up, those of the next ``parents`` members are taken (so the pool stays
    bounded), and when every member's are, a uniform random unproposed cell. ``candidates: all``
    replaces all this with every unproposed cell (BANANAS-style acquisition optimisation over the
-   whole space, which 15,625 cells allow). With ``stall`` > 0, a ranking made when the best told
+   whole space, which 15,625 cells allow). ``candidates: mixed`` (the default) draws the ranking's
+   acquisition first (``ei+its``: ``its`` with probability ``its_share``) and takes every unproposed
+   cell for an ``its`` ranking, the neighbourhoods for the others: expected improvement exploits
+   around the best cells, Thompson sampling over the whole space gets a search out of a basin of
+   good-but-not-best cells. With ``stall`` > 0, a ranking made when the best told
    fitness was last improved a positive multiple of ``stall`` successes ago uses those whole-space
    candidates once (a tail guard: a search settled around a local optimum gets one proposal from anywhere
    in the space per ``stall`` evaluations without improvement).
@@ -73,9 +77,10 @@ class PredictorEvolutionConfig:
             (all 264 cells within two edges, every one- and two-edge mutation).
         explore: Uniform random unproposed cells added to the candidates of each ranking, so the
             surrogate can send the search to another region of the space (0: none).
-        candidates: ``evolution`` (the neighbourhoods above plus ``explore`` random cells) or ``all``
+        candidates: ``evolution`` (the neighbourhoods above plus ``explore`` random cells), ``all``
             (every cell not yet proposed: BANANAS-style acquisition optimisation over the whole
-            space, which this small space allows).
+            space, which this small space allows) or ``mixed`` (``all`` for the rankings made by
+            ``its``, ``evolution`` for the others).
         encoding: ``onehot`` (30 dims) or ``path`` (155, BANANAS') input of the surrogate.
         surrogate: ``gp`` or ``mlp`` (see :mod:`natsray.strategies.surrogate`).
         target: The surrogate's target: ``standard``, ``rank`` or ``log``
