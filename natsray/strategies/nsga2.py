@@ -128,9 +128,10 @@ class NSGA2(Generational):
     random again. :meth:`pareto_front` is the non-dominated set of every successful
     evaluation so far (an archive, independent of survival).
 
-    With ``screen`` > 1, every successful result is also kept (the surrogates' training set, in
-    :meth:`state_dict`), and the children of generation 1 on are pre-selected on predictions (module
-    docstring): bred until ``screen * population`` distinct novel cells (not told, not seen; at most
+    With ``screen`` > 1, the latest ``max_train`` successful results (the surrogates' training set)
+    and the codes of every cell told successfully are also kept (in :meth:`state_dict`), and the
+    children of generation 1 on are pre-selected on predictions (module docstring): bred until
+    ``screen * population`` distinct novel cells (not told successfully, not seen; at most
     ``4 * screen * population`` draws), ordered by :func:`nsga2_order` on mean + kappa * std of each
     objective, and the first ``population`` still novel proposed. ``screened`` counts the
     generations that were.
@@ -143,7 +144,8 @@ class NSGA2(Generational):
         super().__init__(config, num_objectives=num_objectives, seed=seed)
         self._survivors: list[Member] = []
         self._archive: list[Member] = []
-        self._history: list[Member] = []  # every successful result, id order; kept only when screening
+        self._history: list[Member] = []  # the latest max_train successful results, id order (screening)
+        self._told_codes: set[int] = set()  # every cell told successfully (screening)
         self.screened = 0
 
     @property
@@ -169,7 +171,8 @@ class NSGA2(Generational):
     def _breed(self, evaluated: list[Member]) -> list[Offspring]:
         size = self.config.population
         if self.config.screen > 1:
-            self._history.extend(evaluated)
+            self._history = (self._history + evaluated)[-self.config.max_train :]
+            self._told_codes.update(candidate.arch.code for candidate, _ in evaluated)
         self._survivors = survivors(self._survivors + evaluated, size)
         if not self._survivors:
             return self._random(size)
@@ -182,7 +185,7 @@ class NSGA2(Generational):
     def _screened(self, keys: list[tuple[int, float]], size: int) -> list[Offspring]:
         """``size`` children pre-selected from ``screen * size`` bred ones (class docstring)."""
         config = self.config
-        told = {candidate.arch.code for candidate, _ in self._history}
+        told = self._told_codes
         seen = self.seen
         pool: dict[int, Offspring] = {}
         for _ in range(4 * config.screen * size):
@@ -216,7 +219,7 @@ class NSGA2(Generational):
         """mean + kappa * std of every objective for each cell of ``codes``, one surrogate per objective
         fitted on the latest ``max_train`` successful results."""
         config = self.config
-        rows = self._history[-config.max_train :]
+        rows = self._history
         table = encode_all(config.encoding)
         x = table[[candidate.arch.code for candidate, _ in rows]].astype(np.float64)
         cells = table[codes].astype(np.float64)
@@ -234,6 +237,7 @@ class NSGA2(Generational):
             "survivors": members_to_json(self._survivors),
             "archive": members_to_json(self._archive),
             "history": members_to_json(self._history),
+            "told_codes": sorted(self._told_codes),
             "screened": self.screened,
         }
 
@@ -241,4 +245,5 @@ class NSGA2(Generational):
         self._survivors = members_from_json(state["survivors"])
         self._archive = members_from_json(state["archive"])
         self._history = members_from_json(state.get("history", []))
+        self._told_codes = {int(code) for code in state.get("told_codes", [])}
         self.screened = int(state.get("screened", 0))
