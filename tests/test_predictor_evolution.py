@@ -215,6 +215,45 @@ def test_killed_engine_run_resumes_to_the_uninterrupted_trajectory(tmp_path) -> 
     assert len(codes) == 70 and len(set(codes)) == 70  # no duplicate evaluations even with dedup: none
 
 
+@pytest.mark.parametrize("mode", ["ordered", "simulated"])
+def test_ctrl_c_halfway_through_an_ask_resumes_to_the_uninterrupted_trajectory(
+    tmp_path, monkeypatch, mode
+) -> None:
+    """A Ctrl-C lands wherever the driver is, most often inside the surrogate's fit: the half-updated
+    strategy must not be checkpointed (it was, and the resumed run proposed other cells)."""
+    from toy_evaluator import trajectory
+
+    from natsray.engine.runner import run_experiment
+
+    engine = IN_PROCESS if mode == "ordered" else EngineConfig(mode="simulated", simulated_workers=2)
+    config = make_config(
+        strategy=PredictorEvolutionConfig(num_init=5, explore=20),
+        dedup="none",
+        engine=engine,
+        budget=BudgetConfig(evaluations=60),
+        checkpoint_every=7,
+    )
+    run_experiment(config, tmp_path / "whole")
+    fit = PredictorEvolution._fit
+    calls = []
+
+    def interrupted_fit(self, *, refit):
+        calls.append(refit)
+        if len(calls) == 25:
+            self.fits += 1  # a fit half done: counted, model not built
+            self._fit_ids = sorted(self._members)
+            raise KeyboardInterrupt
+        return fit(self, refit=refit)
+
+    monkeypatch.setattr(PredictorEvolution, "_fit", interrupted_fit)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(config, tmp_path / "stopped")
+    monkeypatch.setattr(PredictorEvolution, "_fit", fit)
+    assert 0 < len(read_journal(tmp_path / "stopped" / "evaluations.jsonl")) < 60
+    run_experiment(config, tmp_path / "stopped", resume=True)
+    assert trajectory(tmp_path / "stopped") == trajectory(tmp_path / "whole")
+
+
 def test_exhausted_parents_hand_over_to_the_next_best_not_to_every_member() -> None:
     strategy = PredictorEvolution(PredictorEvolutionConfig(num_init=8, parents=1, explore=0), seed=0)
     drive(strategy, 8)

@@ -208,6 +208,13 @@ _DEFER_LIMIT = 100
 _deferred = [0]
 
 
+class ConsistentInterrupt(KeyboardInterrupt):
+    """An interrupt raised where the engine's state is consistent (the driver waiting inside Ray): the
+    runner checkpoints that state on the way out. Any other ``KeyboardInterrupt`` (Ctrl-C lands wherever
+    the driver is, e.g. halfway through a strategy's ``ask``) is not checkpointed: the run resumes from
+    its last periodic checkpoint and the journal, as after a crash."""
+
+
 def _interrupt(signum: int, frame: Any) -> None:
     """SIGTERM -> KeyboardInterrupt, raised only while the driver is inside Ray (waiting on it).
 
@@ -218,7 +225,9 @@ def _interrupt(signum: int, frame: Any) -> None:
     import ray
 
     in_ray = frame is not None and frame.f_code.co_filename.startswith(str(Path(ray.__file__).parent))
-    if in_ray or _deferred[0] >= _DEFER_LIMIT:
+    if in_ray:
+        raise ConsistentInterrupt
+    if _deferred[0] >= _DEFER_LIMIT:
         raise KeyboardInterrupt
     _deferred[0] += 1
     timer = threading.Timer(0.1, os.kill, (os.getpid(), signum))

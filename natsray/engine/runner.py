@@ -33,7 +33,7 @@ from natsray.engine.checkpoint import (
     atomic_write_json,
     read_json,
 )
-from natsray.engine.cluster import connect_ray
+from natsray.engine.cluster import ConsistentInterrupt, connect_ray
 from natsray.engine.progress import Progress
 from natsray.engine.scheduler import Scheduler
 from natsray.engine.simulation import SimulatedPool, run_simulated
@@ -133,8 +133,14 @@ def _run_locked(
             _run_local(session, evaluator_cls, simulated=False)
         else:
             _run_ray(session, evaluator_cls, address)
-    except KeyboardInterrupt:
+    except ConsistentInterrupt:
         session.checkpoint(finished=False)
+        raise
+    except KeyboardInterrupt:
+        # Raised wherever the driver was (e.g. halfway through a strategy's ask or a result's
+        # bookkeeping): the state in memory may be half-updated, so it is not checkpointed. The
+        # journal's complete lines are kept; resume restores the last checkpoint and replays them.
+        session.journal.close()
         raise
     finally:
         session.progress.close()

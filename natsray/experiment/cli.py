@@ -15,8 +15,10 @@ import contextlib
 import dataclasses
 import os
 import shutil
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -149,10 +151,31 @@ def _execute(
         summary = run_experiment(config, run_dir, resume=resume, address=address, progress=progress)
     except KeyboardInterrupt:
         raise RunInterrupted(run_dir) from None
-    finalize_run(run_dir)
+    with _finishing():
+        finalize_run(run_dir)
     result = summary.to_dict()
     _print_summary(run_dir, result)
     return result
+
+
+@contextlib.contextmanager
+def _finishing() -> Iterator[None]:
+    """While a finished run's CSV and plots are written (a few seconds), a first Ctrl-C only says so:
+    the search is over and its files take moments, and a ``KeyboardInterrupt`` raised inside Arrow's or
+    matplotlib's native code can abort the interpreter. A second Ctrl-C stops at once (exit 130)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        print("natsray: the search is finished, writing its files; Ctrl-C again to stop now", file=sys.stderr)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)  # the next Ctrl-C ends the process
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
