@@ -231,6 +231,9 @@ def test_experiment_sections_are_parsed_into_the_selected_classes() -> None:
     assert config.resources == ExperimentConfig.__dataclass_fields__["resources"].default_factory()
 
 
+METRIC_NAMES = ("valid_accuracy", "valid_loss", "test_accuracy", "test_loss", "params")
+
+
 @pytest.mark.parametrize(
     ("changes", "expected"),
     [
@@ -254,7 +257,16 @@ def test_experiment_sections_are_parsed_into_the_selected_classes() -> None:
         ({"evaluator": {"type": "benchmark"}}, "x.yaml: evaluator.archive: missing required field"),
         (
             {"evaluator": {"type": "benchmark", "archive": "a", "objective": ["valid_accuracy", "params"]}},
-            "x.yaml: evaluator.objective: strategy 'regularized_evolution' optimises at most 1 objective",
+            "x.yaml: evaluator.objective: strategy 'regularized_evolution' optimises at most 1 objective(s), "
+            "got 2",
+        ),
+        (
+            {
+                "strategy": {"name": "nsga2"},
+                "evaluator": {"type": "table", "table": "t.npz", "objective": [*METRIC_NAMES]},
+            },
+            "x.yaml: evaluator.objective: strategy 'nsga2' optimises at most 4 objective(s), got 5 "
+            "(valid_accuracy:max, valid_loss:min, test_accuracy:max, test_loss:min, params:min); drop 1",
         ),
         (
             {"evaluator": {"type": "cost", "objective": ["params"]}},

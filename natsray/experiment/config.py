@@ -287,7 +287,8 @@ def _objectives(evaluator: Any, strategy_cls: type, strategy_name: str) -> tuple
     if len(objectives) > limit:
         raise ConfigError(
             f"strategy {strategy_name!r} optimises at most {limit} objective(s), got {len(objectives)} "
-            f"({', '.join(map(str, objectives))}); use nsga2 for several",
+            f"({', '.join(map(str, objectives))})"
+            + ("; use nsga2 for several" if limit == 1 else f"; drop {len(objectives) - limit}"),
             path="evaluator.objective",
         )
     return tuple(objectives)
