@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -88,6 +89,29 @@ def test_interrupt_names_the_run_dir(tmp_path: Path, capsys, monkeypatch: pytest
     code, _, err = cli(capsys, "run", config, "--out", tmp_path / "stopped", "--no-progress")
     assert code == 130
     assert err == f"natsray: interrupted; continue with 'natsray resume {tmp_path / 'stopped'}'\n"
+
+
+def test_ctrl_c_while_the_files_are_written_finishes_them(tmp_path: Path, capsys, monkeypatch) -> None:
+    """A Ctrl-C after the search, while evaluations.csv and the plots are written, only prints a note (a
+    KeyboardInterrupt inside Arrow or matplotlib once aborted the interpreter); the run finishes, exit 0."""
+    import natsray.experiment.report as report
+
+    finalize = report.finalize_run
+    handlers = []
+
+    def finalize_with_ctrl_c(run_dir):
+        os.kill(os.getpid(), signal.SIGINT)  # delivered at the next bytecode: inside this function
+        handlers.append(signal.getsignal(signal.SIGINT))
+        finalize(run_dir)
+
+    monkeypatch.setattr(report, "finalize_run", finalize_with_ctrl_c)
+    before = signal.getsignal(signal.SIGINT)
+    config = toy_config(tmp_path, {"evaluations": 3}, {"mode": "ordered", "in_process": True})
+    code, _, err = cli(capsys, "run", config, "--out", tmp_path / "done", "--no-progress")
+    assert code == 0 and (tmp_path / "done" / "evaluations.csv").exists(), err
+    assert err == "natsray: the search is finished, writing its files; Ctrl-C again to stop now\n"
+    assert handlers == [signal.SIG_DFL]  # a second Ctrl-C would end the process at once
+    assert signal.getsignal(signal.SIGINT) is before  # restored afterwards
 
 
 @pytest.mark.parametrize(
