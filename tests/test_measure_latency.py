@@ -96,36 +96,3 @@ def test_nsga2_latency_table_runs_on_the_files_it_names(tmp_path: Path, capsys, 
     assert main(["validate", config]) == 0, capsys.readouterr().err
     assert main(["run", config, "--set", "budget.evaluations=5", "--no-progress"]) == 0
     assert len((tmp_path / "runs/nsga2-latency-table/evaluations.jsonl").read_text().splitlines()) == 5
-
-
-def test_nsga2_screen_table_runs_on_an_exported_table(tmp_path: Path, capsys, monkeypatch) -> None:
-    """configs/nsga2-screen-table.yaml as its header says, past generation 0 so the screening runs."""
-    monkeypatch.chdir(tmp_path)
-    factory.write_full_table(tmp_path).rename(tmp_path / "t.npz")
-    config = str(ROOT / "configs/nsga2-screen-table.yaml")
-    small = ["--set", "evaluator.table=t.npz", "--set", "budget.evaluations=45", "--no-progress"]
-    assert main(["validate", config, "--set", "evaluator.table=t.npz"]) == 0, capsys.readouterr().err
-    assert main(["run", config, *small]) == 0
-    run = tmp_path / "runs/nsga2-screen-table"
-    summary = json.loads((run / "summary.json").read_text())
-    assert (summary["evaluations"], summary["failed"]) == (45, 0)
-    state = json.loads((run / "checkpoint.json").read_text())["strategy"]["strategy"]["population"]
-    assert state["screened"] >= 1
-
-
-def test_predictor_evolution_config_runs_on_a_table_as_its_header_says(
-    tmp_path: Path, capsys, monkeypatch
-) -> None:
-    """The table variant in the header of configs/predictor-evolution-cifar10.yaml: evaluator replaced."""
-    monkeypatch.chdir(tmp_path)
-    factory.write_full_table(tmp_path).rename(tmp_path / "nats-tss.npz")
-    header = (ROOT / "configs/predictor-evolution-cifar10.yaml").read_text().splitlines()
-    start = next(i for i, line in enumerate(header) if "--set 'evaluator={type: table" in line)
-    evaluator = (header[start].split("--set '", 1)[1] + " " + header[start + 1].lstrip("#").strip()).rstrip(
-        "'"
-    )
-    config = str(ROOT / "configs/predictor-evolution-cifar10.yaml")
-    small = ["--set", "budget.simulated_seconds=3000", "--no-progress"]
-    assert main(["run", config, "--set", evaluator, *small]) == 0, capsys.readouterr().err
-    summary = json.loads((tmp_path / "runs/predictor-evolution-cifar10/summary.json").read_text())
-    assert summary["evaluations"] > 10 and summary["failed"] == 0
