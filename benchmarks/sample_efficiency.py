@@ -70,12 +70,14 @@ STRATEGIES: dict[str, dict[str, Any]] = {
 }
 
 
-def best_signal_cell(table: str, dataset: str) -> tuple[int, float, float]:
-    """Code, hp-12 validation accuracy and hp-200 test accuracy of the dataset's best-signal cell."""
+def best_signal_cell(table: str, dataset: str) -> tuple[int, float, float, frozenset[int]]:
+    """Code, hp-12 validation accuracy and hp-200 test accuracy of the dataset's best-signal cell, and the
+    codes of the cells tied with it (signal within :data:`TIE`, itself included)."""
     with np.load(table) as data:
         signal = data[SIGNAL_KEY[dataset]].mean(axis=1)
         code = int(np.argmax(signal))
-        return code, float(signal[code]), float(data[TEST_KEY[dataset]][code].mean())
+        tied = frozenset(np.flatnonzero(signal >= signal[code] - TIE).tolist())
+        return code, float(signal[code]), float(data[TEST_KEY[dataset]][code].mean()), tied
 
 
 def experiment(strategy: str, dataset: str, seed: int, table: str, budget: dict[str, Any]) -> dict[str, Any]:
@@ -98,7 +100,7 @@ def experiment(strategy: str, dataset: str, seed: int, table: str, budget: dict[
     }
 
 
-def run_one(job: tuple[str, str, int, str, int, int, bool]) -> dict[str, Any]:
+def run_one(job: tuple[str, str, int, str, int, frozenset[int], int, bool]) -> dict[str, Any]:
     """Both runs of one (strategy, dataset, seed); see the module docstring."""
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from natsray.engine.checkpoint import JOURNAL_FILE, read_journal
@@ -106,7 +108,7 @@ def run_one(job: tuple[str, str, int, str, int, int, bool]) -> dict[str, Any]:
     from natsray.experiment.config import config_from_dict
     from natsray.search_space import Arch
 
-    strategy, dataset, seed, table, target, cap, timing = job
+    strategy, dataset, seed, table, target, tied, cap, timing = job
     with tempfile.TemporaryDirectory() as run_dir:
         # The (a) run grows its evaluation budget in steps and stops at the first step whose journal
         # holds the target: a resumed run continues the same trajectory (ordered, one simulated worker).
@@ -120,9 +122,6 @@ def run_one(job: tuple[str, str, int, str, int, int, bool]) -> dict[str, Any]:
                 break
         wall = time.perf_counter() - start
     to_best = codes.index(target) + 1 if target in codes else cap + 1
-    with np.load(table) as data:  # cells whose signal equals the best's up to the archive's float rounding
-        signal = data[SIGNAL_KEY[dataset]].mean(axis=1)
-    tied = set(np.flatnonzero(signal >= signal[target] - TIE).tolist())
     to_tied = next((k + 1 for k, code in enumerate(codes) if code in tied), cap + 1)
     with tempfile.TemporaryDirectory() as run_dir:
         config = config_from_dict(
@@ -205,7 +204,7 @@ def main() -> None:
     cells = {d: best_signal_cell(table, d) for d in DATASETS}
     args.kept = kept_runs(args, names) if args.merge else None
     jobs = [  # seed-major, so a run stopped early holds about as many seeds of every row
-        (s, d, seed, table, cells[d][0], args.cap, seed < args.timing_seeds)
+        (s, d, seed, table, cells[d][0], cells[d][3], args.cap, seed < args.timing_seeds)
         for seed in range(args.seeds)
         for s in names
         for d in DATASETS

@@ -57,6 +57,7 @@ __all__ = [
     "PredictorEvolution",
     "PredictorEvolutionConfig",
     "acquisition_scores",
+    "draw_acquisition",
 ]
 
 ACQUISITIONS = ("ucb", "its", "ei", "mean", "ei+its")
@@ -174,6 +175,14 @@ def ball(radius: int) -> np.ndarray:
     return _BALLS[radius]
 
 
+def draw_acquisition(kind: str, rng: np.random.Generator, its_share: float) -> str:
+    """The acquisition of one ranking: ``ei+its`` is ``its`` with probability ``its_share`` (one uniform
+    from ``rng``), else ``ei``; any other ``kind`` is itself (nothing drawn)."""
+    if kind != "ei+its":
+        return kind
+    return "its" if rng.random() < its_share else "ei"
+
+
 def acquisition_scores(
     kind: str,
     mean: np.ndarray,
@@ -189,8 +198,7 @@ def acquisition_scores(
     ``its`` draws ``m`` normals from ``rng``; ``ei+its`` draws one uniform and is ``its`` with
     probability ``its_share``, else ``ei``; the others are deterministic.
     """
-    if kind == "ei+its":
-        kind = "its" if rng.random() < its_share else "ei"
+    kind = draw_acquisition(kind, rng, its_share)
     if kind == "mean":
         return mean
     if kind == "ucb":
@@ -359,18 +367,21 @@ class PredictorEvolution(Strategy):
     def _rank(self) -> None:
         """Fill ``_ranking`` from fresh candidates, best last."""
         config = self.config
+        rng: np.random.Generator | None = None
+        kind = config.acquisition
         if config.candidates == "mixed":  # the acquisition is drawn first: it picks the candidates
             rng = np.random.default_rng(self.rng.getrandbits(63))
-            kind = self._acquisition(rng)
+            kind = draw_acquisition(kind, rng, config.its_share)
             pool = self._all_unproposed() if kind == "its" or self._stalled() else self._evolved()
         else:
             whole = config.candidates == "all" or self._stalled()
             pool = self._all_unproposed() if whole else self._evolved()
-            rng = np.random.default_rng(self.rng.getrandbits(63)) if pool else None
-            kind = self._acquisition(rng) if pool else config.acquisition
-        if not pool or rng is None:
+        if not pool:
             self._ranking = []
             return
+        if rng is None:  # evolution / all: drawn after the candidates
+            rng = np.random.default_rng(self.rng.getrandbits(63))
+            kind = draw_acquisition(kind, rng, config.its_share)
         if self._model is None:
             self._fit(refit=False)
         assert self._model is not None
@@ -379,12 +390,6 @@ class PredictorEvolution(Strategy):
         score = acquisition_scores(kind, mean, std, best=self._model.incumbent, kappa=config.kappa, rng=rng)
         order = np.lexsort((np.asarray(codes), -score))[::-1]  # best last; ties: lower code
         self._ranking = [(codes[i], pool[codes[i]]) for i in order.tolist()]
-
-    def _acquisition(self, rng: np.random.Generator) -> str:
-        """The acquisition of one ranking: ``ei+its`` draws ``its`` with probability ``its_share``."""
-        if self.config.acquisition != "ei+its":
-            return self.config.acquisition
-        return "its" if rng.random() < self.config.its_share else "ei"
 
     # -- state -------------------------------------------------------------------------------
 
