@@ -35,10 +35,10 @@ from typing import Any
 import numpy as np
 import yaml
 
+from natsray.config import config_from_dict
 from natsray.engine.checkpoint import JOURNAL_FILE, read_journal
 from natsray.engine.runner import run_experiment
 from natsray.evaluators.metrics import raw_key, valid_run
-from natsray.experiment.config import config_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = {"cifar10": "cifar10", "cifar100": "cifar100", "ImageNet16-120": "imagenet16"}

@@ -85,9 +85,9 @@ def _stdev(values: list[float]) -> float:
 def run_one(job: tuple[str, int, int, int, int, str]) -> dict[str, Any]:
     """One NSGA-II run; the codes it evaluated, in candidate-id order."""
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    from natsray.config import config_from_dict
     from natsray.engine.checkpoint import JOURNAL_FILE, read_journal
     from natsray.engine.runner import run_experiment
-    from natsray.experiment.config import config_from_dict
     from natsray.search_space import Arch
 
     dataset, seed, screen, population, evaluations, table = job

@@ -103,9 +103,9 @@ def experiment(strategy: str, dataset: str, seed: int, table: str, budget: dict[
 def run_one(job: tuple[str, str, int, str, int, frozenset[int], int, bool]) -> dict[str, Any]:
     """Both runs of one (strategy, dataset, seed); see the module docstring."""
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    from natsray.config import config_from_dict
     from natsray.engine.checkpoint import JOURNAL_FILE, read_journal
     from natsray.engine.runner import run_experiment
-    from natsray.experiment.config import config_from_dict
     from natsray.search_space import Arch
 
     strategy, dataset, seed, table, target, tied, cap, timing = job
@@ -146,7 +146,7 @@ def run_one(job: tuple[str, str, int, str, int, frozenset[int], int, bool]) -> d
 
 def strategy_seconds(strategy: str, dataset: str, seed: int, table: str, codes: list[int]) -> float:
     """Seconds per ``ask`` + ``tell`` of the strategy alone, told the table's signal sequentially."""
-    from natsray.experiment.config import config_from_dict
+    from natsray.config import config_from_dict
     from natsray.strategies import strategy_class
 
     config = config_from_dict(experiment(strategy, dataset, seed, table, {"evaluations": len(codes)}))

@@ -33,8 +33,8 @@ from typing import Any
 import yaml
 from benchmark_json import write_results
 
+from natsray.config import config_from_dict
 from natsray.engine.runner import run_experiment
-from natsray.experiment.config import config_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = {"cifar10": "cifar10", "cifar100": "cifar100", "ImageNet16-120": "imagenet16"}

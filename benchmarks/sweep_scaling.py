@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def sweep(table: str, seeds: int, cpus: int, out: Path) -> float:
     """Wall seconds of one sweep command (Ray start-up, runs, report included)."""
     command = [
-        sys.executable, "-c", "import sys; from natsray.experiment.cli import main; sys.exit(main())",
+        sys.executable, "-c", "import sys; from natsray.cli import main; sys.exit(main())",
         "run", str(ROOT / "configs" / "rea-cifar10.yaml"),
         "--set", "evaluator={type: table, table: " + table + ", dataset: cifar10, hp: '12', "
         "objective: [valid_accuracy], report: ['test_accuracy@200']}",

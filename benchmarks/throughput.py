@@ -93,8 +93,8 @@ def on_ray(table: str, evaluations: int, actors: int) -> dict[str, Any]:
     from the call: actor start-up included, Ray's own start-up (a few seconds) not."""
     import ray
 
+    from natsray.config import config_from_dict
     from natsray.engine.runner import run_experiment
-    from natsray.experiment.config import config_from_dict
 
     data = experiment(table, evaluations)
     data["resources"] = {"actors": actors, "cpus_per_actor": 1}

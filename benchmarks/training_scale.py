@@ -40,16 +40,16 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from natsray.engine.checkpoint import read_journal  # noqa: E402
-from natsray.engine.runner import run_experiment  # noqa: E402
-from natsray.evaluators.costs import seeded_model  # noqa: E402
-from natsray.evaluators.training import TrainingConfig, TrainingEvaluator  # noqa: E402
-from natsray.experiment.config import (  # noqa: E402
+from natsray.config import (  # noqa: E402
     BudgetConfig,
     ExperimentConfig,
     OutputConfig,
     ResourcesConfig,
 )
+from natsray.engine.checkpoint import read_journal  # noqa: E402
+from natsray.engine.runner import run_experiment  # noqa: E402
+from natsray.evaluators.costs import seeded_model  # noqa: E402
+from natsray.evaluators.training import TrainingConfig, TrainingEvaluator  # noqa: E402
 from natsray.records import Candidate  # noqa: E402
 from natsray.search_space import Arch  # noqa: E402
 from natsray.strategies.random_search import RandomSearchConfig  # noqa: E402

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from natsray.experiment.cli import main
+from natsray.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

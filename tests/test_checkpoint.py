@@ -8,9 +8,9 @@ import os
 import pytest
 from toy_evaluator import ToyConfig, make_config, run_killed, trajectory
 
+from natsray.config import BudgetConfig, EngineConfig
 from natsray.engine.checkpoint import Journal, atomic_write_json, read_journal, read_json
 from natsray.engine.runner import run_experiment
-from natsray.experiment.config import BudgetConfig, EngineConfig
 
 IN_PROCESS = EngineConfig(in_process=True, mode="ordered", batch_size=4)
 

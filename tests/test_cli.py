@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
+from natsray.cli import UsageError, main, parse_seeds
 from natsray.engine.cluster import local_nodes
-from natsray.experiment.cli import UsageError, main, parse_seeds
 
 ARCH = "|nor_conv_3x3~0|+|none~0|skip_connect~1|+|nor_conv_1x1~0|avg_pool_3x3~1|none~2|"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "nats-tss"
@@ -129,7 +129,7 @@ def test_argparse_errors_are_one_line(capsys: pytest.CaptureFixture[str]) -> Non
 
 def test_help_is_fast_and_imports_neither_ray_nor_torch() -> None:
     code = (
-        "import sys\nfrom natsray.experiment.cli import main\n"
+        "import sys\nfrom natsray.cli import main\n"
         "try:\n    main(['--help'])\nexcept SystemExit as exc:\n    assert exc.code == 0\n"
         "assert 'ray' not in sys.modules and 'torch' not in sys.modules, 'heavy import'\n"
     )

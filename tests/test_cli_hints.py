@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import toy_evaluator  # noqa: F401  (registers evaluator.type: toy)
 
-from natsray.experiment.cli import main
+from natsray.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCH = "|nor_conv_3x3~0|+|none~0|skip_connect~1|+|nor_conv_1x1~0|avg_pool_3x3~1|none~2|"
@@ -134,7 +134,7 @@ def _natsray(*argv: str) -> list[str]:
     return [
         sys.executable,
         "-c",
-        "import sys; from natsray.experiment.cli import main; sys.exit(main())",
+        "import sys; from natsray.cli import main; sys.exit(main())",
         *argv,
     ]
 

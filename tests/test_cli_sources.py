@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import archive_factory as factory
 
-from natsray.experiment.cli import main
+from natsray.cli import main
 
 N_RECORDS = 30
 DATASETS = ("cifar10", "cifar100", "ImageNet16-120")

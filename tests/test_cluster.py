@@ -20,6 +20,7 @@ import yaml
 from archive_factory import write_archive
 from ray_head import Head, clean_env, free_port, running_head
 
+from natsray.config import EngineConfig, load_config
 from natsray.engine.cluster import (
     ClusterError,
     check_resources,
@@ -27,11 +28,10 @@ from natsray.engine.cluster import (
     probe_address,
     wait_for_resources,
 )
-from natsray.experiment.config import EngineConfig, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "launch" / "smoke.yaml"
-CLI = [sys.executable, "-c", "import sys; from natsray.experiment.cli import main; sys.exit(main())"]
+CLI = [sys.executable, "-c", "import sys; from natsray.cli import main; sys.exit(main())"]
 TOKEN_WARNING = "Token authentication is enabled"
 
 

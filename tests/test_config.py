@@ -11,8 +11,7 @@ from typing import Any, Literal
 import pytest
 import yaml
 
-from natsray.evaluators import EVALUATOR_TYPES, evaluator_class
-from natsray.experiment.config import (
+from natsray.config import (
     PATH_FIELDS,
     BudgetConfig,
     ConfigError,
@@ -26,6 +25,7 @@ from natsray.experiment.config import (
     parse_dataclass,
     resolve_paths,
 )
+from natsray.evaluators import EVALUATOR_TYPES, evaluator_class
 from natsray.records import Objective
 from natsray.strategies import STRATEGIES, strategy_class
 

@@ -8,9 +8,9 @@ from collections import Counter
 import pytest
 from toy_evaluator import ToyConfig, assert_kill_and_resume_is_exact, make_config
 
+from natsray.config import BudgetConfig, EngineConfig
 from natsray.engine.checkpoint import read_journal
 from natsray.engine.runner import run_experiment
-from natsray.experiment.config import BudgetConfig, EngineConfig
 from natsray.records import Candidate, Objective
 from natsray.search_space import NUM_ARCHS, Arch
 from natsray.search_space.canonical import canonical_codes

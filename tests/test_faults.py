@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from toy_evaluator import ToyConfig, local_ray_session, make_config, run_killed, trajectory
 
+from natsray.config import BudgetConfig, EngineConfig
 from natsray.engine.checkpoint import read_journal
 from natsray.engine.runner import run_experiment
-from natsray.experiment.config import BudgetConfig, EngineConfig
 
 pytestmark = pytest.mark.ray
 

@@ -160,8 +160,8 @@ def test_engine_spreads_actors_over_the_nodes_of_a_multi_node_cluster(tmp_path: 
     import ray
     from ray.cluster_utils import Cluster
 
+    from natsray.config import load_config
     from natsray.engine.runner import run_experiment
-    from natsray.experiment.config import load_config
     from natsray.experiment.report import finalize_run
 
     # 2 actors of 1 CPU on 2 nodes of 1 CPU: Ray must place one actor on each node

@@ -14,8 +14,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import archive_factory as factory
 
+from natsray.cli import main
 from natsray.evaluators.table import export_table, load_extra_csv, load_table
-from natsray.experiment.cli import main
 from natsray.experiment.latency import cell_order
 from natsray.search_space import Arch
 

@@ -13,12 +13,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import archive_factory as factory
 from toy_evaluator import ToyConfig, ToyEvaluator, make_config, run_killed, trajectory
 
+from natsray.config import BudgetConfig, ConfigError, EngineConfig, config_from_dict
 from natsray.engine.checkpoint import JOURNAL_FILE, read_journal
 from natsray.engine.runner import run_experiment
 from natsray.evaluators.benchmark import BenchmarkConfig, BenchmarkEvaluator
 from natsray.evaluators.table import TableConfig, TableEvaluator, export_table
 from natsray.evaluators.training import TrainingConfig, TrainingEvaluator
-from natsray.experiment.config import BudgetConfig, ConfigError, EngineConfig, config_from_dict
 from natsray.records import Candidate
 from natsray.search_space import Arch
 from natsray.search_space.seen import SeenCells

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from toy_evaluator import ToyConfig, assert_kill_and_resume_is_exact, make_config
 
+from natsray.config import BudgetConfig, EngineConfig
 from natsray.engine.checkpoint import read_journal
-from natsray.experiment.config import BudgetConfig, EngineConfig
 from natsray.search_space import Arch, encode_many, neighbours
 from natsray.search_space.canonical import canonical_codes
 from natsray.search_space.seen import SeenCells

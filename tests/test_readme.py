@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import toy_evaluator  # noqa: F401  (registers evaluator.type: toy)
 
-from natsray.experiment.cli import main
+from natsray.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 # what each line of the summary `natsray run` prints looks like

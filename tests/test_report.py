@@ -241,8 +241,8 @@ def test_report_default_out_dir_and_same_label_different_config(tmp_path: Path) 
 def test_report_reads_real_engine_runs(tmp_path: Path) -> None:
     from toy_evaluator import make_config
 
+    from natsray.config import BudgetConfig, EngineConfig, dump_config
     from natsray.engine.runner import run_experiment
-    from natsray.experiment.config import BudgetConfig, EngineConfig, dump_config
 
     dirs, summaries = [], []
     for seed in (1, 2):
@@ -280,14 +280,14 @@ def test_report_reads_real_engine_runs(tmp_path: Path) -> None:
 def test_output_plots_false_writes_the_table_but_no_png(tmp_path: Path) -> None:
     from toy_evaluator import ToyConfig
 
-    from natsray.engine.runner import run_experiment
-    from natsray.experiment.config import (
+    from natsray.config import (
         BudgetConfig,
         EngineConfig,
         ExperimentConfig,
         OutputConfig,
         dump_config,
     )
+    from natsray.engine.runner import run_experiment
     from natsray.experiment.report import finalize_run
     from natsray.strategies.random_search import RandomSearchConfig
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 from toy_evaluator import FixedListConfig, ToyConfig, local_ray_session, make_config, trajectory
 
+from natsray.config import BudgetConfig, EngineConfig
 from natsray.engine.checkpoint import read_journal
 from natsray.engine.runner import DEFAULT_BATCH, IN_PROCESS_BATCH, _batch_and_window, run_experiment
 from natsray.engine.scheduler import MAX_CACHE_STREAK
 from natsray.engine.summary import pareto_front
 from natsray.evaluators import EvaluatorError
-from natsray.experiment.config import BudgetConfig, EngineConfig
 from natsray.records import Objective
 from natsray.search_space import Arch
 from natsray.strategies.random_search import RandomSearchConfig

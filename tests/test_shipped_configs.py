@@ -10,7 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import archive_factory as factory
 
-from natsray.experiment.cli import main
+from natsray.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 

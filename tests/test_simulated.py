@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from toy_evaluator import FixedListConfig, ToyConfig, make_config, run_killed, toy_cost, trajectory
 
+from natsray.config import BudgetConfig, EngineConfig
 from natsray.engine.checkpoint import read_journal
 from natsray.engine.runner import run_experiment
 from natsray.engine.simulation import SimulatedPool
-from natsray.experiment.config import BudgetConfig, EngineConfig
 from natsray.records import Result, Status
 from natsray.search_space import Arch
 

@@ -22,9 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import archive_factory as factory
 from toy_evaluator import trajectory
 
+from natsray.cli import main
+from natsray.config import ConfigError
 from natsray.evaluators.table import export_table
-from natsray.experiment.cli import main
-from natsray.experiment.config import ConfigError
 from natsray.study.grid import parse_grid_option, plan_runs, sweep_from_config
 from natsray.study.sweep import run_state
 
@@ -234,7 +234,7 @@ def test_sigkilled_sweep_resumes_with_nothing_lost_or_repeated(
         [
             sys.executable,
             "-c",
-            "import sys; from natsray.experiment.cli import main; sys.exit(main())",
+            "import sys; from natsray.cli import main; sys.exit(main())",
             *argv,
         ],
         env=env,

@@ -15,10 +15,10 @@ import torch
 from toy_evaluator import local_ray_session, make_config
 
 from natsray.compat import NatsbenchTssSearchSpace
+from natsray.config import BudgetConfig
 from natsray.engine.checkpoint import read_journal
 from natsray.engine.runner import run_experiment
 from natsray.evaluators.training import TrainingConfig, TrainingEvaluator
-from natsray.experiment.config import BudgetConfig
 from natsray.models import build_model, load_weights
 from natsray.records import Candidate
 from natsray.search_space import Arch

@@ -21,9 +21,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from natsray import evaluators, strategies
-from natsray.engine.checkpoint import JOURNAL_FILE, read_journal
-from natsray.evaluators import BaseEvaluator, EvaluatorError, Score
-from natsray.experiment.config import (
+from natsray.config import (
     BudgetConfig,
     EngineConfig,
     ExperimentConfig,
@@ -32,6 +30,8 @@ from natsray.experiment.config import (
     ResourcesConfig,
     SearchSpaceConfig,
 )
+from natsray.engine.checkpoint import JOURNAL_FILE, read_journal
+from natsray.evaluators import BaseEvaluator, EvaluatorError, Score
 from natsray.records import Candidate
 from natsray.search_space import Arch
 from natsray.strategies import Strategy

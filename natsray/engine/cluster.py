@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from natsray.experiment.config import ExperimentConfig
+from natsray.config import ExperimentConfig
 
 __all__ = [
     "ClusterError",

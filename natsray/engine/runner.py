@@ -24,6 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from natsray.config import ExperimentConfig, check_engine
 from natsray.engine.checkpoint import (
     CHECKPOINT_FILE,
     JOURNAL_FILE,
@@ -41,7 +42,6 @@ from natsray.engine.summary import RunSummary
 from natsray.engine.weights import TopKWeights
 from natsray.engine.wire import ScoreDecoder, ScoreEncoder, pack_candidates, unpack_candidates
 from natsray.evaluators import BaseEvaluator, EvaluatorError, evaluator_class
-from natsray.experiment.config import ExperimentConfig, check_engine
 from natsray.records import Candidate, Objective, Result
 from natsray.strategies import strategy_class
 

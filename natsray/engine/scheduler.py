@@ -29,9 +29,9 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from natsray.config import BudgetConfig
 from natsray.engine.checkpoint import Journal, encode_record
 from natsray.engine.summary import RunStats
-from natsray.experiment.config import BudgetConfig
 from natsray.records import Candidate, Objective, Result, Status, fitness_of
 from natsray.search_space import Arch
 from natsray.search_space.seen import SeenCells

@@ -1,6 +1,6 @@
-"""Experiment-facing modules: config tree and YAML (:mod:`.config`, :mod:`.typed_yaml`), reading
-run directories (:mod:`.run_data`), reports (:mod:`.report`), plots (:mod:`.plots`) and the
-``natsray`` command line (:mod:`.cli`)."""
+"""Reading and showing one run: run directories (:mod:`.run_data`), the journal as a table
+(:mod:`.journal_table`), reports (:mod:`.report`), plots (:mod:`.plots`) and latency measurement
+(:mod:`.latency`)."""
 
 from __future__ import annotations
 

@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from natsray.experiment.config import (
+from natsray.config import (
     ConfigError,
     ExperimentConfig,
     apply_overrides,

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from natsray.config import ExperimentConfig, dump_config
 from natsray.engine.checkpoint import CHECKPOINT_FILE, JOURNAL_FILE, read_json
-from natsray.experiment.config import ExperimentConfig, dump_config
 from natsray.study.grid import PlannedRun
 
 __all__ = ["RunOutcome", "SweepOutcome", "execute_run", "run_state", "run_sweep"]

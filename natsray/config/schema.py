@@ -6,7 +6,7 @@ sections are parsed into the ``Config`` dataclass of the class they select (by
 ``strategy.name`` / ``evaluator.type``), so each component is handed only its own
 section. ``ExperimentConfig.objectives`` is derived from ``evaluator.objective``.
 
-Every value is checked against its field's type hint (:mod:`natsray.experiment.typed_yaml`); every
+Every value is checked against its field's type hint (:mod:`natsray.config.typed_yaml`); every
 error is a :class:`ConfigError` whose message is one line naming the YAML path (and the
 file), e.g. ``x.yaml: strategy.populaton: unknown key (did you mean 'population'?)``.
 Relative paths (``evaluator.archive`` / ``table`` / ``data_dir`` / ``extra_csv`` /
@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import yaml
 
-from natsray.experiment.typed_yaml import ConfigError, describe_value, parse_dataclass
+from natsray.config.typed_yaml import ConfigError, describe_value, parse_dataclass
 from natsray.records import Objective
 
 __all__ = [

@@ -22,9 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from natsray.engine.cluster import ClusterError
-from natsray.evaluators.base import EvaluatorError
-from natsray.experiment.config import (
+from natsray.config import (
     ConfigError,
     ExperimentConfig,
     check_paths,
@@ -32,6 +30,8 @@ from natsray.experiment.config import (
     load_config,
     resolve_paths,
 )
+from natsray.engine.cluster import ClusterError
+from natsray.evaluators.base import EvaluatorError
 from natsray.search_space import EDGES, Arch
 
 __all__ = ["UsageError", "main", "parse_seeds"]
@@ -201,7 +201,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _has_sweep_section(path: str) -> bool:
-    from natsray.experiment.config import read_yaml
+    from natsray.config import read_yaml
 
     try:
         return "sweep" in read_yaml(Path(path))
@@ -211,7 +211,7 @@ def _has_sweep_section(path: str) -> bool:
 
 def _run_sweep(args: argparse.Namespace) -> int:
     """``run`` with ``--seeds`` / ``--grid`` / a ``sweep`` section: plan, refuse clashes, execute, report."""
-    from natsray.experiment.config import read_yaml
+    from natsray.config import read_yaml
     from natsray.study.grid import SWEEP_FILE, plan_runs, sweep_from_config, write_plan
 
     plan = sweep_from_config(read_yaml(Path(args.config)), args.set, args.grid, args.seeds, args.config)
