@@ -39,7 +39,8 @@ def import_object(spec: str) -> Any:
         obj: Any = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         missing = exc.name or module_name
-        where = "" if missing == module_name else f" (imported by {module_name!r})"
+        own = missing == module_name or module_name.startswith(missing + ".")
+        where = "" if own else f" (imported by {module_name!r})"
         raise ImportPathError(f"{spec!r}: no module named {missing!r}{where}") from None
     except Exception as exc:  # the user's module raised while importing
         raise ImportPathError(
