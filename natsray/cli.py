@@ -1,4 +1,5 @@
-"""The ``natsray`` command line: run | resume | report | export-table | validate | show | measure-latency.
+"""The ``natsray`` command line: run | resume | report | export-table | validate | show | measure-latency |
+components.
 
 Exit codes: 0 success, 2 bad input (one line on stderr; also a ``resume --set budget.*``
 that cannot run longer because another budget is used up), 1 failure during the run (one
@@ -398,6 +399,27 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_components(args: argparse.Namespace) -> int:
+    from natsray.evaluators import REGISTRY as evaluators
+    from natsray.strategies import REGISTRY as strategies
+
+    kinds = {"evaluators": evaluators, "strategies": strategies}
+    chosen = [args.kind] if args.kind else list(kinds)
+    for kind in chosen:
+        registry = kinds[kind]
+        components = registry.components()
+        print(f"{kind} ({registry.field}):")
+        width = max(len(c.name) for c in components)
+        target_width = max(len(c.target) for c in components)
+        for component in components:
+            line = f"  {component.name:<{width}}  {component.target:<{target_width}}  {component.origin}"
+            if component.shadowed_by:
+                line += f" (not used by this name: {component.shadowed_by}; give {component.target})"
+            print(line.rstrip())
+    print("any 'package.module:Class' import path works too (docs/extending.md)")
+    return 0
+
+
 def _metrics_from_archive(path: str, dataset: str, spec: str) -> tuple[Arch, int, dict[str, float | None]]:
     from natsray.evaluators.archive import open_archive, read_record
     from natsray.evaluators.benchmark import BenchmarkConfig
@@ -600,6 +622,14 @@ def _build_parser() -> argparse.ArgumentParser:
     show.add_argument(
         "--dataset", default="cifar10", choices=list(_NUM_CLASSES_INPUT), help="default: cifar10"
     )
+    components = command(
+        "components",
+        _cmd_components,
+        "list the evaluator types and strategies a config may name: built-in and installed plugins",
+    )
+    components.add_argument(
+        "kind", nargs="?", choices=["evaluators", "strategies"], help="list only these (default: both)"
+    )
     latency = command(
         "measure-latency",
         _cmd_measure_latency,
@@ -632,8 +662,29 @@ def _stdout_closed() -> int:
     return 128 + 13  # SIGPIPE
 
 
+def _one_line_warnings() -> None:
+    """A plugin shadowed by a built-in is reported as ``natsray: warning: ...`` (one line, no source)."""
+    import warnings
+
+    from natsray.registry import ShadowedPluginWarning
+
+    show = warnings.showwarning
+    if getattr(show, "natsray", False):
+        return
+
+    def showwarning(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, ShadowedPluginWarning):
+            print(f"natsray: warning: {message}", file=sys.stderr)
+        else:
+            show(message, category, *args, **kwargs)
+
+    showwarning.natsray = True  # type: ignore[attr-defined]
+    warnings.showwarning = showwarning
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``natsray`` command line; returns the exit code."""
+    _one_line_warnings()
     try:
         args = _build_parser().parse_args(argv)
         code = args.handler(args)

@@ -1,17 +1,42 @@
 """Components chosen by name in YAML, imported only when chosen (a table run never imports torch).
 
-Two ways to name a component: a short name from a registry of built-ins (``"regularized_evolution"``),
-or an import path ``"package.module:attribute"`` (:func:`import_object`), the convention of
-entry points, Ray's ``runtime_env`` and uvicorn.
+Three ways to name a component (a strategy or an evaluator class):
+
+* a short name of a built-in (``"regularized_evolution"``);
+* a short name that an installed package registers under an entry-point group
+  (``natsray.strategies`` / ``natsray.evaluators``, read with :mod:`importlib.metadata`, the
+  convention of pytest and flake8 plugins); a built-in wins a clash, and two packages claiming one
+  name are refused (:class:`ComponentRegistry`);
+* an import path ``"package.module:attribute"`` (:func:`import_object`), the convention of entry
+  points, Ray's ``runtime_env`` and uvicorn.
+
+:func:`prepend_import_roots` puts the local directories a Ray ``runtime_env`` ships to the actors
+(``working_dir``, ``py_modules``) on the driver's ``sys.path``, so the driver imports user code
+from where the actors get it.
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib
-from collections.abc import Mapping
+import inspect
+import sys
+import warnings
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, is_dataclass
+from importlib import metadata
 from typing import Any
 
-__all__ = ["ImportPathError", "import_object", "is_import_path", "load_class"]
+__all__ = [
+    "Component",
+    "ComponentError",
+    "ComponentRegistry",
+    "ImportPathError",
+    "ShadowedPluginWarning",
+    "import_object",
+    "is_import_path",
+    "prepend_import_roots",
+]
 
 
 class ImportPathError(ImportError):
@@ -53,15 +78,173 @@ def import_object(spec: str) -> Any:
     return obj
 
 
-def load_class(
-    registry: Mapping[str, str], name: str, field: str, error: type[Exception] = ValueError
-) -> type:
-    """The class registered as ``"module:Class"`` under ``name``.
+class ComponentError(ValueError):
+    """A component name that cannot be resolved to a usable class; the message is one line."""
 
-    Raises:
-        error: ``"<field>: '<name>' is not one of ..."`` for an unknown name.
+
+class ShadowedPluginWarning(UserWarning):
+    """An installed plugin registers a short name that a built-in already has (the built-in is used)."""
+
+
+@dataclass(frozen=True)
+class Component:
+    """One name a config may give (``natsray components`` lists them).
+
+    Attributes:
+        name: The short name (``strategy.name`` / ``evaluator.type``).
+        target: ``"package.module:Class"`` it stands for.
+        origin: ``"built-in"``, or the distribution that registers it (``"mypkg 0.1"``).
+        shadowed_by: For a plugin whose name a built-in (or another plugin) also has, what wins
+            (the plugin is then reachable by its import path only); empty otherwise.
     """
-    if name not in registry:
-        raise error(f"{field}: {name!r} is not one of {', '.join(registry)}")
-    module_name, _, class_name = registry[name].partition(":")
-    return getattr(importlib.import_module(module_name), class_name)
+
+    name: str
+    target: str
+    origin: str
+    shadowed_by: str = ""
+
+    @property
+    def builtin(self) -> bool:
+        return self.origin == "built-in"
+
+
+class ComponentRegistry:
+    """Short names of one kind of component: built-ins first, then installed entry points.
+
+    Args:
+        kind: ``"strategy"`` or ``"evaluator"`` (for messages).
+        field: The config field naming it (``strategy.name``).
+        builtins: Short name -> ``"module:Class"`` (read live: tests may add to it).
+        group: The entry-point group plugins register in (``natsray.strategies``).
+        base: The class every component must subclass.
+    """
+
+    def __init__(self, kind: str, field: str, builtins: Mapping[str, str], group: str, base: type) -> None:
+        self.kind = kind
+        self.field = field
+        self.builtins = builtins
+        self.group = group
+        self.base = base
+        self._cache: tuple[tuple[str, ...], list[Component]] | None = None
+
+    def plugins(self) -> list[Component]:
+        """The entry points of :attr:`group` on ``sys.path`` now, in name order (one per target)."""
+        key = tuple(sys.path)
+        if self._cache is None or self._cache[0] != key:
+            found: dict[tuple[str, str], Component] = {}
+            for point in metadata.entry_points(group=self.group):
+                dist = getattr(point, "dist", None)
+                origin = f"{dist.name} {dist.version}" if dist is not None else "unknown distribution"
+                found.setdefault((point.name, point.value), Component(point.name, point.value, origin))
+            self._cache = (key, sorted(found.values(), key=lambda c: (c.name, c.origin)))
+        return self._cache[1]
+
+    def components(self) -> list[Component]:
+        """Every short name: the built-ins, then the plugins (a clashing plugin marked ``shadowed_by``)."""
+        listed = [Component(name, target, "built-in") for name, target in self.builtins.items()]
+        plugins = self.plugins()
+        for plugin in plugins:
+            if plugin.name in self.builtins:
+                plugin = Component(plugin.name, plugin.target, plugin.origin, "the built-in")
+            else:
+                rivals = [p.origin for p in plugins if p.name == plugin.name and p is not plugin]
+                if rivals:
+                    plugin = Component(plugin.name, plugin.target, plugin.origin, f"a clash with {rivals[0]}")
+            listed.append(plugin)
+        return listed
+
+    def names(self) -> list[str]:
+        """The short names a config may give."""
+        return list(dict.fromkeys([*self.builtins, *(plugin.name for plugin in self.plugins())]))
+
+    def is_known(self, name: str) -> bool:
+        """Whether ``name`` is an import path or a short name (without importing anything)."""
+        return is_import_path(name) or name in self.builtins or name in self.names()
+
+    def unknown(self, name: str) -> str:
+        """The one-line reason ``name`` is not a component, with a did-you-mean."""
+        names = self.names()
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return (
+            f"{name!r} is not one of {', '.join(names)}{hint}, "
+            f"nor an import path 'package.module:Class' of your own {self.kind}"
+        )
+
+    def target(self, name: str) -> str:
+        """The ``"module:Class"`` a name stands for: an import path itself, a built-in, then a plugin.
+
+        Raises:
+            ComponentError: an unknown name, or one two installed packages register.
+        """
+        if is_import_path(name):
+            return name
+        if name in self.builtins:
+            shadowed = [p for p in self.plugins() if p.name == name] if name not in _WARNED else []
+            if shadowed:
+                _WARNED.add(name)
+                warnings.warn(
+                    f"{self.field}: {name!r} is the built-in {self.builtins[name]}; the {self.kind} "
+                    f"{shadowed[0].origin} registers under that name ({shadowed[0].target}) is reachable "
+                    "by its import path only",
+                    ShadowedPluginWarning,
+                    stacklevel=2,
+                )
+            return self.builtins[name]
+        matches = [plugin for plugin in self.plugins() if plugin.name == name]
+        if not matches:
+            raise ComponentError(self.unknown(name))
+        if len(matches) > 1:
+            claims = " and ".join(f"{p.origin} ({p.target})" for p in matches)
+            raise ComponentError(
+                f"{name!r} is registered by {claims}: give the import path of the one you mean"
+            )
+        return matches[0].target
+
+    def load(self, name: str) -> type:
+        """The class ``name`` stands for, checked: a subclass of :attr:`base` with a ``Config`` dataclass.
+
+        Raises:
+            ComponentError: one line: unknown name, module not found, attribute missing, not a
+                class, wrong base class, abstract methods left, no ``Config`` dataclass.
+        """
+        target = self.target(name)
+        try:
+            cls = import_object(target)
+        except ImportPathError as exc:
+            raise ComponentError(str(exc)) from None
+        where = target if target == name else f"{name!r} ({target})"
+        base = self.base.__name__
+        if not isinstance(cls, type):
+            raise ComponentError(f"{where} is a {type(cls).__name__}, not a {base} subclass")
+        if not issubclass(cls, self.base):
+            raise ComponentError(
+                f"{where} is not a {base} subclass (subclass natsray.{base}; see docs/extending.md)"
+            )
+        config = getattr(cls, "Config", None)
+        if not (isinstance(config, type) and is_dataclass(config)):
+            raise ComponentError(
+                f"{where} has no Config dataclass (set Config = a @dataclass(frozen=True) of its "
+                f"{self.kind} section's fields)"
+            )
+        if inspect.isabstract(cls):
+            missing = ", ".join(sorted(getattr(cls, "__abstractmethods__", ())))
+            raise ComponentError(f"{where} does not implement {missing} (abstract in {base})")
+        return cls
+
+
+_WARNED: set[str] = set()
+"""Names whose shadowed plugin was already warned about in this process."""
+
+
+def prepend_import_roots(paths: Iterable[str]) -> list[str]:
+    """Put ``paths`` at the front of ``sys.path`` (those not there yet); returns the ones added.
+
+    Used with the local ``working_dir`` / ``py_modules`` of a Ray ``runtime_env``, so the driver
+    imports a user's module from the directory that Ray ships to the actors.
+    """
+    added = [path for path in dict.fromkeys(paths) if path not in sys.path]
+    sys.path[:0] = added
+    if added:
+        importlib.invalidate_caches()
+    return added

@@ -18,7 +18,7 @@ the inputs exist (the CLI does both at load, in ``validate`` as in ``run``).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -27,6 +27,7 @@ import yaml
 
 from natsray.config.typed_yaml import ConfigError, describe_value, parse_dataclass
 from natsray.records import Objective
+from natsray.registry import ComponentError, ComponentRegistry, prepend_import_roots
 
 __all__ = [
     "PATH_FIELDS",
@@ -44,6 +45,7 @@ __all__ = [
     "config_from_dict",
     "config_to_dict",
     "dump_config",
+    "import_roots",
     "load_config",
     "parse_dataclass",
     "read_yaml",
@@ -237,38 +239,88 @@ _SECTION_ORDER = (
 )
 
 
-def _registry(section: str) -> tuple[str, Mapping[str, str], Callable[[str], type]]:
-    """The selecting key, the registry and the class lookup of a ``strategy`` / ``evaluator`` section."""
+def _registry(section: str) -> tuple[str, ComponentRegistry]:
+    """The selecting key and the registry of a ``strategy`` / ``evaluator`` section."""
     if section == "strategy":
-        from natsray.strategies import STRATEGIES, strategy_class
+        from natsray.strategies import REGISTRY as strategies
 
-        return "name", STRATEGIES, strategy_class
-    from natsray.evaluators import EVALUATOR_TYPES, evaluator_class
+        return "name", strategies
+    from natsray.evaluators import REGISTRY as evaluators
 
-    return "type", EVALUATOR_TYPES, evaluator_class
+    return "type", evaluators
 
 
 def _check_selector(section: str, data: Any) -> None:
-    """Check that a component section names a registered class (before anything is imported)."""
-    key, registry, _ = _registry(section)
+    """Check that a component section names a component (before anything is imported)."""
+    key, registry = _registry(section)
     if not isinstance(data, Mapping):
         raise ConfigError(f"expected a mapping with a {key!r} key, got {describe_value(data)}", path=section)
     if key not in data:
-        raise ConfigError(f"missing required field (one of {', '.join(registry)})", path=f"{section}.{key}")
-    if data[key] not in registry:
         raise ConfigError(
-            f"{describe_value(data[key])} is not one of {', '.join(registry)}", path=f"{section}.{key}"
+            f"missing required field (one of {', '.join(registry.names())}, or 'package.module:Class')",
+            path=f"{section}.{key}",
         )
+    name = data[key]
+    if not isinstance(name, str):
+        raise ConfigError(f"expected a string, got {describe_value(name)}", path=f"{section}.{key}")
+    if not registry.is_known(name):
+        raise ConfigError(registry.unknown(name), path=f"{section}.{key}")
 
 
 def _component(section: str, data: Mapping[str, Any]) -> tuple[type, Any]:
-    """The class selected by a checked component section, and its parsed ``Config``."""
-    key, _, lookup = _registry(section)
+    """The class selected by a checked component section, and its parsed ``Config``.
+
+    The section's ``name`` / ``type`` is stored as given (a short name or an import path), whatever
+    the ``Config`` declares for it, so a run directory's ``config.yaml`` selects the same class.
+    """
+    key, registry = _registry(section)
+    name = data[key]
     try:
-        cls = lookup(data[key])
-    except ImportError as exc:
-        raise ConfigError(f"{data[key]!r} cannot be imported ({exc})", path=f"{section}.{key}") from None
-    return cls, parse_dataclass(cls.Config, data, section)
+        cls = registry.load(name)
+    except ComponentError as exc:
+        raise ConfigError(str(exc), path=f"{section}.{key}") from None
+    config_cls = cls.Config
+    selector = {f.name: f for f in dataclasses.fields(config_cls) if f.init}.get(key)
+    if selector is None:
+        raise ConfigError(
+            f"{name!r}: {config_cls.__qualname__} has no {key!r} field (add `{key}: str = {name!r}`)",
+            path=f"{section}.{key}",
+        )
+    try:
+        if selector.default is dataclasses.MISSING and selector.default_factory is dataclasses.MISSING:
+            return cls, parse_dataclass(config_cls, data, section)
+        parsed = parse_dataclass(
+            config_cls, {k: v for k, v in data.items() if k != key}, section, exclude=(key,)
+        )
+        return cls, dataclasses.replace(parsed, **{key: name})
+    except ConfigError:
+        raise
+    except (TypeError, NameError) as exc:  # a plugin Config with a field type the parser cannot read
+        message = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise ConfigError(f"{name!r}: {config_cls.__qualname__}: {message}", path=section) from None
+    except ValueError as exc:
+        raise ConfigError((str(exc).splitlines() or [""])[0], path=section) from None
+
+
+def import_roots(runtime_env: Mapping[str, Any] | None) -> list[str]:
+    """The directories (or ``.whl`` / ``.zip`` files) that make a Ray ``runtime_env``'s local code importable.
+
+    ``working_dir`` itself (Ray runs the actors there), and for each local ``py_modules`` entry the
+    directory holding it (a package directory ``lib/mypkg`` is imported as ``mypkg``), or the
+    archive itself. Relative paths are relative to the current directory; missing ones are skipped
+    (:func:`check_paths` reports them).
+    """
+    roots = []
+    for key, value, _ in _runtime_env_paths(runtime_env or {}):
+        path = Path(value).expanduser().resolve()
+        if key == "working_dir" and path.is_dir():
+            roots.append(str(path))
+        elif key.startswith("py_modules["):
+            if path.is_dir():
+                roots.append(str(path.parent))
+            elif path.is_file() and path.suffix in (".whl", ".zip"):
+                roots.append(str(path))
+    return roots
 
 
 def _objectives(evaluator: Any, strategy_cls: type, strategy_name: str) -> tuple[Objective, ...]:
@@ -329,6 +381,9 @@ def config_from_dict(data: Any, source: str | None = None) -> ExperimentConfig:
                 "not a config key: objectives are set by evaluator.objective", path="objectives"
             )
         raw = parse_dataclass(ExperimentConfig, data, exclude=("objectives",))
+        runtime_env = raw.ray.runtime_env
+        if runtime_env:  # user code shipped to the actors is imported from the same place here
+            prepend_import_roots(import_roots(runtime_env))
         _check_selector("strategy", raw.strategy)
         _check_selector("evaluator", raw.evaluator)
         strategy_cls, strategy = _component("strategy", raw.strategy)

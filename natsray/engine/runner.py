@@ -18,6 +18,8 @@ to ``checkpoint.json`` and the outcome to ``summary.json``. See ``docs/engine.md
 from __future__ import annotations
 
 import contextlib
+import os
+import pickle
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -372,22 +374,41 @@ def _one_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {_one_line(exc)}"
+
+
 # --------------------------------------------------------------------------- Ray
 
 
 class _EvaluatorActor:
-    """Ray actor body: builds its evaluator once; setup errors are reported, not raised."""
+    """Ray actor body: builds its evaluator once; import and setup errors are reported, not raised.
 
-    def __init__(self, evaluator_cls: type[BaseEvaluator], config: Any, shared: Any) -> None:
+    The evaluator class and its config travel pickled (``payload``) and are unpickled here, so a
+    class (or a config value) whose module the actor cannot import becomes one line naming the
+    module, instead of Ray's traceback of a failed actor creation.
+    """
+
+    def __init__(self, target: str, payload: bytes, shared: Any) -> None:
         self.error: str | None = None
+        try:
+            evaluator_cls, config = pickle.loads(payload)
+        except ModuleNotFoundError as exc:
+            self.error = (
+                f"evaluator.type: {target}: no module named {exc.name!r} on the Ray actor's node "
+                f"({os.uname().nodename}): ship it with ray.runtime_env (working_dir or py_modules) or "
+                "install it on every node"
+            )
+            return
+        except Exception as exc:
+            self.error = f"evaluator.type: {target}: cannot be loaded on the Ray actor: {_describe(exc)}"
+            return
         try:
             self.evaluator = evaluator_cls(config, shared)
             self.evaluator.setup()
             self.encoder = ScoreEncoder(self.evaluator.per_cell())
         except Exception as exc:
-            self.error = (
-                _one_line(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {_one_line(exc)}"
-            )
+            self.error = _one_line(exc) if isinstance(exc, ValueError) else _describe(exc)
 
     def ready(self) -> str | None:
         """None when the evaluator is set up, else its one-line error."""
@@ -409,7 +430,9 @@ class _ActorPool:
         self._remote = ray.remote(_EvaluatorActor).options(
             num_cpus=resources.cpus_per_actor, num_gpus=resources.gpus_per_actor, max_restarts=0
         )
-        self._args = (evaluator_cls, session.config.evaluator, shared_ref)
+        target = f"{evaluator_cls.__module__}:{evaluator_cls.__qualname__}"
+        payload = ray.cloudpickle.dumps((evaluator_cls, session.config.evaluator))
+        self._args = (target, payload, shared_ref)
         self._start_timeout = session.config.ray.actor_start_timeout_s
         self.actors = [self._remote.remote(*self._args) for _ in range(resources.actors)]
         self.generation = [0] * len(self.actors)
