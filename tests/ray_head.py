@@ -16,6 +16,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 RAY = [sys.executable, "-m", "ray.scripts.scripts"]
 AUTH_VARS = (
@@ -49,7 +50,9 @@ class Head:
     while ``ray job submit`` sends the token only when ``RAY_AUTH_MODE=token`` is set.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, num_cpus: int = 2) -> None:
+        self.root = root
+        self.nodes: list[tuple[subprocess.Popen, Any]] = []
         self.home = root / "home"
         self.token_path = self.home / ".ray" / "auth_token"
         self.token_path.parent.mkdir(parents=True)
@@ -62,7 +65,7 @@ class Head:
         self.temp_dir = tempfile.mkdtemp(prefix="nrh", dir="/tmp")
         command = [
             *RAY, "start", "--head", "--block", "--disable-usage-stats",
-            "--port", str(self.port), "--num-cpus", "2", "--temp-dir", self.temp_dir,
+            "--port", str(self.port), "--num-cpus", str(num_cpus), "--temp-dir", self.temp_dir,
             "--dashboard-host", "127.0.0.1", "--dashboard-port", self.dashboard.rsplit(":", 1)[1],
             "--ray-client-server-port", str(free_port()),
             "--dashboard-agent-listen-port", str(free_port()),
@@ -89,30 +92,74 @@ class Head:
             time.sleep(1.0)
         raise TimeoutError(f"Ray job server at {self.dashboard} not ready after {timeout} s")
 
+    def add_node(self, num_cpus: int = 1) -> None:
+        """Start a second node on this machine (``ray start --address HEAD --block``) joining this head."""
+        log = open(self.root / f"node{len(self.nodes) + 1}.log", "w")  # noqa: SIM115 - closed in stop()
+        command = [
+            *RAY, "start", "--address", self.address, "--block", "--disable-usage-stats",
+            "--num-cpus", str(num_cpus), "--dashboard-agent-listen-port", str(free_port()),
+        ]  # fmt: skip
+        env = {**self.env, "RAY_AUTH_MODE": "token"}
+        process = subprocess.Popen(
+            command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self.nodes.append((process, log))
+
+    def wait_nodes(self, count: int, timeout: float = 120.0) -> None:
+        """Wait until ``count`` nodes are alive (asked with ``ray list nodes`` of the state API)."""
+        deadline = time.monotonic() + timeout
+        command = [
+            *RAY,
+            "list",
+            "nodes",
+            "--address",
+            self.dashboard,
+            "--filter",
+            "state=ALIVE",
+            "--format",
+            "json",
+        ]
+        env = {**self.env, "RAY_AUTH_MODE": "token"}
+        while time.monotonic() < deadline:
+            for process, _ in self.nodes:
+                assert process.poll() is None, "a ray node exited during start; see node*.log"
+            done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+            if done.returncode == 0 and done.stdout.count('"node_id"') >= count:
+                return
+            time.sleep(1.0)
+        raise TimeoutError(f"{count} Ray nodes not alive after {timeout} s")
+
     def stop(self) -> None:
-        """Stop exactly this head: SIGTERM to ``ray start --block`` stops the processes it started.
+        """Stop exactly this head (and the nodes it was given): SIGTERM to each ``ray start --block``
+        stops the processes it started.
 
         (``ray stop`` is not used: it kills every Ray process of the user on the machine.)
         """
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)  # leftovers in the session we created
-        self.log.close()
+        for process, log in [*self.nodes, (self.process, self.log)]:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)  # leftovers in the session we created
+            log.close()
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
 @contextlib.contextmanager
-def running_head(root: Path) -> Iterator[Head]:
-    """A started :class:`Head` (its job server answering), stopped by PID on exit."""
-    head = Head(root)
+def running_head(root: Path, num_cpus: int = 2, nodes: int = 0) -> Iterator[Head]:
+    """A started :class:`Head` (its job server answering) of ``num_cpus`` CPUs, with ``nodes`` more nodes
+    of 1 CPU each joined, stopped by PID on exit."""
+    head = Head(root, num_cpus)
     try:
         head.wait_ready()
+        for _ in range(nodes):
+            head.add_node()
+        if nodes:
+            head.wait_nodes(1 + nodes)
         yield head
     finally:
         head.stop()
