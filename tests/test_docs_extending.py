@@ -92,3 +92,44 @@ def test_section_runs(title: str, blocks: list[tuple[str, str]], tmp_path: Path)
     )
     assert done.returncode == 0, f"{title}:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
     assert str(work) not in env["PYTHONPATH"] and os.pathsep not in env["PYTHONPATH"]
+
+
+def _first_column_names(text: str) -> list[str]:
+    """The backticked names in the first column of docs/api.md's tables, without their arguments."""
+    names = []
+    for line in text.splitlines():
+        if not line.startswith("| `"):
+            continue
+        for item in re.findall(r"`([^`]+)`", line.split(" | ")[0]):
+            names.append(re.sub(r"\(.*\)$", "", item.strip()))
+    return names
+
+
+def test_every_name_docs_api_lists_exists() -> None:
+    import importlib
+    import inspect
+
+    import natsray
+
+    names = _first_column_names((REPO / "docs" / "api.md").read_text(encoding="utf-8"))
+    assert len(names) > 30
+    owner = None
+    for name in names:
+        if name.startswith("natsray."):
+            module, _, attr = name.rpartition(".")
+            assert hasattr(importlib.import_module(module), attr), name
+            owner = importlib.import_module(module)
+            continue
+        if name.startswith("."):  # `.shared`: a member of the previous name's class
+            name = f"{owner.__name__}{name}"
+        head, _, member = name.partition(".")
+        if owner is not None and inspect.ismodule(owner) and not hasattr(natsray, head):
+            assert hasattr(owner, head), name  # `mutate` after `natsray.search_space.random_sample`
+            continue
+        assert head in natsray.__all__, f"{head} is not exported from natsray"
+        cls = getattr(natsray, head)
+        owner = cls
+        if member:
+            in_init = f"self.{member} =" in inspect.getsource(cls.__init__) if inspect.isclass(cls) else False
+            declared = member in getattr(cls, "__annotations__", {})  # `Config: ClassVar[type]`
+            assert hasattr(cls, member) or in_init or declared, name

@@ -433,3 +433,20 @@ def test_a_name_clash_is_reported(site: Path, tmp_path: Path) -> None:
         "evaluator.type: 'edge' is registered by labplug 0.3 (labplug.scoring:EdgeScore) and otherplug 1.0 "
         "(otherplug:Edge): give the import path of the one you mean"
     )
+
+
+def test_components_piped_to_head_exits_quietly(tmp_path: Path) -> None:
+    env = clean_env(PYTHONPATH=str(REPO))
+    done = subprocess.run(
+        "natsray components | head -1; echo status=${PIPESTATUS[0]}",
+        shell=True,
+        executable="/bin/bash",
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    first, status = done.stdout.splitlines()
+    assert first == "evaluators (evaluator.type):" and done.stderr == ""
+    assert status in ("status=0", "status=141")  # 141 when head closed the pipe before natsray wrote
