@@ -1,4 +1,5 @@
-"""Image classification datasets as in-memory tensors: digits, CIFAR-10/100, ImageNet16-120.
+"""Image classification datasets as in-memory tensors: digits, CIFAR-10/100, ImageNet16-120,
+and the user's own data (``arrays``: one ``.npz`` file; ``folder``: an image-folder tree).
 
 :func:`load_dataset` reads a dataset once (an evaluator does it in ``setup``) into an
 :class:`ImageDataset`: ``uint8`` images of shape ``(n, 3, size, size)`` with ``int64`` labels,
@@ -18,14 +19,36 @@ The halves are NATS's exact ones when the split file NATS used (``cifar-split.tx
 ``cifar100-test-split.txt``, ``imagenet-16-120-test-split.txt`` from AutoDL-Projects
 ``configs/nas-benchmark/``) sits in the dataset directory; otherwise they are a random
 permutation seeded with :data:`SPLIT_SEED` (fixed, documented, but not NATS's own split).
+
+The user's own data (:data:`USER_DATASETS`) brings its own splits:
+
+- ``arrays``: ``data_dir`` names one ``.npz`` file (``numpy.savez``) holding ``x_train``,
+  ``y_train``, ``x_valid``, ``y_valid`` and optionally ``x_test``, ``y_test``. Images are
+  ``(n, h, w, c)`` (NHWC), ``(n, c, h, w)`` (NCHW) or ``(n, h, w)``, with ``c`` 1 or 3,
+  ``uint8`` or any integer / float dtype with values in 0..255 (floats in 0..1 are scaled by
+  255); labels are integers ``0..C-1``, every class present in ``y_train``.
+- ``folder``: ``data_dir`` names a directory with ``train/``, ``valid/`` and optionally
+  ``test/``, each holding one subfolder of images per class (the same class folders in every
+  split; class ``i`` is the ``i``-th folder name in sorted order, as torchvision's
+  ``ImageFolder``). Images are decoded with Pillow and converted to RGB.
+
+Both are resized (bilinear) to ``image_size`` when it is given, else kept at their own size,
+which must then be one square size for every image. The network sees 3 channels: 1-channel
+images are replicated, as the digits are. Classes and the per-channel mean / std (of the
+training split) come from the data. :func:`check_dataset` checks such a dataset cheaply (file
+headers, labels, folder structure; no image decoded) so a run can refuse it before it starts.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import pickle
 import warnings
+import zipfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,9 +59,21 @@ import torch.nn.functional as F
 
 from natsray.evaluators.base import EvaluatorError
 
-__all__ = ["DATASETS", "SPLIT_SEED", "ImageDataset", "ImageSplit", "load_dataset"]
+__all__ = [
+    "DATASETS",
+    "SPLIT_SEED",
+    "USER_DATASETS",
+    "DatasetInfo",
+    "ImageDataset",
+    "ImageSplit",
+    "check_dataset",
+    "check_image_size",
+    "load_dataset",
+]
 
 DATASETS: tuple[str, ...] = ("digits", "cifar10", "cifar100", "ImageNet16-120")
+USER_DATASETS: tuple[str, ...] = ("arrays", "folder")
+"""The user's own data: ``arrays`` (one ``.npz`` file) and ``folder`` (an image-folder tree)."""
 SPLIT_SEED = 0
 """Seed of every split that is not read from a NATS split file."""
 
@@ -85,6 +120,8 @@ class ImageDataset:
         crop_padding: Zero padding of the random crop augmentation (NATS: 4 at 32px, 2 at 16px).
         flip: Whether augmentation flips horizontally (not for digits).
         split_source: Where the train/valid/test halves come from (a NATS file or the seeded rule).
+        classes: Class names, index ``i`` for label ``i`` (``folder``: the class folder names;
+            ``arrays``: ``"0"`` .. ``"C-1"``; empty for the bundled datasets).
     """
 
     name: str
@@ -98,6 +135,7 @@ class ImageDataset:
     crop_padding: int
     flip: bool
     split_source: str
+    classes: tuple[str, ...] = ()
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """``uint8`` images -> normalised ``float32``."""
@@ -179,25 +217,43 @@ class ImageDataset:
         return cls(**fields)
 
 
-def load_dataset(name: str, data_dir: str | Path | None = None, *, digits_size: int = 32) -> ImageDataset:
+def load_dataset(
+    name: str,
+    data_dir: str | Path | None = None,
+    *,
+    digits_size: int = 32,
+    image_size: int | None = None,
+) -> ImageDataset:
     """Read a dataset into memory.
 
     Args:
-        name: One of :data:`DATASETS`.
+        name: One of :data:`DATASETS` or :data:`USER_DATASETS`.
         data_dir: Directory of ``cifar10`` / ``cifar100`` / ``ImageNet16-120`` (the directory
-            holding the pickles or its parent); ignored for ``digits``.
+            holding the pickles or its parent), the ``.npz`` file of ``arrays``, the root
+            directory of ``folder``; ignored for ``digits``.
         digits_size: Height = width the 8x8 digits are upsampled to (8, 16 or 32).
+        image_size: ``arrays`` / ``folder`` only: height = width every image is resized to (a
+            multiple of 4); None keeps the images' own size, which must then be one square
+            size, a multiple of 4.
 
     Raises:
-        EvaluatorError: one line naming the dataset, the path and what was expected there.
+        EvaluatorError: one line naming the dataset, the path (for a bad image, the file) and
+            what was expected there.
     """
     if name == "digits":
         return _load_digits(digits_size)
-    if name not in DATASETS:
-        raise EvaluatorError(f"dataset: {name!r} is not one of {', '.join(DATASETS)}")
+    if name not in DATASETS + USER_DATASETS:
+        raise EvaluatorError(f"dataset: {name!r} is not one of {', '.join(DATASETS + USER_DATASETS)}")
+    if image_size is not None and name not in USER_DATASETS:
+        raise EvaluatorError(f"image_size: only for dataset {' or '.join(USER_DATASETS)}, not {name!r}")
     if data_dir is None:
-        raise EvaluatorError(f"data_dir: dataset {name!r} needs data_dir (the directory holding its files)")
+        what = "the .npz file" if name == "arrays" else "the directory holding its files"
+        raise EvaluatorError(f"data_dir: dataset {name!r} needs data_dir ({what})")
     root = Path(data_dir).expanduser()
+    if name == "arrays":
+        return _load_arrays(root, image_size)
+    if name == "folder":
+        return _load_folder(root, image_size)
     if not root.is_dir():
         raise EvaluatorError(f"data_dir: {name}: {str(root)!r} is not a directory")
     if name == "cifar10":
@@ -386,3 +442,458 @@ def _load_imagenet16(root: Path) -> ImageDataset:
         split_source=source,
         **_stats(_IMAGENET16_STATS),
     )
+
+
+# --- the user's own data: arrays (.npz) and folder (image-folder tree) ---------------------------
+
+_NPZ_KEYS = ("x_train", "y_train", "x_valid", "y_valid")
+_NPZ_EXPECTED = "x_train, y_train, x_valid, y_valid (optional x_test, y_test)"
+_FOLDER_EXPECTED = "train/, valid/ and optional test/, each with one subfolder of images per class"
+_SPLITS = ("train", "valid", "test")
+_CHUNK = 1024  # images per chunk when resizing or summing (bounds the float copies)
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What :func:`check_dataset` found in the user's dataset, without decoding an image.
+
+    Attributes:
+        name: ``arrays`` or ``folder``.
+        path: The ``.npz`` file or the folder root.
+        num_classes: ``C``: labels are ``0..C-1``.
+        channels: Channels of the stored images (1 or 3; the network always sees 3).
+        image_size: Height = width the network sees (after resizing).
+        sizes: Images per split, ``{"train": n, "valid": n, "test": n}`` (0: no test split).
+        classes: Class names, index ``i`` for label ``i``.
+    """
+
+    name: str
+    path: Path
+    num_classes: int
+    channels: int
+    image_size: int
+    sizes: dict[str, int]
+    classes: tuple[str, ...]
+
+
+def check_image_size(size: object, what: str) -> None:
+    """Refuse an image size the NATS network cannot take.
+
+    The network halves height and width twice (two residual reduction blocks), so both must
+    be a multiple of 4.
+
+    Raises:
+        EvaluatorError: ``"{what}: ..."``, one line.
+    """
+    if not isinstance(size, int) or isinstance(size, bool) or size < 4 or size % 4:
+        raise EvaluatorError(
+            f"{what}: must be a multiple of 4 (the NATS network halves the image twice), got {size!r}"
+        )
+
+
+def check_dataset(name: str, data_dir: str | Path, *, image_size: int | None = None) -> DatasetInfo:
+    """Check the user's dataset cheaply, as ``natsray validate`` and ``run`` do before Ray starts.
+
+    ``arrays``: the ``.npz`` keys, the array headers (dims, layout, dtype, lengths) and the
+    labels (read in full: they are small). ``folder``: the split and class folders, and every
+    image's header (format and size; Pillow reads a few bytes). No image is decoded: a file
+    whose header is fine but whose data is corrupt fails later, in :func:`load_dataset`.
+    Answers repeated calls on an unchanged path from memory (a sweep checks every run).
+
+    Args:
+        name: ``arrays`` or ``folder``.
+        data_dir: The ``.npz`` file or the folder root.
+        image_size: As for :func:`load_dataset`.
+
+    Raises:
+        EvaluatorError: one line naming the file and what was expected.
+    """
+    if name not in USER_DATASETS:
+        raise EvaluatorError(f"dataset: {name!r} is not one of {', '.join(USER_DATASETS)}")
+    path = Path(data_dir).expanduser().resolve()
+    try:
+        stamp = path.stat().st_mtime_ns
+    except OSError:
+        raise EvaluatorError(f"{name}: {path}: no such file or directory") from None
+    return _checked(name, path, image_size, stamp)
+
+
+@functools.lru_cache(maxsize=16)
+def _checked(name: str, path: Path, image_size: int | None, _stamp: int) -> DatasetInfo:
+    if name == "arrays":
+        return _inspect_arrays(path, image_size)[0]
+    return _scan_folder(path, image_size)[0]
+
+
+def _network_size(height: int, width: int, image_size: int | None, where: str) -> int:
+    """The size the network sees: ``image_size``, or the images' own square size (a multiple of 4)."""
+    if image_size is not None:
+        check_image_size(image_size, "image_size")
+        return image_size
+    if height != width:
+        raise EvaluatorError(
+            f"{where}: images are {width}x{height}, not square: set image_size to resize them"
+        )
+    if height < 4 or height % 4:
+        raise EvaluatorError(
+            f"{where}: images are {width}x{height}; the NATS network needs a multiple of 4: set image_size"
+        )
+    return height
+
+
+def _channel_stats(images: np.ndarray) -> dict[str, tuple[float, ...]]:
+    """Per-channel mean and std (population) of ``uint8`` ``(n, c, h, w)`` images, in 0..1 units."""
+    total = np.zeros(images.shape[1])
+    squares = np.zeros(images.shape[1])
+    for start in range(0, len(images), _CHUNK):
+        chunk = images[start : start + _CHUNK].astype(np.float64) / 255.0
+        total += chunk.sum(axis=(0, 2, 3))
+        squares += np.square(chunk).sum(axis=(0, 2, 3))
+    count = images.shape[0] * images.shape[2] * images.shape[3]
+    mean = total / count
+    std = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
+    std = np.where(std > 0, std, 1.0)  # a constant channel: centre it, do not divide by 0
+    return {"mean": tuple(float(x) for x in mean), "std": tuple(float(x) for x in std)}
+
+
+def _resized(images: np.ndarray, size: int) -> np.ndarray:
+    """``uint8`` ``(n, c, h, w)`` images resized (bilinear; antialiased when shrinking) to ``size``."""
+    if images.shape[2] == images.shape[3] == size:
+        return images
+    shrink = size < max(images.shape[2], images.shape[3])
+    out = np.empty((images.shape[0], images.shape[1], size, size), dtype=np.uint8)
+    for start in range(0, len(images), _CHUNK):
+        chunk = torch.from_numpy(images[start : start + _CHUNK]).float()
+        chunk = F.interpolate(
+            chunk, size=(size, size), mode="bilinear", align_corners=False, antialias=shrink
+        )
+        out[start : start + _CHUNK] = chunk.round().clamp(0, 255).to(torch.uint8).numpy()
+    return out
+
+
+def _user_dataset(
+    name: str, splits: dict[str, ImageSplit], info: DatasetInfo, source: str, stats_of: np.ndarray
+) -> ImageDataset:
+    size = info.image_size
+    empty = ImageSplit(torch.empty((0, 3, size, size), dtype=torch.uint8), torch.empty(0, dtype=torch.long))
+    return ImageDataset(
+        name=name,
+        train=splits["train"],
+        valid=splits["valid"],
+        test=splits.get("test", empty),
+        num_classes=info.num_classes,
+        input_size=size,
+        crop_padding=size // 8,
+        flip=True,
+        split_source=source,
+        classes=info.classes,
+        **_channel_stats(stats_of),
+    )
+
+
+# arrays ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Member:
+    """Shape and dtype of one array of an ``.npz``, from its header."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+
+def _npz_members(path: Path) -> dict[str, _Member]:
+    """Every array's shape and dtype, read from the headers (no array data is read)."""
+    if path.is_dir():
+        raise EvaluatorError(
+            f"arrays: {path} is a directory; expected an .npz file (numpy.savez) with {_NPZ_EXPECTED} "
+            "(a directory of class folders is dataset: folder)"
+        )
+    members: dict[str, _Member] = {}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for entry in archive.infolist():
+                if not entry.filename.endswith(".npy"):
+                    continue
+                with archive.open(entry) as handle:
+                    version = np.lib.format.read_magic(handle)
+                    if version == (1, 0):
+                        shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
+                    else:
+                        shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
+                members[entry.filename[: -len(".npy")]] = _Member(tuple(shape), np.dtype(dtype))
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise EvaluatorError(f"arrays: {path} is not a readable .npz file (numpy.savez): {first}") from None
+    return members
+
+
+def _layout(member: _Member, key: str, path: Path) -> tuple[str, int, int, int]:
+    """``(layout, channels, height, width)`` of an image array: layout ``NHW``, ``NHWC`` or ``NCHW``."""
+    expected = "(n, h, w, c) NHWC or (n, c, h, w) NCHW with c = 1 or 3, or (n, h, w)"
+    shape = member.shape
+    if member.dtype.kind not in "uif":
+        raise EvaluatorError(
+            f"arrays: {path}: {key} has dtype {member.dtype}, expected uint8 or float images"
+        )
+    if len(shape) == 3:
+        return "NHW", 1, shape[1], shape[2]
+    if len(shape) != 4:
+        raise EvaluatorError(f"arrays: {path}: {key} has shape {shape}, expected {expected}")
+    nchw, nhwc = shape[1] in (1, 3), shape[3] in (1, 3)
+    if nchw and nhwc:  # tiny images: take the reading that makes them square (NCHW on a tie)
+        nhwc = shape[1] == shape[2] and shape[2] != shape[3]
+        nchw = not nhwc
+    if nchw:
+        return "NCHW", shape[1], shape[2], shape[3]
+    if nhwc:
+        return "NHWC", shape[3], shape[1], shape[2]
+    raise EvaluatorError(f"arrays: {path}: {key} has shape {shape}, expected {expected}")
+
+
+def _inspect_arrays(
+    path: Path, image_size: int | None
+) -> tuple[DatasetInfo, dict[str, str], dict[str, np.ndarray]]:
+    """Check an ``.npz`` dataset without reading its images: ``(info, layouts, labels)`` per split."""
+    members = _npz_members(path)
+    missing = [key for key in _NPZ_KEYS if key not in members]
+    if ("x_test" in members) != ("y_test" in members):
+        missing.append("y_test" if "x_test" in members else "x_test")
+    if missing:
+        has = ", ".join(sorted(members)) or "no arrays"
+        raise EvaluatorError(f"arrays: {path} has no {missing[0]} (expected {_NPZ_EXPECTED}; it has {has})")
+    splits = [split for split in _SPLITS if f"x_{split}" in members]
+    layouts: dict[str, str] = {}
+    shapes: dict[str, tuple[int, int, int]] = {}
+    sizes = dict.fromkeys(_SPLITS, 0)
+    for split in splits:
+        x, y = members[f"x_{split}"], members[f"y_{split}"]
+        layouts[split], *shape = _layout(x, f"x_{split}", path)
+        shapes[split] = tuple(shape)
+        if shapes[split] != shapes["train"]:
+            c, h, w = shapes[split]
+            c0, h0, w0 = shapes["train"]
+            raise EvaluatorError(
+                f"arrays: {path}: x_{split} images are {c}x{h}x{w} (c x h x w) "
+                f"but x_train's are {c0}x{h0}x{w0}"
+            )
+        if y.dtype.kind not in "iu":
+            raise EvaluatorError(
+                f"arrays: {path}: y_{split} has dtype {y.dtype}, expected integer class labels 0..C-1"
+            )
+        if len(y.shape) != 1:
+            hint = " (one-hot? store y.argmax(1))" if len(y.shape) == 2 else ""
+            raise EvaluatorError(
+                f"arrays: {path}: y_{split} has shape {y.shape}, expected integer labels of shape (n,){hint}"
+            )
+        if y.shape[0] != x.shape[0]:
+            raise EvaluatorError(
+                f"arrays: {path}: y_{split} has {y.shape[0]} labels but x_{split} has {x.shape[0]} images"
+            )
+        if split != "test" and x.shape[0] == 0:
+            raise EvaluatorError(f"arrays: {path}: x_{split} holds no images")
+        sizes[split] = x.shape[0]
+    channels, height, width = shapes["train"]
+    size = _network_size(height, width, image_size, f"arrays: {path}: x_train")
+    with np.load(path, allow_pickle=False) as npz:
+        labels = {split: np.asarray(npz[f"y_{split}"]).astype(np.int64) for split in splits}
+    num_classes = _check_label_values(labels, f"arrays: {path}")
+    info = DatasetInfo(
+        name="arrays",
+        path=path,
+        num_classes=num_classes,
+        channels=channels,
+        image_size=size,
+        sizes=sizes,
+        classes=tuple(str(i) for i in range(num_classes)),
+    )
+    return info, layouts, labels
+
+
+def _check_label_values(labels: dict[str, np.ndarray], where: str) -> int:
+    """``C``: ``y_train`` holds every class ``0..C-1`` (C >= 2), the other splits only those."""
+    present = np.unique(labels["train"])
+    if present[0] < 0:
+        raise EvaluatorError(f"{where}: y_train holds label {present[0]}, expected class indices 0..C-1")
+    num_classes = int(present[-1]) + 1
+    if len(present) != num_classes:
+        gap = int(np.flatnonzero(present != np.arange(len(present)))[0])
+        hint = "; 1-based labels? subtract 1" if gap == 0 else ""
+        raise EvaluatorError(
+            f"{where}: y_train has no sample of class {gap} (labels must be 0..{num_classes - 1} "
+            f"with every class in the training split{hint})"
+        )
+    if num_classes < 2:
+        raise EvaluatorError(f"{where}: y_train holds a single class; expected at least 2")
+    for split in ("valid", "test"):
+        values = labels.get(split)
+        if values is not None and len(values):
+            bad = values[(values < 0) | (values >= num_classes)]
+            if len(bad):
+                raise EvaluatorError(
+                    f"{where}: y_{split} holds label {bad[0]}, expected 0..{num_classes - 1} "
+                    "(the classes of y_train)"
+                )
+    return num_classes
+
+
+def _pixels(x: np.ndarray, layout: str, key: str, path: Path) -> np.ndarray:
+    """An image array as ``uint8`` NCHW with 3 channels.
+
+    ``uint8`` is kept; other integers must lie in 0..255; a float array lies in 0..1 (scaled
+    by 255) or in 0..255 (rounded).
+    """
+    if x.dtype != np.uint8 and len(x):
+        if x.dtype.kind == "f" and not np.isfinite(x).all():
+            raise EvaluatorError(f"arrays: {path}: {key} holds NaN or inf values")
+        low, high = x.min(), x.max()
+        if low < 0 or high > 255:
+            expected = "0..1 or 0..255" if x.dtype.kind == "f" else "0..255"
+            raise EvaluatorError(
+                f"arrays: {path}: {key} values span {low}..{high}, expected {expected} "
+                "(unnormalised images: natsray normalises with the training split's mean and std)"
+            )
+        if x.dtype.kind == "f":
+            x = np.rint(x * 255.0) if high <= 1.0 else np.rint(x)
+        x = x.astype(np.uint8)
+    if layout == "NHW":
+        x = x[:, None]
+    elif layout == "NHWC":
+        x = x.transpose(0, 3, 1, 2)
+    return np.repeat(x, 3, axis=1) if x.shape[1] == 1 else np.ascontiguousarray(x)
+
+
+def _load_arrays(path: Path, image_size: int | None) -> ImageDataset:
+    info, layouts, labels = _inspect_arrays(path, image_size)
+    splits: dict[str, ImageSplit] = {}
+    with np.load(path, allow_pickle=False) as npz:
+        for split, layout in layouts.items():
+            images = _resized(_pixels(npz[f"x_{split}"], layout, f"x_{split}", path), info.image_size)
+            splits[split] = ImageSplit(torch.from_numpy(images), torch.from_numpy(labels[split]))
+    source = f"x_{'/x_'.join(layouts)} of {path}"
+    return _user_dataset("arrays", splits, info, source, splits["train"].images.numpy())
+
+
+# folder ------------------------------------------------------------------------------------------
+
+
+def _image_suffixes() -> frozenset[str]:
+    from PIL import Image
+
+    return frozenset(Image.registered_extensions())
+
+
+def _unreadable(path: Path, exc: Exception) -> EvaluatorError:
+    first = (str(exc).strip().splitlines() or [""])[0]
+    detail = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    return EvaluatorError(f"folder: {path}: not a readable image ({detail})")
+
+
+def _scan_folder(root: Path, image_size: int | None) -> tuple[DatasetInfo, dict[str, list[tuple[Path, int]]]]:
+    """Check an image-folder tree without decoding: ``(info, [(file, label)] per split)``."""
+    from PIL import Image
+
+    if not root.is_dir():
+        raise EvaluatorError(f"folder: {root} is not a directory (expected {_FOLDER_EXPECTED})")
+    present = [split for split in _SPLITS if (root / split).is_dir()]
+    for split in ("train", "valid"):
+        if split not in present:
+            raise EvaluatorError(f"folder: {root} has no {split}/ (expected {_FOLDER_EXPECTED})")
+    classes: tuple[str, ...] = ()
+    for split in present:
+        names = tuple(
+            sorted(d.name for d in (root / split).iterdir() if d.is_dir() and not d.name.startswith("."))
+        )
+        if split == "train":
+            classes = names
+            if len(names) < 2:
+                raise EvaluatorError(
+                    f"folder: {root / split} has {len(names)} class folder(s), "
+                    "expected one per class (at least 2)"
+                )
+        elif names != classes:
+            extra, lacking = sorted(set(names) - set(classes)), sorted(set(classes) - set(names))
+            if extra:
+                problem = f"has class folder {extra[0]!r}, which train/ lacks"
+            else:
+                problem = f"lacks class folder {lacking[0]!r}, which train/ has"
+            raise EvaluatorError(
+                f"folder: {root / split} {problem} (every split needs the same class folders)"
+            )
+    suffixes = _image_suffixes()
+    files: dict[str, list[tuple[Path, int]]] = {}
+    sizes: dict[tuple[int, int], Path] = {}
+    channels = 1
+    for split in present:
+        files[split] = []
+        for label, name in enumerate(classes):
+            directory = root / split / name
+            found = sorted(
+                path
+                for path in directory.rglob("*")
+                if path.suffix.lower() in suffixes
+                and not any(part.startswith(".") for part in path.relative_to(directory).parts)
+                and path.is_file()
+            )
+            if not found:
+                raise EvaluatorError(
+                    f"folder: {directory} holds no images (expected at least one image file, "
+                    f"e.g. .png or .jpg, in every class folder)"
+                )
+            for path in found:
+                try:
+                    with Image.open(path) as image:
+                        sizes.setdefault(image.size, path)
+                        if image.mode not in ("1", "L", "I", "I;16", "F"):
+                            channels = 3
+                except Exception as exc:
+                    raise _unreadable(path, exc) from None
+            files[split] += [(path, label) for path in found]
+    if image_size is None and len(sizes) > 1:
+        (a, path_a), (b, path_b) = list(sizes.items())[:2]
+        raise EvaluatorError(
+            f"folder: images differ in size ({path_a} is {a[0]}x{a[1]}, {path_b} is {b[0]}x{b[1]}): "
+            "set image_size to resize every image to one square size"
+        )
+    width, height = next(iter(sizes))
+    size = _network_size(height, width, image_size, f"folder: {root}")
+    info = DatasetInfo(
+        name="folder",
+        path=root,
+        num_classes=len(classes),
+        channels=channels,
+        image_size=size,
+        sizes={split: len(files.get(split, ())) for split in _SPLITS},
+        classes=classes,
+    )
+    return info, files
+
+
+def _decode(path: Path, size: int) -> np.ndarray:
+    """One image as ``uint8`` ``(3, size, size)`` RGB (bilinear resize when needed)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            rgb = image.convert("RGB")
+            if rgb.size != (size, size):
+                rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
+            return np.asarray(rgb).transpose(2, 0, 1)
+    except Exception as exc:
+        raise _unreadable(path, exc) from None
+
+
+def _load_folder(root: Path, image_size: int | None) -> ImageDataset:
+    info, files = _scan_folder(root.resolve(), image_size)
+    size = info.image_size
+    splits: dict[str, ImageSplit] = {}
+    # Pillow decodes without holding the GIL: threads decode in parallel
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        for split, entries in files.items():
+            images = np.empty((len(entries), 3, size, size), dtype=np.uint8)
+            for i, pixels in enumerate(pool.map(lambda entry: _decode(entry[0], size), entries)):
+                images[i] = pixels
+            labels = np.array([label for _, label in entries], dtype=np.int64)
+            splits[split] = ImageSplit(torch.from_numpy(images), torch.from_numpy(labels))
+    source = f"{'/, '.join(files)}/ of {info.path}"
+    return _user_dataset("folder", splits, info, source, splits["train"].images.numpy())

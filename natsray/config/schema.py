@@ -492,7 +492,8 @@ def _absolute(value: str) -> str:
 def check_paths(config: ExperimentConfig, source: str | None = None) -> None:
     """Check every input path of the config: the evaluator's :data:`PATH_FIELDS` and ``ray.runtime_env``'s.
 
-    A dataset other than ``digits`` needs ``evaluator.data_dir``.
+    A dataset other than ``digits`` needs ``evaluator.data_dir``; an evaluator config with a
+    ``check_data()`` method (``type: train``) checks the user's own dataset there.
 
     Args:
         config: The parsed config.
@@ -513,10 +514,17 @@ def check_paths(config: ExperimentConfig, source: str | None = None) -> None:
     needs_data = hasattr(config.evaluator, "data_dir") and dataset not in (None, "digits")
     if needs_data and not config.evaluator.data_dir:
         raise ConfigError(
-            f"dataset {dataset!r} needs its directory (set it with --set evaluator.data_dir=PATH)",
+            f"dataset {dataset!r} needs its {'.npz file' if dataset == 'arrays' else 'directory'} "
+            "(set it with --set evaluator.data_dir=PATH)",
             path="evaluator.data_dir",
             source=source,
         )
+    check_data = getattr(config.evaluator, "check_data", None)
+    if callable(check_data):  # the user's own dataset: malformed data is refused before Ray starts
+        try:
+            check_data()
+        except ValueError as exc:  # EvaluatorError is one
+            raise ConfigError(str(exc), path="evaluator.data_dir", source=source) from None
     for key, value, must_exist in _runtime_env_paths(config.ray.runtime_env or {}):
         if must_exist and not Path(value).expanduser().exists():
             raise ConfigError(

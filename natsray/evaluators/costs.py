@@ -17,7 +17,7 @@ from typing import ClassVar, Literal
 
 import torch
 
-from natsray.datasets import DATASETS
+from natsray.datasets import DATASETS, USER_DATASETS
 from natsray.evaluators.base import BaseEvaluator, EvaluatorError, Score
 from natsray.models import build_model, count_params_flops
 from natsray.records import Candidate, Objective
@@ -87,7 +87,7 @@ class NetworkConfig:
     """Fields shared by the torch evaluators: the network, its dataset, device and outputs.
 
     Attributes:
-        dataset: One of :data:`natsray.datasets.DATASETS`.
+        dataset: One of :attr:`datasets` (default :data:`natsray.datasets.DATASETS`).
         digits_size: Image size the 8x8 digits are upsampled to (16 or 32; 8 keeps them).
         C: Channels of the first stage (NATS: 16).
         N: Cells per stage (NATS: 5).
@@ -98,6 +98,8 @@ class NetworkConfig:
     """
 
     metrics: ClassVar[tuple[str, ...]] = ()
+    datasets: ClassVar[tuple[str, ...]] = DATASETS
+    """The ``dataset`` values it reads (``train`` adds :data:`natsray.datasets.USER_DATASETS`)."""
 
     dataset: str = "digits"
     digits_size: int = 32
@@ -109,8 +111,9 @@ class NetworkConfig:
     report: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.dataset not in DATASETS:
-            raise ValueError(f"dataset: {self.dataset!r} is not one of {', '.join(DATASETS)}")
+        if self.dataset not in self.datasets:
+            only = " (arrays and folder: type train only)" if self.dataset in USER_DATASETS else ""
+            raise ValueError(f"dataset: {self.dataset!r} is not one of {', '.join(self.datasets)}{only}")
         if self.digits_size not in (8, 16, 32):
             raise ValueError(f"digits_size: must be 8, 16 or 32, got {self.digits_size!r}")
         _positive_int("C", self.C)
@@ -159,6 +162,8 @@ class CostMeter:
         batch_size: Images per timed forward pass.
         repeats: Timed passes; the median is reported.
         warmup: Untimed passes before timing.
+        shape: ``(num_classes, input_size)`` of the data the network is built for; default the
+            configured bundled dataset's (:func:`dataset_shape`).
     """
 
     def __init__(
@@ -169,13 +174,14 @@ class CostMeter:
         batch_size: int = 1,
         repeats: int = 10,
         warmup: int = 2,
+        shape: tuple[int, int] | None = None,
     ) -> None:
         self.config = config
         self.device = device
         self.batch_size = batch_size
         self.repeats = repeats
         self.warmup = warmup
-        self.num_classes, self.input_size = dataset_shape(config.dataset, config.digits_size)
+        self.num_classes, self.input_size = shape or dataset_shape(config.dataset, config.digits_size)
         self._params_flops: dict[Arch, tuple[float, float]] = {}
 
     def params_flops(self, arch: Arch) -> tuple[float, float]:

@@ -22,7 +22,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from natsray.datasets import SPLIT_SEED, ImageDataset, ImageSplit, load_dataset
+from natsray.datasets import (
+    DATASETS,
+    SPLIT_SEED,
+    USER_DATASETS,
+    ImageDataset,
+    ImageSplit,
+    check_dataset,
+    check_image_size,
+    load_dataset,
+)
 from natsray.evaluators.base import BaseEvaluator, EvaluatorError, Score
 from natsray.evaluators.costs import (
     COST_METRICS,
@@ -59,7 +68,13 @@ class TrainingConfig(NetworkConfig):
 
     Attributes:
         type: ``train``.
-        data_dir: Dataset directory (not needed for ``digits``).
+        data_dir: Dataset directory (not needed for ``digits``); for ``dataset: arrays`` the
+            ``.npz`` file, for ``dataset: folder`` the root of the image-folder tree.
+        image_size: ``arrays`` / ``folder``: height = width every image is resized to (a
+            multiple of 4); None keeps the images' own size, which must then be one square
+            size for all of them.
+        flip: Whether augmentation flips horizontally; None: the dataset's default (off for
+            digits, on for the others, as NATS-Bench).
         epochs: Training epochs.
         batch_size: Training (and evaluation) batch size.
         lr: Initial learning rate.
@@ -86,9 +101,12 @@ class TrainingConfig(NetworkConfig):
     """
 
     metrics: ClassVar[tuple[str, ...]] = TRAIN_METRICS
+    datasets: ClassVar[tuple[str, ...]] = (*DATASETS, *USER_DATASETS)
 
     type: Literal["train"] = "train"
     data_dir: str | None = None
+    image_size: int | None = None
+    flip: bool | None = None
     epochs: int = 1
     batch_size: int = 256
     lr: float = 0.1
@@ -135,6 +153,15 @@ class TrainingConfig(NetworkConfig):
             raise ValueError(
                 f"checkpoint_epochs: must be a positive int or null, got {self.checkpoint_epochs!r}"
             )
+        if self.image_size is not None:
+            if self.dataset not in USER_DATASETS:
+                raise ValueError(
+                    f"image_size: only for dataset {' or '.join(USER_DATASETS)}, not {self.dataset!r}"
+                    + (" (digits: digits_size)" if self.dataset == "digits" else "")
+                )
+            check_image_size(self.image_size, "image_size")
+        if self.flip is not None and not isinstance(self.flip, bool):
+            raise ValueError(f"flip: must be true, false or null, got {self.flip!r}")
         for name in GPU_OPTIONS:
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name}: must be true or false, got {getattr(self, name)!r}")
@@ -148,6 +175,30 @@ class TrainingConfig(NetworkConfig):
 
     def report_metrics(self) -> tuple[str, ...]:
         return (*TRAIN_METRICS, *REPORT_ONLY)
+
+    def check_data(self) -> None:
+        """Check the user's dataset (``arrays`` / ``folder``) before a run starts; others: nothing.
+
+        ``natsray validate`` and ``run`` call it (through :func:`natsray.config.check_paths`),
+        so malformed data is refused before Ray starts. Cheap: headers, labels, folder
+        structure (:func:`natsray.datasets.check_dataset`); a corrupt image body is found when
+        the driver reads the data (:meth:`TrainingEvaluator.prepare_shared`).
+
+        Raises:
+            EvaluatorError: one line naming the file and what was expected.
+        """
+        if self.dataset in USER_DATASETS and self.data_dir is not None:
+            info = check_dataset(self.dataset, self.data_dir, image_size=self.image_size)
+            _require_test_split(self, info.sizes["test"], str(info.path))
+
+
+def _require_test_split(config: TrainingConfig, test_images: int, where: str) -> None:
+    """Refuse ``report: [test_accuracy]`` (or ``test_loss``) on data without a test split."""
+    wanted = [name for name in REPORT_ONLY if name in config.wanted]
+    if wanted and not test_images:
+        raise EvaluatorError(
+            f"report: {wanted[0]} needs a test split, and {where} has none (x_test/y_test, or test/)"
+        )
 
 
 @torch.no_grad()
@@ -200,7 +251,12 @@ class TrainingEvaluator(BaseEvaluator):
         Raises:
             EvaluatorError: one line, for a missing or malformed dataset.
         """
-        data = load_dataset(config.dataset, config.data_dir, digits_size=config.digits_size)
+        data = load_dataset(
+            config.dataset, config.data_dir, digits_size=config.digits_size, image_size=config.image_size
+        )
+        _require_test_split(config, len(data.test), data.split_source)
+        if config.flip is not None:
+            data = replace(data, flip=config.flip)
         if config.train_subset is not None and config.train_subset < len(data.train):
             order = np.random.default_rng(SPLIT_SEED).permutation(len(data.train))
             data = replace(data, train=data.train.subset(order[: config.train_subset]))
@@ -231,9 +287,9 @@ class TrainingEvaluator(BaseEvaluator):
         self.amp_dtype = (
             (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if config.amp else None
         )
-        self.meter = CostMeter(config, self.device)
         shared = self.shared if self.shared is not None else self.prepare_shared(config)
         self.data = ImageDataset.from_shared(shared)
+        self.meter = CostMeter(config, self.device, shape=(self.data.num_classes, self.data.input_size))
         self.train_split = self.data.train
 
     def score(self, candidate: Candidate) -> Score:
