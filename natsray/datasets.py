@@ -843,11 +843,16 @@ def _scan_folder(root: Path, image_size: int | None) -> tuple[DatasetInfo, dict[
             for path in found:
                 try:
                     with Image.open(path) as image:
-                        sizes.setdefault(image.size, path)
-                        if image.mode not in ("1", "L", "I", "I;16", "F"):
-                            channels = 3
+                        size, mode = image.size, image.mode
                 except Exception as exc:
                     raise _unreadable(path, exc) from None
+                if mode.startswith(("I", "F")):  # RGB conversion would clip them to 0..255
+                    raise EvaluatorError(
+                        f"folder: {path}: a {mode} (16/32-bit) image; expected 8-bit images "
+                        "(grayscale, RGB or RGBA)"
+                    )
+                sizes.setdefault(size, path)
+                channels = channels if mode in ("1", "L", "LA") else 3
             files[split] += [(path, label) for path in found]
     if image_size is None and len(sizes) > 1:
         (a, path_a), (b, path_b) = list(sizes.items())[:2]

@@ -274,6 +274,10 @@ def _break_folder(root: Path, case: str) -> tuple[Path, str]:
         bad = root / "train" / "dog" / "0500.jpg"
         bad.write_bytes(b"\x00garbage, not a JPEG")
         return bad, "not a readable image (UnidentifiedImageError"
+    if case == "16-bit image":
+        deep = root / "train" / "owl" / "deep.png"
+        Image.fromarray(np.full((8, 8), 40000, np.uint16)).save(deep)
+        return deep, "a I;16 (16/32-bit) image; expected 8-bit images"
     if case == "sizes differ":
         Image.new("RGB", (12, 16)).save(root / "valid" / "cat" / "big.png")
         return root / "valid" / "cat" / "big.png", "is 12x16): set image_size to resize every image"
@@ -287,6 +291,7 @@ FOLDER_FAULTS = (
     "extra class in a split",
     "one class",
     "unreadable image",
+    "16-bit image",
     "sizes differ",
 )
 
