@@ -23,17 +23,20 @@ from toy_evaluator import local_ray_session, make_config
 from natsray.cli import main
 from natsray.config import BudgetConfig, check_paths, load_config
 from natsray.config.typed_yaml import ConfigError
-from natsray.datasets import check_dataset, load_dataset
+from natsray.datasets import SPLIT_SEED, check_dataset, load_dataset
 from natsray.engine.checkpoint import read_journal
 from natsray.engine.runner import run_experiment
 from natsray.evaluators.base import EvaluatorError
-from natsray.evaluators.proxies import ProxyConfig
+from natsray.evaluators.costs import CostConfig
+from natsray.evaluators.proxies import ProxyConfig, ProxyEvaluator
 from natsray.evaluators.training import TrainingConfig, TrainingEvaluator, evaluate_split
 from natsray.models import build_model, load_weights
+from natsray.records import Candidate
 from natsray.search_space import Arch
 from natsray.strategies.random_search import RandomSearchConfig
 
 TINY = {"C": 4, "N": 1, "batch_size": 32, "threads": 1, "epochs": 2, "device": "cpu"}
+PROXY_TINY = {"C": 4, "N": 1, "batch_size": 16, "threads": 1, "device": "cpu", "report": ("params",)}
 
 
 def blobs(n: int, classes: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -349,11 +352,38 @@ def test_config_rejects_bad_dataset_fields(fields: dict, match: str) -> None:
         TrainingConfig(**fields)
 
 
-def test_user_datasets_are_for_training_only() -> None:
+def test_user_datasets_are_for_training_and_proxies_not_for_the_cost_evaluator() -> None:
     with pytest.raises(
-        ValueError, match=r"dataset: 'arrays' is not one of .* \(arrays and folder: type train only\)"
+        ValueError, match=r"dataset: 'arrays' is not one of .* \(arrays and folder: type train or"
     ):
-        ProxyConfig(dataset="arrays")
+        CostConfig(dataset="arrays")
+    with pytest.raises(ValueError, match="image_size: only for dataset arrays or folder, not 'cifar10'"):
+        ProxyConfig(dataset="cifar10", image_size=16)
+
+
+def test_proxies_on_the_users_data_size_the_network_from_it(tmp_path: Path) -> None:
+    path = write_npz(tmp_path / "data.npz")
+    config = ProxyConfig(
+        dataset="arrays", data_dir=str(path), image_size=16, proxies=("synflow", "naswot"), **PROXY_TINY
+    )
+    evaluator = ProxyEvaluator(config)
+    (result,) = evaluator.evaluate([Candidate(0, Arch.from_code(1234), seed=1)])
+    assert result.ok, result.error
+    assert (evaluator.num_classes, evaluator.batch[0].shape) == (3, (16, 3, 16, 16))
+    data = load_dataset("arrays", path, image_size=16)
+    first = next(data.batches(data.train, 16, generator=torch.Generator().manual_seed(SPLIT_SEED)))
+    assert torch.equal(evaluator.batch[0], first[0])  # the minibatch comes from the user's training split
+    synflow_only = ProxyEvaluator(
+        ProxyConfig(dataset="arrays", data_dir=str(path), proxies=("synflow",), **PROXY_TINY)
+    )
+    synflow_only.setup()
+    assert (synflow_only.num_classes, synflow_only.batch[0].shape) == (
+        3,
+        (16, 3, 8, 8),
+    )  # classes, size: the data's
+    bad = write_npz(tmp_path / "bad.npz", y_train=_Y[:-1])
+    with pytest.raises(EvaluatorError, match="y_train has 119 labels but x_train has 120 images"):
+        ProxyConfig(dataset="arrays", data_dir=str(bad), **PROXY_TINY).check_data()  # what validate calls
 
 
 def _yaml(tmp_path: Path, data: Path, **evaluator: object) -> Path:

@@ -17,7 +17,7 @@ from typing import ClassVar, Literal
 
 import torch
 
-from natsray.datasets import DATASETS, USER_DATASETS
+from natsray.datasets import DATASETS, USER_DATASETS, DatasetInfo, check_dataset, check_image_size
 from natsray.evaluators.base import BaseEvaluator, EvaluatorError, Score
 from natsray.models import build_model, count_params_flops
 from natsray.records import Candidate, Objective
@@ -99,7 +99,8 @@ class NetworkConfig:
 
     metrics: ClassVar[tuple[str, ...]] = ()
     datasets: ClassVar[tuple[str, ...]] = DATASETS
-    """The ``dataset`` values it reads (``train`` adds :data:`natsray.datasets.USER_DATASETS`)."""
+    """The ``dataset`` values it reads; ``train`` and ``proxy``, which have ``data_dir`` and
+    ``image_size``, add :data:`natsray.datasets.USER_DATASETS`."""
 
     dataset: str = "digits"
     digits_size: int = 32
@@ -112,10 +113,18 @@ class NetworkConfig:
 
     def __post_init__(self) -> None:
         if self.dataset not in self.datasets:
-            only = " (arrays and folder: type train only)" if self.dataset in USER_DATASETS else ""
+            only = " (arrays and folder: type train or proxy)" if self.dataset in USER_DATASETS else ""
             raise ValueError(f"dataset: {self.dataset!r} is not one of {', '.join(self.datasets)}{only}")
         if self.digits_size not in (8, 16, 32):
             raise ValueError(f"digits_size: must be 8, 16 or 32, got {self.digits_size!r}")
+        image_size = getattr(self, "image_size", None)
+        if image_size is not None:
+            if self.dataset not in USER_DATASETS:
+                raise ValueError(
+                    f"image_size: only for dataset {' or '.join(USER_DATASETS)}, not {self.dataset!r}"
+                    + (" (digits: digits_size)" if self.dataset == "digits" else "")
+                )
+            check_image_size(image_size, "image_size")
         _positive_int("C", self.C)
         _positive_int("N", self.N)
         if self.device not in ("auto", "cpu", "cuda"):
@@ -141,6 +150,22 @@ class NetworkConfig:
     def report_metrics(self) -> tuple[str, ...]:
         """Metric names ``report`` may list."""
         return self.metrics
+
+    def check_data(self) -> DatasetInfo | None:
+        """Check the user's dataset (``arrays`` / ``folder``) before a run starts; None for the others.
+
+        ``natsray validate`` and ``run`` call it (through :func:`natsray.config.check_paths`),
+        so malformed data is refused before Ray starts. Cheap: headers, labels, folder
+        structure (:func:`natsray.datasets.check_dataset`); what only the pixels show (a
+        corrupt image body, NaN) is found when the data is read.
+
+        Raises:
+            EvaluatorError: one line naming the file and what was expected.
+        """
+        data_dir = getattr(self, "data_dir", None)
+        if self.dataset not in USER_DATASETS or data_dir is None:
+            return None
+        return check_dataset(self.dataset, data_dir, image_size=getattr(self, "image_size", None))
 
     @property
     def objective_names(self) -> tuple[str, ...]:

@@ -24,14 +24,14 @@ import copy
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from natsray.datasets import SPLIT_SEED, load_dataset
+from natsray.datasets import DATASETS, SPLIT_SEED, USER_DATASETS, load_dataset
 from natsray.evaluators.base import BaseEvaluator, Score
 from natsray.evaluators.costs import (
     COST_METRICS,
@@ -251,13 +251,19 @@ class ProxyConfig(NetworkConfig):
     Attributes:
         type: ``proxy``.
         proxies: Proxies computed (and recorded) for every candidate.
-        data_dir: Dataset directory (not needed for ``digits``).
+        data_dir: Dataset directory (not needed for ``digits``); for ``dataset: arrays`` the
+            ``.npz`` file, for ``dataset: folder`` the root of the image-folder tree.
+        image_size: ``arrays`` / ``folder``: height = width every image is resized to (a
+            multiple of 4); None keeps the images' own size.
         batch_size: Images in the one minibatch (zero-cost-nas: 64; NASWOT paper: 128).
     """
+
+    datasets: ClassVar[tuple[str, ...]] = (*DATASETS, *USER_DATASETS)
 
     type: Literal["proxy"] = "proxy"
     proxies: tuple[str, ...] = PROXIES
     data_dir: str | None = None
+    image_size: int | None = None
     batch_size: int = 64
     objective: tuple[str, ...] = ("synflow",)
 
@@ -299,13 +305,20 @@ class ProxyEvaluator(BaseEvaluator):
         config: ProxyConfig = self.config
         torch.set_num_threads(config.threads or actor_threads())
         self.device = resolve_device(config.device)
-        self.meter = CostMeter(config, self.device)
-        self.num_classes, size = dataset_shape(config.dataset, config.digits_size)
+        data = None
+        # the user's own data says its classes and size only when read (for synflow too)
+        if config.dataset in USER_DATASETS or not set(config.proxies) <= {"synflow"}:
+            data = load_dataset(
+                config.dataset, config.data_dir, digits_size=config.digits_size, image_size=config.image_size
+            )
+            self.num_classes, size = data.num_classes, data.input_size
+        else:
+            self.num_classes, size = dataset_shape(config.dataset, config.digits_size)
+        self.meter = CostMeter(config, self.device, shape=(self.num_classes, size))
         if set(config.proxies) <= {"synflow"}:
             images = torch.zeros(config.batch_size, 3, size, size, device=self.device)
             self.batch = (images, torch.zeros(config.batch_size, dtype=torch.long, device=self.device))
             return
-        data = load_dataset(config.dataset, config.data_dir, digits_size=config.digits_size)
         generator = torch.Generator().manual_seed(SPLIT_SEED)
         self.batch = next(
             data.batches(data.train, config.batch_size, generator=generator, device=self.device)

@@ -26,10 +26,9 @@ from natsray.datasets import (
     DATASETS,
     SPLIT_SEED,
     USER_DATASETS,
+    DatasetInfo,
     ImageDataset,
     ImageSplit,
-    check_dataset,
-    check_image_size,
     load_dataset,
 )
 from natsray.evaluators.base import BaseEvaluator, EvaluatorError, Score
@@ -153,13 +152,6 @@ class TrainingConfig(NetworkConfig):
             raise ValueError(
                 f"checkpoint_epochs: must be a positive int or null, got {self.checkpoint_epochs!r}"
             )
-        if self.image_size is not None:
-            if self.dataset not in USER_DATASETS:
-                raise ValueError(
-                    f"image_size: only for dataset {' or '.join(USER_DATASETS)}, not {self.dataset!r}"
-                    + (" (digits: digits_size)" if self.dataset == "digits" else "")
-                )
-            check_image_size(self.image_size, "image_size")
         if self.flip is not None and not isinstance(self.flip, bool):
             raise ValueError(f"flip: must be true, false or null, got {self.flip!r}")
         for name in GPU_OPTIONS:
@@ -176,20 +168,16 @@ class TrainingConfig(NetworkConfig):
     def report_metrics(self) -> tuple[str, ...]:
         return (*TRAIN_METRICS, *REPORT_ONLY)
 
-    def check_data(self) -> None:
-        """Check the user's dataset (``arrays`` / ``folder``) before a run starts; others: nothing.
+    def check_data(self) -> DatasetInfo | None:
+        """:meth:`NetworkConfig.check_data`, and a test split when ``report`` asks for test metrics.
 
-        ``natsray validate`` and ``run`` call it (through :func:`natsray.config.check_paths`),
-        so malformed data is refused before Ray starts. Cheap: headers, labels, folder
-        structure (:func:`natsray.datasets.check_dataset`); a corrupt image body is found when
-        the driver reads the data (:meth:`TrainingEvaluator.prepare_shared`).
-
-        Raises:
-            EvaluatorError: one line naming the file and what was expected.
+        Malformed pixel data is found when the driver reads it
+        (:meth:`TrainingEvaluator.prepare_shared`).
         """
-        if self.dataset in USER_DATASETS and self.data_dir is not None:
-            info = check_dataset(self.dataset, self.data_dir, image_size=self.image_size)
+        info = super().check_data()
+        if info is not None:
             _require_test_split(self, info.sizes["test"], str(info.path))
+        return info
 
 
 def _require_test_split(config: TrainingConfig, test_images: int, where: str) -> None:
