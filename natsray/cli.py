@@ -147,13 +147,17 @@ def _execute(
     from natsray.engine.runner import run_experiment
     from natsray.experiment.report import finalize_run
 
+    def finish(path: Path) -> None:
+        with _finishing():
+            finalize_run(path)
+
     address = config.ray.address
     try:
-        summary = run_experiment(config, run_dir, resume=resume, address=address, progress=progress)
+        summary = run_experiment(
+            config, run_dir, resume=resume, address=address, progress=progress, finalize=finish
+        )
     except KeyboardInterrupt:
         raise RunInterrupted(run_dir) from None
-    with _finishing():
-        finalize_run(run_dir)
     result = summary.to_dict()
     _print_summary(run_dir, result)
     return result

@@ -1,7 +1,8 @@
 """The experiment config: a tree of frozen dataclasses loaded from YAML.
 
 Top-level sections: ``seed``, ``search_space``, ``strategy``, ``evaluator``, ``budget``,
-``resources``, ``engine``, ``ray``, ``output``. The ``strategy`` and ``evaluator``
+``resources``, ``engine``, ``ray``, ``output``, and the ``callbacks`` list (:class:`CallbackSpec`
+entries, each checked against its class at load). The ``strategy`` and ``evaluator``
 sections are parsed into the ``Config`` dataclass of the class they select (by
 ``strategy.name`` / ``evaluator.type``), so each component is handed only its own
 section. ``ExperimentConfig.objectives`` is derived from ``evaluator.objective``.
@@ -25,6 +26,7 @@ from typing import Any, Literal
 
 import yaml
 
+from natsray.callbacks import CallbackSpec
 from natsray.config.typed_yaml import ConfigError, describe_value, parse_dataclass
 from natsray.records import Objective
 from natsray.registry import ComponentError, ComponentRegistry, prepend_import_roots
@@ -32,6 +34,7 @@ from natsray.registry import ComponentError, ComponentRegistry, prepend_import_r
 __all__ = [
     "PATH_FIELDS",
     "BudgetConfig",
+    "CallbackSpec",
     "ConfigError",
     "EngineConfig",
     "ExperimentConfig",
@@ -208,7 +211,8 @@ class ExperimentConfig:
 
     ``strategy`` is an instance of the selected strategy class's ``Config`` and
     ``evaluator`` of the selected evaluator class's ``Config``. ``objectives`` defaults
-    to the evaluator's ``objective`` field.
+    to the evaluator's ``objective`` field. ``callbacks`` are built and called on the driver by
+    the engine (:mod:`natsray.callbacks`).
     """
 
     strategy: Any
@@ -221,6 +225,7 @@ class ExperimentConfig:
     engine: EngineConfig = field(default_factory=EngineConfig)
     ray: RayConfig = field(default_factory=RayConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    callbacks: tuple[CallbackSpec, ...] = ()
 
 
 PATH_FIELDS: tuple[str, ...] = ("archive", "table", "data_dir", "extra_csv")
@@ -236,6 +241,7 @@ _SECTION_ORDER = (
     "engine",
     "ray",
     "output",
+    "callbacks",
 )
 
 
@@ -380,10 +386,12 @@ def config_from_dict(data: Any, source: str | None = None) -> ExperimentConfig:
             raise ConfigError(
                 "not a config key: objectives are set by evaluator.objective", path="objectives"
             )
-        raw = parse_dataclass(ExperimentConfig, data, exclude=("objectives",))
+        sections = {k: v for k, v in data.items() if k != "callbacks"} if isinstance(data, Mapping) else data
+        raw = parse_dataclass(ExperimentConfig, sections, exclude=("objectives", "callbacks"))
         runtime_env = raw.ray.runtime_env
         if runtime_env:  # user code shipped to the actors is imported from the same place here
             prepend_import_roots(import_roots(runtime_env))
+        callbacks = _callbacks(data.get("callbacks"))
         _check_selector("strategy", raw.strategy)
         _check_selector("evaluator", raw.evaluator)
         strategy_cls, strategy = _component("strategy", raw.strategy)
@@ -392,7 +400,28 @@ def config_from_dict(data: Any, source: str | None = None) -> ExperimentConfig:
         check_engine(raw.engine, evaluator_cls, evaluator.type)
     except ConfigError as exc:
         raise exc.with_source(source) from None
-    return dataclasses.replace(raw, strategy=strategy, evaluator=evaluator, objectives=objectives)
+    return dataclasses.replace(
+        raw, strategy=strategy, evaluator=evaluator, objectives=objectives, callbacks=callbacks
+    )
+
+
+def _callbacks(data: Any) -> tuple[CallbackSpec, ...]:
+    """The ``callbacks`` list: each entry ``"package.module:Class"``, a shipped name, or a mapping
+    ``{class: ..., <keyword arguments>}``, checked against its class (:meth:`CallbackSpec.parse`)."""
+    if data is None:
+        return ()
+    items = list(data) if isinstance(data, list | tuple) else [data]
+    specs = []
+    for i, item in enumerate(items):
+        try:
+            specs.append(CallbackSpec.parse(item))
+        except ValueError as exc:
+            field_name, sep, message = str(exc).partition(": ")
+            if not sep or not (field_name == "class" or (isinstance(item, Mapping) and field_name in item)):
+                raise ConfigError(str(exc), path=f"callbacks[{i}]") from None
+            path = f"callbacks[{i}].{field_name}" if isinstance(item, Mapping) else f"callbacks[{i}]"
+            raise ConfigError(message, path=path) from None  # (a string entry is the class itself)
+    return tuple(specs)
 
 
 def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
@@ -573,7 +602,8 @@ def _plain(value: Any) -> Any:
 def config_to_dict(config: ExperimentConfig) -> dict[str, Any]:
     """The config as plain YAML/JSON-able data; ``config_from_dict`` of it gives ``config`` back."""
     data = _plain(config)
-    return {name: data[name] for name in _SECTION_ORDER}
+    data["callbacks"] = [spec.to_yaml() for spec in config.callbacks]
+    return {name: data[name] for name in _SECTION_ORDER if name != "callbacks" or config.callbacks}
 
 
 def dump_config(config: ExperimentConfig, path: str | Path) -> None:

@@ -21,11 +21,12 @@ import contextlib
 import os
 import pickle
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from natsray.callbacks import Callback, CallbackList
 from natsray.config import ExperimentConfig, check_engine
 from natsray.engine.checkpoint import (
     CHECKPOINT_FILE,
@@ -71,6 +72,8 @@ def run_experiment(
     address: str | None = None,
     progress: bool | None = None,
     shared: Any = None,
+    callbacks: Sequence[Callback] = (),
+    finalize: Callable[[Path], None] | None = None,
 ) -> RunSummary:
     """Run (or resume) an experiment, writing the journal, checkpoints and summary to ``run_dir``.
 
@@ -85,15 +88,25 @@ def run_experiment(
         shared: For in-process / simulated runs, the evaluator's read-only inputs as its
             ``prepare_shared`` returns them, already prepared (a sweep takes them from Ray's
             object store, one copy per node); None prepares them here.
+        callbacks: :class:`~natsray.callbacks.Callback` objects, called on this (the driver)
+            process after those of ``config.callbacks`` (which are built here). Their exceptions
+            are logged, never raised (``docs/callbacks.md``). On resume they receive only the
+            results journaled from then on.
+        finalize: Called with ``run_dir`` once the run has finished and ``summary.json`` is
+            written, before the callbacks' ``on_run_end`` (the front doors pass
+            :func:`natsray.experiment.report.finalize_run`, so callbacks find the CSV, best cell
+            and plots).
 
     Returns:
         The run's summary (also written to ``run_dir/summary.json``).
 
     Raises:
         ValueError: one line, for a bad config, a run directory that already holds a run
-            (without ``resume``), or an evaluator that cannot be set up.
+            (without ``resume``), an evaluator that cannot be set up, or a callback of
+            ``config.callbacks`` that cannot be built.
     """
     run_dir = Path(run_dir)
+    hooks = CallbackList([spec.build() for spec in config.callbacks] + list(callbacks))
     evaluator_cls = evaluator_class(config.evaluator.type)
     config = replace(config, evaluator=evaluator_cls.for_run(config.evaluator, run_dir))
     objectives = _objectives(config)
@@ -106,7 +119,9 @@ def run_experiment(
         )
     lock = RunLock(run_dir)  # one writer per journal, even with an orphaned worker still running
     try:
-        return _run_locked(config, run_dir, resume, address, progress, shared, evaluator_cls, objectives)
+        return _run_locked(
+            config, run_dir, resume, address, progress, shared, evaluator_cls, objectives, hooks, finalize
+        )
     finally:
         lock.release()
 
@@ -120,6 +135,8 @@ def _run_locked(
     shared: Any,
     evaluator_cls: type[BaseEvaluator],
     objectives: tuple[Objective, ...],
+    hooks: CallbackList,
+    finalize: Callable[[Path], None] | None,
 ) -> RunSummary:
     journal_path = run_dir / JOURNAL_FILE
     journal = Journal(journal_path)
@@ -128,6 +145,9 @@ def _run_locked(
         raise ValueError(f"{run_dir / CHECKPOINT_FILE}: unsupported version {checkpoint.get('version')!r}")
     session = _Session(config, run_dir, journal, objectives, evaluator_cls, checkpoint, progress)
     session.shared = shared
+    if hooks:
+        session.attach(hooks)
+        hooks.run_start(run_dir, config)
     try:
         if session.simulated:
             _run_local(session, evaluator_cls, simulated=True)
@@ -135,19 +155,31 @@ def _run_locked(
             _run_local(session, evaluator_cls, simulated=False)
         else:
             _run_ray(session, evaluator_cls, address)
-    except ConsistentInterrupt:
+    except ConsistentInterrupt as exc:
         session.checkpoint(finished=False)
+        hooks.run_error(run_dir, exc)
         raise
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         # Raised wherever the driver was (e.g. halfway through a strategy's ask or a result's
         # bookkeeping): the state in memory may be half-updated, so it is not checkpointed. The
         # journal's complete lines are kept; resume restores the last checkpoint and replays them.
         session.journal.close()
+        hooks.run_error(run_dir, exc)
+        raise
+    except Exception as exc:
+        hooks.run_error(run_dir, exc)
         raise
     finally:
         session.progress.close()
     summary = session.checkpoint(finished=True)
     journal.close()
+    if finalize is not None:
+        try:
+            finalize(run_dir)
+        except BaseException as exc:
+            hooks.run_error(run_dir, exc)
+            raise
+    hooks.run_end(run_dir, summary.to_dict())
     return summary
 
 
@@ -282,6 +314,23 @@ class _Session:
         scheduler.replaying = False
         if not scheduler.outstanding and scheduler.stop_reason is None:
             scheduler.refill()
+
+    def attach(self, hooks: CallbackList) -> None:
+        """Deliver each newly journaled evaluation to ``hooks`` (after the top-k keeper, if any),
+        numbered by its journal line (the journal's lines so far were restored or replayed)."""
+        keeper = self.scheduler.observer
+        journal = self.journal
+        first = len(journal)
+        delivered = 0
+
+        def observe(candidate: Candidate, result: Result) -> None:
+            nonlocal delivered
+            if keeper is not None:
+                keeper(candidate, result)
+            hooks.result(result, first + delivered, candidate)
+            delivered += 1
+
+        self.scheduler.observer = observe
 
     def elapsed(self) -> float:
         """Wall seconds of the run, summed over resumes."""

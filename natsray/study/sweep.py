@@ -23,10 +23,11 @@ import json
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from natsray.callbacks import Callback, CallbackList
 from natsray.config import ExperimentConfig, dump_config
 from natsray.engine.checkpoint import CHECKPOINT_FILE, JOURNAL_FILE, read_json
 from natsray.study.grid import PlannedRun
@@ -94,8 +95,13 @@ def execute_run(
             run_dir.mkdir(parents=True, exist_ok=True)
             if not (run_dir / "config.yaml").exists():
                 dump_config(config, run_dir / "config.yaml")
-            run_experiment(
-                config, run_dir, resume=state == "started", address=address, progress=False, shared=shared
+            run_experiment(  # the sweep's callbacks are called by run_sweep, on the driver
+                replace(config, callbacks=()),
+                run_dir,
+                resume=state == "started",
+                address=address,
+                progress=False,
+                shared=shared,
             )
         finalize_run(run_dir)
     summary = read_json(run_dir / "summary.json") or {}
@@ -158,6 +164,7 @@ def run_sweep(
     address: str | None = None,
     progress: bool = True,
     on_outcome: Callable[[RunOutcome], None] | None = None,
+    callbacks: Sequence[Callback] | None = None,
 ) -> SweepOutcome:
     """Execute (or continue) the planned runs of a sweep.
 
@@ -168,6 +175,10 @@ def run_sweep(
         address: Ray cluster to join (default: the config's ``ray.address`` / ``RAY_ADDRESS`` / a local Ray).
         progress: Show the runs-done bar on stderr.
         on_outcome: Called with each outcome as it comes (for printing).
+        callbacks: Called on this (the driver) process: ``on_sweep_start``, ``on_run_end`` for each
+            run that is done or found finished (skipped) as its outcome comes, ``on_sweep_end``.
+            None: those of the plan's ``callbacks`` config key (built once). The runs themselves
+            run without callbacks.
 
     Returns:
         Every run's outcome in plan order. A run that fails does not stop the others.
@@ -182,6 +193,8 @@ def run_sweep(
         else:
             todo.append(i)
     out.mkdir(parents=True, exist_ok=True)
+    hooks = CallbackList(_callbacks(runs) if callbacks is None else callbacks)
+    hooks.sweep_start(out, len(runs))
     bar = _Bar(progress, len(runs), len(runs) - len(todo))
     status = open(out / STATUS_FILE, "a", encoding="utf-8")  # noqa: SIM115 - closed in finally
 
@@ -192,17 +205,33 @@ def run_sweep(
         bar.step(outcome.status == "failed")
         if on_outcome is not None:
             on_outcome(outcome)
+        if outcome.status == "done":
+            run_end(Path(outcome.run_dir))
+
+    def run_end(run_dir: Path) -> None:
+        if hooks:
+            hooks.run_end(run_dir, read_json(run_dir / "summary.json") or {}, report=False)
 
     try:
         for i in [i for i in outcomes if outcomes[i].status == "failed"]:
             if on_outcome is not None:
                 on_outcome(outcomes[i])
+        for i in [i for i in outcomes if outcomes[i].status == "skipped"]:
+            run_end(Path(outcomes[i].run_dir))
         if todo:
             _run_on_ray(runs, todo, parallel, address, record)
     finally:
         bar.close()
         status.close()
-    return SweepOutcome(tuple(outcomes[i] for i in range(len(runs))))
+    result = SweepOutcome(tuple(outcomes[i] for i in range(len(runs))))
+    hooks.sweep_end(out, result.runs)
+    return result
+
+
+def _callbacks(runs: Sequence[PlannedRun]) -> list[Callback]:
+    """The sweep's callbacks: those of its first planned config's ``callbacks`` key."""
+    config = next((run.config for run in runs if run.config is not None), None)
+    return [spec.build() for spec in config.callbacks] if config is not None else []
 
 
 def _run_on_ray(

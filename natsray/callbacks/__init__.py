@@ -1,0 +1,16 @@
+"""User callbacks and the shipped experiment-tracker loggers (``docs/callbacks.md``).
+
+:class:`Callback` is the public hook API (on the driver: ``on_run_start``, ``on_result``,
+``on_run_end``, ``on_run_error``, ``on_sweep_start``, ``on_sweep_end``). The loggers
+:class:`~natsray.callbacks.mlflow.MLflowLogger` (``callbacks: [mlflow]``) and
+:class:`~natsray.callbacks.tensorboard.TensorBoardLogger` (``callbacks: [tensorboard]``) need the
+``natsray[mlflow]`` / ``natsray[tensorboard]`` extras and are imported only when selected. This
+package sits below the config (which parses the ``callbacks`` key with :class:`CallbackSpec`) and
+the engine (which calls the hooks); it imports only records and the registry.
+"""
+
+from __future__ import annotations
+
+from natsray.callbacks.base import CALLBACKS, Callback, CallbackList, CallbackSpec, callback_class
+
+__all__ = ["CALLBACKS", "Callback", "CallbackList", "CallbackSpec", "callback_class"]
