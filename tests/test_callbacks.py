@@ -19,11 +19,12 @@ from toy_evaluator import ToyConfig, local_ray_session, make_config, run_killed,
 
 from natsray.callbacks import Callback, CallbackSpec
 from natsray.cli import main
-from natsray.config import ConfigError, EngineConfig, config_from_dict, config_to_dict
+from natsray.config import EngineConfig, config_from_dict, config_to_dict
 from natsray.engine.checkpoint import read_journal
 from natsray.engine.runner import run_experiment
 
 EVALUATIONS = 24
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class Recorder(Callback):
@@ -232,17 +233,30 @@ def test_a_bad_callbacks_entry_is_one_line_and_exit_2(
     assert len(err.strip().splitlines()) == 1 and f"{config}: {message}" in err, err
 
 
-def test_a_logger_without_its_extra_names_the_pip_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_logger_without_its_extra_is_one_line_naming_the_pip_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     for name in ("mlflow", "tensorboard"):
         monkeypatch.setitem(sys.modules, name, None)  # as if not installed: find_spec gives None
         monkeypatch.delitem(sys.modules, f"natsray.callbacks.{name}", raising=False)
+    monkeypatch.chdir(tmp_path)
+    for name, library in (("mlflow", "MLflow"), ("tensorboard", "TensorBoard")):
+        write_config(tmp_path / "exp.yaml", tmp_path / "run", [name])
+        assert main(["validate", "exp.yaml"]) == 2
+        assert capsys.readouterr().err == (  # as docs/callbacks.md shows it
+            f"natsray: error: exp.yaml: callbacks[0]: {name!r}: the {library} logger needs {library}: "
+            f"pip install 'natsray[{name}]'\n"
+        )
     data = {"strategy": {"name": "random"}, "evaluator": {"type": "toy"}, "budget": {"evaluations": 5}}
-    for name, extra in (("mlflow", "natsray[mlflow]"), ("tensorboard", "natsray[tensorboard]")):
-        with pytest.raises(ConfigError) as error:
-            config_from_dict({**data, "callbacks": [name]}, source="x.yaml")
-        assert str(error.value).startswith(f"x.yaml: callbacks[0]: {name!r}: the ")
-        assert str(error.value).endswith(f"pip install '{extra}'")
     assert config_from_dict(data).callbacks == ()  # natsray itself needs neither
+
+
+def test_the_extras_named_in_the_errors_exist_and_ci_installs_them() -> None:
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert extras["mlflow"][0].startswith("mlflow-skinny")
+    assert extras["tensorboard"][0].startswith("tensorboard")
+    assert set(extras["mlflow"] + extras["tensorboard"]) <= set(extras["test"])
 
 
 def test_the_callbacks_key_round_trips_through_config_to_dict() -> None:
