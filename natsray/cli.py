@@ -404,10 +404,11 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_components(args: argparse.Namespace) -> int:
+    from natsray.callbacks import REGISTRY as callbacks
     from natsray.evaluators import REGISTRY as evaluators
     from natsray.strategies import REGISTRY as strategies
 
-    kinds = {"evaluators": evaluators, "strategies": strategies}
+    kinds = {"evaluators": evaluators, "strategies": strategies, "callbacks": callbacks}
     chosen = [args.kind] if args.kind else list(kinds)
     for kind in chosen:
         registry = kinds[kind]
@@ -629,10 +630,13 @@ def _build_parser() -> argparse.ArgumentParser:
     components = command(
         "components",
         _cmd_components,
-        "list the evaluator types and strategies a config may name: built-in and installed plugins",
+        "list the evaluator types, strategies and callbacks a config may name: built-ins and plugins",
     )
     components.add_argument(
-        "kind", nargs="?", choices=["evaluators", "strategies"], help="list only these (default: both)"
+        "kind",
+        nargs="?",
+        choices=["evaluators", "strategies", "callbacks"],
+        help="list only these (default: all)",
     )
     latency = command(
         "measure-latency",

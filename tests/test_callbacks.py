@@ -211,7 +211,7 @@ def test_a_callback_from_yaml_by_import_path_runs_with_its_arguments(
             "json:JSONDecoder",
             "callbacks[0]: 'json:JSONDecoder' is not a subclass of natsray.callbacks.Callback",
         ),
-        ("mlfow", "callbacks[0]: 'mlfow' is neither a shipped callback (did you mean 'mlflow'?) nor"),
+        ("mlfow", "callbacks[0]: 'mlfow' is not one of mlflow, tensorboard (did you mean 'mlflow'?), nor an"),
         ({"class": "my_hooks:Lines", "pth": "x"}, "callbacks[0].pth: unknown key (did you mean 'path'?)"),
         ({"path": "x"}, "callbacks[0].class: missing required field"),
         ({"class": "my_hooks:Lines"}, "callbacks[0].class: Lines: missing a required argument: 'path'"),
@@ -257,6 +257,25 @@ def test_the_extras_named_in_the_errors_exist_and_ci_installs_them() -> None:
     assert extras["mlflow"][0].startswith("mlflow-skinny")
     assert extras["tensorboard"][0].startswith("tensorboard")
     assert set(extras["mlflow"] + extras["tensorboard"]) <= set(extras["test"])
+
+
+def test_an_installed_package_registers_a_callback_by_short_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "labhooks.py").write_text(USER_MODULE)
+    info = tmp_path / "labhooks-0.1.dist-info"  # as pip leaves an installed distribution
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: labhooks\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[natsray.callbacks]\nlines = labhooks:Lines\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["components", "callbacks"]) == 0
+    listed = [" ".join(line.split()) for line in capsys.readouterr().out.splitlines()]
+    assert "lines labhooks:Lines labhooks 0.1" in listed
+    assert "mlflow natsray.callbacks.mlflow:MLflowLogger built-in" in listed
+    out = tmp_path / "calls.jsonl"
+    config = write_config(tmp_path / "x.yaml", tmp_path / "run", [{"class": "lines", "path": str(out)}])
+    assert main(["run", str(config), "--no-progress"]) == 0
+    assert len(out.read_text().splitlines()) == 1 + EVALUATIONS + 1
 
 
 def test_the_callbacks_key_round_trips_through_config_to_dict() -> None:

@@ -37,9 +37,17 @@ from pathlib import Path
 from typing import Any
 
 from natsray.records import Candidate, Result
-from natsray.registry import ImportPathError, import_object, is_import_path
+from natsray.registry import ComponentError, ComponentRegistry, ImportPathError, import_object
 
-__all__ = ["CALLBACKS", "Callback", "CallbackList", "CallbackSpec", "callback_class"]
+__all__ = [
+    "CALLBACKS",
+    "ENTRY_POINT_GROUP",
+    "REGISTRY",
+    "Callback",
+    "CallbackList",
+    "CallbackSpec",
+    "callback_class",
+]
 
 logger = logging.getLogger("natsray.callbacks")
 
@@ -113,29 +121,38 @@ class Callback:
         """
 
 
+ENTRY_POINT_GROUP = "natsray.callbacks"
+"""Entry-point group in which installed packages register callbacks by short name."""
+
+REGISTRY = ComponentRegistry("callback", "callbacks[].class", CALLBACKS, ENTRY_POINT_GROUP, Callback)
+"""Every callback name: the shipped loggers, then entry points; import paths as given."""
+
+
 def callback_class(name: str) -> type[Callback]:
-    """The callback class named by a short name (:data:`CALLBACKS`) or ``"package.module:Class"``.
+    """The callback class named by a short name (:data:`CALLBACKS`, then the entry points of
+    ``natsray.callbacks``) or by ``"package.module:Class"``.
 
     Raises:
-        ImportPathError: one line: unknown short name, module or attribute not found, a shipped
-            logger whose extra is not installed (naming the ``pip install`` command), or a class
-            that is not a :class:`Callback` subclass.
+        ImportPathError: one line: unknown short name (with a did-you-mean), module or attribute not
+            found, a shipped logger whose extra is not installed (naming the ``pip install`` command),
+            or a class that is not a :class:`Callback` subclass.
     """
+    try:
+        target = REGISTRY.target(name)
+    except ComponentError as exc:
+        raise ImportPathError(str(exc)) from None
     if name in CALLBACKS:
-        module_name, _, attr = CALLBACKS[name].partition(":")
+        module_name, _, attr = target.partition(":")
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:  # the optional extra is missing: the module says which
             raise ImportPathError(f"{name!r}: {exc}") from None
         cls = getattr(module, attr)
-    elif is_import_path(name):
-        cls = import_object(name)
     else:
-        close = difflib.get_close_matches(name, list(CALLBACKS), n=1)
-        hint = f"did you mean {close[0]!r}?" if close else f"one of {', '.join(CALLBACKS)}"
-        raise ImportPathError(f"{name!r} is neither a shipped callback ({hint}) nor 'package.module:Class'")
+        cls = import_object(target)
     if not (isinstance(cls, type) and issubclass(cls, Callback)):
-        raise ImportPathError(f"{name!r} is not a subclass of natsray.callbacks.Callback")
+        where = repr(name) if target == name else f"{name!r} ({target})"
+        raise ImportPathError(f"{where} is not a subclass of natsray.callbacks.Callback")
     return cls
 
 
