@@ -6,11 +6,13 @@ Packages: :mod:`natsray.search_space` (cells, operators, encodings), :mod:`natsr
 builds networks and :mod:`natsray.compat` is the archai-compatible API.
 
 The extension API (``docs/api.md``): subclass :class:`Strategy` or :class:`BaseEvaluator`, which
-exchange :class:`Candidate`, :class:`Result`, :class:`Score` and :class:`Arch` values.
+exchange :class:`Candidate`, :class:`Result`, :class:`Score` and :class:`Arch` values, or
+:class:`Callback` to be called as a run makes progress (``docs/callbacks.md``).
 """
 
 from __future__ import annotations
 
+from natsray.callbacks import Callback
 from natsray.compat import NatsbenchTssSearchSpace, NatsModel, load_arch, save_arch
 from natsray.evaluators.base import BaseEvaluator, EvaluatorError, Score
 from natsray.records import Candidate, Objective, Result, Status
@@ -22,6 +24,7 @@ __all__ = [
     "OPS",
     "Arch",
     "BaseEvaluator",
+    "Callback",
     "Candidate",
     "EvaluatorError",
     "Fitness",
