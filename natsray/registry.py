@@ -135,7 +135,8 @@ class ComponentRegistry:
             for point in metadata.entry_points(group=self.group):
                 dist = getattr(point, "dist", None)
                 origin = f"{dist.name} {dist.version}" if dist is not None else "unknown distribution"
-                found.setdefault((point.name, point.value), Component(point.name, point.value, origin))
+                target = f"{point.module}:{point.attr}" if point.attr else point.module  # extras dropped
+                found.setdefault((point.name, target), Component(point.name, target, origin))
             self._cache = (key, sorted(found.values(), key=lambda c: (c.name, c.origin)))
         return self._cache[1]
 

@@ -274,9 +274,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Head]:
 
 def on_cluster(project: Path, name: str, **sections: Any) -> Path:
     """A config whose 2 actors take a whole node each, the package shipped as ``py_modules``."""
+    sections = {"ray": {"runtime_env": {"py_modules": ["./labplug"]}}, **sections}
     config = experiment(
         resources={"actors": 2, "cpus_per_actor": 1, "num_cpus": None},
-        ray={"runtime_env": {"py_modules": ["./labplug"]}},
         output={"dir": f"runs/{name}"},
         **sections,
     )
@@ -357,6 +357,37 @@ def test_a_class_the_actors_cannot_import_fails_fast_in_one_line(cluster: Head, 
         "actor's node"
     ), done.stderr[-3000:]
     assert "Traceback" not in done.stderr
+
+
+USER_RAY = """
+import sys
+import ray
+from natsray.config import load_config, resolve_paths
+from natsray.engine.runner import run_experiment
+ray.init(address=sys.argv[1])  # the user's own Ray session, without a runtime_env
+run_experiment(resolve_paths(load_config(sys.argv[2])), sys.argv[3])
+assert ray.is_initialized()  # left as the user had it
+"""
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_ray_session_the_user_started_gets_the_runtime_env_for_the_actors(
+    cluster: Head, project: Path, reference: Path, tmp_path: Path
+) -> None:
+    path = on_cluster(project, "user-ray", ray={"runtime_env": {"py_modules": [str(project / "labplug")]}})
+    env = {**cluster.env, "PYTHONPATH": str(REPO), "RAY_AUTH_MODE": "token"}
+    run_dir = tmp_path / "run"
+    done = subprocess.run(
+        [sys.executable, "-c", USER_RAY, cluster.address, str(path), str(run_dir)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert trajectory(run_dir) == trajectory(reference)
 
 
 # --------------------------------------------------------------------------- entry points

@@ -42,6 +42,7 @@ from natsray.config import ExperimentConfig
 __all__ = [
     "ClusterError",
     "NodeCapacity",
+    "actor_runtime_env",
     "check_resources",
     "connect_ray",
     "local_nodes",
@@ -200,6 +201,39 @@ def connect_ray(config: ExperimentConfig, address: str | None) -> bool:
         raise
     _sigterm_as_interrupt()
     return True
+
+
+def actor_runtime_env(runtime_env: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """``runtime_env`` for the actors of a Ray session natsray joined but did not start.
+
+    Such a session (``ray.init`` in a notebook or a script) has its own job-level runtime env, not the
+    config's; the actors are given the config's instead, with its local ``working_dir`` / ``py_modules``
+    uploaded first as ``ray.init`` does for a job (Ray accepts local paths only there).
+
+    Raises:
+        ClusterError: one line, when the local paths cannot be uploaded.
+    """
+    if not runtime_env:
+        return None
+    env = dict(runtime_env)
+    if not any(key in env for key in ("working_dir", "py_modules")):
+        return env
+    try:
+        import ray
+        from ray._private.runtime_env.py_modules import upload_py_modules_if_needed
+        from ray._private.runtime_env.working_dir import upload_working_dir_if_needed
+
+        scratch = ray._private.worker.global_worker.node.get_runtime_env_dir_path()
+        env = upload_py_modules_if_needed(env, include_gitignore=True, scratch_dir=scratch)
+        env = upload_working_dir_if_needed(env, include_gitignore=True, scratch_dir=scratch)
+    except Exception as exc:
+        lines = str(exc).strip().splitlines() or [type(exc).__name__]
+        raise ClusterError(
+            f"ray.runtime_env: cannot ship working_dir / py_modules to the actors of this Ray session "
+            f"({lines[0]}); pass the runtime_env to ray.init, or let natsray start Ray"
+        ) from None
+    env.pop("excludes", None)
+    return env
 
 
 _DEFER_LIMIT = 100

@@ -37,7 +37,7 @@ from natsray.engine.checkpoint import (
     atomic_write_json,
     read_json,
 )
-from natsray.engine.cluster import ConsistentInterrupt, connect_ray
+from natsray.engine.cluster import ConsistentInterrupt, actor_runtime_env, connect_ray
 from natsray.engine.progress import Progress
 from natsray.engine.scheduler import Scheduler
 from natsray.engine.simulation import SimulatedPool, run_simulated
@@ -472,12 +472,19 @@ class _EvaluatorActor:
 class _ActorPool:
     """The evaluator actors, replaced one by one when they die."""
 
-    def __init__(self, session: _Session, evaluator_cls: type[BaseEvaluator], shared_ref: Any) -> None:
+    def __init__(
+        self,
+        session: _Session,
+        evaluator_cls: type[BaseEvaluator],
+        shared_ref: Any,
+        runtime_env: dict[str, Any] | None = None,
+    ) -> None:
         import ray
 
         resources = session.config.resources
+        options: dict[str, Any] = {"runtime_env": runtime_env} if runtime_env else {}
         self._remote = ray.remote(_EvaluatorActor).options(
-            num_cpus=resources.cpus_per_actor, num_gpus=resources.gpus_per_actor, max_restarts=0
+            num_cpus=resources.cpus_per_actor, num_gpus=resources.gpus_per_actor, max_restarts=0, **options
         )
         target = f"{evaluator_cls.__module__}:{evaluator_cls.__qualname__}"
         payload = ray.cloudpickle.dumps((evaluator_cls, session.config.evaluator))
@@ -533,7 +540,10 @@ def _run_ray(session: _Session, evaluator_cls: type[BaseEvaluator], address: str
     pool = None
     try:
         shared_ref = ray.put(evaluator_cls.prepare_shared(session.config.evaluator))
-        pool = _ActorPool(session, evaluator_cls, shared_ref)
+        # Ray started by someone else (a notebook, a sweep) runs without the config's runtime_env: the
+        # actors are given it, so they import the user's code from where the driver does
+        runtime_env = None if owner else actor_runtime_env(session.config.ray.runtime_env)
+        pool = _ActorPool(session, evaluator_cls, shared_ref, runtime_env)
         session.actors_alive = len(pool.actors)
         _loop(session, pool)
     finally:
