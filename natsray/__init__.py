@@ -1,5 +1,8 @@
 """natsray: evolutionary neural architecture search on NATS-Bench TSS, distributed with Ray.
 
+The Python API (:mod:`natsray.api`): :func:`run` a search (with your own scoring function, if
+you like), :func:`load_run` a run directory, :func:`sweep` / :func:`load_sweep` many runs.
+
 Packages: :mod:`natsray.search_space` (cells, operators, encodings), :mod:`natsray.strategies`,
 :mod:`natsray.evaluators`, :mod:`natsray.config`, :mod:`natsray.engine` (one run),
 :mod:`natsray.experiment` (reports, plots), :mod:`natsray.study` (sweeps); :mod:`natsray.models`
@@ -12,6 +15,7 @@ exchange :class:`Candidate`, :class:`Result`, :class:`Score` and :class:`Arch` v
 
 from __future__ import annotations
 
+from natsray.api import Best, Run, Sweep, load_run, load_sweep, run, sweep
 from natsray.callbacks import Callback
 from natsray.compat import NatsbenchTssSearchSpace, NatsModel, load_arch, save_arch
 from natsray.evaluators.base import BaseEvaluator, EvaluatorError, Score
@@ -24,6 +28,7 @@ __all__ = [
     "OPS",
     "Arch",
     "BaseEvaluator",
+    "Best",
     "Callback",
     "Candidate",
     "EvaluatorError",
@@ -32,11 +37,17 @@ __all__ = [
     "NatsbenchTssSearchSpace",
     "Objective",
     "Result",
+    "Run",
     "Score",
     "Status",
     "Strategy",
+    "Sweep",
     "__version__",
     "load_arch",
+    "load_run",
+    "load_sweep",
+    "run",
     "save_arch",
+    "sweep",
 ]
 __version__ = "0.1.0"

@@ -15,7 +15,6 @@ import argparse
 import contextlib
 import dataclasses
 import os
-import shutil
 import signal
 import sys
 import threading
@@ -23,21 +22,20 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from natsray.config import (
-    ConfigError,
-    ExperimentConfig,
-    check_paths,
-    dump_config,
-    load_config,
-    resolve_paths,
-)
+from natsray.config import ConfigError, ExperimentConfig, apply_overrides, read_yaml
 from natsray.engine.cluster import ClusterError
 from natsray.evaluators.base import EvaluatorError
+from natsray.experiment.lifecycle import (
+    RunDirError,
+    checked_config,
+    execute,
+    new_run,
+    resume_config,
+)
 from natsray.search_space import EDGES, Arch
 
 __all__ = ["UsageError", "main", "parse_seeds"]
 
-_RUN_FILES = ("evaluations.jsonl", "checkpoint.json", "summary.json")
 _NUM_CLASSES_INPUT = {"cifar10": (10, 32), "cifar100": (100, 32), "ImageNet16-120": (120, 16)}
 _SHOW_METRICS = (
     "valid_accuracy@12",
@@ -81,11 +79,9 @@ def parse_seeds(spec: str) -> list[int]:
 def _load(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentConfig:
     """Load, parse and check a config including its paths, made absolute; bad input becomes a UsageError."""
     try:
-        config = load_config(path, overrides)
-        check_paths(config, str(path))
+        return checked_config(apply_overrides(read_yaml(Path(path)), overrides), str(path))
     except (ValueError, FileNotFoundError) as exc:
         raise UsageError(str(exc)) from None
-    return resolve_paths(config)
 
 
 def _with_address(config: ExperimentConfig, address: str | None) -> ExperimentConfig:
@@ -97,24 +93,6 @@ def _existing_dir(path: str, what: str) -> Path:
     if not directory.is_dir():
         raise UsageError(f"{path}: no such {what} directory")
     return directory
-
-
-def _prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
-    """Refuse a directory that already holds a run (or, with ``overwrite``, delete that run)."""
-    if run_dir.exists() and not run_dir.is_dir():
-        raise UsageError(f"{run_dir}: is a file, expected a run directory")
-    if not any((run_dir / name).exists() for name in _RUN_FILES):
-        return
-    if not overwrite:
-        raise UsageError(
-            f"{run_dir} already holds a run: continue it with 'natsray resume {run_dir}', "
-            "replace it with --overwrite, or choose another --out"
-        )
-    if not (run_dir / "config.yaml").is_file():
-        raise UsageError(
-            f"{run_dir}: has run files but no config.yaml; not deleting a directory natsray did not make"
-        )
-    shutil.rmtree(run_dir)
 
 
 def _format_values(values: dict[str, Any] | None) -> str:
@@ -144,18 +122,8 @@ def _print_summary(run_dir: Path, summary: dict[str, Any]) -> None:
 def _execute(
     config: ExperimentConfig, run_dir: Path, *, resume: bool, progress: bool | None
 ) -> dict[str, Any]:
-    from natsray.engine.runner import run_experiment
-    from natsray.experiment.report import finalize_run
-
-    def finish(path: Path) -> None:
-        with _finishing():
-            finalize_run(path)
-
-    address = config.ray.address
     try:
-        summary = run_experiment(
-            config, run_dir, resume=resume, address=address, progress=progress, finalize=finish
-        )
+        summary = execute(config, run_dir, resume=resume, progress=progress, finishing=_finishing)
     except KeyboardInterrupt:
         raise RunInterrupted(run_dir) from None
     result = summary.to_dict()
@@ -197,10 +165,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
     run_dir = Path(args.out or config.output.dir)
-    _prepare_run_dir(run_dir, args.overwrite)
-    config = dataclasses.replace(config, output=dataclasses.replace(config.output, dir=str(run_dir)))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    dump_config(config, run_dir / "config.yaml")
+    config = new_run(config, run_dir, overwrite=args.overwrite)
     _execute(config, run_dir, resume=False, progress=False if args.no_progress else None)
     return 0
 
@@ -216,25 +181,17 @@ def _has_sweep_section(path: str) -> bool:
 
 def _run_sweep(args: argparse.Namespace) -> int:
     """``run`` with ``--seeds`` / ``--grid`` / a ``sweep`` section: plan, refuse clashes, execute, report."""
-    from natsray.config import read_yaml
-    from natsray.study.grid import SWEEP_FILE, plan_runs, sweep_from_config, write_plan
+    from natsray.api import plan_sweep
 
-    plan = sweep_from_config(read_yaml(Path(args.config)), args.set, args.grid, args.seeds, args.config)
-    assert plan is not None
-    out = Path(args.out or (plan.base.get("output") or {}).get("dir") or "runs/run")
-    runs = plan_runs(plan, out)
-    if all(run.config is None for run in runs):
-        raise UsageError(runs[0].error or "no runs")
-    if (out / SWEEP_FILE).exists() and not args.overwrite:
-        raise UsageError(
-            f"{out} already holds a sweep: continue it with 'natsray resume {out}', "
-            "replace it with --overwrite, or choose another --out"
-        )
-    for run in runs:
-        _prepare_run_dir(run.run_dir, args.overwrite)
-    (out / SWEEP_FILE).unlink(missing_ok=True)
-    (out / "sweep-runs.jsonl").unlink(missing_ok=True)
-    write_plan(plan, out)
+    out, runs = plan_sweep(
+        read_yaml(Path(args.config)),
+        args.out,
+        overrides=args.set,
+        grid=args.grid,
+        seeds=args.seeds,
+        source=args.config,
+        overwrite=args.overwrite,
+    )
     return _finish_sweep(runs, out, args)
 
 
@@ -279,38 +236,6 @@ def _seed_runs(directory: Path) -> list[Path]:
     return sorted(runs, key=lambda path: int(path.name[5:]) if path.name[5:].isdigit() else -1)
 
 
-def _binding_budgets(config: ExperimentConfig, summary: dict[str, Any]) -> list[str]:
-    """``budget.KEY=LIMIT (USED used)`` for each budget limit the finished run already reached."""
-    used = {
-        "evaluations": summary.get("evaluations", 0),
-        "wall_seconds": summary.get("wall_seconds", 0.0),
-        "simulated_seconds": summary.get("simulated_seconds", 0.0),
-    }
-    return [
-        f"budget.{name}={limit:g} ({used[name]:g} used)"
-        for name, limit in dataclasses.asdict(config.budget).items()
-        if name in used and limit is not None and used[name] >= limit
-    ]
-
-
-def _check_can_run_longer(run_dir: Path, config: ExperimentConfig) -> None:
-    """Refuse ``resume --set budget.*`` on a run stopped by a budget that still binds."""
-    import json
-
-    summary_path = run_dir / "summary.json"
-    if not summary_path.is_file():
-        return
-    summary = json.loads(summary_path.read_text())
-    if not str(summary.get("stop_reason") or "").startswith("budget:"):
-        return
-    binding = _binding_budgets(config, summary)
-    if binding:
-        raise UsageError(
-            f"{run_dir}: cannot run longer: {', '.join(binding)} is used up; raise it as well, "
-            f"e.g. --set {binding[0].split('=')[0]}=N"
-        )
-
-
 def _cmd_resume(args: argparse.Namespace) -> int:
     run_dir = _existing_dir(args.run_dir, "run")
     from natsray.study.grid import SWEEP_FILE, load_plan, plan_runs
@@ -331,17 +256,9 @@ def _cmd_resume(args: argparse.Namespace) -> int:
                 f"e.g. natsray resume {seeds[0]}"
             )
         raise UsageError(f"{run_dir}: not a run directory (no config.yaml)")
-    for item in args.set:
-        if not item.startswith("budget."):
-            raise UsageError(
-                f"--set {item!r}: a resumed run may only change budget.* (anything else changes the search)"
-            )
     # where the run continues is where the user is now (--address, RAY_ADDRESS or a local Ray),
     # never an address stored in an older run directory (a SLURM job's head is gone after the job)
-    config = _with_address(_load(run_dir / "config.yaml", args.set), args.address)
-    if args.set:  # the run directory's config must describe the run as it continues
-        _check_can_run_longer(run_dir, config)
-        dump_config(config, run_dir / "config.yaml")
+    config = _with_address(resume_config(run_dir, args.set), args.address)
     _execute(config, run_dir, resume=True, progress=False if args.no_progress else None)
     return 0
 
@@ -700,7 +617,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except BrokenPipeError:
         return _stdout_closed()
-    except (UsageError, ConfigError, EvaluatorError, ClusterError) as exc:
+    except (UsageError, ConfigError, EvaluatorError, ClusterError, RunDirError) as exc:
         print(f"natsray: error: {exc}", file=sys.stderr)
         return 2
     except RunInterrupted as exc:

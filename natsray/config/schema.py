@@ -352,22 +352,32 @@ def _objectives(evaluator: Any, strategy_cls: type, strategy_name: str) -> tuple
     return tuple(objectives)
 
 
-def check_engine(engine: EngineConfig, evaluator_cls: type, evaluator_type: str) -> None:
+def check_engine(engine: EngineConfig, evaluator_cls: type, evaluator: Any) -> None:
     """Simulated and in-process engines need a cheap (look-up) evaluator.
+
+    Args:
+        engine: The ``engine`` section.
+        evaluator_cls: The evaluator class.
+        evaluator: Its parsed config (``is_cheap(config)`` decides; a function evaluator is cheap
+            when its config says so).
 
     Raises:
         ConfigError: naming ``engine.mode`` or ``engine.in_process``.
     """
-    if getattr(evaluator_cls, "cheap", False):
+    if evaluator_cls.is_cheap(evaluator):
         return
+    evaluator_type = evaluator.type
     if engine.mode == "simulated":
         raise ConfigError(
-            f"'simulated' needs a cheap evaluator (benchmark or table), not {evaluator_type!r}",
+            f"'simulated' needs a cheap evaluator (benchmark, table, or function with cheap: true), "
+            f"not {evaluator_type!r}",
             path="engine.mode",
         )
     if engine.in_process:
         raise ConfigError(
-            f"needs a cheap evaluator (benchmark or table), not {evaluator_type!r}", path="engine.in_process"
+            f"needs a cheap evaluator (benchmark, table, or function with cheap: true), "
+            f"not {evaluator_type!r}",
+            path="engine.in_process",
         )
 
 
@@ -397,7 +407,7 @@ def config_from_dict(data: Any, source: str | None = None) -> ExperimentConfig:
         strategy_cls, strategy = _component("strategy", raw.strategy)
         evaluator_cls, evaluator = _component("evaluator", raw.evaluator)
         objectives = _objectives(evaluator, strategy_cls, strategy.name)
-        check_engine(raw.engine, evaluator_cls, evaluator.type)
+        check_engine(raw.engine, evaluator_cls, evaluator)
     except ConfigError as exc:
         raise exc.with_source(source) from None
     return dataclasses.replace(
@@ -617,5 +627,21 @@ def dump_config(config: ExperimentConfig, path: str | Path) -> None:
     data = config_to_dict(config)
     data["ray"]["address"] = None
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    tmp.write_text(yaml.dump(data, Dumper=_ConfigDumper, sort_keys=False), encoding="utf-8")
     tmp.replace(path)
+
+
+class _ConfigDumper(yaml.SafeDumper):
+    """``yaml.safe_dump``, plus: a Python callable in the config (``natsray.run(evaluator=fn)``) is
+    written as ``"<python callable> module.qualname"``, which says what the run used and, when
+    read back, refuses to run from the shell with one line (see ``natsray.evaluators.function``)."""
+
+    def represent_undefined(self, data: Any) -> Any:
+        if callable(data):
+            from natsray.evaluators.function import PYTHON_CALLABLE, callable_name
+
+            return self.represent_str(f"{PYTHON_CALLABLE} {callable_name(data)}")
+        return super().represent_undefined(data)
+
+
+_ConfigDumper.add_representer(None, _ConfigDumper.represent_undefined)

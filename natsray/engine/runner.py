@@ -110,7 +110,7 @@ def run_experiment(
     evaluator_cls = evaluator_class(config.evaluator.type)
     config = replace(config, evaluator=evaluator_cls.for_run(config.evaluator, run_dir))
     objectives = _objectives(config)
-    check_engine(config.engine, evaluator_cls, config.evaluator.type)
+    check_engine(config.engine, evaluator_cls, config.evaluator)
     run_dir.mkdir(parents=True, exist_ok=True)
     journal_path = run_dir / JOURNAL_FILE
     if not resume and (journal_path.exists() or (run_dir / CHECKPOINT_FILE).exists()):
@@ -238,7 +238,7 @@ class _Session:
         self.objectives = objectives
         engine = config.engine
         self.simulated = engine.mode == "simulated"
-        self.cheap = evaluator_cls.cheap
+        self.cheap = evaluator_cls.is_cheap(config.evaluator)
         workers = engine.simulated_workers if self.simulated else config.resources.actors
         self.batch_size, window = _batch_and_window(config, workers, self.cheap)
         self.start = time.perf_counter()

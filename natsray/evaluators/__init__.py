@@ -27,6 +27,7 @@ EVALUATOR_TYPES: dict[str, str] = {
     "train": "natsray.evaluators.training:TrainingEvaluator",
     "proxy": "natsray.evaluators.proxies:ProxyEvaluator",
     "cost": "natsray.evaluators.costs:CostEvaluator",
+    "function": "natsray.evaluators.function:FunctionEvaluator",
 }
 """The built-in evaluators: short name -> ``"module:Class"``."""
 

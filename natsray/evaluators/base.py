@@ -66,6 +66,14 @@ class BaseEvaluator(ABC):
         return False
 
     @classmethod
+    def is_cheap(cls, config: Any) -> bool:
+        """Whether evaluations under ``config`` are cheap (default: the class's ``cheap``).
+
+        A class whose cost depends on its config (the function evaluator's ``cheap`` option)
+        answers here; the runner batches and checks the engine mode by it."""
+        return cls.cheap
+
+    @classmethod
     def for_run(cls, config: Any, run_dir: Path) -> Any:
         """``config`` with defaults that live in the run directory filled in (default: unchanged)."""
         return config

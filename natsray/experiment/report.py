@@ -27,7 +27,7 @@ from natsray.experiment.plots import plot_best, plot_pareto, plot_population, pl
 from natsray.experiment.run_data import RunData, load_run
 from natsray.search_space import Arch
 
-__all__ = ["RunData", "aggregate_runs", "finalize_run", "load_run", "report"]
+__all__ = ["RunData", "aggregate_runs", "best_record", "finalize_run", "load_run", "report"]
 
 
 def _cell(value: Any) -> Any:
@@ -39,7 +39,7 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def _best_record(run: RunData) -> Mapping[str, Any] | None:
+def best_record(run: RunData) -> Mapping[str, Any] | None:
     """The evaluated record of the summary's best candidate, else the one of highest fitness
     (ties: the first); None when nothing succeeded."""
     table = run.evaluated_table
@@ -71,7 +71,7 @@ def finalize_run(run_dir: str | Path) -> None:
         write_csv(run.table, run.path / "evaluations.csv")
     except ValueError as exc:
         raise ValueError(f"{run.path / 'evaluations.jsonl'}: {exc}") from None
-    best = _best_record(run)
+    best = best_record(run)
     if best is not None:
         dataset = ((run.config or {}).get("evaluator") or {}).get("dataset")
         save_arch(
@@ -100,7 +100,7 @@ def _failed(run: RunData) -> int:
 def _final(run: RunData) -> dict[str, float]:
     """The run's final numbers: best objectives and metrics, counts and seconds."""
     summary = run.summary or {}
-    best = _best_record(run) or {}
+    best = best_record(run) or {}
     values: dict[str, Any] = {
         "evaluations": summary.get("evaluations", run.evaluated_table.num_rows),
         "failed": summary.get("failed", _failed(run)),
@@ -211,7 +211,7 @@ def report(run_dirs: Sequence[str | Path], out_dir: str | Path | None = None) ->
     group_of = {i: name for name, members in groups.items() for i in members}
     rows = []
     for i, run in enumerate(runs):
-        best = _best_record(run) or {}
+        best = best_record(run) or {}
         summary = run.summary or {}
         row = {"run": str(run.path), "group": group_of[i], "seed": run.seed, "best_arch": best.get("arch")}
         row.update(_final(run))

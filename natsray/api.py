@@ -1,0 +1,442 @@
+"""The Python API: run a search, read a run, run a sweep, from a script or a notebook.
+
+::
+
+    import natsray
+
+    run = natsray.run(
+        {"strategy": {"name": "regularized_evolution"}, "budget": {"evaluations": 200}},
+        evaluator=lambda arch, context: {"score": sum(op == "nor_conv_3x3" for op in arch.ops)},
+    )
+    run.best.arch, run.best.objectives   # the best cell and its objectives
+    run.evaluations                      # a pandas DataFrame, equal to run.path / "evaluations.csv"
+
+A run started here is the same complete run directory ``natsray run`` makes (``config.yaml``,
+journal, checkpoint, summary, CSV, plots), so ``natsray report`` and ``natsray resume`` work on it
+(except that a run scored by a Python callable resumes from Python only:
+``natsray.load_run(dir).resume(evaluator=fn)``). Ray is left as it was found: a Ray the caller
+initialised stays up; one natsray started is shut down when the run ends. See ``docs/python-api.md``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from natsray.config import ConfigError, ExperimentConfig, apply_overrides, config_to_dict, read_yaml
+from natsray.experiment.lifecycle import (
+    CONFIG_FILE,
+    RunDirError,
+    checked_config,
+    clear_run_dir,
+    execute,
+    new_run,
+    resume_config,
+)
+from natsray.search_space import Arch
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["Best", "Run", "Sweep", "load_run", "load_sweep", "plan_sweep", "run", "sweep"]
+
+ConfigLike = Mapping[str, Any] | str | Path | ExperimentConfig
+"""A config: a mapping as read from YAML, a YAML file's path, or a parsed :class:`ExperimentConfig`."""
+Scorer = Callable[[Arch, Any], Mapping[str, float]]
+"""A scoring function ``(arch, context) -> {metric name: value}`` (``docs/extending.md``)."""
+
+_PLOTS = ("best_so_far.png", "fitness.png", "pareto_front.png")
+
+
+@dataclass(frozen=True)
+class Best:
+    """The best cell of a run (highest fitness; the first found among equals).
+
+    Attributes:
+        arch: The cell.
+        objectives: Its objective values, as the evaluator returned them.
+        metrics: Its report metrics.
+        candidate_id: Its candidate id in the run.
+    """
+
+    arch: Arch
+    objectives: Mapping[str, float]
+    metrics: Mapping[str, Any]
+    candidate_id: int | None
+
+
+class Run:
+    """A run directory, finished or interrupted (:func:`run`, :func:`load_run`).
+
+    Everything is read from the directory when asked, so a :class:`Run` of a run still going shows
+    its progress so far.
+
+    Attributes:
+        path: The run directory.
+    """
+
+    def __init__(self, path: str | Path, *, evaluator: Scorer | None = None) -> None:
+        self.path = Path(path)
+        self._evaluator = evaluator
+
+    def __repr__(self) -> str:
+        summary = self.summary
+        state = (
+            f"{summary['evaluations']} evaluations, stopped: {summary['stop_reason']}"
+            if summary
+            else "unfinished"
+        )
+        return f"Run({str(self.path)!r}: {state})"
+
+    def _data(self) -> Any:
+        from natsray.experiment.run_data import load_run as read_run
+
+        return read_run(self.path)
+
+    @property
+    def config(self) -> Mapping[str, Any] | None:
+        """``config.yaml`` as plain data (None when absent)."""
+        return self._data().config
+
+    @property
+    def summary(self) -> Mapping[str, Any] | None:
+        """``summary.json`` (fields: ``docs/results.md``); None while the run has not finished, or
+        when it was interrupted after its last checkpoint."""
+        return self._data().summary
+
+    @property
+    def finished(self) -> bool:
+        """True when the run's search loop has ended (budget, strategy, space exhausted)."""
+        from natsray.engine.checkpoint import CHECKPOINT_FILE, read_json
+
+        checkpoint = read_json(self.path / CHECKPOINT_FILE)
+        return bool(checkpoint and checkpoint.get("finished"))
+
+    @property
+    def best(self) -> Best | None:
+        """The best cell so far (from the summary, else from the journal); None when nothing succeeded."""
+        from natsray.experiment.report import best_record
+
+        record = best_record(self._data())
+        if record is None:
+            return None
+        return Best(
+            Arch.from_str(record["arch"]),
+            dict(record.get("objectives") or {}),
+            dict(record.get("metrics") or {}),
+            record.get("candidate_id"),
+        )
+
+    @property
+    def evaluations(self) -> pd.DataFrame:
+        """One row per finished evaluation, as ``evaluations.csv`` (columns: ``docs/results.md``).
+
+        A finished run's ``evaluations.csv`` read with ``pandas.read_csv``; for a run that has not
+        written it (interrupted, or still running) the same table made from its journal now.
+        """
+        import tempfile
+
+        import pandas as pd
+
+        from natsray.experiment.journal_table import write_csv
+
+        csv = self.path / "evaluations.csv"
+        data = self._data()
+        if csv.is_file() and self.finished and data.summary is not None:
+            return pd.read_csv(csv)
+        with tempfile.TemporaryDirectory() as tmp:
+            write_csv(data.table, Path(tmp) / "evaluations.csv")
+            return pd.read_csv(Path(tmp) / "evaluations.csv")
+
+    @property
+    def plots(self) -> dict[str, Path]:
+        """The run's PNG plots that exist, by name (``best_so_far``, ``fitness``, ``pareto_front``)."""
+        return {name[:-4]: self.path / name for name in _PLOTS if (self.path / name).is_file()}
+
+    def resume(
+        self,
+        *,
+        overrides: Sequence[str] = (),
+        evaluator: Scorer | None = None,
+        callbacks: Iterable[Any] = (),
+        progress: bool = True,
+        address: str | None = None,
+    ) -> Run:
+        """Continue the run (interrupted), or extend it (finished) with raised ``budget.*`` overrides.
+
+        Args:
+            overrides: ``budget.KEY=VALUE`` items, e.g. ``["budget.evaluations=500"]``.
+            evaluator: The scoring callable of a run started with ``natsray.run(evaluator=fn)``
+                (default: the one this object was made with, if any).
+            callbacks: Passed to the engine (``run_experiment(callbacks=...)``).
+            progress: Show the progress bar.
+            address: Ray cluster to join (default: ``RAY_ADDRESS``, else a local Ray).
+
+        Returns:
+            This run.
+
+        Raises:
+            RunDirError: an override outside ``budget.*``, or a used-up budget not raised.
+            ConfigError: the run needs its Python callable and none was given.
+        """
+        function = evaluator if evaluator is not None else self._evaluator
+        config = resume_config(self.path, overrides, function=function)
+        config = dataclasses.replace(config, ray=dataclasses.replace(config.ray, address=address))
+        execute(config, self.path, resume=True, progress=progress, **_engine_options(callbacks))
+        self._evaluator = function
+        return self
+
+
+def _raw(config: ConfigLike) -> tuple[dict[str, Any], str | None]:
+    """``(raw config data, its source for error messages)``."""
+    if isinstance(config, ExperimentConfig):
+        return config_to_dict(config), None
+    if isinstance(config, str | Path):
+        return read_yaml(Path(config)), str(config)
+    if isinstance(config, Mapping):
+        return dict(config), None
+    raise ConfigError(
+        f"config: expected a mapping, a YAML file's path or an ExperimentConfig, got {type(config).__name__}"
+    )
+
+
+def _with_evaluator(data: dict[str, Any], evaluator: Scorer | str | None) -> dict[str, Any]:
+    """``data`` whose evaluator is the function evaluator scoring with ``evaluator`` (if given)."""
+    if evaluator is None:
+        return data
+    if not callable(evaluator) and not isinstance(evaluator, str):
+        raise ConfigError(
+            f"evaluator: expected a callable (arch, context) -> mapping or 'package.module:function', "
+            f"got {type(evaluator).__name__}"
+        )
+    section = data.get("evaluator")
+    section = dict(section) if isinstance(section, Mapping) else {}
+    if section.setdefault("type", "function") != "function":
+        raise ConfigError(
+            f"evaluator.type: {section['type']!r}, but evaluator= gives a scoring function "
+            "(type 'function'); drop one of them"
+        )
+    section["function"] = evaluator
+    return {**data, "evaluator": section}
+
+
+def _engine_options(callbacks: Iterable[Any]) -> dict[str, Any]:
+    """``callbacks=`` for the engine, when there are any (refused when this engine has no hook)."""
+    callbacks = tuple(callbacks)
+    if not callbacks:
+        return {}
+    from natsray.engine.runner import run_experiment
+
+    if "callbacks" not in inspect.signature(run_experiment).parameters:
+        raise ConfigError("callbacks: this natsray engine takes no callbacks")
+    return {"callbacks": callbacks}
+
+
+def run(
+    config: ConfigLike,
+    *,
+    out: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    evaluator: Scorer | str | None = None,
+    callbacks: Iterable[Any] = (),
+    progress: bool = True,
+    overwrite: bool = False,
+    address: str | None = None,
+) -> Run:
+    """Run a search; the run directory is complete as one ``natsray run`` makes.
+
+    Args:
+        config: A config mapping (the YAML sections: ``strategy``, ``evaluator``, ``budget``, ...),
+            a YAML file's path, or an :class:`~natsray.config.ExperimentConfig`.
+        out: The run directory (default ``output.dir`` of the config, ``runs/run``).
+        overrides: ``KEY.PATH=VALUE`` items, as ``natsray run --set``.
+        evaluator: A scoring function ``(arch, context) -> {name: value}`` (a Python callable,
+            shipped to the Ray actors by cloudpickle; or ``"package.module:function"``): the run's
+            evaluator becomes ``type: function`` with this function; the ``evaluator`` section, if
+            any, gives its other keys (``objective`` default ``score``, ``cheap``, ``params``, ...).
+        callbacks: Passed to the engine (called on each result and at the end).
+        progress: Show a progress bar (tqdm; a widget in Jupyter when ipywidgets is installed).
+        overwrite: Delete a run already in ``out`` (one natsray made).
+        address: Ray cluster to join (default ``ray.address``, ``RAY_ADDRESS``, else a local Ray;
+            a Ray already initialised in this process is used and left running).
+
+    Returns:
+        The finished :class:`Run`.
+
+    Raises:
+        ConfigError: one line naming the key and what was expected.
+        RunDirError: ``out`` already holds a run (and not ``overwrite``).
+        EvaluatorError: the evaluator cannot be set up (e.g. its function does not import on the
+            actors).
+        KeyboardInterrupt: interrupted; the run directory is kept: ``load_run(out).resume()``.
+    """
+    data, source = _raw(config)
+    data = apply_overrides(_with_evaluator(data, evaluator), overrides)
+    parsed = checked_config(data, source)
+    if address is not None:
+        parsed = dataclasses.replace(parsed, ray=dataclasses.replace(parsed.ray, address=address))
+    run_dir = Path(out if out is not None else parsed.output.dir)
+    parsed = new_run(parsed, run_dir, overwrite=overwrite)
+    execute(parsed, run_dir, resume=False, progress=progress, **_engine_options(callbacks))
+    return Run(run_dir, evaluator=evaluator if callable(evaluator) else None)
+
+
+def load_run(run_dir: str | Path) -> Run:
+    """Open a run directory (finished, interrupted or still running).
+
+    Raises:
+        RunDirError: not a run directory (no journal, summary or ``config.yaml``).
+    """
+    path = Path(run_dir)
+    from natsray.engine.checkpoint import JOURNAL_FILE, SUMMARY_FILE
+
+    if not path.is_dir():
+        raise RunDirError(f"{path}: no such run directory")
+    if not any((path / name).is_file() for name in (JOURNAL_FILE, SUMMARY_FILE, CONFIG_FILE)):
+        raise RunDirError(f"{path}: not a run directory (no {JOURNAL_FILE}, {SUMMARY_FILE} or {CONFIG_FILE})")
+    return Run(path)
+
+
+class Sweep:
+    """A sweep directory (:func:`sweep`, :func:`load_sweep`): its runs, outcomes and report.
+
+    Attributes:
+        path: The sweep directory (``sweep.yaml``).
+        outcomes: Each run's outcome (``natsray.study.sweep.RunOutcome``) when this object ran them.
+    """
+
+    def __init__(self, path: str | Path, outcomes: Sequence[Any] = ()) -> None:
+        self.path = Path(path)
+        self.outcomes = tuple(outcomes)
+
+    def __repr__(self) -> str:
+        return f"Sweep({str(self.path)!r}: {len(self.runs)} runs)"
+
+    @property
+    def runs(self) -> list[Run]:
+        """Every planned run (in plan order), finished or not."""
+        from natsray.study import load_plan, plan_runs
+
+        return [Run(planned.run_dir) for planned in plan_runs(load_plan(self.path), self.path)]
+
+    def report(self, out: str | Path | None = None) -> dict[str, Any]:
+        """Write (and print) the comparative report (``natsray report SWEEP_DIR``); its rows."""
+        from natsray.study.report import sweep_report
+
+        return sweep_report(self.path, None if out is None else Path(out))
+
+    def resume(self, *, parallel: int | None = None, progress: bool = True) -> Sweep:
+        """Run what is left of the sweep (``natsray resume SWEEP_DIR``)."""
+        from natsray.study import load_plan, plan_runs, run_sweep
+
+        runs = plan_runs(load_plan(self.path), self.path)
+        self.outcomes = run_sweep(runs, self.path, parallel=parallel, progress=progress).runs
+        return self
+
+
+def sweep(
+    config: ConfigLike,
+    *,
+    out: str | Path | None = None,
+    seeds: str | int | Sequence[int] | None = None,
+    grid: Sequence[str] = (),
+    overrides: Sequence[str] = (),
+    parallel: int | None = None,
+    progress: bool = True,
+    overwrite: bool = False,
+    report: bool = True,
+) -> Sweep:
+    """Run a sweep: seeds x grid points of one config, in parallel on Ray (``docs/sweeps.md``).
+
+    Args:
+        config: As for :func:`run`; may hold a ``sweep`` section. Its evaluator must be named in
+            the config (a function by import path): each run may go to another Ray worker.
+        out: The sweep directory (default ``output.dir`` of the config).
+        seeds: The seeds (``"0-9"``, ``"0,3,5"``, an int or a list), replacing ``sweep.seeds``.
+        grid: ``KEY.PATH=v1,v2`` axes, as ``--grid``.
+        overrides: ``KEY.PATH=VALUE`` items for the base config.
+        parallel: At most this many runs at once.
+        progress: Show the runs-done bar.
+        overwrite: Delete runs (and a sweep plan) already in ``out``.
+        report: Write the comparative report when done.
+
+    Raises:
+        ConfigError: no seeds/grid/``sweep`` section, an invalid config at every grid point, or a
+            malformed axis.
+        RunDirError: ``out`` already holds a sweep or a run (and not ``overwrite``).
+    """
+    from natsray.study import run_sweep
+
+    data, source = _raw(config)
+    seed_spec = seeds if seeds is None or isinstance(seeds, str) else _seed_text(seeds)
+    root, runs = plan_sweep(
+        data, out, overrides=overrides, grid=grid, seeds=seed_spec, source=source, overwrite=overwrite
+    )
+    outcome = run_sweep(runs, root, parallel=parallel, progress=progress)
+    result = Sweep(root, outcome.runs)
+    if report:
+        result.report()
+    return result
+
+
+def plan_sweep(
+    data: Mapping[str, Any],
+    out: str | Path | None,
+    *,
+    overrides: Sequence[str] = (),
+    grid: Sequence[str] = (),
+    seeds: str | None = None,
+    source: str | None = None,
+    overwrite: bool = False,
+) -> tuple[Path, list[Any]]:
+    """Plan a sweep and make its directory (``sweep.yaml`` written; what ``natsray run --seeds/--grid``
+    and :func:`sweep` share).
+
+    Returns:
+        ``(sweep directory, planned runs)`` (``natsray.study.grid.PlannedRun``).
+
+    Raises:
+        ConfigError: no sweep asked for, every grid point invalid, or a malformed axis.
+        RunDirError: ``out`` already holds a sweep or a run (and not ``overwrite``).
+    """
+    from natsray.study import plan_runs, sweep_from_config
+    from natsray.study.grid import SWEEP_FILE, write_plan
+
+    plan = sweep_from_config(data, overrides, grid, seeds, source or "sweep")
+    if plan is None:
+        raise ConfigError("sweep: give seeds, a grid or a 'sweep' section in the config")
+    root = Path(out if out is not None else (plan.base.get("output") or {}).get("dir") or "runs/run")
+    runs = plan_runs(plan, root)
+    if all(planned.config is None for planned in runs):
+        raise ConfigError(runs[0].error or "sweep: no runs")
+    if (root / SWEEP_FILE).exists() and not overwrite:
+        raise RunDirError(
+            f"{root} already holds a sweep: continue it with 'natsray resume {root}' "
+            f"(natsray.load_sweep(...).resume()), replace it with --overwrite, or choose another --out"
+        )
+    for planned in runs:
+        clear_run_dir(planned.run_dir, overwrite=overwrite)
+    for name in (SWEEP_FILE, "sweep-runs.jsonl"):
+        (root / name).unlink(missing_ok=True)
+    write_plan(plan, root)
+    return root, runs
+
+
+def _seed_text(seeds: int | Sequence[int]) -> str:
+    return str(seeds) if isinstance(seeds, int) else ",".join(str(int(seed)) for seed in seeds)
+
+
+def load_sweep(sweep_dir: str | Path) -> Sweep:
+    """Open a sweep directory.
+
+    Raises:
+        ConfigError: no ``sweep.yaml`` there.
+    """
+    from natsray.study import load_plan
+
+    load_plan(Path(sweep_dir))
+    return Sweep(sweep_dir)
