@@ -31,7 +31,8 @@ def crash_once(arch, context):
         marker.touch()
         os.kill(os.getpid(), signal.SIGKILL)  # the actor dies mid-evaluation
     convs = sum(op.startswith("nor_conv") for op in arch.ops)
-    return {"score": convs + context.seed % 1000 / 1000, "cwd_is_working_dir": float(Path("marker.txt").is_file())}
+    in_working_dir = Path("marker.txt").is_file()
+    return {"score": convs + context.seed % 1000 / 1000, "cwd_is_working_dir": float(in_working_dir)}
 """
 
 
@@ -78,7 +79,10 @@ def test_a_users_function_on_two_actors_survives_a_sigkilled_actor(
 ) -> None:
     marker = tmp_path / "crashed"
     config = write_yaml(
-        tmp_path / "x.yaml", "userproj.scoring:crash_once", project, params={"marker": str(marker), "crash_on": 3}
+        tmp_path / "x.yaml",
+        "userproj.scoring:crash_once",
+        project,
+        params={"marker": str(marker), "crash_on": 3},
     )
     assert main(["run", str(config), "--out", str(tmp_path / "run"), "--no-progress"]) == 0
     assert marker.exists()  # the actor was killed once
@@ -97,7 +101,9 @@ def driver_only(tmp_path: Path) -> Iterator[Path]:
     """A package importable in the driver only (added to its sys.path after Ray started)."""
     (tmp_path / "driveronly").mkdir()
     (tmp_path / "driveronly" / "__init__.py").write_text("")
-    (tmp_path / "driveronly" / "scoring.py").write_text("def convs(arch, context):\n    return {'score': 1.0}\n")
+    (tmp_path / "driveronly" / "scoring.py").write_text(
+        "def convs(arch, context):\n    return {'score': 1.0}\n"
+    )
     sys.path.insert(0, str(tmp_path))
     try:
         yield tmp_path
@@ -116,18 +122,18 @@ def test_a_function_not_importable_on_the_actors_fails_fast_with_one_line(
     assert main(["run", str(config), "--out", str(tmp_path / "run"), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert err == (
-        "natsray: error: evaluator.function: 'driveronly.scoring:convs': no module named 'driveronly' on this "
-        "Ray worker (imported on the driver; ship it with ray.runtime_env working_dir / py_modules, or install "
-        "it where the actors run)\n"
+        "natsray: error: evaluator.function: 'driveronly.scoring:convs': no module named 'driveronly' "
+        "on this Ray worker (imported on the driver; ship it with ray.runtime_env working_dir / "
+        "py_modules, or install it where the actors run)\n"
     )
 
 
 def test_a_callable_whose_module_the_actors_lack_fails_fast_with_one_line(
     project: Path, driver_only: Path, tmp_path: Path
 ) -> None:
-    import natsray
     from driveronly.scoring import convs  # pickled by reference: the actors must import its module
 
+    import natsray
     from natsray.evaluators import EvaluatorError
 
     config = {"strategy": {"name": "random"}, "budget": {"evaluations": 4}, "resources": {"actors": 2}}
