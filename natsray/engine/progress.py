@@ -1,10 +1,13 @@
-"""A progress bar on stderr: evaluations, best fitness so far, evaluations/s, actors alive."""
+"""A progress bar on stderr: evaluations, best fitness so far, evaluations/s, actors alive.
+
+``tqdm.auto``: in Jupyter the notebook's widget bar (with ``ipywidgets`` installed:
+``pip install natsray[notebook]``; a text bar otherwise), in a terminal the text bar."""
 
 from __future__ import annotations
 
 import sys
 
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 __all__ = ["Progress"]
 

@@ -236,16 +236,17 @@ class ScoringContext:
 
 
 def _device(setting: str) -> str:
+    """``auto``: ``cuda`` in a Ray worker that was assigned a GPU, else ``cpu``."""
     if setting != "auto":
         return setting
     ray = sys.modules.get("ray")  # never import Ray just to ask
-    if (
-        ray is not None
-        and ray.is_initialized()
-        and ray.get_runtime_context().get_assigned_resources().get("GPU")
-    ):
-        return "cuda"
-    return "cpu"
+    if ray is None or not ray.is_initialized():
+        return "cpu"
+    try:
+        gpus = ray.get_runtime_context().get_assigned_resources().get("GPU")
+    except AssertionError:  # the driver process (engine.in_process): Ray assigned it nothing
+        return "cpu"
+    return "cuda" if gpus else "cpu"
 
 
 def _number(value: Any, key: str, name: str) -> float:
