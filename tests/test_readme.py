@@ -111,3 +111,40 @@ def test_pip_checks_fvcore_note_holds() -> None:
 
     assert count_params_flops(Arch.from_code(5), C=4, N=1)[0] > 0
     assert "fvcore" not in sys.modules
+
+
+def readme_two_minute_version() -> str:
+    text = (ROOT / "README.md").read_text()
+    match = re.search(r"The two-minute version:.*?```python\n(.*?)```", text, re.S)
+    assert match, "README lost the two-minute version of the Python API"
+    return match.group(1)
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_the_two_minute_version_runs_on_ray_actors(tmp_path: Path) -> None:
+    """README's Python snippet, as a user runs it: a fresh interpreter in an empty directory."""
+    import subprocess
+
+    from ray_head import clean_env
+
+    script = readme_two_minute_version() + (
+        "\nimport ray, json\n"
+        "assert not ray.is_initialized()  # natsray started Ray for the run and stopped it\n"
+        "frame = run.evaluations\n"
+        "print(json.dumps([run.best.objectives, float(frame['objective.score'].max()), len(frame), "
+        "int(frame['worker'].nunique())]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env=clean_env(PYTHONPATH=str(ROOT)),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    best, top, rows, workers = json.loads(done.stdout.strip().splitlines()[-1])
+    assert rows == 60 and workers == 2  # the default: two Ray actors
+    assert best == {"score": top}  # the best cell is the best evaluation's
+    assert (tmp_path / "runs" / "two-minutes" / "config.yaml").is_file()
