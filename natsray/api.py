@@ -333,7 +333,7 @@ class Sweep:
         """Run what is left of the sweep (``natsray resume SWEEP_DIR``)."""
         from natsray.study import load_plan, plan_runs, run_sweep
 
-        runs = plan_runs(load_plan(self.path), self.path)
+        runs = plan_runs(load_plan(self.path), self.path.resolve())
         self.outcomes = run_sweep(runs, self.path, parallel=parallel, progress=progress).runs
         return self
 
@@ -410,7 +410,8 @@ def plan_sweep(
     if plan is None:
         raise ConfigError("sweep: give seeds, a grid or a 'sweep' section in the config")
     root = Path(out if out is not None else (plan.base.get("output") or {}).get("dir") or "runs/run")
-    runs = plan_runs(plan, root)
+    # absolute: a run task's worker may run in another directory (ray.runtime_env.working_dir)
+    runs = plan_runs(plan, root.resolve())
     if all(planned.config is None for planned in runs):
         raise ConfigError(runs[0].error or "sweep: no runs")
     if (root / SWEEP_FILE).exists() and not overwrite:
