@@ -270,7 +270,8 @@ METRIC_NAMES = ("valid_accuracy", "valid_loss", "test_accuracy", "test_loss", "p
         ),
         (
             {"evaluator": {"type": "cost", "objective": ["params"]}},
-            "x.yaml: engine.mode: 'simulated' needs a cheap evaluator (benchmark, table, or function with cheap: true), not 'cost'",
+            "x.yaml: engine.mode: 'simulated' needs a cheap evaluator "
+            "(benchmark, table, or function with cheap: true), not 'cost'",
         ),
         ({"objectives": ["params"]}, "x.yaml: objectives: not a config key: objectives are set by evaluator"),
     ],

@@ -77,7 +77,10 @@ def test_one_worker_budget_counts_the_evaluation_that_crosses_it(tmp_path, budge
 
 def test_simulated_needs_a_cheap_evaluator(tmp_path, monkeypatch):
     monkeypatch.setattr("toy_evaluator.ToyEvaluator.cheap", False)
-    expected = r"^engine\.mode: 'simulated' needs a cheap evaluator \(benchmark, table, or function with cheap: true\), not 'toy'$"
+    expected = (
+        r"^engine\.mode: 'simulated' needs a cheap evaluator "
+        r"\(benchmark, table, or function with cheap: true\), not 'toy'$"
+    )
     with pytest.raises(ValueError, match=expected):
         run_experiment(make_config(engine=simulated(2)), tmp_path)
 
