@@ -77,6 +77,11 @@ def test_the_page_has_its_sections() -> None:
     ("title", "blocks"), [s for s in SECTIONS if s[1]], ids=[t for t, b in SECTIONS if b]
 )
 def test_section_runs(title: str, blocks: list[tuple[str, str]], tmp_path: Path) -> None:
+    run_section(title, blocks, tmp_path)
+
+
+def run_section(title: str, blocks: list[tuple[str, str]], tmp_path: Path) -> None:
+    """Run one section's blocks in ``tmp_path / "work"`` (the convention above; docs/python-api.md too)."""
     work = tmp_path / "work"
     work.mkdir()
     (tmp_path / "blocks.json").write_text(json.dumps(blocks))
