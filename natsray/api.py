@@ -374,7 +374,14 @@ def sweep(
     data, source = _raw(config)
     seed_spec = seeds if seeds is None or isinstance(seeds, str) else _seed_text(seeds)
     root, runs = plan_sweep(
-        data, out, overrides=overrides, grid=grid, seeds=seed_spec, source=source, overwrite=overwrite
+        data,
+        out,
+        overrides=overrides,
+        grid=grid,
+        seeds=seed_spec,
+        source=source,
+        overwrite=overwrite,
+        absolute=True,  # a run task's worker may run in another directory (ray.runtime_env.working_dir)
     )
     outcome = run_sweep(runs, root, parallel=parallel, progress=progress)
     result = Sweep(root, outcome.runs)
@@ -392,9 +399,14 @@ def plan_sweep(
     seeds: str | None = None,
     source: str | None = None,
     overwrite: bool = False,
+    absolute: bool = False,
 ) -> tuple[Path, list[Any]]:
     """Plan a sweep and make its directory (``sweep.yaml`` written; what ``natsray run --seeds/--grid``
     and :func:`sweep` share).
+
+    Args:
+        absolute: Give the runs absolute directories (a relative ``out`` is otherwise kept as
+            written in each run's ``output.dir``).
 
     Returns:
         ``(sweep directory, planned runs)`` (``natsray.study.grid.PlannedRun``).
@@ -410,8 +422,7 @@ def plan_sweep(
     if plan is None:
         raise ConfigError("sweep: give seeds, a grid or a 'sweep' section in the config")
     root = Path(out if out is not None else (plan.base.get("output") or {}).get("dir") or "runs/run")
-    # absolute: a run task's worker may run in another directory (ray.runtime_env.working_dir)
-    runs = plan_runs(plan, root.resolve())
+    runs = plan_runs(plan, root.resolve() if absolute else root)
     if all(planned.config is None for planned in runs):
         raise ConfigError(runs[0].error or "sweep: no runs")
     if (root / SWEEP_FILE).exists() and not overwrite:

@@ -246,8 +246,7 @@ def _cmd_resume(args: argparse.Namespace) -> int:
                 f"--set: not supported when resuming a sweep ({run_dir}); resume its runs one by one"
             )
         args.parallel = getattr(args, "parallel", None)
-        # absolute run directories: a run task's worker may run elsewhere (ray.runtime_env.working_dir)
-        return _finish_sweep(plan_runs(load_plan(run_dir), run_dir.resolve()), run_dir, args)
+        return _finish_sweep(plan_runs(load_plan(run_dir), run_dir), run_dir, args)
     if not (run_dir / "config.yaml").is_file():
         seeds = _seed_runs(run_dir)
         if seeds:
