@@ -21,12 +21,12 @@ initialised stays up; one natsray started is shut down when the run ends. See ``
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from natsray.callbacks import Callback
 from natsray.config import ConfigError, ExperimentConfig, apply_overrides, config_to_dict, read_yaml
 from natsray.experiment.lifecycle import (
     CONFIG_FILE,
@@ -162,7 +162,7 @@ class Run:
         *,
         overrides: Sequence[str] = (),
         evaluator: Scorer | None = None,
-        callbacks: Iterable[Any] = (),
+        callbacks: Iterable[Callback] = (),
         progress: bool = True,
         address: str | None = None,
     ) -> Run:
@@ -172,7 +172,8 @@ class Run:
             overrides: ``budget.KEY=VALUE`` items, e.g. ``["budget.evaluations=500"]``.
             evaluator: The scoring callable of a run started with ``natsray.run(evaluator=fn)``
                 (default: the one this object was made with, if any).
-            callbacks: Passed to the engine (``run_experiment(callbacks=...)``).
+            callbacks: :class:`~natsray.Callback` objects called on each result and at the end
+                (``docs/callbacks.md``); on resume they see the results from then on.
             progress: Show the progress bar.
             address: Ray cluster to join (default: ``RAY_ADDRESS``, else a local Ray).
 
@@ -186,7 +187,7 @@ class Run:
         function = evaluator if evaluator is not None else self._evaluator
         config = resume_config(self.path, overrides, function=function)
         config = dataclasses.replace(config, ray=dataclasses.replace(config.ray, address=address))
-        execute(config, self.path, resume=True, progress=progress, **_engine_options(callbacks))
+        execute(config, self.path, resume=True, progress=progress, callbacks=tuple(callbacks))
         self._evaluator = function
         return self
 
@@ -224,25 +225,13 @@ def _with_evaluator(data: dict[str, Any], evaluator: Scorer | str | None) -> dic
     return {**data, "evaluator": section}
 
 
-def _engine_options(callbacks: Iterable[Any]) -> dict[str, Any]:
-    """``callbacks=`` for the engine, when there are any (refused when this engine has no hook)."""
-    callbacks = tuple(callbacks)
-    if not callbacks:
-        return {}
-    from natsray.engine.runner import run_experiment
-
-    if "callbacks" not in inspect.signature(run_experiment).parameters:
-        raise ConfigError("callbacks: this natsray engine takes no callbacks")
-    return {"callbacks": callbacks}
-
-
 def run(
     config: ConfigLike,
     *,
     out: str | Path | None = None,
     overrides: Sequence[str] = (),
     evaluator: Scorer | str | None = None,
-    callbacks: Iterable[Any] = (),
+    callbacks: Iterable[Callback] = (),
     progress: bool = True,
     overwrite: bool = False,
     address: str | None = None,
@@ -258,7 +247,8 @@ def run(
             shipped to the Ray actors by cloudpickle; or ``"package.module:function"``): the run's
             evaluator becomes ``type: function`` with this function; the ``evaluator`` section, if
             any, gives its other keys (``objective`` default ``score``, ``cheap``, ``params``, ...).
-        callbacks: Passed to the engine (called on each result and at the end).
+        callbacks: :class:`~natsray.Callback` objects called on each result and at the end, after
+            those of the config's ``callbacks`` section (``docs/callbacks.md``).
         progress: Show a progress bar (tqdm; a widget in Jupyter when ipywidgets is installed).
         overwrite: Delete a run already in ``out`` (one natsray made).
         address: Ray cluster to join (default ``ray.address``, ``RAY_ADDRESS``, else a local Ray;
@@ -281,7 +271,7 @@ def run(
         parsed = dataclasses.replace(parsed, ray=dataclasses.replace(parsed.ray, address=address))
     run_dir = Path(out if out is not None else parsed.output.dir)
     parsed = new_run(parsed, run_dir, overwrite=overwrite)
-    execute(parsed, run_dir, resume=False, progress=progress, **_engine_options(callbacks))
+    execute(parsed, run_dir, resume=False, progress=progress, callbacks=tuple(callbacks))
     return Run(run_dir, evaluator=evaluator if callable(evaluator) else None)
 
 
@@ -349,6 +339,7 @@ def sweep(
     progress: bool = True,
     overwrite: bool = False,
     report: bool = True,
+    callbacks: Iterable[Callback] = (),
 ) -> Sweep:
     """Run a sweep: seeds x grid points of one config, in parallel on Ray (``docs/sweeps.md``).
 
@@ -363,6 +354,8 @@ def sweep(
         progress: Show the runs-done bar.
         overwrite: Delete runs (and a sweep plan) already in ``out``.
         report: Write the comparative report when done.
+        callbacks: :class:`~natsray.Callback` objects called on this process as runs end and at
+            the sweep's end (``docs/callbacks.md``).
 
     Raises:
         ConfigError: no seeds/grid/``sweep`` section, an invalid config at every grid point, or a
@@ -383,7 +376,7 @@ def sweep(
         overwrite=overwrite,
         absolute=True,  # a run task's worker may run in another directory (ray.runtime_env.working_dir)
     )
-    outcome = run_sweep(runs, root, parallel=parallel, progress=progress)
+    outcome = run_sweep(runs, root, parallel=parallel, progress=progress, callbacks=tuple(callbacks))
     result = Sweep(root, outcome.runs)
     if report:
         result.report()

@@ -179,6 +179,25 @@ def test_bad_calls_are_one_line(tmp_path: Path) -> None:
         natsray.load_run(tmp_path / "b").resume(overrides=["seed=3"], evaluator=score)
 
 
+def test_callbacks_are_called_on_each_result_and_at_the_end(tmp_path: Path) -> None:
+    class Record(natsray.Callback):
+        def __init__(self) -> None:
+            self.results: list[int] = []
+            self.end: list[Any] = []
+
+        def on_result(self, result: Any, index: int, candidate: Any) -> None:
+            self.results.append(candidate.id)
+
+        def on_run_end(self, run_dir: Path, summary: Any) -> None:
+            self.end.append((run_dir, summary["evaluations"], (run_dir / "evaluations.csv").is_file()))
+
+    record = Record()
+    cheap = {**base(6, in_process=True), "evaluator": {"cheap": True}}
+    natsray.run(cheap, evaluator=cell_score, out=tmp_path / "run", progress=False, callbacks=[record])
+    assert sorted(record.results) == list(range(6))
+    assert record.end == [(tmp_path / "run", 6, True)]  # after the CSV and plots were written
+
+
 def test_progress_uses_tqdm_auto_so_jupyter_gets_its_bar() -> None:
     from tqdm.auto import tqdm
 
