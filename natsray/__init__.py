@@ -19,6 +19,7 @@ from natsray.api import Best, Run, Sweep, load_run, load_sweep, run, sweep
 from natsray.callbacks import Callback
 from natsray.compat import NatsbenchTssSearchSpace, NatsModel, load_arch, save_arch
 from natsray.evaluators.base import BaseEvaluator, EvaluatorError, Score
+from natsray.evaluators.function import ScoringContext
 from natsray.records import Candidate, Objective, Result, Status
 from natsray.search_space import NUM_ARCHS, OPS, Arch
 from natsray.strategies.base import Fitness, Strategy
@@ -39,6 +40,7 @@ __all__ = [
     "Result",
     "Run",
     "Score",
+    "ScoringContext",
     "Status",
     "Strategy",
     "Sweep",

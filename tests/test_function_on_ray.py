@@ -143,3 +143,24 @@ def test_a_callable_whose_module_the_actors_lack_fails_fast_with_one_line(
         "evaluator.function: driveronly.scoring.convs cannot be loaded on this Ray worker: no module named "
         "'driveronly' here (ship it with ray.runtime_env working_dir / py_modules, or install it)"
     )
+
+
+def test_context_device_is_cuda_on_an_actor_given_a_gpu(project: Path, tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU on this machine")
+    pytest.importorskip("xautodl")
+    import natsray
+
+    def where(arch: Arch, context: Any) -> dict[str, float]:
+        on_gpu = next(context.model.parameters()).is_cuda
+        return {"score": 1.0, "cuda": float(context.device == "cuda" and on_gpu)}
+
+    config = {
+        "strategy": {"name": "random"},
+        "evaluator": {"C": 4, "N": 1},
+        "budget": {"evaluations": 2},
+        "resources": {"actors": 1, "gpus_per_actor": 1},
+    }
+    run = natsray.run(config, evaluator=where, out=tmp_path / "run", progress=False)
+    assert run.evaluations["metric.cuda"].tolist() == [1.0, 1.0]
