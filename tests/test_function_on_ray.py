@@ -145,11 +145,14 @@ def test_a_callable_whose_module_the_actors_lack_fails_fast_with_one_line(
     )
 
 
-def test_context_device_is_cuda_on_an_actor_given_a_gpu(project: Path, tmp_path: Path) -> None:
+def test_context_device_is_cuda_on_an_actor_given_a_gpu(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():
         pytest.skip("no CUDA GPU on this machine")
     pytest.importorskip("xautodl")
+    request.getfixturevalue("project")  # the module's Ray, started only when there is a GPU to test
     import natsray
 
     def where(arch: Arch, context: Any) -> dict[str, float]:
