@@ -411,6 +411,14 @@ def plan_sweep(
     from natsray.study import plan_runs, sweep_from_config
     from natsray.study.grid import SWEEP_FILE, write_plan
 
+    function = (
+        (data.get("evaluator") or {}).get("function") if isinstance(data.get("evaluator"), Mapping) else None
+    )
+    if function is not None and not isinstance(function, str):
+        raise ConfigError(
+            "evaluator.function: a sweep names its scoring function by import path "
+            "('package.module:function'): each run may go to another Ray worker, and sweep.yaml must name it"
+        )
     plan = sweep_from_config(data, overrides, grid, seeds, source or "sweep")
     if plan is None:
         raise ConfigError("sweep: give seeds, a grid or a 'sweep' section in the config")

@@ -175,6 +175,10 @@ def test_bad_calls_are_one_line(tmp_path: Path) -> None:
     assert natsray.run(cheap, evaluator=score, out=tmp_path / "b", progress=False, overwrite=True).finished
     with pytest.raises(RunDirError, match=r"no such run directory"):
         natsray.load_run(tmp_path / "nowhere")
+    with pytest.raises(
+        ConfigError, match=r"^evaluator.function: a sweep names its scoring function by import path"
+    ):
+        natsray.sweep({**cheap, "evaluator": {"function": score}}, seeds=[0, 1], out=tmp_path / "s")
     with pytest.raises(RunDirError, match=r"may only change budget"):
         natsray.load_run(tmp_path / "b").resume(overrides=["seed=3"], evaluator=score)
 
