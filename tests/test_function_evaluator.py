@@ -291,3 +291,30 @@ def test_cost_metric_sets_the_evaluations_cost(package: Path, tmp_path: Path) ->
     config = config_from_dict(experiment("userpkg.scoring:convs", cost_metric="params_m"))
     run_experiment(config, tmp_path / "run")
     assert {r["cost_s"] for r in read_journal(tmp_path / "run" / "evaluations.jsonl")} == {0.5}
+
+
+def test_from_yaml_in_process_in_the_users_project_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``working_dir: .`` is all it takes: no PYTHONPATH, the driver imports the function from there."""
+    (tmp_path / "myproject_scoring.py").write_text(
+        "def score(arch, context):\n"
+        "    return {'convs': arch.ops.count('nor_conv_3x3'), 'seed': context.seed}\n"
+    )
+    data = experiment("myproject_scoring:score", objective=["convs"])
+    data["ray"] = {"runtime_env": {"working_dir": "."}}
+    (tmp_path / "x.yaml").write_text(yaml.safe_dump(data))
+    monkeypatch.chdir(tmp_path)
+    # not importable from the current directory as such ('' of `python -m pytest`); the import root
+    # the run adds is undone afterwards
+    monkeypatch.setattr(sys, "path", [path for path in sys.path if path not in ("", ".")])
+    try:
+        assert main(["run", "x.yaml", "--out", "runs/x"]) == 0
+    finally:
+        sys.modules.pop("myproject_scoring", None)
+    records = read_journal(tmp_path / "runs" / "x" / "evaluations.jsonl")
+    assert len(records) == 6 and all(r["status"] == "ok" for r in records)
+    assert all(
+        r["objectives"]["convs"] == Arch.from_str(r["arch"]).ops.count("nor_conv_3x3") for r in records
+    )
+    assert all(r["metrics"]["seed"] == r["seed"] for r in records)
