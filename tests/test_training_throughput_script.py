@@ -1,0 +1,33 @@
+"""``benchmarks/training_throughput.py`` runs as documented, with tiny settings, and writes its JSON."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.ray
+def test_training_throughput_prints_its_table_and_writes_json(tmp_path: Path) -> None:
+    out = tmp_path / "throughput.json"
+    command = [
+        sys.executable, str(ROOT / "benchmarks" / "training_throughput.py"),
+        "--data", "synthetic", "--size", "16", "--images", "96", "--C", "4", "--N", "1", "--batch-size", "32",
+        "--epochs", "1", "--repeats", "2", "--concurrent", "1", "--out", str(out),
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads(out.read_text())
+    assert results["data_note"] == "synthetic CIFAR-shaped tensors" and results["device"] == "cpu"
+    per_candidate = results["per_candidate"]
+    assert per_candidate["images_per_training"] == 96
+    assert len(per_candidate["plain_images_per_s"]) == len(per_candidate["natsray_images_per_s"]) == 2
+    assert all(x > 0 for x in per_candidate["natsray_images_per_cpu_s"] + per_candidate["pairwise_ratios"])
+    (row,) = results["per_device"]
+    assert row["concurrent"] == 1 and row["aggregate_images_per_s"] > 0
+    assert "ratio of medians" in done.stdout and "1 concurrent on one device" in done.stdout
