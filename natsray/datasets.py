@@ -42,6 +42,8 @@ headers, labels, folder structure; no image decoded) so a run can refuse it befo
 from __future__ import annotations
 
 import functools
+import gzip
+import importlib.util
 import json
 import os
 import pickle
@@ -357,14 +359,12 @@ def load_dataset(
 def _load_digits(size: int) -> ImageDataset:
     if size not in (8, 16, 32):
         raise EvaluatorError(f"digits_size: must be 8, 16 or 32, got {size!r}")
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    images = torch.as_tensor(digits.images, dtype=torch.float32).unsqueeze(1) * (255.0 / 16.0)
+    pixels, target = _digits_arrays()
+    images = torch.as_tensor(pixels, dtype=torch.float32).unsqueeze(1) * (255.0 / 16.0)
     if size != 8:
         images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
     images = images.round().clamp(0, 255).to(torch.uint8).expand(-1, 3, -1, -1).contiguous()
-    labels = torch.as_tensor(digits.target, dtype=torch.long)
+    labels = torch.as_tensor(target, dtype=torch.long)
     order = np.random.default_rng(SPLIT_SEED).permutation(len(labels))
     n_train, n_valid = _DIGITS_SPLIT
     full = ImageSplit(images, labels)
@@ -384,6 +384,25 @@ def _load_digits(size: int) -> ImageDataset:
         flip=False,
         split_source=f"seeded permutation (seed {SPLIT_SEED}): 1000 train / 400 valid / 397 test",
     )
+
+
+def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """``(images (1797, 8, 8) in 0..16, labels (1797,))`` of scikit-learn's bundled digits.
+
+    Read from the file ``sklearn.datasets.load_digits`` reads (``sklearn/datasets/data/digits.csv.gz``)
+    without importing scikit-learn (seconds of start-up on a busy machine); ``load_digits`` otherwise.
+    """
+    spec = importlib.util.find_spec("sklearn")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(folder) / "datasets" / "data" / "digits.csv.gz"
+        if path.is_file():
+            with gzip.open(path, "rt") as handle:
+                data = np.loadtxt(handle, delimiter=",")
+            return data[:, :-1].reshape(-1, 8, 8), data[:, -1].astype(np.int64)
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    return digits.images, digits.target
 
 
 def _find_dir(root: Path, subdir: str, marker: str, name: str, url: str) -> Path:

@@ -10,6 +10,9 @@ implementation); with CUDA the resident path runs on the GPU.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -148,3 +151,17 @@ def test_the_evaluator_keeps_its_dataset_resident_on_its_device(device: str) -> 
     (again,) = TrainingEvaluator(config).evaluate([Candidate(1, CONV, seed=4)])
     same = ("valid_accuracy", "valid_loss", "train_accuracy", "train_loss")
     assert first.ok and {k: first.metrics[k] for k in same} == {k: again.metrics[k] for k in same}
+
+
+def test_digits_are_sklearns_and_reading_them_does_not_import_sklearn() -> None:
+    from sklearn.datasets import load_digits
+
+    from natsray.datasets import _digits_arrays
+
+    images, labels = _digits_arrays()
+    digits = load_digits()
+    assert np.array_equal(images, digits.images) and np.array_equal(labels, digits.target)
+    code = "import sys; "
+    code += "from natsray.datasets import load_dataset as f; f('digits'); print('sklearn' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "False", done.stderr[-1000:]  # seconds of driver start-up saved

@@ -6,8 +6,9 @@ With :mod:`natsray.engine.cluster` (which connects), the only module importing r
 
 * a pool of evaluator actors driven by an asynchronous ``ray.wait`` loop (modes ``async`` /
   ``ordered``): each actor builds its evaluator once from a config and an ObjectRef to the
-  shared read-only inputs (put once), candidates travel in batches (a cell pickles as its code), an
-  actor that dies is replaced and its candidates re-queued with the same id and seed;
+  shared read-only inputs (put once, while the actors start), candidates travel in batches
+  (a cell pickles as its code), an actor that dies is replaced and its candidates re-queued
+  with the same id and seed;
 * the driver process (``engine.in_process``), or
 * :func:`natsray.engine.simulation.run_simulated` (mode ``simulated``).
 
@@ -435,13 +436,15 @@ class _EvaluatorActor:
 
     The evaluator class and its config travel pickled (``payload``) and are unpickled here, so a
     class (or a config value) whose module the actor cannot import becomes one line naming the
-    module, instead of Ray's traceback of a failed actor creation.
+    module, instead of Ray's traceback of a failed actor creation. The actor is started before
+    the shared inputs exist: starting it (a worker process importing torch and the evaluator's
+    module) overlaps the driver's ``prepare_shared`` + ``ray.put``; :meth:`setup` then gets them.
     """
 
-    def __init__(self, target: str, payload: bytes, shared: Any) -> None:
+    def __init__(self, target: str, payload: bytes) -> None:
         self.error: str | None = None
         try:
-            evaluator_cls, config = pickle.loads(payload)
+            self.evaluator_cls, self.config = pickle.loads(payload)
         except ModuleNotFoundError as exc:
             self.error = (
                 f"evaluator.type: {target}: no module named {exc.name!r} on the Ray actor's node "
@@ -452,15 +455,17 @@ class _EvaluatorActor:
         except Exception as exc:
             self.error = f"evaluator.type: {target}: cannot be loaded on the Ray actor: {_describe(exc)}"
             return
+
+    def setup(self, shared: Any) -> str | None:
+        """Build and set up the evaluator on ``shared``; None when it is ready, else its one-line error."""
+        if self.error is not None:
+            return self.error  # the class could not be loaded
         try:
-            self.evaluator = evaluator_cls(config, shared)
+            self.evaluator = self.evaluator_cls(self.config, shared)
             self.evaluator.setup()
             self.encoder = ScoreEncoder(self.evaluator.per_cell())
         except Exception as exc:
             self.error = _one_line(exc) if isinstance(exc, ValueError) else _describe(exc)
-
-    def ready(self) -> str | None:
-        """None when the evaluator is set up, else its one-line error."""
         return self.error
 
     def evaluate(self, packed: bytes) -> tuple[float, bytes]:
@@ -476,9 +481,9 @@ class _ActorPool:
         self,
         session: _Session,
         evaluator_cls: type[BaseEvaluator],
-        shared_ref: Any,
         runtime_env: dict[str, Any] | None = None,
     ) -> None:
+        """Start the actors (without waiting for them): :meth:`start` sets them up."""
         import ray
 
         resources = session.config.resources
@@ -488,20 +493,27 @@ class _ActorPool:
         )
         target = f"{evaluator_cls.__module__}:{evaluator_cls.__qualname__}"
         payload = ray.cloudpickle.dumps((evaluator_cls, session.config.evaluator))
-        self._args = (target, payload, shared_ref)
+        self._args = (target, payload)
+        self._shared: Any = None
         self._start_timeout = session.config.ray.actor_start_timeout_s
         self.actors = [self._remote.remote(*self._args) for _ in range(resources.actors)]
         self.generation = [0] * len(self.actors)
         self.decoders = {(index, 0): ScoreDecoder() for index in range(len(self.actors))}
         """Per (actor index, generation): the decoder of that actor incarnation's results."""
         self.busy = [0] * len(self.actors)
+
+    def start(self, shared_ref: Any) -> None:
+        """Set every actor up on the shared inputs (an ObjectRef) and wait until all are ready."""
+        self._shared = shared_ref
         self._check(self.actors)
 
     def _check(self, actors: list[Any]) -> None:
         import ray
 
         try:
-            errors = ray.get([actor.ready.remote() for actor in actors], timeout=self._start_timeout)
+            errors = ray.get(
+                [actor.setup.remote(self._shared) for actor in actors], timeout=self._start_timeout
+            )
         except ray.exceptions.GetTimeoutError:
             raise EvaluatorError(
                 f"evaluator actors not started after {self._start_timeout:g} s (ray.actor_start_timeout_s): "
@@ -539,11 +551,11 @@ def _run_ray(session: _Session, evaluator_cls: type[BaseEvaluator], address: str
     owner = connect_ray(session.config, address)
     pool = None
     try:
-        shared_ref = ray.put(evaluator_cls.prepare_shared(session.config.evaluator))
         # Ray started by someone else (a notebook, a sweep) runs without the config's runtime_env: the
         # actors are given it, so they import the user's code from where the driver does
         runtime_env = None if owner else actor_runtime_env(session.config.ray.runtime_env)
-        pool = _ActorPool(session, evaluator_cls, shared_ref, runtime_env)
+        pool = _ActorPool(session, evaluator_cls, runtime_env)  # the actors start while the driver prepares
+        pool.start(ray.put(evaluator_cls.prepare_shared(session.config.evaluator)))
         session.actors_alive = len(pool.actors)
         _loop(session, pool)
     finally:
