@@ -6,10 +6,17 @@ Four measurements, all on a fresh local Ray with ``--cpus`` CPUs (default 2), on
     torch loop (same network, data, batches, SGD + cosine, threads) in an identical actor,
     alternated ``--repeats`` times side by side; the ratio of medians is reported.
 (b) scaling: wall time of a ``--candidates``-candidate random search on digits with 1 and 2 actors
-    (Ray started beforehand, so start-up is excluded; actor setup included); parallel
-    efficiency ``T1 / (2 T2)``, on the run's wall time and on its span (first evaluation start
-    to last finish, from the journal: actor start-up excluded); the engine's share of wall
-    time = the driver process's CPU seconds during the run / its wall seconds.
+    (Ray started beforehand, so start-up is excluded; actor setup included), in engine mode
+    ``--mode``; parallel efficiency ``T1 / (2 T2)``, on the run's wall time and on its span
+    (first evaluation start to last finish, from the journal: actor start-up excluded); the
+    engine's share of wall time = the driver process's CPU seconds during the run / its wall
+    seconds; and where the run's wall time went (``phases``): the driver's dataset preparation
+    + ``ray.put`` (``prepare_s``; the actors start meanwhile), waiting for the actors to be set
+    up (``actors_s``), the ``ray.wait`` loop (``loop_s``) and the finishing step (actor
+    shutdown, last checkpoint and summary: ``finish_s``). ``--workload quickstart`` (default)
+    trains the quickstart's network (``configs/quickstart.yaml``: digits 8 px, C=8, N=1, batch
+    64, 3 epochs, all 1,000 training images); ``small`` the lighter setting of (a), (c), (d)
+    (16 px, 256 images, 1 epoch).
 (c) threads: ``torch.get_num_threads()`` inside each actor against the CPUs Ray assigned it.
 (d) memory: RSS / PSS / USS (``/proc/<pid>/smaps_rollup``) of each actor holding the dataset
     from the object store, with 1 and 2 actors, and of actors reading their own copy.
@@ -17,6 +24,7 @@ Four measurements, all on a fresh local Ray with ``--cpus`` CPUs (default 2), on
 Prints a table and writes ``benchmarks/results/training_scale.json``::
 
     python benchmarks/training_scale.py --candidates 40 --repeats 3
+    python benchmarks/training_scale.py --only search --mode ordered
 """
 
 from __future__ import annotations
@@ -42,10 +50,12 @@ sys.path.insert(0, str(ROOT))
 
 from natsray.config import (  # noqa: E402
     BudgetConfig,
+    EngineConfig,
     ExperimentConfig,
     OutputConfig,
     ResourcesConfig,
 )
+from natsray.engine import runner  # noqa: E402
 from natsray.engine.checkpoint import read_journal  # noqa: E402
 from natsray.engine.runner import run_experiment  # noqa: E402
 from natsray.evaluators.costs import seeded_model  # noqa: E402
@@ -127,18 +137,55 @@ def throughput(config: TrainingConfig, repeats: int) -> dict[str, object]:
     return {"plain_images_per_s": plain, "evaluator_images_per_s": actor, "ratio_of_medians": ratio}
 
 
-def search(config: TrainingConfig, candidates: int, actors: int, directory: Path) -> dict[str, float]:
+PHASES: list[tuple[str, float]] = []
+"""``(event, perf_counter)`` marks of the run being measured, set by the wrappers below."""
+
+
+def _marked(owner: object, name: str, before: str, after: str) -> None:
+    """Wrap ``owner.name`` to mark ``before`` / ``after`` around each call (benchmark only)."""
+    original = getattr(owner, name)
+
+    def wrapper(*args: object, **kwargs: object) -> object:
+        PHASES.append((before, time.perf_counter()))
+        try:
+            return original(*args, **kwargs)
+        finally:
+            PHASES.append((after, time.perf_counter()))
+
+    setattr(owner, name, wrapper)
+
+
+_marked(runner._ActorPool, "start", "setup_start", "actors_ready")
+_marked(runner, "_loop", "loop_start", "loop_end")
+
+
+def _phases(start: float, end: float) -> dict[str, float]:
+    marks = dict(PHASES)
+    return {
+        "prepare_s": marks["setup_start"] - start,
+        "actors_s": marks["actors_ready"] - marks["setup_start"],
+        "loop_s": marks["loop_end"] - marks["loop_start"],
+        "finish_s": end - marks["loop_end"],
+    }
+
+
+def search(
+    config: TrainingConfig, candidates: int, actors: int, directory: Path, mode: str = "async"
+) -> dict[str, float]:
     experiment = ExperimentConfig(
         strategy=RandomSearchConfig(),
         evaluator=config,
         budget=BudgetConfig(evaluations=candidates),
         seed=0,
         resources=ResourcesConfig(actors=actors, cpus_per_actor=1),
+        engine=EngineConfig(mode=mode),
         output=OutputConfig(progress=False),
     )
-    cpu, wall = time.process_time(), time.perf_counter()
+    PHASES.clear()
+    cpu, start = time.process_time(), time.perf_counter()
     run_experiment(experiment, directory)
-    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    end = time.perf_counter()
+    cpu, wall = time.process_time() - cpu, end - start
     records = read_journal(directory / "evaluations.jsonl")
     busy = sum(r["wall_s"] for r in records)
     span = max(r["finish_time"] for r in records) - min(r["start_time"] for r in records)
@@ -149,6 +196,8 @@ def search(config: TrainingConfig, candidates: int, actors: int, directory: Path
         "driver_cpu_s": cpu,
         "engine_share": cpu / wall,
         "actor_utilisation": busy / (actors * wall),
+        "training_s": busy,
+        "phases": _phases(start, end),
     }
 
 
@@ -170,9 +219,24 @@ def main() -> None:
     parser.add_argument("--candidates", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cpus", type=int, default=2)
+    parser.add_argument("--mode", choices=["async", "ordered"], default="async", help="engine mode of (b)")
+    parser.add_argument(
+        "--workload", choices=["quickstart", "small"], default="quickstart", help="(b)'s network"
+    )
+    parser.add_argument("--only", choices=["all", "search"], default="all", help="search: (b) only")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "training_scale.json"))
     args = parser.parse_args()
     base = TrainingConfig(C=8, N=1, digits_size=16, batch_size=64, train_subset=256, epochs=1)
+    quickstart = TrainingConfig(
+        C=8,
+        N=1,
+        digits_size=8,
+        batch_size=64,
+        epochs=3,
+        device="cpu",
+        report=("test_accuracy", "params", "flops"),
+    )
+    workload = quickstart if args.workload == "quickstart" else base
     ray.init(address="local", num_cpus=args.cpus, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})  # fmt: skip
     try:
@@ -182,34 +246,53 @@ def main() -> None:
             "ray": ray.__version__,
             "config": {"arch": ARCH.to_str(), **{k: getattr(base, k) for k in
                        ("dataset", "digits_size", "C", "N", "batch_size", "train_subset", "epochs")}},
+            "search_config": {"workload": args.workload, "mode": args.mode, **{
+                k: getattr(workload, k)
+                for k in ("digits_size", "C", "N", "batch_size", "train_subset", "epochs")
+            }},
+            "load_average_before": os.getloadavg(),
         }  # fmt: skip
-        results["memory"] = memory(replace(base, digits_size=32))
-        results["throughput"] = throughput(replace(base, train_subset=None, epochs=2), args.repeats)
+        if args.only == "all":
+            results["memory"] = memory(replace(base, digits_size=32))
+            results["throughput"] = throughput(replace(base, train_subset=None, epochs=2), args.repeats)
         with tempfile.TemporaryDirectory() as tmp:
-            results["search"] = [search(base, args.candidates, n, Path(tmp) / f"a{n}") for n in (1, 2)]
+            results["search"] = [
+                search(workload, args.candidates, n, Path(tmp) / f"a{n}", args.mode) for n in (1, 2)
+            ]
     finally:
         ray.shutdown()
     one, two = results["search"]
     results["parallel_efficiency"] = one["wall_s"] / (2 * two["wall_s"])
     results["parallel_efficiency_span"] = one["span_s"] / (2 * two["span_s"])
+    results["load_average_after"] = os.getloadavg()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     _print(results, args)
 
 
 def _print(results: dict, args: argparse.Namespace) -> None:
-    t = results["throughput"]
-    plain, actor = statistics.median(t["plain_images_per_s"]), statistics.median(t["evaluator_images_per_s"])
-    print(f"(a) images/s, median of {args.repeats}: plain loop {plain:.0f}, evaluator {actor:.0f}, "
-          f"ratio {t['ratio_of_medians']:.3f}")  # fmt: skip
-    print(f"(b) {args.candidates} candidates  actors  wall s  driver CPU s  engine share  actor utilisation")
+    print(f"load average {results['load_average_before'][0]:.2f} before, "
+          f"{results['load_average_after'][0]:.2f} after")  # fmt: skip
+    if "throughput" in results:
+        t = results["throughput"]
+        plain = statistics.median(t["plain_images_per_s"])
+        actor = statistics.median(t["evaluator_images_per_s"])
+        print(f"(a) images/s, median of {args.repeats}: plain loop {plain:.0f}, evaluator {actor:.0f}, "
+              f"ratio {t['ratio_of_medians']:.3f}")  # fmt: skip
+    print(f"(b) {args.candidates} candidates ({args.workload}, {args.mode})  actors  wall s  driver CPU s  "
+          "engine share  actor utilisation  prepare s  actors s  loop s  finish s")  # fmt: skip
     for row in results["search"]:
-        print(f"{'':>17}{row['actors']:>7}{row['wall_s']:>8.1f}{row['driver_cpu_s']:>14.2f}"
-              f"{100 * row['engine_share']:>13.2f}%{100 * row['actor_utilisation']:>19.1f}%")  # fmt: skip
+        p = row["phases"]
+        print(f"{'':>38}{row['actors']:>7}{row['wall_s']:>8.1f}{row['driver_cpu_s']:>14.2f}"
+              f"{100 * row['engine_share']:>13.2f}%{100 * row['actor_utilisation']:>19.1f}%"
+              f"{p['prepare_s']:>11.2f}{p['actors_s']:>10.2f}{p['loop_s']:>8.2f}"
+              f"{p['finish_s']:>10.2f}")  # fmt: skip
     one, two = results["search"]
     print(f"    parallel efficiency T1/(2 T2) = {results['parallel_efficiency']:.3f} (wall), "
           f"{results['parallel_efficiency_span']:.3f} (first start to last finish: "
           f"{one['span_s']:.1f} s vs {two['span_s']:.1f} s)")  # fmt: skip
+    if "memory" not in results:
+        return
     print("(c)+(d) actors  dataset        threads/CPUs       RSS MiB       PSS MiB       USS MiB")
     for row in results["memory"]:
         probes = row["per_actor"]
