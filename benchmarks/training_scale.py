@@ -47,6 +47,9 @@ import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+# Ray's workers inherit the environment, as under `natsray run` (a runtime_env would start
+# every worker afresh for it, a start-up cost `natsray run` does not pay).
+os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
 
 from natsray.config import (  # noqa: E402
     BudgetConfig,
@@ -237,8 +240,7 @@ def main() -> None:
         report=("test_accuracy", "params", "flops"),
     )
     workload = quickstart if args.workload == "quickstart" else base
-    ray.init(address="local", num_cpus=args.cpus, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})  # fmt: skip
+    ray.init(address="local", num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
     try:
         results: dict[str, object] = {
             "machine": f"{platform.node()} ({os.cpu_count()} cores, shared with other users)",

@@ -51,6 +51,9 @@ import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+# Ray's workers inherit the environment, as under `natsray run` (a runtime_env would start
+# every worker afresh for it, a start-up cost `natsray run` does not pay).
+os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
 
 from natsray.datasets import ImageDataset, ImageSplit  # noqa: E402
 from natsray.evaluators import training  # noqa: E402
@@ -204,8 +207,7 @@ def per_device(config: TrainingConfig, shared: dict, arch: Arch, counts: list[in
     import ray
 
     gpu = config.device == "cuda"
-    ray.init(num_cpus=max(counts) if not gpu else None, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})  # fmt: skip
+    ray.init(num_cpus=max(counts) if not gpu else None, include_dashboard=False, log_to_driver=False)
 
     class Trainer:
         def __init__(self, config: TrainingConfig, shared: dict) -> None:

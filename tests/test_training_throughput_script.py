@@ -1,4 +1,4 @@
-"""``benchmarks/training_throughput.py`` runs as documented, with tiny settings, and writes its JSON."""
+"""``benchmarks/training_throughput.py`` and ``training_scale.py --only search`` run, with tiny settings."""
 
 from __future__ import annotations
 
@@ -31,3 +31,23 @@ def test_training_throughput_prints_its_table_and_writes_json(tmp_path: Path) ->
     (row,) = results["per_device"]
     assert row["concurrent"] == 1 and row["aggregate_images_per_s"] > 0
     assert "ratio of medians" in done.stdout and "1 concurrent on one device" in done.stdout
+
+
+@pytest.mark.ray
+def test_training_scale_search_reports_where_the_wall_time_went(tmp_path: Path) -> None:
+    out = tmp_path / "scale.json"
+    command = [
+        sys.executable, str(ROOT / "benchmarks" / "training_scale.py"),
+        "--only", "search", "--mode", "ordered", "--workload", "small", "--candidates", "4",
+        "--out", str(out),
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads(out.read_text())
+    assert results["search_config"]["mode"] == "ordered" and "throughput" not in results
+    for row, actors in zip(results["search"], (1, 2), strict=True):
+        phases = row["phases"]
+        assert row["actors"] == actors and set(phases) == {"prepare_s", "actors_s", "loop_s", "finish_s"}
+        assert all(value >= 0 for value in phases.values())
+        assert sum(phases.values()) == pytest.approx(row["wall_s"], rel=0.05)
+    assert "parallel efficiency" in done.stdout
