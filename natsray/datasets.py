@@ -4,7 +4,10 @@ and the user's own data (``arrays``: one ``.npz`` file; ``folder``: an image-fol
 :func:`load_dataset` reads a dataset once (an evaluator does it in ``setup``) into an
 :class:`ImageDataset`: ``uint8`` images of shape ``(n, 3, size, size)`` with ``int64`` labels,
 split into ``train`` / ``valid`` / ``test``. Batches are normalised (and, for training,
-augmented) on the fly by :meth:`ImageDataset.batches`, so a dataset costs its ``uint8`` size.
+augmented) on the fly by :meth:`ImageDataset.batches`, so a dataset costs its ``uint8`` size;
+:meth:`ImageDataset.to` keeps it resident on an accelerator, where batches are then indexed,
+augmented (draws from the candidate's generator, :meth:`ImageDataset.epoch_plan`) and
+normalised without a per-batch transfer.
 
 Splits follow NATS-Bench:
 

@@ -10,14 +10,19 @@ implementation); with CUDA the resident path runs on the GPU.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 
+from natsray.config import load_config
 from natsray.datasets import ImageDataset, ImageSplit, load_dataset
+from natsray.engine.cluster import check_resources
 from natsray.evaluators.training import TrainingConfig, TrainingEvaluator
 from natsray.records import Candidate
 from natsray.search_space import Arch
@@ -165,3 +170,14 @@ def test_digits_are_sklearns_and_reading_them_does_not_import_sklearn() -> None:
     code += "from natsray.datasets import load_dataset as f; f('digits'); print('sklearn' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "False", done.stderr[-1000:]  # seconds of driver start-up saved
+
+
+def test_the_documented_gpu_sharing_resources_fit_two_gpus_and_not_one() -> None:
+    root = Path(__file__).resolve().parents[1]
+    section = (root / "docs" / "training.md").read_text().split("## Sharing a GPU", 1)[1]
+    (block,) = re.findall(r"```yaml\n(.*?)```", section.split("\n## ", 1)[0], re.S)
+    resources = yaml.safe_load(block)["resources"]
+    config = load_config(root / "launch" / "smoke.yaml", [f"resources.{k}={v}" for k, v in resources.items()])
+    assert config.resources.gpus_per_actor == 0.25
+    assert check_resources(config, [{"CPU": 8, "GPU": 1}, {"CPU": 8, "GPU": 1}]) is None  # 4 per GPU
+    assert "has room for 4" in check_resources(config, [{"CPU": 16, "GPU": 1}])
