@@ -310,13 +310,25 @@ def assert_metrics_equal_journal(client: Any, run_id: str, run_dir: Path) -> Non
 
 
 def test_the_mlflow_logger_writes_a_run_mlflow_reads_back(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     pytest.importorskip("mlflow")
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"  # MLflow's default store kind, in tmp
-    callbacks = [{"class": "mlflow", "tracking_uri": uri, "experiment_name": "toy", "flush_every": 5}]
+    monkeypatch.chdir(tmp_path)
+    relative = "sqlite:///mlflow.db"  # MLflow's default store, in tmp
+    callbacks = [
+        {
+            "class": "mlflow",
+            "tracking_uri": relative,
+            "experiment_name": "toy",
+            "artifact_location": "stored",
+            "flush_every": 5,
+        }
+    ]
     config = write_config(tmp_path / "x.yaml", tmp_path / "run", callbacks)
     assert main(["run", str(config), "--no-progress"]) == 0
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    state = json.loads((tmp_path / "run" / "mlflow.json").read_text())
+    assert state["tracking_uri"] == uri and state["received"] == EVALUATIONS  # a resume elsewhere finds it
     client, run = read_mlflow(uri, tmp_path / "run")
     assert run.info.status == "FINISHED" and run.info.run_name == "run"
     assert client.get_experiment(run.info.experiment_id).name == "toy"
@@ -327,6 +339,7 @@ def test_the_mlflow_logger_writes_a_run_mlflow_reads_back(
     assert run.data.tags["natsray.run_dir"] == str((tmp_path / "run").resolve())
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert artifacts == {"config.yaml", "summary.json", "best_arch.yaml", "best_so_far.png", "fitness.png"}
+    assert (tmp_path / "stored" / run.info.run_id / "artifacts" / "best_arch.yaml").is_file()
     summary = json.loads(
         Path(client.download_artifacts(run.info.run_id, "summary.json", str(tmp_path))).read_text()
     )

@@ -29,6 +29,15 @@ _MAX_PARAM_VALUE = 6000
 _NOT_IN_NAMES = re.compile(r"[^/\w.\- :]")
 
 
+def _absolute(uri: str) -> str:
+    """A relative ``sqlite:///path`` made absolute (``sqlite:////abs/path``), so that a resume from
+    another directory, which reads the URI back from ``mlflow.json``, logs to the same store."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/") and uri != prefix + ":memory:":
+        return prefix + str(Path(uri[len(prefix) :]).resolve())
+    return uri
+
+
 def metric_name(name: str) -> str:
     """``name`` with the characters MLflow refuses in a metric name replaced by ``_``."""
     return _NOT_IN_NAMES.sub("_", name)
@@ -45,6 +54,8 @@ class MLflowLogger(Tracker):
         experiment_name: The MLflow experiment (created when missing).
         run_name: The MLflow run's name; None: the run directory's name.
         tags: Extra tags of the MLflow run (``natsray.run_dir`` is always set).
+        artifact_location: Where a new experiment stores its runs' artifacts; None: the store's default
+            (for a ``sqlite:///`` store MLflow's is ``./mlruns`` in the current directory).
         flush_every: Points buffered before a ``log_batch`` call.
         flush_seconds: Seconds after which an arriving evaluation sends the buffer.
         artifacts: Log ``config.yaml``, ``summary.json``, ``best_arch.yaml`` and the plots at the end.
@@ -58,6 +69,7 @@ class MLflowLogger(Tracker):
         experiment_name: str = "natsray",
         run_name: str | None = None,
         tags: Mapping[str, str] | None = None,
+        artifact_location: str | None = None,
         *,
         flush_every: int = 1000,
         flush_seconds: float = 5.0,
@@ -68,6 +80,7 @@ class MLflowLogger(Tracker):
         self.experiment_name = experiment_name
         self.run_name = run_name
         self.tags = dict(tags or {})
+        self.artifact_location = artifact_location
         self._client: Any = None
         self._run_id: str | None = None
 
@@ -75,16 +88,18 @@ class MLflowLogger(Tracker):
         import mlflow
         from mlflow.tracking import MlflowClient
 
-        uri = state.get("tracking_uri") or self.tracking_uri or mlflow.get_tracking_uri()
+        uri = state.get("tracking_uri") or _absolute(self.tracking_uri or mlflow.get_tracking_uri())
         client = MlflowClient(tracking_uri=uri)
         run_id = state.get("run_id")
         if run_id:
             client.update_run(run_id, status="RUNNING")
         else:
             experiment = client.get_experiment_by_name(self.experiment_name)
-            experiment_id = (
-                experiment.experiment_id if experiment else client.create_experiment(self.experiment_name)
-            )
+            if experiment is None:
+                location = self.artifact_location and Path(self.artifact_location).resolve().as_uri()
+                experiment_id = client.create_experiment(self.experiment_name, artifact_location=location)
+            else:
+                experiment_id = experiment.experiment_id
             tags = {"natsray.run_dir": str(run_dir.resolve()), **self.tags}
             run = client.create_run(experiment_id, run_name=self.run_name or run_dir.name, tags=tags)
             run_id = run.info.run_id

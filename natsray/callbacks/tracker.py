@@ -147,8 +147,7 @@ class Tracker(Callback):
             state = self._read_state(run_dir)
             if state.get("finished"):
                 return
-            self._start(run_dir, _read_config(run_dir))
-        self._catch_up()  # anything journaled that was not delivered (none in a followed run)
+            self._start(run_dir, _read_config(run_dir))  # sends its journal first
         self._flush()
         if self.artifacts:
             names = [*ARTIFACTS, *sorted(p.name for p in run_dir.glob("*.png"))]
