@@ -437,10 +437,8 @@ def test_a_sweep_calls_its_callbacks_on_the_driver_and_tracks_each_run(tmp_path:
     out = tmp_path / "sweep"
     runs = plan_runs(plan, out)
     recorder = SweepRecorder()
-    with local_ray_session():
-        from natsray.callbacks.tensorboard import TensorBoardLogger
-
-        outcome = run_sweep(runs, out, progress=False, callbacks=[recorder, TensorBoardLogger()])
+    with local_ray_session():  # the YAML's tensorboard logger first, then the recorder
+        outcome = run_sweep(runs, out, progress=False, callbacks=[recorder])
     assert [o.status for o in outcome.runs] == ["done", "done"]
     assert recorder.calls[0] == ("sweep_start", 2) and recorder.calls[-1] == ("sweep_end", ["done", "done"])
     assert sorted(recorder.calls[1:-1]) == [

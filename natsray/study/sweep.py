@@ -164,7 +164,7 @@ def run_sweep(
     address: str | None = None,
     progress: bool = True,
     on_outcome: Callable[[RunOutcome], None] | None = None,
-    callbacks: Sequence[Callback] | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> SweepOutcome:
     """Execute (or continue) the planned runs of a sweep.
 
@@ -175,10 +175,10 @@ def run_sweep(
         address: Ray cluster to join (default: the config's ``ray.address`` / ``RAY_ADDRESS`` / a local Ray).
         progress: Show the runs-done bar on stderr.
         on_outcome: Called with each outcome as it comes (for printing).
-        callbacks: Called on this (the driver) process: ``on_sweep_start``, ``on_run_end`` for each
-            run that is done or found finished (skipped) as its outcome comes, ``on_sweep_end``.
-            None: those of the plan's ``callbacks`` config key (built once). The runs themselves
-            run without callbacks.
+        callbacks: Called on this (the driver) process after those of the plan's ``callbacks``
+            config key (built once): ``on_sweep_start``, ``on_run_end`` for each run that is done or
+            found finished (skipped) as its outcome comes, ``on_sweep_end``. The runs themselves run
+            without callbacks.
 
     Returns:
         Every run's outcome in plan order. A run that fails does not stop the others.
@@ -193,7 +193,7 @@ def run_sweep(
         else:
             todo.append(i)
     out.mkdir(parents=True, exist_ok=True)
-    hooks = CallbackList(_callbacks(runs) if callbacks is None else callbacks)
+    hooks = CallbackList([*_callbacks(runs), *callbacks])
     hooks.sweep_start(out, len(runs))
     bar = _Bar(progress, len(runs), len(runs) - len(todo))
     status = open(out / STATUS_FILE, "a", encoding="utf-8")  # noqa: SIM115 - closed in finally
