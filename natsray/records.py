@@ -10,6 +10,7 @@ cheaper to build than a frozen dataclass, which matters when an evaluation is a 
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -200,7 +201,13 @@ class Objective:
 
 
 def fitness_of(result: Result, objectives: Sequence[Objective]) -> tuple[float, ...] | None:
-    """The result as a tuple to MAXIMISE (minimised objectives negated); None if it failed."""
+    """The result as a tuple to MAXIMISE (minimised objectives negated); None if it failed.
+
+    An objective that is missing or NaN (a diverged training run, a proxy's 0/0) also gives None:
+    NaN has no order, so no strategy may rank it; the journal keeps the value as reported.
+    ``inf`` / ``-inf`` (e.g. ``naswot`` of a cell whose output ignores its input) are kept: they
+    are ordered, and selection treats them as extremes.
+    """
     if not result.ok:
         return None
     values = []
@@ -208,5 +215,8 @@ def fitness_of(result: Result, objectives: Sequence[Objective]) -> tuple[float, 
         value = result.objectives.get(objective.name)
         if value is None:
             return None
-        values.append(float(value) if objective.maximize else -float(value))
+        number = float(value)
+        if math.isnan(number):
+            return None
+        values.append(number if objective.maximize else -number)
     return tuple(values)

@@ -156,3 +156,20 @@ def test_rolling_quantiles_equal_np_percentile_of_each_trailing_window(
         chunk = chunk[~np.isnan(chunk)]
         expected = np.percentile(chunk, [25, 50, 75]) if chunk.size else np.full(3, np.nan)
         np.testing.assert_array_equal(q[:, j], expected)
+
+
+def test_pareto_plot_with_infinite_values_counts_them_and_draws_the_finite_front(tmp_path: Path) -> None:
+    # naswot is -inf for a cell whose output ignores its input: such a cell (the fastest) is on the front
+    points = [(-np.inf, 0.1), (1500.0, 1.0), (1400.0, 0.5), (1600.0, 2.0), (1300.0, 3.0)]
+    records = [
+        record(i, None, status="ok", objectives={"naswot": s, "latency": t}, fitness=[s, -t])
+        for i, (s, t) in enumerate(points)
+    ]
+    run = load_run(write_run(tmp_path / "r", records, cfg=table_config(objective=["naswot", "latency:min"])))
+    fig = plot_pareto(run, tmp_path / "pareto.png")
+    _readable(fig)
+    axis = fig.axes[0]
+    assert "1 cells with an infinite value not shown" in axis.get_title()
+    front = axis.get_lines()[0].get_xydata()
+    assert sorted(map(tuple, front.tolist())) == [(1400.0, 0.5), (1500.0, 1.0), (1600.0, 2.0)]
+    assert np.isfinite(axis.get_xlim()).all() and np.isfinite(axis.get_ylim()).all()

@@ -95,3 +95,16 @@ def test_candidate_seeds_equal_candidate_seed_of_each_id(run_seed):
         expected = [candidate_seed(run_seed, i) for i in range(first, first + 50)]
         assert candidate_seeds(run_seed, first, 50) == expected
         assert all(type(seed) is int for seed in candidate_seeds(run_seed, first, 3))
+
+
+def test_fitness_of_a_nan_objective_is_none_and_infinities_are_kept() -> None:
+    from natsray.records import Objective, Result, Status, fitness_of
+
+    objectives = [Objective.parse("naswot"), Objective.parse("latency:min")]
+
+    def result(naswot: float) -> Result:
+        return Result(0, Status.OK, {"naswot": naswot, "latency": 2.0})
+
+    assert fitness_of(result(float("nan")), objectives) is None  # NaN has no order: never ranked
+    assert fitness_of(result(float("-inf")), objectives) == (float("-inf"), -2.0)
+    assert fitness_of(result(3.0), objectives) == (3.0, -2.0)

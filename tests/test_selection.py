@@ -122,3 +122,118 @@ def test_config_checks_name_the_field() -> None:
         check_crossover("blend", 0.5)
     with pytest.raises(ValueError, match=r"^crossover_prob: must be in \[0, 1\], got 1.5$"):
         check_crossover("uniform", 1.5)
+
+
+# ---- infinite objective values (naswot is -inf for a cell whose output ignores its input) ----
+
+
+def _random_front(rng: random.Random) -> list[tuple[float, ...]]:
+    """A random non-dominated set of 2-3 objectives, some values -inf (or +inf)."""
+    objectives = rng.choice((2, 3))
+    points = []
+    for _ in range(rng.randint(3, 14)):
+        point = [rng.choice((-math.inf, -math.inf, math.inf)) if rng.random() < 0.2 else rng.random()]
+        point += [rng.random() for _ in range(objectives - 1)]
+        points.append(tuple(point))
+    front = non_dominated_sort(points)[0]
+    return [points[i] for i in front]
+
+
+def _extremes(points: list[tuple[float, ...]], distance: list[float]) -> None:
+    """Per objective, a point with the smallest and one with the largest value have infinite distance."""
+    for m in range(len(points[0])):
+        values = [p[m] for p in points]
+        for extreme in (min(values), max(values)):
+            assert any(v == extreme and math.isinf(d) for v, d in zip(values, distance, strict=True))
+
+
+def test_crowding_distance_with_infinite_values_uses_the_finite_range() -> None:
+    # objective 0 sorted: -inf(a) 0(b) 1(c) 3(d) ; finite range 3. b is next to -inf: a boundary point.
+    # objective 1 decreasing (a front): a 3, b 2, c 1, d 0; range 3.
+    points = [(-math.inf, 3.0), (0.0, 2.0), (1.0, 1.0), (3.0, 0.0)]
+    distance = crowding_distance(points)
+    assert distance[0] == distance[1] == distance[3] == math.inf
+    assert distance[2] == pytest.approx((3 - 0) / 3 + (2 - 0) / 3)
+    # two equal infinite neighbours add nothing; the finite gap of c still counts
+    points = [(-math.inf, 4.0), (-math.inf, 3.0), (-math.inf, 2.0), (1.0, 1.0), (2.0, 0.0)]
+    distance = crowding_distance(points)
+    assert distance[1] == pytest.approx((4 - 2) / 4)
+    assert distance[2] == math.inf  # next to 1.0 on one side and -inf on the other
+    with pytest.raises(ValueError, match="NaN"):
+        crowding_distance([(math.nan, 1.0), (1.0, 0.0)])
+
+
+def test_random_fronts_with_infinite_values_keep_their_boundary_points() -> None:
+    rng = random.Random(19)
+    for trial in range(3000):
+        points = _random_front(rng)
+        distance = crowding_distance(points)
+        assert not any(math.isnan(d) for d in distance), (trial, points, distance)
+        _extremes(points, distance)
+        boundary = {i for i, d in enumerate(distance) if math.isinf(d)}
+        members = [(Candidate(i, Arch.from_code(i)), p) for i, p in enumerate(points)]
+        kept = survivors(members, len(boundary))
+        assert {c.id for c, _ in kept} == boundary, (trial, points, distance)
+
+
+def _connected(arch: Arch) -> bool:
+    """Whether the cell's output (node 3) depends on its input (node 0) through non-``none`` edges."""
+    from natsray.search_space import EDGES
+
+    reach = {0}
+    for (to_node, from_node), op in zip(EDGES, arch.ops, strict=True):  # EDGES in topological order
+        if op != "none" and from_node in reach:
+            reach.add(to_node)
+    return 3 in reach
+
+
+def _naswot_like(arch: Arch) -> tuple[float, float, float]:
+    """(score, -latency, -size) to maximise: score is -inf for a disconnected cell, as naswot's; the
+    objectives conflict (more ops: a higher score, a higher latency; a cell of ``none`` edges is fast
+    and disconnected), so fronts are large and hold -inf points."""
+    noise = [(arch.code * prime % 1009) / 1009 for prime in (2654435761, 40503, 97)]
+    ops = sum(op != "none" for op in arch.ops)
+    score = sum(op.startswith("nor_conv") for op in arch.ops) + noise[0] if _connected(arch) else -math.inf
+    return score, -(ops + noise[1]), -noise[2]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_seeded_nsga2_run_with_minus_inf_keeps_its_boundary_points(seed: int) -> None:
+    from natsray.strategies.nsga2 import NSGA2, NSGA2Config
+
+    strategy = NSGA2(NSGA2Config(population=20), num_objectives=3, seed=seed)
+    evaluations, generation = 0, strategy.generation
+    union: list = []
+    while evaluations < 400:
+        candidate = strategy.ask()
+        assert candidate is not None
+        if strategy.generation != generation:  # the survivors of the last generation were just chosen
+            generation = strategy.generation
+            if union:
+                front = [union[i] for i in non_dominated_sort([f for _, f in union])[0]]
+                kept = {f for _, f in strategy.population}
+                if len(front) <= 20:
+                    assert {f for _, f in front} <= kept
+                else:  # per objective, the extremes and the finite extremes (next to an infinite value)
+                    for m in range(3):
+                        values = [f[m] for _, f in front]
+                        finite = [v for v in values if math.isfinite(v)]
+                        for extreme in {min(values), max(values), min(finite), max(finite)}:
+                            assert any(f[m] == extreme for f in kept), (seed, generation, m, extreme)
+            union = list(strategy.population)
+        fitness = _naswot_like(candidate.arch)
+        strategy.tell(candidate, fitness)
+        union.append((candidate, fitness))
+        evaluations += 1
+
+
+@pytest.mark.parametrize("kind", ["standard", "rank", "log"])
+def test_surrogate_targets_of_infinite_fitness_are_finite_and_ordered(kind: str) -> None:
+    import numpy as np
+
+    from natsray.strategies.surrogate import transform_targets
+
+    y = np.array([-math.inf, 1.0, 3.0, 2.0, -math.inf])
+    targets = transform_targets(y, kind)
+    assert np.isfinite(targets).all()
+    assert targets[0] <= targets[1] < targets[3] < targets[2]

@@ -239,23 +239,30 @@ def plot_population(run: RunData, path: Path) -> Any:
 
 
 def plot_pareto(run: RunData, path: Path) -> Any:
-    """Evaluated cells and the Pareto front of the first two objectives (the rest named in the title)."""
+    """Evaluated cells and the Pareto front of the first two objectives (the rest named in the title).
+
+    The front is found among all cells, infinite values included (``naswot``'s ``-inf``); cells with
+    an infinite value cannot be drawn and are counted in the title instead. NaN values are left out.
+    """
     first, second = run.objectives[:2]
-    points: dict[str, tuple[float, float]] = {}
+    every: dict[str, tuple[float, float]] = {}
     archs = run.evaluated_table.column("arch").to_pylist()
     for arch, x, y in zip(archs, _values(run, first).tolist(), _values(run, second).tolist(), strict=True):
         if not (math.isnan(x) or math.isnan(y)):
-            points.setdefault(arch, (x, y))
+            every.setdefault(arch, (x, y))
     fitness = [
-        (arch, (x if first.maximize else -x, y if second.maximize else -y)) for arch, (x, y) in points.items()
+        (arch, (x if first.maximize else -x, y if second.maximize else -y)) for arch, (x, y) in every.items()
     ]
-    front = sorted((points[arch] for arch, _ in pareto_front(fitness)), key=lambda p: p[0])
+    points = {arch: p for arch, p in every.items() if math.isfinite(p[0]) and math.isfinite(p[1])}
+    front = sorted((points[a] for a, _ in pareto_front(fitness) if a in points), key=lambda p: p[0])
     fig, (axis,) = _figure()
     if points:
         axis.scatter(*zip(*points.values(), strict=True), s=6, alpha=0.3, label="evaluated cells")
+    if front:
         axis.plot(
             *zip(*front, strict=True), "o-", drawstyle="steps-pre", color="C3", ms=3, label="Pareto front"
         )
+    if points:
         axis.legend(fontsize=7)
     axis.set_xlabel(f"{metric_label(first.name, run.config)}, {_direction(first)}")
     axis.set_ylabel(f"{metric_label(second.name, run.config)}, {_direction(second)}")
@@ -263,6 +270,9 @@ def plot_pareto(run: RunData, path: Path) -> Any:
     left_out = [str(objective) for objective in run.objectives[2:]]
     if left_out:
         title += f" of 2 of {len(run.objectives)} objectives\n(not shown: {', '.join(left_out)})"
+    infinite = len(every) - len(points)
+    if infinite:
+        title += f"\n({infinite} cells with an infinite value not shown)"
     axis.set_title(title, fontsize=9)
     _style(axis, None)
     _save(fig, path)

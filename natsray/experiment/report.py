@@ -119,7 +119,7 @@ def _stats(rows: Sequence[Mapping[str, float]]) -> dict[str, dict[str, float]]:
     keys = dict.fromkeys(key for row in rows for key in row)
     stats = {}
     for key in keys:
-        values = np.array([row[key] for row in rows if key in row and not math.isnan(row[key])])
+        values = np.array([row[key] for row in rows if key in row and math.isfinite(row[key])])
         if values.size:
             stats[key] = {
                 "mean": float(values.mean()),

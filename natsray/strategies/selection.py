@@ -112,21 +112,36 @@ def crowding_distance(points: Sequence[Sequence[float]]) -> list[float]:
     """Deb et al.'s crowding distance of each point of ONE front.
 
     Per objective, the two extreme points get ``inf`` and every other point adds the gap
-    between its two neighbours in that objective, divided by the objective's range (an
-    objective on which all points agree adds nothing). Ties in an objective are ordered by
-    index, so the result is deterministic.
+    between its two neighbours in that objective, divided by the objective's FINITE range
+    (the largest minus the smallest finite value; an objective without a positive finite range
+    adds no finite gap). A point next to an infinite value (a proxy's ``-inf``) is a boundary
+    point: its gap is infinite, so it gets ``inf``; two equal neighbours, infinite ones included,
+    add 0 (as Optuna's NSGA-II does). The result never holds NaN. Ties in an objective are
+    ordered by index, so the result is deterministic.
+
+    Raises:
+        ValueError: a point holds NaN (no order exists; :func:`natsray.records.fitness_of` gives
+            None for such a result, so strategies never see one).
     """
     distance = [0.0] * len(points)
     if not points:
         return distance
+    if any(math.isnan(v) for point in points for v in point):
+        raise ValueError("crowding_distance: a fitness holds NaN, which has no order")
     for m in range(len(points[0])):
         order = sorted(range(len(points)), key=lambda i: points[i][m])
-        low, high = points[order[0]][m], points[order[-1]][m]
+        values = [points[i][m] for i in order]
         distance[order[0]] = distance[order[-1]] = math.inf
-        if high == low:
-            continue
+        finite = [v for v in values if math.isfinite(v)]
+        span = finite[-1] - finite[0] if finite else 0.0
         for k in range(1, len(order) - 1):
-            distance[order[k]] += (points[order[k + 1]][m] - points[order[k - 1]][m]) / (high - low)
+            low, high = values[k - 1], values[k + 1]
+            if low == high:
+                continue
+            if math.isinf(low) or math.isinf(high):
+                distance[order[k]] = math.inf
+            elif span > 0:
+                distance[order[k]] += (high - low) / span
     return distance
 
 

@@ -133,12 +133,19 @@ def transform_targets(y: np.ndarray, kind: str) -> np.ndarray:
       diverged ones) no longer stretch the scale, so the model spends its fit on the top.
     - ``log``: ``-log(max(y) - y + 0.01 * spread)``, standardised: differences near the best are
       magnified (spread is ``max - min``, 1 when all are equal).
+
+    For ``standard`` and ``log``, infinite values (e.g. ``naswot``'s ``-inf``) count as the smallest / largest finite value, so the
+    targets are finite. ``y`` must hold no NaN (:func:`natsray.records.fitness_of` keeps it out).
     """
     y = np.asarray(y, dtype=np.float64)
-    if kind == "rank":
+    if kind == "rank":  # ranks order infinite values too
         from scipy.stats import norm, rankdata
 
         return norm.ppf((rankdata(y) - 0.5) / len(y))
+    finite = y[np.isfinite(y)]
+    if finite.size < y.size:  # a proxy's -inf: clipped to the finite range
+        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+        y = np.where(y == -np.inf, low, np.where(y == np.inf, high, y))
     if kind == "log":
         spread = float(np.ptp(y)) or 1.0
         y = -np.log(float(np.max(y)) - y + 0.01 * spread)

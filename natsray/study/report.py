@@ -86,7 +86,7 @@ def _curves(runs: Sequence[RunData], metric: str, by_time: bool) -> tuple[np.nda
 
 
 def _stats(values: Sequence[float]) -> dict[str, Any]:
-    array = np.array([v for v in values if v is not None and not math.isnan(v)], dtype=float)
+    array = np.array([v for v in values if v is not None and math.isfinite(v)], dtype=float)
     if array.size == 0:
         return {"mean": None, "std": None, "ci95": None, "n": 0}
     return {
