@@ -134,8 +134,9 @@ def transform_targets(y: np.ndarray, kind: str) -> np.ndarray:
     - ``log``: ``-log(max(y) - y + 0.01 * spread)``, standardised: differences near the best are
       magnified (spread is ``max - min``, 1 when all are equal).
 
-    For ``standard`` and ``log``, infinite values (e.g. ``naswot``'s ``-inf``) count as the smallest / largest finite value, so the
-    targets are finite. ``y`` must hold no NaN (:func:`natsray.records.fitness_of` keeps it out).
+    For ``standard`` and ``log``, infinite values (e.g. ``naswot``'s ``-inf``) count as the smallest /
+    largest finite value, so the targets are finite. ``y`` must hold no NaN
+    (:func:`natsray.records.fitness_of` keeps it out).
     """
     y = np.asarray(y, dtype=np.float64)
     if kind == "rank":  # ranks order infinite values too
