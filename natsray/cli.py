@@ -84,6 +84,20 @@ def _load(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentConfig:
         raise UsageError(str(exc)) from None
 
 
+def _preflight(config: ExperimentConfig, address: str | None, source: str | Path) -> Any:
+    """:func:`~natsray.engine.preflight.preflight` (what the run would refuse, before Ray starts and
+    before any file is made): a refusal is a UsageError naming the config; warnings go to stderr."""
+    from natsray.engine.preflight import preflight
+
+    try:
+        checked = preflight(config, address=address)
+    except ValueError as exc:
+        raise UsageError(f"{source}: {exc}") from None
+    for warning in checked.warnings:
+        print(f"natsray: warning: {warning}", file=sys.stderr)
+    return checked
+
+
 def _with_address(config: ExperimentConfig, address: str | None) -> ExperimentConfig:
     return dataclasses.replace(config, ray=dataclasses.replace(config.ray, address=address))
 
@@ -120,10 +134,12 @@ def _print_summary(run_dir: Path, summary: dict[str, Any]) -> None:
 
 
 def _execute(
-    config: ExperimentConfig, run_dir: Path, *, resume: bool, progress: bool | None
+    config: ExperimentConfig, run_dir: Path, *, resume: bool, progress: bool | None, shared: Any = None
 ) -> dict[str, Any]:
     try:
-        summary = execute(config, run_dir, resume=resume, progress=progress, finishing=_finishing)
+        summary = execute(
+            config, run_dir, resume=resume, progress=progress, finishing=_finishing, shared=shared
+        )
     except KeyboardInterrupt:
         raise RunInterrupted(run_dir) from None
     result = summary.to_dict()
@@ -165,8 +181,32 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
     run_dir = Path(args.out or config.output.dir)
+    checked = _preflight(config, args.address, args.config)
     config = new_run(config, run_dir, overwrite=args.overwrite)
-    _execute(config, run_dir, resume=False, progress=False if args.no_progress else None)
+    result = _execute(
+        config, run_dir, resume=False, progress=False if args.no_progress else None, shared=checked.shared
+    )
+    return _mostly_failed(run_dir, result)
+
+FAILED_FRACTION = 0.5
+"""A run in which more than this fraction of the evaluations failed exits with code 1 (its files are
+kept): the search learned from too few results to be trusted (e.g. an extra_csv covering 4 % of the
+space). A sweep exits 1 when more than this fraction of its runs failed or mostly failed."""
+
+
+def _mostly_failed(run_dir: Path, summary: dict[str, Any], *, quiet: bool = False) -> int:
+    """Exit code of a finished run: 1 (with one line on stderr unless ``quiet``) when more than
+    :data:`FAILED_FRACTION` of its evaluations failed."""
+    evaluations, failed = summary.get("evaluations") or 0, summary.get("failed") or 0
+    if evaluations and failed > FAILED_FRACTION * evaluations:
+        if quiet:
+            return 1
+        print(
+            f"natsray: {failed} of {evaluations} evaluations failed (more than "
+            f'{FAILED_FRACTION:.0%}); the errors are in {run_dir / "evaluations.jsonl"} ("error")',
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -227,7 +267,24 @@ def _finish_sweep(runs: Sequence[Any], out: Path, args: argparse.Namespace) -> i
             file=sys.stderr,
         )
         return 1
+    mostly = [path for path in finished if _mostly_failed(path, _summary_of(path), quiet=True)]
+    if mostly and len(mostly) > FAILED_FRACTION * len(runs):
+        print(
+            f"natsray: in {len(mostly)} of {len(runs)} runs more than {FAILED_FRACTION:.0%} of the "
+            f"evaluations failed (e.g. {mostly[0]}); their errors are in each run's evaluations.jsonl",
+            file=sys.stderr,
+        )
+        return 1
     return 0
+
+
+def _summary_of(run_dir: Path) -> dict[str, Any]:
+    import json
+
+    try:
+        return json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def _seed_runs(directory: Path) -> list[Path]:
@@ -259,8 +316,11 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     # where the run continues is where the user is now (--address, RAY_ADDRESS or a local Ray),
     # never an address stored in an older run directory (a SLURM job's head is gone after the job)
     config = _with_address(resume_config(run_dir, args.set), args.address)
-    _execute(config, run_dir, resume=True, progress=False if args.no_progress else None)
-    return 0
+    checked = _preflight(config, args.address, run_dir / "config.yaml")
+    result = _execute(
+        config, run_dir, resume=True, progress=False if args.no_progress else None, shared=checked.shared
+    )
+    return _mostly_failed(run_dir, result)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -294,6 +354,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     budget = ", ".join(
         f"{name}={value:g}" for name, value in dataclasses.asdict(config.budget).items() if value
     )
+    checked = _preflight(config, args.address, args.config)
     if config.engine.mode == "simulated":
         workers = config.engine.simulated_workers
         engine = f"simulated with {workers} simulated worker(s) (no Ray: runs in the driver)"
@@ -305,13 +366,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         if address:
             engine += f" (resources checked when the run joins {address})"
         else:
-            from natsray.engine.cluster import check_resources, local_nodes
-
-            nodes = local_nodes(config.resources.num_cpus)
-            reason = check_resources(config, nodes, "this machine")
-            if reason:
-                raise UsageError(f"{args.config}: {reason}; for a cluster: validate --address HOST:PORT")
-            engine += f" (fits this machine ({nodes[0]['CPU']:g} CPU, {nodes[0]['GPU']:g} GPU))"
+            engine += f" {checked.machine}"
     print(
         f"OK: {args.config}: strategy {config.strategy.name}, evaluator {config.evaluator.type}, "
         f"objectives {', '.join(map(str, config.objectives))}, budget {budget}, "

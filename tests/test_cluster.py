@@ -89,16 +89,20 @@ def test_probe_address_gives_up_after_the_timeout_naming_the_address() -> None:
         probe_address("somewhere", 1.0)
 
 
-def test_validate_checks_resources_against_this_machine(tmp_path: Path) -> None:
+def test_validate_and_run_check_resources_against_this_machine_before_ray(tmp_path: Path) -> None:
     cpus = os.cpu_count()
-    done = natsray("validate", str(SMOKE), "--set", f"resources.cpus_per_actor={cpus + 1}")
-    assert done.returncode == 2, done.stderr
     gpus = local_nodes()[0]["GPU"]
-    assert done.stderr.strip().splitlines() == [
+    line = (
         f"natsray: error: {SMOKE}: resources.cpus_per_actor: {cpus + 1} CPU asked per actor, {cpus} "
         f"available on any node of this machine ({cpus} CPU, {gpus:g} GPU in all, 1 node(s)); "
-        "for a cluster: validate --address HOST:PORT"
-    ]
+        "for a cluster: --address HOST:PORT"
+    )
+    for command in ("validate", "run"):  # run refuses the same way, before Ray starts, making nothing
+        out = ("--out", str(tmp_path / "run")) if command == "run" else ()
+        done = natsray(command, str(SMOKE), "--set", f"resources.cpus_per_actor={cpus + 1}", *out)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.strip().splitlines() == [line]
+    assert not (tmp_path / "run").exists()
     done = natsray("validate", str(SMOKE), "--set", "resources.gpus_per_actor=1000")
     assert done.returncode == 2 and "resources.gpus_per_actor: 1000 GPU asked per actor" in done.stderr
     done = natsray("validate", str(SMOKE), "--set", "resources.gpus_per_actor=1000", "--address", "h:6379")

@@ -86,9 +86,9 @@ def run_experiment(
             else a local Ray is started (and stopped at the end). A Ray already initialised
             in this process is reused and left running.
         progress: Show a progress bar on stderr; default ``config.output.progress``.
-        shared: For in-process / simulated runs, the evaluator's read-only inputs as its
-            ``prepare_shared`` returns them, already prepared (a sweep takes them from Ray's
-            object store, one copy per node); None prepares them here.
+        shared: The evaluator's read-only inputs as its ``prepare_shared`` returns them, already
+            prepared (a sweep takes them from Ray's object store, one copy per node; the CLI from
+            its pre-flight, :func:`natsray.engine.preflight.preflight`); None prepares them here.
         callbacks: :class:`~natsray.callbacks.Callback` objects, called on this (the driver)
             process after those of ``config.callbacks`` (which are built here). Their exceptions
             are logged, never raised (``docs/callbacks.md``). On resume they receive only the
@@ -555,7 +555,10 @@ def _run_ray(session: _Session, evaluator_cls: type[BaseEvaluator], address: str
         # actors are given it, so they import the user's code from where the driver does
         runtime_env = None if owner else actor_runtime_env(session.config.ray.runtime_env)
         pool = _ActorPool(session, evaluator_cls, runtime_env)  # the actors start while the driver prepares
-        pool.start(ray.put(evaluator_cls.prepare_shared(session.config.evaluator)))
+        shared = session.shared  # given: already prepared (e.g. by the CLI's pre-flight)
+        if shared is None:
+            shared = evaluator_cls.prepare_shared(session.config.evaluator)
+        pool.start(ray.put(shared))
         session.actors_alive = len(pool.actors)
         _loop(session, pool)
     finally:

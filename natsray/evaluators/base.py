@@ -21,6 +21,9 @@ from natsray.records import Candidate, Result, Status
 
 __all__ = ["BaseEvaluator", "EvaluatorError", "Score"]
 
+_PROBE_CODES = (1234, 7777, 15000)
+"""Cells (codes) :meth:`BaseEvaluator.preflight` evaluates: three ordinary cells of the space."""
+
 
 class EvaluatorError(ValueError):
     """Bad evaluator configuration or input (missing archive, malformed dataset, unknown metric).
@@ -82,6 +85,46 @@ class BaseEvaluator(ABC):
     def prepare_shared(cls, config: Any) -> Any:
         """Load large read-only inputs once on the driver (default: nothing)."""
         return None
+
+    @classmethod
+    def preflight(cls, config: Any, shared: Any, budgets: Sequence[int] = ()) -> list[str]:
+        """Check in the driver, before Ray starts, what the run's actors would refuse; return warnings.
+
+        Called by ``natsray validate`` and ``natsray run`` after :meth:`prepare_shared` (``shared`` is
+        its result). The default, for a ``cheap`` evaluator: :meth:`setup`, then a few probe cells are
+        evaluated at every budget in ``budgets`` (a multi-fidelity strategy's rungs; none: once without
+        a budget); a budget at which every probe fails is refused. Other evaluators: nothing (an
+        override may check more, e.g. files their actors open).
+
+        Returns:
+            One-line warnings to print before the run (e.g. part of the space not served).
+
+        Raises:
+            EvaluatorError: ``strategy.budgets: rung B: <the error every probe got>`` (or
+                ``evaluator: <error>`` without budgets).
+        """
+        if not cls.cheap:
+            return []
+        from natsray.search_space import Arch
+
+        evaluator = cls(config, shared)
+        evaluator.setup()
+        probes = [
+            Candidate(i, Arch.from_code(code)) for i, code in enumerate(cls.probe_codes(config, shared))
+        ]
+        for budget in budgets or (None,):
+            results = evaluator.evaluate([probe._replace(budget=budget) for probe in probes])
+            if results and all(not result.ok for result in results):
+                where = "evaluator" if budget is None else f"strategy.budgets: rung {budget}"
+                error = results[0].error or "failed"
+                raise EvaluatorError(f"{where}: {error.removeprefix('EvaluatorError: ')}")
+        return []
+
+    @classmethod
+    def probe_codes(cls, config: Any, shared: Any) -> Sequence[int]:
+        """Cells (codes) :meth:`preflight` evaluates: cells this config serves (default: three
+        ordinary cells of the space)."""
+        return _PROBE_CODES
 
     def setup(self) -> None:  # noqa: B027 - optional hook
         """Open heavy state once per actor (archive, dataset, model cache)."""

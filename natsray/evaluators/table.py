@@ -32,7 +32,7 @@ from natsray.evaluators.metrics import (
     parse_metric,
     raw_keys_for,
 )
-from natsray.records import Candidate, Result
+from natsray.records import Candidate, Objective, Result
 from natsray.search_space import NUM_ARCHS, Arch, all_archs
 
 __all__ = [
@@ -285,6 +285,33 @@ class TableEvaluator(BaseEvaluator):
         query.require(_column_probe(shared, query.keys), f"table {config.table} (no row has it)")
         return shared
 
+    @classmethod
+    def preflight(cls, config: TableConfig, shared: Any, budgets: Sequence[int] = ()) -> list[str]:
+        """The probes of :meth:`BaseEvaluator.preflight`, plus how much of the space the
+        ``extra_csv`` columns named in ``objective`` cover: a warning line when they miss cells
+        (evaluations of those cells fail)."""
+        warnings = super().preflight(config, shared, budgets)
+        columns = _extra_objectives(config, shared)
+        if columns:
+            covered = int(_covered(columns).sum())
+            if covered == 0:
+                raise EvaluatorError(f"extra_csv: {config.extra_csv} has {', '.join(columns)} for no cell")
+            if covered < NUM_ARCHS:
+                warnings.append(
+                    f"extra_csv: {config.extra_csv} has {', '.join(columns)} for {covered:,} of "
+                    f"{NUM_ARCHS:,} cells ({100 * covered / NUM_ARCHS:.1f} %); evaluations of the other "
+                    "cells fail"
+                )
+        return warnings
+
+    @classmethod
+    def probe_codes(cls, config: TableConfig, shared: Any) -> Sequence[int]:
+        """Three cells the ``extra_csv`` objectives cover (without them: the default cells)."""
+        columns = _extra_objectives(config, shared)
+        if not columns:
+            return super().probe_codes(config, shared)
+        return np.flatnonzero(_covered(columns))[:3].tolist()
+
     def setup(self) -> None:
         """Load the table unless the runner handed it over as ``shared``."""
         if self.shared is None:
@@ -346,6 +373,17 @@ class TableEvaluator(BaseEvaluator):
             else:  # as Python floats: the per-trial reductions then run without numpy scalars
                 record[key] = column[row, : counts[seeds][row]].tolist()
         return query.score(record, candidate.seed, {"nats_index": index})
+
+
+def _extra_objectives(config: TableConfig, shared: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The ``extra_csv`` columns (by cell code) that ``objective`` reads."""
+    names = [Objective.parse(spec).name for spec in config.objective]
+    return {name: shared[_EXTRA_PREFIX + name] for name in names if _EXTRA_PREFIX + name in shared}
+
+
+def _covered(columns: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Per cell code, whether every column has a value."""
+    return np.logical_and.reduce([~np.isnan(column) for column in columns.values()])
 
 
 def _query(config: TableConfig, extra: Mapping[str, Any]) -> MetricQuery:
