@@ -127,7 +127,10 @@ def test_partial_extra_csv_is_announced_and_a_mostly_failed_run_exits_1(
     archs = [arch.to_str() for arch in itertools.islice(all_archs(), 624)]
     rows = [f"{arch},{1.0 + i / 1000}" for i, arch in enumerate(archs)]
     config = _latency_table_config(tmp_path, table, "arch,latency_ms\n" + "\n".join(rows) + "\n")
-    warning = f"natsray: warning: extra_csv: {tmp_path / 'latency.csv'} has latency_ms for 624 of 15,625 cells (4.0 %); evaluations of the other cells fail"
+    warning = (
+        f"natsray: warning: extra_csv: {tmp_path / 'latency.csv'} has latency_ms for 624 of 15,625 cells "
+        "(4.0 %); evaluations of the other cells fail"
+    )
     assert main(["validate", config]) == 0
     assert capsys.readouterr().err.strip() == warning
     assert main(["run", config, "--out", str(tmp_path / "run"), "--no-progress"]) == 1
