@@ -148,3 +148,25 @@ def test_the_two_minute_version_runs_on_ray_actors(tmp_path: Path) -> None:
     assert rows == 60 and workers == 2  # the default: two Ray actors
     assert best == {"score": top}  # the best cell is the best evaluation's
     assert (tmp_path / "runs" / "two-minutes" / "config.yaml").is_file()
+
+
+def test_readme_and_config_md_list_every_shipped_config() -> None:
+    """Every file of configs/ (sweeps/ included) is named in README's list and docs/config.md's table."""
+    root = Path(__file__).resolve().parents[1]
+    shipped = sorted(
+        p.relative_to(root / "configs").with_suffix("").as_posix() for p in (root / "configs").rglob("*.yaml")
+    )
+    readme = (root / "README.md").read_text()
+    listed = readme[readme.index("Shipped experiments (`configs/`)") :].split("\n\n")[0]
+    assert [name for name in shipped if f"`{name}`" not in listed] == []
+    config_md = (root / "docs/config.md").read_text()
+    table = config_md[config_md.index("## Shipped experiments") :].split("\n## ")[0]
+    assert [name for name in shipped if f"`{name}.yaml`" not in table] == []
+
+
+def test_quickstart_header_states_the_accuracy_readme_shows() -> None:
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    shown = re.search(r"^objectives\s+valid_accuracy=([\d.]+)$", readme, re.M).group(1)
+    header = (root / "configs/quickstart.yaml").read_text().split("\nseed:")[0]
+    assert f"valid accuracy {shown} %" in header
