@@ -150,3 +150,25 @@ def test_training_dataset_missing_from_data_dir_is_refused_before_ray(tmp_path: 
     config["evaluator"].update(dataset="cifar10", data_dir=str(tmp_path / "data"))
     line = _refused_alike(tmp_path, _write(tmp_path, config), capsys)
     assert "cifar10" in line and str(tmp_path / "data") in line
+
+
+def test_switching_the_evaluator_type_drops_the_keys_the_new_type_lacks(table: Path, capsys) -> None:
+    """docs/config.md's command: the benchmark's archive key goes, a misspelt --set key still fails."""
+    config = str(ROOT / "configs/rea-cifar10.yaml")
+    assert (
+        main(["validate", config, "--set", "evaluator.type=table", "--set", f"evaluator.table={table}"]) == 0
+    )
+    assert "evaluator table" in capsys.readouterr().out
+    switched = [
+        "--set",
+        f"evaluator.table={table}",
+        "--set",
+        "evaluator.archiv=x",
+        "--set",
+        "evaluator.type=table",
+    ]
+    assert main(["validate", config, *switched]) == 2
+    assert "evaluator.archiv: unknown key" in capsys.readouterr().err
+    same = ["--set", "evaluator.type=benchmark", "--set", "evaluator.tabel=x"]  # no switch: nothing dropped
+    assert main(["validate", config, *same]) == 2
+    assert "evaluator.tabel: unknown key" in capsys.readouterr().err

@@ -441,11 +441,18 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[s
     ``[a, b]``); missing intermediate sections are created. Unknown keys are left for
     :func:`config_from_dict` to reject with a did-you-mean.
 
+    Switching a component's class (``--set evaluator.type=table``, ``--set strategy.name=nsga2``)
+    drops the section's keys from the file that the new class's ``Config`` does not have (e.g. the
+    benchmark's ``archive``); keys given by ``--set`` are never dropped, so a misspelt one is still
+    refused.
+
     Raises:
         ConfigError: an override that is not ``KEY.PATH=VALUE``, whose value is not YAML, or
             that descends into a value that is not a section.
     """
     result = _plain(data)
+    switched: set[str] = set()  # sections whose class an override changed
+    given: dict[str, set[str]] = {}  # section -> its keys given by --set
     for item in overrides:
         key, sep, text = item.partition("=")
         parts = key.strip().split(".")
@@ -463,8 +470,31 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[s
                 section = ".".join(parts[: depth + 1])
                 raise ConfigError(f"--set {item!r}: {section} is {describe_value(node[part])}, not a section")
             node = node[part]
+        section = parts[0]
+        if len(parts) >= 2:
+            given.setdefault(section, set()).add(parts[1])
+        selector = (
+            len(parts) == 2 and section in ("strategy", "evaluator") and parts[1] == _registry(section)[0]
+        )
+        if selector and node.get(parts[1]) != value:
+            switched.add(section)
         node[parts[-1]] = value
+    for section in switched:
+        _drop_foreign_keys(result[section], section, given[section])
     return result
+
+
+def _drop_foreign_keys(data: dict[str, Any], section: str, given: set[str]) -> None:
+    """Remove from a component section the keys its (new) class's Config lacks, except ``given``."""
+    key, registry, lookup = _registry(section)
+    if data.get(key) not in registry:
+        return  # config_from_dict names the unknown class
+    try:
+        fields = {f.name for f in dataclasses.fields(lookup(data[key]).Config)}
+    except (ImportError, TypeError, ValueError):
+        return  # config_from_dict reports it
+    for name in [name for name in data if name not in fields and name not in given]:
+        del data[name]
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
