@@ -173,3 +173,22 @@ def test_pareto_plot_with_infinite_values_counts_them_and_draws_the_finite_front
     front = axis.get_lines()[0].get_xydata()
     assert sorted(map(tuple, front.tolist())) == [(1400.0, 0.5), (1500.0, 1.0), (1600.0, 2.0)]
     assert np.isfinite(axis.get_xlim()).all() and np.isfinite(axis.get_ylim()).all()
+
+
+@pytest.mark.parametrize("datasets", [1, 3])
+def test_anytime_plot_title_fits_the_figure(tmp_path: Path, datasets: int) -> None:
+    """The one-panel anytime plot of a 100-seed run clipped its title on both sides."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from natsray.study.plots import plot_anytime
+
+    x = np.linspace(0.0, 20000.0, 50)
+    values = np.random.default_rng(0).random((100, 50)).cumsum(axis=1)
+    names = ["cifar10", "cifar100", "ImageNet16-120"][:datasets]
+    curves = [("regularized_evolution", name, x, values) for name in names]
+    fig = plot_anytime(curves, "test_accuracy@200", "valid_accuracy@12", True, tmp_path / "anytime.png")
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    title = fig._suptitle.get_window_extent(canvas.get_renderer())
+    assert title.x0 >= 0 and title.x1 <= fig.bbox.width and title.y1 <= fig.bbox.height
+    assert "100 seeds" in fig._suptitle.get_text()

@@ -5,9 +5,11 @@ One panel per dataset (their accuracies live on different scales), one line per 
 
 from __future__ import annotations
 
+import textwrap
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -29,8 +31,8 @@ def plot_anytime(
     objective: str,
     by_time: bool,
     path: Path,
-) -> None:
-    """Write one anytime figure.
+) -> Any:
+    """Write one anytime figure (and return it).
 
     Args:
         curves: ``(legend label, dataset, x grid (n_x,), values (n_seeds, n_x))`` per grid point.
@@ -68,9 +70,9 @@ def plot_anytime(
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="lower right")
     seed_text = "/".join(map(str, seeds))
-    fig.suptitle(
-        f"Anytime {metric} of the best cell by {objective}, mean and 95% CI over {seed_text} seeds",
-        fontsize=10,
-    )
+    title = f"Anytime {metric} of the best cell by {objective}, mean and 95% CI over {seed_text} seeds"
+    # about 12 characters of 10-pt text per inch: a one-panel figure gets the title on two lines
+    fig.suptitle(textwrap.fill(title, width=int(12 * fig.get_figwidth())), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=_DPI)
+    return fig
