@@ -347,3 +347,16 @@ def test_an_empty_journal_writes_a_csv_with_a_header(tmp_path: Path) -> None:
     finalize_run(run_dir)
     frame = pd.read_csv(run_dir / "evaluations.csv")
     assert frame.empty and list(frame.columns) == ["candidate_id", "arch", "canonical", "status"]
+
+
+def test_cli_report_of_seed_runs_prints_a_mean_std_line(tmp_path: Path, capsys) -> None:
+    """README's `natsray report runs/rea-c10/seed-*`: per-run rows, then mean ± std over the seeds."""
+    from natsray.cli import main
+
+    dirs = seeded_runs(tmp_path)[:3]
+    assert main(["report", *map(str, dirs), "--out", str(tmp_path / "cmp")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert (
+        "regularized_evolution/table: 3 runs, mean ± std: valid_accuracy 92 ± 2, test_accuracy@200 91 ± 2"
+        in lines
+    )

@@ -271,3 +271,46 @@ def test_sigkilled_sweep_resumes_with_nothing_lost_or_repeated(
         swept = sweep / f"seed-{seed}"
         assert trajectory(swept) == trajectory(single)  # no candidate journaled twice, none lost
         assert len(trajectory(swept)) == 1500
+
+
+@pytest.mark.ray
+def test_one_seed_sweep_report_and_a_sweep_whose_runs_mostly_failed(
+    ray_session: None, table: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A one-seed sweep: std shown as n/a, no numpy 'Degrees of freedom' warning, an extra_csv
+    objective labelled by its own name (not score@12). A sweep whose runs' evaluations mostly
+    failed (an extra_csv covering a few cells) exits 1 with one line."""
+    import itertools
+    import warnings
+
+    from natsray.search_space import all_archs
+
+    archs = [arch.to_str() for arch in all_archs()]
+    rows = "".join(f"{arch},{(i * 7919) % 1000 / 10}\n" for i, arch in enumerate(archs))
+    (tmp_path / "score.csv").write_text("arch,score\n" + rows)
+    config = base(table, evaluations=10)
+    config["evaluator"].update(extra_csv=str(tmp_path / "score.csv"), objective=["score"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code, out, err = run_cli(
+            capsys, "run", str(write(tmp_path / "one.yaml", config)), "--seeds", "0",
+            "--out", str(tmp_path / "one"), "--no-progress",
+        )  # fmt: skip
+    assert code == 0, err
+    assert not [w for w in caught if "Degrees of freedom" in str(w.message)]
+    assert "Degrees of freedom" not in err
+    assert "best score (mean ± std)" in out and "score@12" not in out and "± n/a" in out
+
+    few = "".join(f"{arch},1.0\n" for arch in itertools.islice(archs, 40))
+    (tmp_path / "few.csv").write_text("arch,score\n" + few)
+    config["evaluator"]["extra_csv"] = str(tmp_path / "few.csv")
+    code, _, err = run_cli(
+        capsys, "run", str(write(tmp_path / "few.yaml", config)), "--seeds", "0-1",
+        "--out", str(tmp_path / "few"), "--no-progress",
+    )  # fmt: skip
+    assert code == 1
+    assert (
+        err.strip()
+        .splitlines()[-1]
+        .startswith("natsray: in 2 of 2 runs more than 50% of the evaluations failed (e.g. ")
+    )

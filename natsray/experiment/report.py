@@ -176,6 +176,18 @@ def _print_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> N
         print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)))
 
 
+def _print_group(group: Mapping[str, Any]) -> None:
+    """``mean ± std`` of the best cell's objectives and metrics over a group's runs (2 or more), one line."""
+    if len(group["runs"]) < 2:
+        return
+    parts = [
+        f"{name.split('.', 1)[1]} {stats['mean']:.4g} ± {stats['std']:.2g}"
+        for name, stats in group["metrics"].items()
+        if name.startswith(("best.", "best_metric."))
+    ]
+    print(f"{group['name']}: {len(group['runs'])} runs, mean ± std: {', '.join(parts) or '-'}")
+
+
 def _format(value: Any) -> str:
     if value is None:
         return "-"
@@ -236,6 +248,8 @@ def report(run_dirs: Sequence[str | Path], out_dir: str | Path | None = None) ->
         writer.writerows({key: _cell(value) for key, value in row.items()} for row in rows)
     order = [i for members in groups.values() for i in members]
     _print_table([rows[i] for i in order], [c for c in columns if c not in ("run", "best_arch")])
+    for group in result["groups"]:
+        _print_group(group)
     if all(run.objectives and run.evaluated_table.num_rows for run in runs):
         plot_best(runs, groups, out / "best_so_far.png")
         plot_seeds(runs, groups, out / "best_so_far_seeds.png")

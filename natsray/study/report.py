@@ -43,10 +43,14 @@ class PointRuns:
 
 
 def _objective_label(run: RunData) -> str:
-    """The first objective with its schedule, e.g. ``valid_accuracy@12``."""
+    """The first objective with its schedule, e.g. ``valid_accuracy@12``; a metric without a schedule
+    (``params``, an ``extra_csv`` column, a proxy) by its own name."""
+    from natsray.evaluators.metrics import COST_QUANTITIES, METRICS
+
     name = run.objectives[0].name
     hp = ((run.config or {}).get("evaluator") or {}).get("hp")
-    return name if "@" in name or hp is None else f"{name}@{hp}"
+    scheduled = name in METRICS and name not in COST_QUANTITIES
+    return f"{name}@{hp}" if scheduled and hp is not None else name
 
 
 def _report_metric(run: RunData) -> str:
@@ -89,10 +93,10 @@ def _stats(values: Sequence[float]) -> dict[str, Any]:
     array = np.array([v for v in values if v is not None and math.isfinite(v)], dtype=float)
     if array.size == 0:
         return {"mean": None, "std": None, "ci95": None, "n": 0}
-    return {
+    return {  # one seed has no spread: std and CI are None (shown as n/a)
         "mean": float(array.mean()),
-        "std": float(array.std(ddof=1)) if array.size > 1 else 0.0,
-        "ci95": float(ci95(array)),
+        "std": float(array.std(ddof=1)) if array.size > 1 else None,
+        "ci95": float(ci95(array)) if array.size > 1 else None,
         "min": float(array.min()),
         "max": float(array.max()),
         "n": int(array.size),
@@ -140,7 +144,8 @@ def _text(value: Any, digits: int = 2) -> str:
     if isinstance(value, Mapping) and "mean" in value:
         if value["mean"] is None:
             return "-"
-        return f"{value['mean']:,.{digits}f} ± {value['std']:,.{digits}f}"
+        std = "n/a" if value["std"] is None else f"{value['std']:,.{digits}f}"
+        return f"{value['mean']:,.{digits}f} ± {std}"
     if isinstance(value, Mapping) and "value" in value:
         return f"{value['value']} ({value['seeds']} of {value['of']} seeds)"
     return "-" if value is None else str(value)
@@ -162,7 +167,7 @@ def _table(rows: Sequence[Mapping[str, Any]], axes: Sequence[str]) -> tuple[list
             line.append(_text(row.get(key), digits))
             if key == rows[0].get("metric"):
                 value = row.get(key) or {}
-                line.append("-" if value.get("ci95") is None else f"± {value['ci95']:.2f}")
+                line.append("n/a" if value.get("ci95") is None else f"± {value['ci95']:.2f}")
         lines.append(line)
     return header, lines
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 __all__ = ["ci95"]
@@ -24,7 +26,8 @@ def ci95(values: np.ndarray, axis: int = 0) -> np.ndarray:
 
     values = np.asarray(values, dtype=float)
     n = np.sum(~np.isnan(values), axis=axis)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # "Degrees of freedom <= 0" where n < 2
         std = np.nanstd(values, axis=axis, ddof=1)
         half = t.ppf(0.975, np.maximum(n - 1, 1)) * std / np.sqrt(n)
     return np.where(n > 1, half, 0.0)
