@@ -53,11 +53,19 @@ class UsageError(Exception):
     """Bad input from the user (config, arguments, paths): reported in one line, exit code 2."""
 
 
-class RunInterrupted(KeyboardInterrupt):
-    """Ctrl-C during a run: carries the run directory so the hint can name it."""
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a command that can be continued: carries the one-line hint how."""
+
+    def __init__(self, hint: str) -> None:
+        super().__init__(hint)
+        self.hint = hint
+
+
+class RunInterrupted(Interrupted):
+    """Ctrl-C during a run or sweep: carries its directory so the hint can name it."""
 
     def __init__(self, run_dir: Path) -> None:
-        super().__init__(str(run_dir))
+        super().__init__(f"continue with 'natsray resume {run_dir}'")
         self.run_dir = run_dir
 
 
@@ -245,14 +253,17 @@ def _finish_sweep(runs: Sequence[Any], out: Path, args: argparse.Namespace) -> i
         if outcome.status == "failed":
             print(f"natsray: run failed: {outcome.run_dir}: {outcome.error}", file=sys.stderr)
 
-    outcome = run_sweep(
-        runs,
-        out,
-        parallel=args.parallel,
-        address=args.address,
-        progress=not args.no_progress,
-        on_outcome=show,
-    )
+    try:
+        outcome = run_sweep(
+            runs,
+            out,
+            parallel=args.parallel,
+            address=args.address,
+            progress=not args.no_progress,
+            on_outcome=show,
+        )
+    except KeyboardInterrupt:
+        raise RunInterrupted(out) from None
     sweep_report(out)
     finished = [Path(run.run_dir) for run in outcome.runs if run.status != "failed"]
     if finished and all(not run.point.labels for run in runs):  # seeds only: the per-seed aggregate too
@@ -487,23 +498,36 @@ def _cmd_measure_latency(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     if args.cells is not None and args.cells < 1:
         raise UsageError(f"--cells {args.cells}: expected a positive number of cells")
-    if args.actors < 1:
+    if args.actors is not None and args.actors < 1:
         raise UsageError(f"--actors {args.actors}: expected at least 1 actor")
+    if args.actors is not None and args.in_process:
+        raise UsageError(f"--actors {args.actors} and --in-process: choose one (in-process is the default)")
+    bar: Any = None
 
     def report(done: int, total: int) -> None:
-        print(f"\rmeasured {done}/{total}", end="", file=sys.stderr, flush=True)
+        nonlocal bar
+        if bar is None:
+            from tqdm import tqdm
 
-    measured, total = measure_latency(
-        args.out,
-        config,
-        cells=args.cells,
-        seed=args.seed,
-        actors=args.actors,
-        in_process=args.in_process,
-        report=None if args.no_progress else report,
-    )
-    if not args.no_progress:
-        print(file=sys.stderr)
+            bar = tqdm(total=total, unit="cell", desc="measure-latency", file=sys.stderr, dynamic_ncols=True)
+        bar.update(done - bar.n)
+
+    try:
+        measured, total = measure_latency(
+            args.out,
+            config,
+            cells=args.cells,
+            seed=args.seed,
+            actors=args.actors,
+            report=None if args.no_progress else report,
+        )
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"the cells measured are in {args.out}; the same command continues with the cells it lacks"
+        ) from None
+    finally:
+        if bar is not None:
+            bar.close()
     print(f"wrote {args.out}: {measured} cells measured now, {total} in the file (columns arch,latency_ms)")
     return 0
 
@@ -613,15 +637,20 @@ def _build_parser() -> argparse.ArgumentParser:
     latency = command(
         "measure-latency",
         _cmd_measure_latency,
-        "time every cell's inference on this machine (Ray actors, resumable) into a CSV for extra_csv",
+        "time every cell's inference on this machine (one at a time, resumable) into a CSV for extra_csv",
     )
     latency.add_argument("--out", required=True, help="CSV to write or extend (columns arch,latency_ms)")
     latency.add_argument(
         "--cells", type=int, help="measure the first N of a seeded cell order (default: all)"
     )
     latency.add_argument("--seed", type=int, default=0, help="seed of the cell order (default: 0)")
-    latency.add_argument("--actors", type=int, default=2, help="Ray actors, one CPU each (default: 2)")
-    latency.add_argument("--in-process", action="store_true", help="measure in this process, without Ray")
+    latency.add_argument(
+        "--actors",
+        type=int,
+        help="spread the cells over this many Ray actors of one CPU each (default: none: in this process, "
+        "one cell at a time on one thread, which repeats; concurrent actors disturb each other's timings)",
+    )
+    latency.add_argument("--in-process", action="store_true", help="in this process (the default)")
     latency.add_argument(
         "--dataset", default="cifar10", choices=list(_NUM_CLASSES_INPUT), help="input size and classes"
     )
@@ -630,7 +659,7 @@ def _build_parser() -> argparse.ArgumentParser:
     latency.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"], help="default: cpu")
     latency.add_argument("--batch-size", type=int, default=1, help="images per timed pass (default: 1)")
     latency.add_argument("--repeats", type=int, default=10, help="timed passes, median kept (default: 10)")
-    latency.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
+    latency.add_argument("--no-progress", action="store_true", help="no progress bar (with ETA) on stderr")
     return parser
 
 
@@ -675,8 +704,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, ConfigError, EvaluatorError, ClusterError, RunDirError) as exc:
         print(f"natsray: error: {exc}", file=sys.stderr)
         return 2
-    except RunInterrupted as exc:
-        print(f"natsray: interrupted; continue with 'natsray resume {exc.run_dir}'", file=sys.stderr)
+    except Interrupted as exc:
+        print(f"natsray: interrupted; {exc.hint}", file=sys.stderr)
         return 130
     except KeyboardInterrupt:
         print("natsray: interrupted", file=sys.stderr)

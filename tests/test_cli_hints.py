@@ -91,6 +91,21 @@ def test_interrupt_names_the_run_dir(tmp_path: Path, capsys, monkeypatch: pytest
     assert err == f"natsray: interrupted; continue with 'natsray resume {tmp_path / 'stopped'}'\n"
 
 
+def test_interrupted_sweep_names_the_sweep_dir(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import natsray.study.sweep as sweep
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sweep, "run_sweep", interrupted)
+    config = toy_config(tmp_path, {"evaluations": 3}, {"mode": "ordered", "in_process": True})
+    code, _, err = cli(capsys, "run", config, "--seeds", "0-1", "--out", tmp_path / "sw", "--no-progress")
+    assert code == 130
+    assert err == f"natsray: interrupted; continue with 'natsray resume {tmp_path / 'sw'}'\n"
+
+
 def test_ctrl_c_while_the_files_are_written_finishes_them(tmp_path: Path, capsys, monkeypatch) -> None:
     """A Ctrl-C after the search, while evaluations.csv and the plots are written, only prints a note (a
     KeyboardInterrupt inside Arrow or matplotlib once aborted the interpreter); the run finishes, exit 0."""

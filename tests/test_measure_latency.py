@@ -24,8 +24,9 @@ TINY = ("--C", "4", "--N", "1", "--repeats", "2", "--no-progress")
 
 
 def rows(path: Path) -> list[list[str]]:
+    """The CSV's rows, its ``#`` settings line skipped (as every reader does)."""
     with open(path, newline="") as handle:
-        return list(csv.reader(handle))
+        return list(csv.reader(line for line in handle if not line.startswith("#")))
 
 
 def test_measures_a_subset_then_extends_it_without_remeasuring(tmp_path: Path, capsys) -> None:
@@ -71,6 +72,8 @@ def test_on_two_ray_actors(tmp_path: Path, capsys) -> None:
     pytest.importorskip("ray")
     out = tmp_path / "latency.csv"
     assert main(["measure-latency", "--out", str(out), "--cells", "6", "--actors", "2", *TINY]) == 0
+    assert "Token authentication is enabled" not in capsys.readouterr().err  # as natsray run: no warning
+    assert "mode=ray-actors=2 threads=1" in out.read_text().splitlines()[0]
     measured = rows(out)[1:]
     assert sorted(r[0] for r in measured) == sorted(a.to_str() for a in cell_order(0)[:6])
 
@@ -94,5 +97,85 @@ def test_nsga2_latency_table_runs_on_the_files_it_names(tmp_path: Path, capsys, 
     assert main(["measure-latency", "--out", "latency.csv", "--cells", "3", "--in-process", *TINY]) == 0
     config = str(ROOT / "configs/nsga2-latency-table.yaml")
     assert main(["validate", config]) == 0, capsys.readouterr().err
-    assert main(["run", config, "--set", "budget.evaluations=5", "--no-progress"]) == 0
+    capsys.readouterr()
+    # 3 measured cells of 15,625: said up front, and a run whose evaluations mostly failed exits 1
+    assert main(["run", config, "--set", "budget.evaluations=5", "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "has latency_ms for 3 of 15,625 cells (0.0 %)" in err and "evaluations failed" in err
     assert len((tmp_path / "runs/nsga2-latency-table/evaluations.jsonl").read_text().splitlines()) == 5
+
+
+def test_the_csv_says_how_it_was_measured_and_pandas_reads_it(tmp_path: Path, capsys) -> None:
+    """Default: in this process on one thread (no Ray). The first line records mode, threads, device,
+    torch version and the network; pandas (comment="#") and the extra_csv reader skip it."""
+    import pandas as pd
+    import torch
+
+    out = tmp_path / "latency.csv"
+    assert main(["measure-latency", "--out", str(out), "--cells", "2", *TINY]) == 0
+    first = out.read_text().splitlines()[0]
+    assert first == (
+        f"# natsray measure-latency: mode=in-process threads=1 device=cpu torch={torch.__version__} "
+        "dataset=cifar10 C=4 N=1 batch_size=1 repeats=2"
+    )
+    frame = pd.read_csv(out, comment="#")
+    assert list(frame.columns) == ["arch", "latency_ms"] and len(frame) == 2 and (frame.latency_ms > 0).all()
+    # extending it with other settings would mix two measurements: refused in one line, file untouched
+    before = out.read_text()
+    assert (
+        main(["measure-latency", "--out", str(out), "--cells", "3", "--C", "8", "--N", "1", "--repeats", "2"])
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "measured with other settings (mode=in-process" in err
+    assert out.read_text() == before
+
+
+def test_progress_bar_shows_an_eta(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "latency.csv"
+    assert (
+        main(["measure-latency", "--out", str(out), "--cells", "9", "--C", "4", "--N", "1", "--repeats", "2"])
+        == 0
+    )
+    err = capsys.readouterr().err
+    assert "measure-latency: 100%" in err and "9/9" in err and "<" in err  # tqdm: [elapsed<remaining]
+
+
+def test_ctrl_c_says_how_to_continue(tmp_path: Path) -> None:
+    """SIGINT once rows are in the file: exit 130, one line saying the same command continues."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    out = tmp_path / "latency.csv"
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "natsray",
+        "measure-latency",
+        "--out",
+        str(out),
+        "--cells",
+        "2000",
+        *TINY,
+    ]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(600):  # up to 60 s for the first chunk to be written
+            if out.is_file() and len(rows(out)) > 1:
+                break
+            time.sleep(0.1)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130
+    assert err.strip().splitlines()[-1] == (
+        f"natsray: interrupted; the cells measured are in {out}; "
+        "the same command continues with the cells it lacks"
+    )
+    assert len(rows(out)) > 1

@@ -46,6 +46,7 @@ __all__ = [
     "check_resources",
     "connect_ray",
     "local_nodes",
+    "local_token_mode",
     "probe_address",
     "token_available",
     "wait_for_nodes",
@@ -77,6 +78,13 @@ def _set_token_mode() -> None:
     from ray._raylet import Config
 
     Config.initialize("")  # Ray caches its config: make this process see token mode too
+
+
+def local_token_mode() -> None:
+    """Before a local ``ray.init()``: token authentication set up as Ray would, without the warning
+    Ray prints about it (what ``natsray run`` does; nothing when ``RAY_AUTH_MODE`` is set)."""
+    if "RAY_AUTH_MODE" not in os.environ:
+        _set_token_mode()
 
 
 def _host_port(address: str) -> tuple[str, int] | None:

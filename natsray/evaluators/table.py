@@ -11,6 +11,7 @@ become extra metrics.
 from __future__ import annotations
 
 import csv
+import itertools
 import math
 import os
 import zipfile
@@ -159,7 +160,8 @@ def load_extra_csv(path: str | Path, key: str, table: Mapping[str, np.ndarray]) 
 
     Args:
         path: CSV with a header; the ``key`` column holds arch strings (``arch``) or NATS
-            indices (``index``), every other column numbers (empty = absent).
+            indices (``index``), every other column numbers (empty = absent). Lines starting
+            with ``#`` before the header are comments (``natsray measure-latency``'s settings).
         key: ``"arch"`` or ``"index"``.
         table: A loaded table (for the NATS index -> row map).
 
@@ -175,7 +177,11 @@ def load_extra_csv(path: str | Path, key: str, table: Mapping[str, np.ndarray]) 
     rows_of_index = np.full(int(table["nats_index"].max()) + 1, -1, dtype=np.int64)
     rows_of_index[table["nats_index"][table["nats_index"] >= 0]] = np.flatnonzero(table["nats_index"] >= 0)
     with open(path, newline="") as handle:
-        reader = csv.reader(handle)
+        lines = iter(handle)
+        comments, first = 0, next(lines, "")
+        while first.startswith("#"):  # leading comments, e.g. measure-latency's settings line
+            comments, first = comments + 1, next(lines, "")
+        reader = csv.reader(itertools.chain([first] if first else [], lines))
         header = next(reader, None)
         if not header or key not in header:
             raise EvaluatorError(f"extra_csv: {path} has no {key!r} column (extra_key); header is {header}")
@@ -186,7 +192,7 @@ def load_extra_csv(path: str | Path, key: str, table: Mapping[str, np.ndarray]) 
         columns = {name: np.full(NUM_ARCHS, np.nan) for name in names}
         key_at = header.index(key)
         seen = set()
-        for line, values in enumerate(reader, start=2):
+        for line, values in enumerate(reader, start=2 + comments):
             if len(values) != len(header):
                 raise EvaluatorError(
                     f"extra_csv: {path} line {line} has {len(values)} fields, expected {len(header)}"
