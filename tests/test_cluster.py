@@ -279,3 +279,37 @@ def assert_resumed_exactly(run_dir: Path, checkpoint: dict, budget: int) -> None
     assert len(ids) == len(set(ids)) == max(budget, checkpoint["engine"]["evaluations"])
     assert in_flight <= set(ids)
     assert json.loads((run_dir / "summary.json").read_text())["evaluations"] == len(ids)
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_docs_one_machine_head_recipe_runs_with_rays_default_ports_taken(tmp_path: Path) -> None:
+    """docs/cluster.md section 2, run as written (run directory moved into tmp_path), while another
+    program holds Ray's default ports (GCS 6379, client server 10001, dashboard 8265, dashboard
+    agent 52365): the recipe picks free ports for everything its head opens."""
+    import contextlib
+    import socket
+
+    text = (REPO / "docs/cluster.md").read_text()
+    block = text.split("## 2. Driver joining a Ray head", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    block = block.replace("/tmp/smoke-head", str(tmp_path / "smoke-head"))
+    (tmp_path / "home").mkdir()
+    env = clean_env(HOME=str(tmp_path / "home"), PYTHONPATH=str(REPO))
+    with contextlib.ExitStack() as stack:
+        for port in (6379, 10001, 8265, 52365):  # taken, as by another Ray (skipped if something has it)
+            sock = stack.enter_context(socket.socket())
+            with contextlib.suppress(OSError):
+                sock.bind(("", port))
+                sock.listen()
+        process = subprocess.Popen(
+            ["bash", "-e", "-c", block], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, start_new_session=True,
+        )  # fmt: skip
+        try:
+            output, _ = process.communicate(timeout=600)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)  # the head, should the block have stopped early
+    assert process.returncode == 0, output[-3000:]
+    summary = json.loads((tmp_path / "smoke-head" / "summary.json").read_text())
+    assert summary["evaluations"] == 12
