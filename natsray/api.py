@@ -393,6 +393,7 @@ def plan_sweep(
     source: str | None = None,
     overwrite: bool = False,
     absolute: bool = False,
+    check: Callable[[list[Any]], list[Any]] | None = None,
 ) -> tuple[Path, list[Any]]:
     """Plan a sweep and make its directory (``sweep.yaml`` written; what ``natsray run --seeds/--grid``
     and :func:`sweep` share).
@@ -400,6 +401,8 @@ def plan_sweep(
     Args:
         absolute: Give the runs absolute directories (a relative ``out`` is otherwise kept as
             written in each run's ``output.dir``).
+        check: Called with the planned runs before anything is written; returns them (a run it
+            refuses with ``error`` set and no config) or raises (``natsray run``'s pre-flight).
 
     Returns:
         ``(sweep directory, planned runs)`` (``natsray.study.grid.PlannedRun``).
@@ -424,6 +427,8 @@ def plan_sweep(
         raise ConfigError("sweep: give seeds, a grid or a 'sweep' section in the config")
     root = Path(out if out is not None else (plan.base.get("output") or {}).get("dir") or "runs/run")
     runs = plan_runs(plan, root.resolve() if absolute else root)
+    if check is not None:
+        runs = check(runs)
     if all(planned.config is None for planned in runs):
         raise ConfigError(runs[0].error or "sweep: no runs")
     if (root / SWEEP_FILE).exists() and not overwrite:

@@ -231,6 +231,12 @@ def _run_sweep(args: argparse.Namespace) -> int:
     """``run`` with ``--seeds`` / ``--grid`` / a ``sweep`` section: plan, refuse clashes, execute, report."""
     from natsray.api import plan_sweep
 
+    def check(runs: list[Any]) -> list[Any]:  # before the sweep's directory is made
+        runs = _preflight_sweep(runs, args.address)
+        if all(run.config is None for run in runs):
+            raise UsageError(_sweep_error(args.config, runs[0]))
+        return runs
+
     out, runs = plan_sweep(
         read_yaml(Path(args.config)),
         args.out,
@@ -239,8 +245,34 @@ def _run_sweep(args: argparse.Namespace) -> int:
         seeds=args.seeds,
         source=args.config,
         overwrite=args.overwrite,
+        check=check,
     )
     return _finish_sweep(runs, out, args)
+
+
+def _preflight_sweep(runs: Sequence[Any], address: str | None) -> list[Any]:
+    """The planned runs, those of a grid point that :func:`~natsray.engine.preflight.preflight` refuses
+    turned into failed plans (``error`` set): once per grid point, before anything runs. Warnings are
+    printed once per grid point, prefixed with its name."""
+    from natsray.engine.preflight import preflight
+
+    errors: dict[str, str | None] = {}
+    result = []
+    for run in runs:
+        name = run.point.name
+        if run.config is not None and name not in errors:
+            errors[name] = None
+            try:
+                checked = preflight(run.config, address=address, prepare=True)
+            except ValueError as exc:
+                errors[name] = str(exc)
+            else:
+                for warning in checked.warnings:
+                    where = f"{name}: " if name else ""
+                    print(f"natsray: warning: {where}{warning}", file=sys.stderr)
+        error = errors.get(name)
+        result.append(dataclasses.replace(run, config=None, error=error) if error else run)
+    return result
 
 
 def _finish_sweep(runs: Sequence[Any], out: Path, args: argparse.Namespace) -> int:
@@ -360,7 +392,35 @@ def _cmd_export_table(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep_error(source: str, run: Any) -> str:
+    """The one line of a planned run without config: the config file, its grid point, the error."""
+    error = str(run.error or "no runs")
+    if error.startswith(f"{source}:"):  # a config error names the file (and the key) already
+        return error
+    return f"{source}: " + (f"grid point {run.point.name}: " if run.point.name else "") + error
+
+
+def _validate_sweep(args: argparse.Namespace) -> int:
+    """``validate`` of a config with a ``sweep`` section: every grid point as ``run`` will see it."""
+    from natsray.config import read_yaml
+    from natsray.study.grid import plan_runs, sweep_from_config
+
+    plan = sweep_from_config(read_yaml(Path(args.config)), args.set, (), None, args.config)
+    assert plan is not None
+    runs = _preflight_sweep(plan_runs(plan, Path("sweep")), args.address)
+    for run in runs:
+        if run.config is None:
+            raise UsageError(_sweep_error(args.config, run))
+    points = len({run.point.name for run in runs})
+    print(
+        f"OK: {args.config}: sweep of {len(runs)} runs ({points} grid point(s) x {len(plan.seeds)} seed(s))"
+    )
+    return 0
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
+    if _has_sweep_section(args.config):
+        return _validate_sweep(args)
     config = _load(args.config, args.set)
     budget = ", ".join(
         f"{name}={value:g}" for name, value in dataclasses.asdict(config.budget).items() if value

@@ -172,3 +172,17 @@ def test_switching_the_evaluator_type_drops_the_keys_the_new_type_lacks(table: P
     same = ["--set", "evaluator.type=benchmark", "--set", "evaluator.tabel=x"]  # no switch: nothing dropped
     assert main(["validate", config, *same]) == 2
     assert "evaluator.tabel: unknown key" in capsys.readouterr().err
+
+
+def test_a_sweep_config_is_validated_per_grid_point_as_run_sees_it(
+    tmp_path: Path, table: Path, capsys
+) -> None:
+    """validate reads a config with a sweep section (it refused the `sweep` key), and refuses what
+    `run` would, with the same line, before anything is written."""
+    config = str(ROOT / "configs/sweeps/nats-bench-rea-random.yaml")
+    assert main(["validate", config, "--set", f"evaluator.table={table}"]) == 0
+    assert "sweep of 1800 runs (6 grid point(s) x 300 seed(s))" in capsys.readouterr().out
+    (tmp_path / "bad.csv").write_text("arch,score\n|x|,1\n")
+    bad = ["--set", f"evaluator.table={table}", "--set", f"evaluator.extra_csv={tmp_path / 'bad.csv'}"]
+    line = _refused_alike(tmp_path, config, capsys, *bad)
+    assert line.startswith(f"natsray: error: {config}: grid point strategy=rea__dataset=cifar10: extra_csv:")
