@@ -3,7 +3,8 @@ components.
 
 Exit codes: 0 success, 2 bad input (one line on stderr; also a ``resume --set budget.*``
 that cannot run longer because another budget is used up), 1 failure during the run (one
-line; ``NATSRAY_DEBUG=1`` shows the traceback), 130 interrupted, 141 (128 + SIGPIPE, as
+line; ``NATSRAY_DEBUG=1`` shows the traceback) or a finished run (sweep) in which more than half
+of the evaluations (runs) failed, 130 interrupted (one line saying how to continue), 141 (128 + SIGPIPE, as
 ``cat`` or ``grep``) when the reader of stdout went away (``natsray show ... | head -1``),
 silently. Ray and torch are imported only by the commands that need them, so ``--help``
 and ``validate`` stay fast.
