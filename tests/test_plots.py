@@ -192,3 +192,32 @@ def test_anytime_plot_title_fits_the_figure(tmp_path: Path, datasets: int) -> No
     title = fig._suptitle.get_window_extent(canvas.get_renderer())
     assert title.x0 >= 0 and title.x1 <= fig.bbox.width and title.y1 <= fig.bbox.height
     assert "100 seeds" in fig._suptitle.get_text()
+
+
+def test_population_plot_and_report_with_infinite_values_warn_nothing(tmp_path: Path) -> None:
+    """naswot's -inf in 30 % of the evaluations: no NaN-interpolation warning, a finite rolling median,
+    and the title counts the evaluations it cannot draw."""
+    import warnings
+
+    from natsray.experiment.report import finalize_run
+
+    rng = np.random.default_rng(0)
+    scores = [-np.inf if rng.random() < 0.3 else 1500 + 100 * rng.random() for _ in range(200)]
+    records = [
+        record(i, None, status="ok", objectives={"naswot": s}, fitness=[s]) for i, s in enumerate(scores)
+    ]
+    cfg = {
+        "seed": 0,
+        "strategy": {"name": "regularized_evolution"},
+        "evaluator": {"type": "proxy", "objective": ["naswot"]},
+    }
+    run_dir = write_run(tmp_path / "r", records, cfg=cfg)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        fig = plot_population(load_run(run_dir), tmp_path / "population.png")
+        finalize_run(run_dir)
+    axis = fig.axes[0]
+    infinite = int(np.isinf(scores).sum())
+    assert f"({infinite} evaluations with an infinite value not shown)" in axis.get_title()
+    median = axis.get_lines()[1].get_ydata()
+    assert np.isfinite(median).all() and 1500 <= np.min(median) <= np.max(median) <= 1600

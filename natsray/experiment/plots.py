@@ -190,7 +190,8 @@ spaced evaluations (every evaluation of a shorter run); a 450-pixel-wide axis sh
 def rolling_quantiles(
     values: np.ndarray, window: int, quantiles: Sequence[float] = (25, 50, 75), points: int = ROLLING_POINTS
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Quantiles of the trailing ``window`` of ``values`` (NaNs left out, linear interpolation as
+    """Quantiles of the trailing ``window`` of ``values`` (NaN and infinite values left out: an
+    infinite one cannot be drawn, and interpolating next to it gives NaN; linear interpolation as
     ``np.percentile``; the first windows are shorter), at up to ``points`` evenly spaced positions.
 
     Args:
@@ -208,7 +209,7 @@ def rolling_quantiles(
     result = np.full((len(quantiles), ends.size), np.nan)
     for j, end in enumerate(ends):
         chunk = values[max(0, end + 1 - window) : end + 1]
-        chunk = chunk[~np.isnan(chunk)]
+        chunk = chunk[np.isfinite(chunk)]
         if chunk.size:
             result[:, j] = np.percentile(chunk, quantiles)
     return ends, result
@@ -231,7 +232,11 @@ def plot_population(run: RunData, path: Path) -> Any:
         axis.fill_between(x, q25[ok], q75[ok], color="C1", alpha=0.25, label="25-75 % of the window")
     axis.set_xlabel("evaluation (count)")
     axis.set_ylabel(metric_label(objective.name, run.config))
-    axis.set_title(f"{run.path.name}: {objective.name} of every evaluation", fontsize=9)
+    title = f"{run.path.name}: {objective.name} of every evaluation"
+    infinite = int(np.isinf(values).sum())
+    if infinite:
+        title += f"\n({infinite} evaluations with an infinite value not shown)"
+    axis.set_title(title, fontsize=9)
     _style(axis, values)
     axis.legend(fontsize=7, loc="best" if len(values) < 5000 else "lower right")  # "best" is slow on big data
     _save(fig, path)
