@@ -237,3 +237,16 @@ def test_surrogate_targets_of_infinite_fitness_are_finite_and_ordered(kind: str)
     targets = transform_targets(y, kind)
     assert np.isfinite(targets).all()
     assert targets[0] <= targets[1] < targets[3] < targets[2]
+
+
+def test_summary_pareto_front_keeps_a_point_with_an_infinite_objective() -> None:
+    """The run summary's front (engine/summary.py): a -inf score with the lowest latency is on it."""
+    from natsray.engine.summary import pareto_front
+
+    points = [
+        ("fast", (-math.inf, -0.1)),
+        ("a", (1500.0, -1.0)),
+        ("b", (1400.0, -2.0)),
+        ("c", (1600.0, -2.0)),
+    ]
+    assert [name for name, _ in pareto_front(points)] == ["fast", "a", "c"]
