@@ -486,12 +486,13 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[s
 
 def _drop_foreign_keys(data: dict[str, Any], section: str, given: set[str]) -> None:
     """Remove from a component section the keys its (new) class's Config lacks, except ``given``."""
-    key, registry, lookup = _registry(section)
-    if data.get(key) not in registry:
+    key, registry = _registry(section)
+    name = data.get(key)
+    if not isinstance(name, str) or not registry.is_known(name):
         return  # config_from_dict names the unknown class
     try:
-        fields = {f.name for f in dataclasses.fields(lookup(data[key]).Config)}
-    except (ImportError, TypeError, ValueError):
+        fields = {f.name for f in dataclasses.fields(registry.load(name).Config)}
+    except (ComponentError, TypeError, ValueError):
         return  # config_from_dict reports it
     for name in [name for name in data if name not in fields and name not in given]:
         del data[name]
