@@ -91,17 +91,17 @@ class BaseEvaluator(ABC):
         """Check in the driver, before Ray starts, what the run's actors would refuse; return warnings.
 
         Called by ``natsray validate`` and ``natsray run`` after :meth:`prepare_shared` (``shared`` is
-        its result). The default, for a ``cheap`` evaluator: :meth:`setup`, then a few probe cells are
-        evaluated at every budget in ``budgets`` (a multi-fidelity strategy's rungs; none: once without
-        a budget); a budget at which every probe fails is refused. Other evaluators: nothing (an
-        override may check more, e.g. files their actors open).
+        its result). The default, for a ``cheap`` evaluator: :meth:`setup`, then, with ``budgets`` (a
+        multi-fidelity strategy's rungs), a few probe cells (:meth:`probe_codes`) are evaluated at
+        every budget; a budget at which every probe fails while another budget serves some of them is
+        refused (a cell missing from a partial archive fails at every budget: no verdict). Other
+        evaluators: nothing (an override may check more, e.g. files their actors open).
 
         Returns:
             One-line warnings to print before the run (e.g. part of the space not served).
 
         Raises:
-            EvaluatorError: ``strategy.budgets: rung B: <the error every probe got>`` (or
-                ``evaluator: <error>`` without budgets).
+            EvaluatorError: ``strategy.budgets: rung B: <the error every probe got there>``.
         """
         if not cls.cheap:
             return []
@@ -109,15 +109,19 @@ class BaseEvaluator(ABC):
 
         evaluator = cls(config, shared)
         evaluator.setup()
+        if not budgets:
+            return []
         probes = [
             Candidate(i, Arch.from_code(code)) for i, code in enumerate(cls.probe_codes(config, shared))
         ]
-        for budget in budgets or (None,):
-            results = evaluator.evaluate([probe._replace(budget=budget) for probe in probes])
-            if results and all(not result.ok for result in results):
-                where = "evaluator" if budget is None else f"strategy.budgets: rung {budget}"
-                error = results[0].error or "failed"
-                raise EvaluatorError(f"{where}: {error.removeprefix('EvaluatorError: ')}")
+        rungs = {
+            budget: evaluator.evaluate([p._replace(budget=budget) for p in probes]) for budget in budgets
+        }
+        served = [budget for budget, results in rungs.items() if any(result.ok for result in results)]
+        for budget, results in rungs.items():
+            if served and results and budget not in served:
+                error = (results[0].error or "failed").removeprefix("EvaluatorError: ")
+                raise EvaluatorError(f"strategy.budgets: rung {budget}: {error}")
         return []
 
     @classmethod
