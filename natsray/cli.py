@@ -197,6 +197,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     )
     return _mostly_failed(run_dir, result)
 
+
 FAILED_FRACTION = 0.5
 """A run in which more than this fraction of the evaluations failed exits with code 1 (its files are
 kept): the search learned from too few results to be trusted (e.g. an extra_csv covering 4 % of the
