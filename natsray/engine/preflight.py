@@ -68,7 +68,7 @@ def preflight(config: ExperimentConfig, *, address: str | None = None, prepare: 
     import os
 
     evaluator_cls = evaluator_class(config.evaluator.type)
-    check_engine(config.engine, evaluator_cls, config.evaluator.type)
+    check_engine(config.engine, evaluator_cls, config.evaluator)
     result = Preflight()
     local_ray = config.engine.mode != "simulated" and not config.engine.in_process
     if local_ray and not (address or config.ray.address or os.environ.get("RAY_ADDRESS")):

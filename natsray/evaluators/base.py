@@ -91,11 +91,11 @@ class BaseEvaluator(ABC):
         """Check in the driver, before Ray starts, what the run's actors would refuse; return warnings.
 
         Called by ``natsray validate`` and ``natsray run`` after :meth:`prepare_shared` (``shared`` is
-        its result). The default, for a ``cheap`` evaluator: :meth:`setup`, then, with ``budgets`` (a
-        multi-fidelity strategy's rungs), a few probe cells (:meth:`probe_codes`) are evaluated at
-        every budget; a budget at which every probe fails while another budget serves some of them is
-        refused (a cell missing from a partial archive fails at every budget: no verdict). Other
-        evaluators: nothing (an override may check more, e.g. files their actors open).
+        its result). The default, for a cheap evaluator (:meth:`is_cheap`): :meth:`setup`, then,
+        with ``budgets`` (a multi-fidelity strategy's rungs), a few probe cells (:meth:`probe_codes`)
+        are evaluated at every budget; a budget at which every probe fails while another budget
+        serves some of them is refused (a cell missing from a partial archive fails at every budget:
+        no verdict). Other evaluators: nothing (an override may check more, e.g. files their actors open).
 
         Returns:
             One-line warnings to print before the run (e.g. part of the space not served).
@@ -103,7 +103,7 @@ class BaseEvaluator(ABC):
         Raises:
             EvaluatorError: ``strategy.budgets: rung B: <the error every probe got there>``.
         """
-        if not cls.cheap:
+        if not cls.is_cheap(config):
             return []
         from natsray.search_space import Arch
 
