@@ -7,7 +7,9 @@ from toy_evaluator import ToyConfig, local_ray_session, make_config, run_killed,
 
 from natsray.config import BudgetConfig, EngineConfig
 from natsray.engine.checkpoint import read_journal
-from natsray.engine.runner import run_experiment
+from natsray.engine.runner import DEFAULT_BATCH, run_experiment
+from natsray.search_space import Arch
+from natsray.strategies.random_search import RandomSearchConfig
 
 pytestmark = pytest.mark.ray
 
@@ -50,6 +52,32 @@ def test_a_candidate_that_always_kills_its_actor_fails_after_max_retries(tmp_pat
     assert records[3]["error"].startswith("worker died 2 times: ")
     assert (summary.evaluations, summary.failed) == (25, 1)
     assert sorted(records) == list(range(len(records)))
+
+
+def test_a_cell_that_kills_its_worker_fails_alone_under_default_batching(tmp_path, address):
+    # 1 cell in 97 exits its worker process, as an OOM kill would. Default batch size (256 per Ray
+    # call); the window holds the whole budget, so each call carries 100 candidates. Only the
+    # poison cells may fail, each after max_retries + 1 deaths of its own.
+    config = make_config(
+        strategy=RandomSearchConfig(),
+        evaluator=ToyConfig(poison_every=97),
+        budget=BudgetConfig(evaluations=400),
+        engine=EngineConfig(max_in_flight=400, max_retries=1),
+        actors=2,
+    )
+    summary = run_experiment(config, tmp_path)
+    records = read_journal(tmp_path / "evaluations.jsonl")
+    assert sorted(r["candidate_id"] for r in records) == list(range(400))  # each once, none lost
+    poisoned = {r["candidate_id"] for r in records if Arch.from_str(r["arch"]).code % 97 == 0}
+    failed = {r["candidate_id"]: r for r in records if r["status"] == "failed"}
+    assert poisoned and set(failed) == poisoned
+    for record in failed.values():
+        assert record["attempts"] == 2
+        assert record["error"].startswith("worker died 2 times: ") and "\n" not in record["error"]
+    ok = [r for r in records if r["status"] == "ok"]
+    assert all("attempts" not in r for r in ok) and all(r["metrics"]["seed"] == r["seed"] for r in ok)
+    assert (summary.evaluations, summary.failed, summary.batch_size) == (400, len(poisoned), DEFAULT_BATCH)
+    assert summary.stop_reason == "budget: evaluations"
 
 
 def test_a_killed_driver_resumes_to_the_uninterrupted_trajectory(tmp_path, address):

@@ -72,6 +72,8 @@ class ToyConfig:
         crash_on: Candidate id whose evaluation kills the worker process (``os._exit``).
         marker: With ``crash_on``: crash only while this file does not exist (then create it),
             i.e. once; without it, crash every time.
+        poison_every: Cells whose code is a multiple of it kill the worker process (``os._exit``)
+            every time they are evaluated, as an out-of-memory kill would (97: 162 of 15,625 cells).
         fail_setup: Raise an :class:`EvaluatorError` in ``setup`` (a missing archive).
         sleep_s: Real seconds per evaluation.
         shared_size: Length of a read-only array produced once by ``prepare_shared``.
@@ -81,6 +83,7 @@ class ToyConfig:
     objective: tuple[str, ...] = ("score",)
     crash_on: int | None = None
     marker: str | None = None
+    poison_every: int | None = None
     fail_setup: bool = False
     sleep_s: float = 0.0
     shared_size: int = 0
@@ -119,6 +122,8 @@ class ToyEvaluator(BaseEvaluator):
                 if marker is not None:
                     marker.touch()
                 os._exit(1)
+        if config.poison_every and candidate.arch.code % config.poison_every == 0:
+            os._exit(1)
         if config.sleep_s:
             time.sleep(config.sleep_s)
         arch = candidate.arch

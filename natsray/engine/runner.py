@@ -8,7 +8,8 @@ With :mod:`natsray.engine.cluster` (which connects), the only module importing r
   ``ordered``): each actor builds its evaluator once from a config and an ObjectRef to the
   shared read-only inputs (put once, while the actors start), candidates travel in batches
   (a cell pickles as its code), an actor that dies is replaced and its candidates re-queued
-  with the same id and seed;
+  with the same id and seed (those of a batch that died are evaluated one per call, so only a
+  candidate that kills a worker alone is charged);
 * the driver process (``engine.in_process``), or
 * :func:`natsray.engine.simulation.run_simulated` (mode ``simulated``).
 
@@ -622,7 +623,7 @@ def _collect(session: _Session, pool: _ActorPool, inflight: dict[Any, Any], ref:
         if current:
             pool.replace(index)
         for position, (_, candidates) in reversed(list(enumerate(calls))):  # oldest ends up first
-            session.scheduler.requeue(candidates, _one_line(exc), charge=position == 0)
+            session.scheduler.requeue(candidates, _one_line(exc), running=position == 0)
         return
     if current:
         pool.busy[index] -= 1

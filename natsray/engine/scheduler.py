@@ -92,6 +92,8 @@ class Scheduler:
         self.outstanding: dict[int, Candidate] = {}
         self.queue: deque[int] = deque()
         self.attempts: dict[int, int] = {}
+        self.alone: set[int] = set()
+        """Candidates evaluated one per call: their worker died running them in a call with others."""
         self.leader: dict[int, int] = {}  # cache-answered candidate -> the candidate it copies
         self._followers: dict[int, list[int]] = {}  # running candidate -> candidates waiting on it
         self.ready: dict[int, tuple[Result, tuple[float, ...] | None]] = {}  # told next: (result, fitness)
@@ -133,7 +135,12 @@ class Scheduler:
         """Engine state for ``checkpoint.json`` (the cache and seen-set are rebuilt from the journal)."""
         return {
             "outstanding": [
-                {"candidate": c.to_dict(), "attempts": self.attempts.get(i, 0), "leader": self.leader.get(i)}
+                {
+                    "candidate": c.to_dict(),
+                    "attempts": self.attempts.get(i, 0),
+                    "leader": self.leader.get(i),
+                    **({"alone": True} if i in self.alone else {}),
+                }
                 for i, c in self.outstanding.items()
             ],
             "evaluations": self.evaluations,
@@ -182,6 +189,8 @@ class Scheduler:
             self.outstanding[candidate.id] = candidate
             if int(entry["attempts"]):
                 self.attempts[candidate.id] = int(entry["attempts"])
+            if entry.get("alone"):
+                self.alone.add(candidate.id)
             if self.seen is not None:
                 self.seen.add(candidate.arch)
             leader = entry["leader"]
@@ -296,19 +305,38 @@ class Scheduler:
 
     # ----------------------------------------------------------------- dispatch
     def take(self, n: int) -> list[Candidate]:
-        """Up to ``n`` queued candidates to evaluate, lowest ids first."""
-        queue, outstanding = self.queue, self.outstanding
-        return [outstanding[queue.popleft()] for _ in range(min(n, len(queue)))]
+        """Up to ``n`` queued candidates to evaluate, lowest ids first.
 
-    def requeue(self, batch: Sequence[Candidate], reason: str, *, charge: bool = True) -> None:
+        A candidate marked to be evaluated alone (see :meth:`requeue`) comes in a batch of its own.
+        """
+        queue, outstanding, alone = self.queue, self.outstanding, self.alone
+        if not alone:
+            return [outstanding[queue.popleft()] for _ in range(min(n, len(queue)))]
+        if queue and queue[0] in alone:
+            return [outstanding[queue.popleft()]]
+        batch = []
+        while queue and len(batch) < n and queue[0] not in alone:
+            batch.append(outstanding[queue.popleft()])
+        return batch
+
+    def requeue(self, batch: Sequence[Candidate], reason: str, *, running: bool = True) -> None:
         """Candidates whose worker died: queue them again (same id and seed) or fail them.
 
+        Only a candidate that kills a worker by itself is charged: the death of a call running
+        one candidate charges it an attempt (after ``max_retries`` attempts it fails); the death
+        of a call running several charges none and marks each to be evaluated alone from then
+        on, so a candidate that kills its worker (a crash, an OOM kill) is found by its own
+        death and the others of its call are evaluated as usual.
+
         Args:
-            batch: The candidates.
+            batch: The candidates of one call.
             reason: One line on how the worker died.
-            charge: Count the death against them (False for calls that were only queued
-                behind the one running when the worker died).
+            running: The call was running when the worker died (False for calls that were only
+                queued behind it: requeued as they were, uncharged).
         """
+        charge = running and len(batch) == 1
+        if running and len(batch) > 1:
+            self.alone.update(candidate.id for candidate in batch)
         failures = []
         for candidate in reversed(batch):
             attempts = self.attempts[candidate.id] = self.attempts.get(candidate.id, 0) + int(charge)
@@ -418,6 +446,7 @@ class Scheduler:
             self.cached += 1
         if self.attempts:
             self.attempts.pop(candidate_id, None)
+            self.alone.discard(candidate_id)
         return True
 
     def _line(
