@@ -361,6 +361,7 @@ def sweep(
         ConfigError: no seeds/grid/``sweep`` section, an invalid config at every grid point, or a
             malformed axis.
         RunDirError: ``out`` already holds a sweep or a run (and not ``overwrite``).
+        RunInUseError: with ``overwrite``, another process holds the sweep or one of its runs.
     """
     from natsray.study import run_sweep
 
@@ -411,6 +412,7 @@ def plan_sweep(
         ConfigError: no sweep asked for, every grid point invalid, or a malformed axis.
         RunDirError: ``out`` already holds a sweep or a run (and not ``overwrite``).
     """
+    from natsray.engine.checkpoint import check_not_in_use
     from natsray.study import plan_runs, sweep_from_config
     from natsray.study.grid import SWEEP_FILE, write_plan
 
@@ -436,6 +438,9 @@ def plan_sweep(
             f"{root} already holds a sweep: continue it with 'natsray resume {root}' "
             f"(natsray.load_sweep(...).resume()), replace it with --overwrite, or choose another --out"
         )
+    if overwrite:  # nothing is deleted while the sweep or any of its runs is live
+        for directory in (root, *(planned.run_dir for planned in runs)):
+            check_not_in_use(directory)
     for planned in runs:
         clear_run_dir(planned.run_dir, overwrite=overwrite)
     for name in (SWEEP_FILE, "sweep-runs.jsonl"):

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from natsray.config import ConfigError, ExperimentConfig, apply_overrides, read_yaml
+from natsray.engine.checkpoint import RunInUseError
 from natsray.engine.cluster import ClusterError
 from natsray.evaluators.base import EvaluatorError
 from natsray.experiment.lifecycle import (
@@ -763,7 +764,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except BrokenPipeError:
         return _stdout_closed()
-    except (UsageError, ConfigError, EvaluatorError, ClusterError, RunDirError) as exc:
+    except (UsageError, ConfigError, EvaluatorError, ClusterError, RunDirError, RunInUseError) as exc:
         print(f"natsray: error: {exc}", file=sys.stderr)
         return 2
     except Interrupted as exc:

@@ -31,9 +31,12 @@ __all__ = [
     "LOCK_FILE",
     "SUMMARY_FILE",
     "Journal",
+    "RunInUseError",
     "RunLock",
     "atomic_write_json",
+    "check_not_in_use",
     "encode_record",
+    "lock_holder",
     "read_journal",
     "read_json",
 ]
@@ -44,19 +47,29 @@ SUMMARY_FILE = "summary.json"
 LOCK_FILE = ".lock"
 
 
+class RunInUseError(ValueError):
+    """A run or sweep directory is held by another process (one line naming it and the holder's pid)."""
+
+    def __init__(self, directory: str | Path, holder: str, waited: float = 0.0) -> None:
+        wait = f" after waiting {waited:g} s" if waited else ""
+        super().__init__(
+            f"{directory}: in use by another process (pid {holder}){wait}; stop it or wait for it to finish"
+        )
+
+
 class RunLock:
-    """An exclusive lock on a run directory, so two processes never append to one journal.
+    """An exclusive lock on a run (or sweep) directory, so two processes never append to one journal.
 
     ``fcntl.flock`` on ``run_dir/.lock``: the operating system releases it when its holder
     exits, however it exits (a SIGKILLed driver, an orphaned Ray worker that outlived it).
-    Taking it waits at most ``timeout`` seconds.
+    Taking it waits at most ``timeout`` seconds (0: one try).
 
     Args:
         run_dir: The run directory (must exist).
         timeout: Seconds to wait for a holder to finish.
 
     Raises:
-        ValueError: one line naming the directory and the holder's pid when the wait times out.
+        RunInUseError: one line naming the directory and the holder's pid when the wait times out.
     """
 
     def __init__(self, run_dir: str | Path, timeout: float = 30.0) -> None:
@@ -75,10 +88,7 @@ class RunLock:
                     self._handle.seek(0)
                     holder = self._handle.read().strip() or "?"
                     self._handle.close()
-                    raise ValueError(
-                        f"{run_dir}: in use by another process (pid {holder}) after waiting {timeout:g} s; "
-                        "stop it or wait for it to finish"
-                    ) from None
+                    raise RunInUseError(run_dir, holder, timeout) from None
                 time.sleep(0.1)
         self._handle.seek(0)
         self._handle.truncate()
@@ -89,6 +99,34 @@ class RunLock:
         """Give the lock back (also happens when the process exits)."""
         if not self._handle.closed:
             self._handle.close()
+
+
+def lock_holder(directory: str | Path) -> str | None:
+    """The pid (as its lock file names it) of a process holding ``directory``'s :class:`RunLock`, else None.
+
+    Creates nothing: a directory without a lock file is not held. A lock held by this process
+    through another open file counts as held (``flock`` locks belong to an open file).
+    """
+    import fcntl
+
+    try:
+        handle = open(Path(directory) / LOCK_FILE, encoding="utf-8")  # noqa: SIM115 - closed below
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return handle.read().strip() or "?"
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return None
+
+
+def check_not_in_use(directory: str | Path) -> None:
+    """Raise :class:`RunInUseError` when another process holds ``directory`` (:func:`lock_holder`)."""
+    holder = lock_holder(directory)
+    if holder is not None:
+        raise RunInUseError(directory, holder)
 
 
 def atomic_write_json(path: str | Path, data: Any, *, indent: int | None = 1, durable: bool = True) -> None:

@@ -25,6 +25,7 @@ from natsray.config import (
     read_yaml,
     resolve_paths,
 )
+from natsray.engine.checkpoint import check_not_in_use
 
 __all__ = [
     "CONFIG_FILE",
@@ -63,9 +64,11 @@ def clear_run_dir(run_dir: Path, *, overwrite: bool) -> None:
     Raises:
         RunDirError: ``run_dir`` is a file, holds a run (and not ``overwrite``), or holds run files
             but no ``config.yaml`` (not deleted: natsray did not make it).
+        RunInUseError: another process holds ``run_dir`` (a live run: nothing is touched).
     """
     if run_dir.exists() and not run_dir.is_dir():
         raise RunDirError(f"{run_dir}: is a file, expected a run directory")
+    check_not_in_use(run_dir)  # a live run keeps its directory
     if not any((run_dir / name).exists() for name in RUN_FILES):
         return
     if not overwrite:
@@ -152,6 +155,7 @@ def resume_config(
     config = checked_config(data, str(path))
     if overrides:
         _check_can_run_longer(run_dir, config)
+        check_not_in_use(run_dir)  # a live run's config.yaml is not rewritten
         dump_config(config, path)
     return config
 

@@ -29,7 +29,7 @@ from typing import Any
 
 from natsray.callbacks import Callback, CallbackList
 from natsray.config import ExperimentConfig, dump_config
-from natsray.engine.checkpoint import CHECKPOINT_FILE, JOURNAL_FILE, read_json
+from natsray.engine.checkpoint import CHECKPOINT_FILE, JOURNAL_FILE, RunLock, read_json
 from natsray.study.grid import PlannedRun
 
 __all__ = ["RunOutcome", "SweepOutcome", "execute_run", "run_state", "run_sweep"]
@@ -182,6 +182,9 @@ def run_sweep(
 
     Returns:
         Every run's outcome in plan order. A run that fails does not stop the others.
+
+    Raises:
+        RunInUseError: another process is running this sweep (it holds ``out/.lock``).
     """
     outcomes: dict[int, RunOutcome] = {}
     todo: list[int] = []
@@ -193,6 +196,7 @@ def run_sweep(
         else:
             todo.append(i)
     out.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(out, timeout=0)  # one process per sweep directory
     hooks = CallbackList([*_callbacks(runs), *callbacks])
     hooks.sweep_start(out, len(runs))
     bar = _Bar(progress, len(runs), len(runs) - len(todo))
@@ -223,6 +227,7 @@ def run_sweep(
     finally:
         bar.close()
         status.close()
+        lock.release()
     result = SweepOutcome(tuple(outcomes[i] for i in range(len(runs))))
     hooks.sweep_end(out, result.runs)
     return result
