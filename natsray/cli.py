@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import errno
 import os
 import signal
 import sys
@@ -49,6 +50,12 @@ _SHOW_METRICS = (
     "flops",
     "latency",
 )
+
+
+_PATH_ERRNOS = frozenset(
+    {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENOENT}
+)
+"""File-system refusals of a path: bad input (exit 2), unlike a full disk or an I/O error (exit 1)."""
 
 
 class UsageError(Exception):
@@ -117,6 +124,45 @@ def _existing_dir(path: str, what: str) -> Path:
     if not directory.is_dir():
         raise UsageError(f"{path}: no such {what} directory")
     return directory
+
+
+def _writable(path: Path, option: str, *, directory: bool = True) -> None:
+    """Refuse an output path that cannot be written: one line naming it and what was expected.
+
+    ``directory``: the path is a directory, else a file to write. Nothing is left behind: folders
+    made to try are removed again.
+    """
+    if directory and path.exists() and not path.is_dir():
+        raise UsageError(f"{option} {path}: is a file, expected a directory")
+    if not directory and path.is_dir():
+        raise UsageError(f"{option} {path}: is a directory, expected a file to write")
+    folder = path if directory else path.parent
+    missing, existing = [], folder
+    while not existing.exists() and existing != existing.parent:
+        missing.append(existing)
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(f"{option} {path}: {existing} is a file, expected a directory")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{option} {path}: cannot create directory {folder} ({exc.strerror})") from None
+    writable = os.access(folder, os.W_OK | os.X_OK)
+    for made in missing:  # deepest first
+        made.rmdir()
+    if not writable:
+        raise UsageError(f"{option} {path}: directory {folder} is not writable")
+
+
+@contextlib.contextmanager
+def _reading_inputs(what: str) -> Iterator[None]:
+    """A command whose ValueErrors are all about the files the user named: each is bad input."""
+    try:
+        yield
+    except (UsageError, ConfigError, EvaluatorError):
+        raise
+    except ValueError as exc:
+        raise UsageError(f"{what}: {exc}" if what else str(exc)) from None
 
 
 def _format_values(values: dict[str, Any] | None) -> str:
@@ -192,6 +238,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             )
     run_dir = Path(args.out or config.output.dir)
     checked = _preflight(config, args.address, args.config)
+    if run_dir.is_dir() or not run_dir.exists():  # (a file: new_run says so)
+        _writable(run_dir, "--out" if args.out else "output.dir")
     config = new_run(config, run_dir, overwrite=args.overwrite)
     result = _execute(
         config, run_dir, resume=False, progress=False if args.no_progress else None, shared=checked.shared
@@ -240,6 +288,8 @@ def _run_sweep(args: argparse.Namespace) -> int:
             raise UsageError(_sweep_error(args.config, runs[0]))
         return runs
 
+    if args.out:
+        _writable(Path(args.out), "--out")
     out, runs = plan_sweep(
         read_yaml(Path(args.config)),
         args.out,
@@ -373,14 +423,19 @@ def _cmd_report(args: argparse.Namespace) -> int:
     run_dirs = [_existing_dir(path, "run") for path in args.run_dirs]
     from natsray.study.grid import SWEEP_FILE
 
+    out = Path(args.out) if args.out else None
+    if out is not None:
+        _writable(out, "--out")
     if len(run_dirs) == 1 and (run_dirs[0] / SWEEP_FILE).is_file():
         from natsray.study.report import sweep_report
 
-        sweep_report(run_dirs[0], Path(args.out) if args.out else None)
+        with _reading_inputs(""):
+            sweep_report(run_dirs[0], out)
         return 0
     from natsray.experiment.report import report
 
-    report(run_dirs, Path(args.out) if args.out else None)
+    with _reading_inputs(""):
+        report(run_dirs, out)
     return 0
 
 
@@ -388,6 +443,7 @@ def _cmd_export_table(args: argparse.Namespace) -> int:
     archive = Path(args.archive)
     if not archive.exists():
         raise UsageError(f"--archive {args.archive}: no such NATS-Bench archive")
+    _writable(Path(args.out), "--out", directory=False)
     from natsray.evaluators.table import export_table
 
     export_table(archive, Path(args.out), progress=True)
@@ -477,13 +533,14 @@ def _metrics_from_archive(path: str, dataset: str, spec: str) -> tuple[Arch, int
     from natsray.evaluators.metrics import MetricQuery
     from natsray.search_space.nats_index import NatsIndex
 
+    api = open_archive(path, "--archive")  # a NATS-tss archive directory, or one line saying what is wrong
     nats = NatsIndex.from_archive(path)
     arch = nats.arch_at(int(spec)) if spec.isdigit() else Arch.from_str(spec)
     index = nats.index_of(arch)
     query = MetricQuery(
         BenchmarkConfig(archive=path, dataset=dataset, objective=("params",), report=_SHOW_METRICS)
     )
-    score = query.score(read_record(open_archive(path, "--archive"), index, query.keys), 0, {})
+    score = query.score(read_record(api, index, query.keys), 0, {})
     return arch, index, dict(score.metrics)
 
 
@@ -522,7 +579,9 @@ def _cmd_show(args: argparse.Namespace) -> int:
             )
         else:
             arch = Arch.from_str(args.arch)
-    except ValueError as exc:  # EvaluatorError included; an arch string's error quotes it already
+    except EvaluatorError as exc:  # a bad --archive / --table: names the option and path
+        raise UsageError(str(exc)) from None
+    except ValueError as exc:  # an arch string's error quotes it already
         raise UsageError(f"ARCH {args.arch}: {exc}" if args.arch.isdigit() else f"ARCH: {exc}") from None
     num_classes, input_size = _NUM_CLASSES_INPUT[args.dataset]
     print(f"arch         {arch.to_str()}")
@@ -767,6 +826,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, ConfigError, EvaluatorError, ClusterError, RunDirError, RunInUseError) as exc:
         print(f"natsray: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        if exc.errno not in _PATH_ERRNOS or exc.filename is None:
+            return _failed(exc)
+        print(f"natsray: error: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 2
     except Interrupted as exc:
         print(f"natsray: interrupted; {exc.hint}", file=sys.stderr)
         return 130
@@ -774,11 +838,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("natsray: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
-        if os.environ.get("NATSRAY_DEBUG", "") not in ("", "0"):
-            raise
-        message = (str(exc).splitlines() or [""])[0]
-        print(
-            f"natsray: failed: {type(exc).__name__}: {message} (NATSRAY_DEBUG=1 shows the traceback)",
-            file=sys.stderr,
-        )
-        return 1
+        return _failed(exc)
+
+
+def _failed(exc: Exception) -> int:
+    """A failure during the command: one line (the traceback under ``NATSRAY_DEBUG=1``), exit code 1."""
+    if os.environ.get("NATSRAY_DEBUG", "") not in ("", "0"):
+        raise exc
+    message = (str(exc).splitlines() or [""])[0]
+    print(
+        f"natsray: failed: {type(exc).__name__}: {message} (NATSRAY_DEBUG=1 shows the traceback)",
+        file=sys.stderr,
+    )
+    return 1

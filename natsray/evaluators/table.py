@@ -132,8 +132,13 @@ def load_table(path: str | Path, field: str = "table") -> dict[str, np.ndarray]:
         EvaluatorError: the file is missing or is not a natsray table of this version.
     """
     path = Path(path).expanduser()
+    expected = "expected a table (.npz) from `natsray export-table`"
+    if path.is_dir():
+        raise EvaluatorError(f"{field}: {path} is a directory; {expected}")
     if not path.is_file():
-        raise EvaluatorError(f"{field}: {path} does not exist; expected a table from `natsray export-table`")
+        raise EvaluatorError(f"{field}: {path} does not exist; {expected}")
+    if not zipfile.is_zipfile(path):  # (numpy would try it as a pickle and advise allow_pickle)
+        raise EvaluatorError(f"{field}: {path} is not a natsray table (.npz): not a zip file; {expected}")
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}
