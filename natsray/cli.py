@@ -785,6 +785,38 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _ClosedPipeGuard:
+    """``sys.stdout`` while a command runs: once the reader has gone (``| head``), what is printed is
+    dropped instead of raising ``BrokenPipeError`` halfway through the command, so a command finishes
+    writing its files (plots, ``aggregate.json``) whoever reads its output; it then exits 141."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.closed = False
+
+    def _gone(self) -> None:
+        self.closed = True
+        _stdout_closed()
+
+    def write(self, text: str) -> int:
+        if not self.closed:
+            try:
+                return self.stream.write(text)
+            except BrokenPipeError:
+                self._gone()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.closed:
+            try:
+                self.stream.flush()
+            except BrokenPipeError:
+                self._gone()
+
+    def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding, ...
+        return getattr(self.stream, name)
+
+
 def _stdout_closed() -> int:
     """The reader of stdout left (``| head``): exit quietly as other command-line programs do."""
     # Python's recipe: point stdout at devnull so the interpreter's final flush cannot fail again
@@ -816,11 +848,20 @@ def _one_line_warnings() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``natsray`` command line; returns the exit code."""
     _one_line_warnings()
+    guard = _ClosedPipeGuard(sys.stdout)
+    sys.stdout = guard
+    try:
+        return _main(argv, guard)
+    finally:
+        sys.stdout = guard.stream
+
+
+def _main(argv: Sequence[str] | None, guard: _ClosedPipeGuard) -> int:
     try:
         args = _build_parser().parse_args(argv)
         code = args.handler(args)
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
-        return code
+        return 128 + 13 if guard.closed and code == 0 else code
     except BrokenPipeError:
         return _stdout_closed()
     except (UsageError, ConfigError, EvaluatorError, ClusterError, RunDirError, RunInUseError) as exc:

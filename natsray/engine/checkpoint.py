@@ -35,6 +35,7 @@ __all__ = [
     "RunLock",
     "atomic_write_json",
     "check_not_in_use",
+    "drop_torn_line",
     "encode_record",
     "lock_holder",
     "read_journal",
@@ -241,22 +242,7 @@ class Journal:
             self._open_existing()
 
     def _open_existing(self) -> None:
-        size = self.path.stat().st_size
-        lines = complete = 0
-        with open(self.path, "rb") as handle:
-            offset = 0
-            while chunk := handle.read(1 << 20):
-                lines += chunk.count(b"\n")
-                last = chunk.rfind(b"\n")
-                if last >= 0:
-                    complete = offset + last + 1
-                offset += len(chunk)
-        self._lines = lines
-        if complete < size:
-            with open(self.path, "r+b") as handle:
-                handle.truncate(complete)
-                handle.flush()
-                os.fsync(handle.fileno())
+        self._lines = drop_torn_line(self.path)
 
     def __len__(self) -> int:
         """Complete lines (evaluation records) in the journal."""
@@ -299,6 +285,35 @@ class Journal:
             self.sync()
             self._handle.close()
             self._handle = None
+
+
+def drop_torn_line(path: str | Path) -> int:
+    """Cut a torn last line (the bytes after the last newline, left by a process killed mid-write) off
+    a file natsray appends to, so that appending resumes on a line of its own and the torn line's
+    work is done again. Every append-only file natsray writes is reopened through this.
+
+    Returns:
+        The complete lines in the file (0 when it does not exist).
+    """
+    path = Path(path)
+    if not path.exists():
+        return 0
+    size = path.stat().st_size
+    lines = complete = 0
+    with open(path, "rb") as handle:
+        offset = 0
+        while chunk := handle.read(1 << 20):
+            lines += chunk.count(b"\n")
+            last = chunk.rfind(b"\n")
+            if last >= 0:
+                complete = offset + last + 1
+            offset += len(chunk)
+    if complete < size:
+        with open(path, "r+b") as handle:
+            handle.truncate(complete)
+            handle.flush()
+            os.fsync(handle.fileno())
+    return lines
 
 
 def _fsync_dir(directory: Path) -> None:

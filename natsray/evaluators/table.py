@@ -197,7 +197,13 @@ def load_extra_csv(path: str | Path, key: str, table: Mapping[str, np.ndarray]) 
         columns = {name: np.full(NUM_ARCHS, np.nan) for name in names}
         key_at = header.index(key)
         seen = set()
+        torn = _torn_latency_row(path, header)
         for line, values in enumerate(reader, start=2 + comments):
+            if line == torn:
+                raise EvaluatorError(
+                    f"extra_csv: {path} line {line} is torn (no end of line: `natsray measure-latency` was "
+                    f"stopped while writing it); run it again with --out {path} to measure that cell again"
+                )
             if len(values) != len(header):
                 raise EvaluatorError(
                     f"extra_csv: {path} line {line} has {len(values)} fields, expected {len(header)}"
@@ -210,6 +216,18 @@ def load_extra_csv(path: str | Path, key: str, table: Mapping[str, np.ndarray]) 
                 if name != key and text.strip():
                     columns[name][row] = _number(text, f"extra_csv: {path} line {line} column {name!r}")
     return columns
+
+
+def _torn_latency_row(path: Path, header: Sequence[str]) -> int | None:
+    """The line number of a torn last row of a ``natsray measure-latency`` CSV (whose rows all end with
+    a line break; a hand-written CSV may lack the last one), else None."""
+    if tuple(header) != ("arch", "latency_ms"):  # natsray.experiment.latency.HEADER
+        return None
+    with open(path, "rb") as handle:
+        data = handle.read()
+    if not data or data.endswith(b"\n"):
+        return None
+    return data.count(b"\n") + 1
 
 
 def _csv_row(text: str, key: str, rows_of_index: np.ndarray, where: str) -> int:

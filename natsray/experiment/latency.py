@@ -28,6 +28,7 @@ import random
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+from natsray.engine.checkpoint import drop_torn_line
 from natsray.evaluators.base import EvaluatorError
 from natsray.evaluators.costs import CostConfig, CostEvaluator
 from natsray.records import Candidate
@@ -181,6 +182,7 @@ def measure_latency(
         EvaluatorError: ``out`` exists but is not a latency CSV, or was measured with other settings.
     """
     path = Path(out)
+    drop_torn_line(path)  # a row cut by a kill is measured again, never merged with the next
     done = measured_cells(path)
     settings = settings_line(config, actors)
     before = file_settings(path)

@@ -29,7 +29,7 @@ from typing import Any
 
 from natsray.callbacks import Callback, CallbackList
 from natsray.config import ExperimentConfig, dump_config
-from natsray.engine.checkpoint import CHECKPOINT_FILE, JOURNAL_FILE, RunLock, read_json
+from natsray.engine.checkpoint import CHECKPOINT_FILE, JOURNAL_FILE, RunLock, drop_torn_line, read_json
 from natsray.study.grid import PlannedRun
 
 __all__ = ["RunOutcome", "SweepOutcome", "execute_run", "run_state", "run_sweep"]
@@ -200,6 +200,7 @@ def run_sweep(
     hooks = CallbackList([*_callbacks(runs), *callbacks])
     hooks.sweep_start(out, len(runs))
     bar = _Bar(progress, len(runs), len(runs) - len(todo))
+    drop_torn_line(out / STATUS_FILE)  # a sweep killed mid-line: its outcome is recorded again
     status = open(out / STATUS_FILE, "a", encoding="utf-8")  # noqa: SIM115 - closed in finally
 
     def record(i: int, outcome: RunOutcome) -> None:
