@@ -28,10 +28,20 @@ from pathlib import Path
 
 from natsray.engine.cluster import token_available
 
-__all__ = ["auth_env", "build_command", "main"]
+__all__ = ["SubmitError", "auth_env", "build_command", "main"]
 
 REPO = Path(__file__).resolve().parents[1]
 RUNTIME_ENV = Path(__file__).resolve().parent / "runtime_env.yaml"
+
+
+class SubmitError(SystemExit):
+    """Bad input or a refused submission: ``main`` prints its one-line message and exits 2."""
+
+
+AUTH_HINT = (
+    "the cluster uses token authentication: set RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, "
+    "or copy the cluster's ~/.ray/auth_token (on the head: ray get-auth-token)"
+)
 
 
 def auth_env(env: Mapping[str, str]) -> dict[str, str]:
@@ -45,10 +55,7 @@ def auth_env(env: Mapping[str, str]) -> dict[str, str]:
     if mode is None and token_available(result):
         result["RAY_AUTH_MODE"] = "token"
     elif mode == "token" and not token_available(result):
-        raise SystemExit(
-            "submit: RAY_AUTH_MODE=token but no token: set RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, "
-            "or copy the cluster's ~/.ray/auth_token (on the head: ray get-auth-token)"
-        )
+        raise SubmitError(f"submit: RAY_AUTH_MODE=token but no token: {AUTH_HINT.split(': ', 1)[1]}")
     return result
 
 
@@ -59,11 +66,11 @@ def _config_in_working_dir(config: str, working_dir: Path) -> str:
     if not absolute.is_file() and not path.is_absolute() and (working_dir / path).is_file():
         absolute = working_dir / path
     if not absolute.is_file():
-        raise SystemExit(f"submit: CONFIG {config}: no such file")
+        raise SubmitError(f"submit: CONFIG {config}: no such file")
     try:
         return absolute.resolve().relative_to(working_dir.resolve()).as_posix()
     except ValueError:
-        raise SystemExit(
+        raise SubmitError(
             f"submit: CONFIG {config} is outside --working-dir {working_dir}: only that directory is uploaded"
         ) from None
 
@@ -72,9 +79,9 @@ def build_command(args: argparse.Namespace) -> list[str]:
     """The ``ray job submit`` command line for the parsed arguments."""
     working_dir = Path(args.working_dir)
     if not working_dir.is_dir():
-        raise SystemExit(f"submit: --working-dir {args.working_dir}: no such directory")
+        raise SubmitError(f"submit: --working-dir {args.working_dir}: no such directory")
     if not Path(args.runtime_env).is_file():
-        raise SystemExit(f"submit: --runtime-env {args.runtime_env}: no such file")
+        raise SubmitError(f"submit: --runtime-env {args.runtime_env}: no such file")
     config = _config_in_working_dir(args.config, working_dir)
     command = [sys.executable, "-m", "ray.scripts.scripts", "job", "submit"]
     if args.address:
@@ -114,8 +121,47 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _exception_line(lines: Sequence[str]) -> str:
+    """The last exception line of a Python traceback (``Name: message`` after a frame), else its last line."""
+    found = ""
+    for previous, line in zip(["  ", *lines], lines, strict=False):
+        if line[:1].strip() and previous.startswith(" ") and ":" in line and not line.startswith("Traceback"):
+            found = line
+    return (found or next((line for line in reversed(lines) if line.strip()), "")).strip()
+
+
+def _submit(command: Sequence[str], env: Mapping[str, str]) -> tuple[int, str | None]:
+    """Run ``ray job submit``: its output passed through, except a Python traceback on its stderr, which
+    is held back; ``(exit code, the traceback's exception line or None)``."""
+    process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    assert process.stderr is not None
+    held: list[str] = []
+    for line in process.stderr:
+        if held or line.startswith("Traceback (most recent call last):"):
+            held.append(line.rstrip("\n"))
+        else:
+            sys.stderr.write(line)
+            sys.stderr.flush()
+    code = process.wait()
+    if held and code == 0:  # not an error after all: show it as it was
+        sys.stderr.write("\n".join(held) + "\n")
+    return code, _exception_line(held) if held else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Submit the job; returns ``ray job submit``'s exit code (with ``--wait``: 0 iff the job succeeded)."""
+    """Submit the job; returns ``ray job submit``'s exit code (with ``--wait``: 0 iff the job succeeded).
+
+    A bad argument, a missing token or a submission the cluster refuses (unreachable job server,
+    missing authentication, a head whose dashboard agent did not start) is one line on stderr, exit 2.
+    """
+    try:
+        return _main(argv)
+    except SubmitError as exc:
+        print(exc.code, file=sys.stderr)
+        return 2
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     command = build_command(args)
     env = auth_env(os.environ)
@@ -123,7 +169,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(shlex.join(command))
         return 0
     print(f"job id: {args.submission_id}", flush=True)
-    code = subprocess.call(command, env=env)
+    code, error = _submit(command, env)
+    if code != 0 and error is not None:
+        where = (
+            args.address
+            or env.get("RAY_API_SERVER_ADDRESS")
+            or env.get("RAY_ADDRESS")
+            or "the default address"
+        )
+        hint = (
+            AUTH_HINT if "auth" in error.lower() else "check that the head's dashboard and its agent are up"
+        )
+        raise SubmitError(f"submit: ray job submit to {where} failed: {error}; {hint} (docs/cluster.md)")
     if code == 0 and not args.wait:
         address = f" --address {args.address}" if args.address else ""
         print(f"follow: ray job logs --follow{address} {args.submission_id}", flush=True)
