@@ -6,8 +6,8 @@ that cannot run longer because another budget is used up), 1 failure during the 
 line; ``NATSRAY_DEBUG=1`` shows the traceback) or a finished run (sweep) in which more than half
 of the evaluations (runs) failed, 130 interrupted (one line saying how to continue), 141 (128 + SIGPIPE, as
 ``cat`` or ``grep``) when the reader of stdout went away (``natsray show ... | head -1``),
-silently, after the command wrote its files. Ray and torch are imported only by the commands that need them, so ``--help``
-and ``validate`` stay fast.
+silently, after the command wrote its files. Ray and torch are imported only by the commands that
+need them, so ``--help`` and ``validate`` stay fast.
 """
 
 from __future__ import annotations
