@@ -792,14 +792,14 @@ class _ClosedPipeGuard:
 
     def __init__(self, stream: Any) -> None:
         self.stream = stream
-        self.closed = False
+        self.reader_gone = False
 
     def _gone(self) -> None:
-        self.closed = True
+        self.reader_gone = True
         _stdout_closed()
 
     def write(self, text: str) -> int:
-        if not self.closed:
+        if not self.reader_gone:
             try:
                 return self.stream.write(text)
             except BrokenPipeError:
@@ -807,7 +807,7 @@ class _ClosedPipeGuard:
         return len(text)
 
     def flush(self) -> None:
-        if not self.closed:
+        if not self.reader_gone:
             try:
                 self.stream.flush()
             except BrokenPipeError:
@@ -861,7 +861,7 @@ def _main(argv: Sequence[str] | None, guard: _ClosedPipeGuard) -> int:
         args = _build_parser().parse_args(argv)
         code = args.handler(args)
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
-        return 128 + 13 if guard.closed and code == 0 else code
+        return 128 + 13 if guard.reader_gone and code == 0 else code
     except BrokenPipeError:
         return _stdout_closed()
     except (UsageError, ConfigError, EvaluatorError, ClusterError, RunDirError, RunInUseError) as exc:
