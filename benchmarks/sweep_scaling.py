@@ -1,70 +1,68 @@
-"""Sweep scaling: the NATS protocol (REA, cifar10, 20,000 simulated s) for N seeds with 1 and all cores.
+"""Sweep scaling: the 300-run NATS-protocol sweep with 1 core and with all cores, parallel efficiency.
 
-Runs ``natsray run configs/rea-cifar10.yaml --seeds 0-(N-1)`` as a sweep twice (``output.plots=false``,
-as the reproduction sweep: per-run PNGs would dominate), on a fresh local Ray with ``resources.num_cpus=1``
-and with all cores, and prints wall time, runs/s and parallel efficiency
-``(T1 / Tall) / cores``; writes ``benchmarks/results/sweep_scaling.json``. Run it on a quiet machine::
+Runs ``configs/sweeps/nats-bench-rea-random.yaml`` on a compact table (``--seeds 50``: 2 strategies x 3
+datasets x 50 seeds) twice, each in a fresh Python process timed by phase (as in
+``benchmarks/sweep_throughput.py``): with ``--parallel 1`` (in the driver: no Ray) and on all cores (a
+local Ray, its start-up timed apart). Parallel efficiency ``(T1 / Tall) / cores`` is given for the runs
+(``run_sweep``) and for the whole command (Python start, plan, Ray start-up, runs, report: the serial
+parts of the scaling model in ``docs/sweeps.md``). Prints a table with the load average and writes
+``benchmarks/results/sweep_scaling.json``::
 
-    python benchmarks/sweep_scaling.py --table nats-tss.npz --seeds 200
+    python benchmarks/sweep_scaling.py --table nats-tss.npz --seeds 50
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
-
-def sweep(table: str, seeds: int, cpus: int, out: Path) -> float:
-    """Wall seconds of one sweep command (Ray start-up, runs, report included)."""
-    command = [
-        sys.executable, "-c", "import sys; from natsray.cli import main; sys.exit(main())",
-        "run", str(ROOT / "configs" / "rea-cifar10.yaml"),
-        "--set", "evaluator={type: table, table: " + table + ", dataset: cifar10, hp: '12', "
-        "objective: [valid_accuracy], report: ['test_accuracy@200']}",
-        "--set", f"resources.num_cpus={cpus}", "--set", "output.progress=false",
-        "--set", "output.plots=false",
-        "--seeds", f"0-{seeds - 1}", "--out", str(out), "--no-progress",
-    ]  # fmt: skip
-    start = time.perf_counter()
-    subprocess.run(
-        command, check=True, stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(ROOT)}
-    )
-    return time.perf_counter() - start
+from benchmark_json import write_results  # noqa: E402
+from sweep_throughput import child  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--table", required=True, help="table from natsray export-table")
-    parser.add_argument("--seeds", type=int, default=200)
-    parser.add_argument(
-        "--cores", type=int, default=os.cpu_count(), help="'all cores' (default: os.cpu_count())"
-    )
+    parser.add_argument("--seeds", type=int, default=50, help="seeds per grid point (6 points)")
+    parser.add_argument("--cores", type=int, default=os.cpu_count(), help="'all cores' (os.cpu_count())")
+    parser.add_argument("--set", action="append", default=[], help="extra --set for both sweeps")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "sweep_scaling.json"))
     args = parser.parse_args()
-    table = str(Path(args.table).resolve())
+    if not Path(args.table).is_file():
+        parser.exit(2, f"--table: no such file: {args.table}\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    sets = [f"evaluator.table={Path(args.table).resolve()}", f"resources.num_cpus={args.cores}", *args.set]
+    load = [os.getloadavg()]
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for cpus in (1, args.cores):
-            wall = sweep(table, args.seeds, cpus, Path(tmp) / f"cpus-{cpus}")
-            rows.append({"cpus": cpus, "runs": args.seeds, "wall_s": wall, "runs_per_s": args.seeds / wall})
-    efficiency = rows[0]["wall_s"] / rows[1]["wall_s"] / args.cores
-    print(f"{'cpus':>5} {'runs':>5} {'wall s':>8} {'runs/s':>8}")
+    for parallel in ("1", "all"):
+        rows.append({"cores": 1 if parallel == "1" else args.cores, **child(sets, args.seeds, parallel, env)})
+        load.append(os.getloadavg())
+    one, every = rows
+    efficiency = {
+        "runs": one["runs_s"] / every["runs_s"] / args.cores,
+        "command": one["command_s"] / every["command_s"] / args.cores,
+    }
+    header = f"{'cores':>5} {'runs':>5} {'ray s':>6} {'runs s':>7} {'report s':>8} {'command s':>9}"
+    print(header + f" {'runs/s':>7}")
     for row in rows:
-        print(f"{row['cpus']:>5} {row['runs']:>5} {row['wall_s']:>8.1f} {row['runs_per_s']:>8.2f}")
-    print(f"parallel efficiency with {args.cores} cores: {efficiency:.2f}")
-    result = {"rows": rows, "parallel_efficiency": efficiency, "machine": platform.platform(),
-              "cpu_count": os.cpu_count(), "command": " ".join(sys.argv)}  # fmt: skip
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {args.out}")
+        print(
+            f"{row['cores']:>5} {row['runs']:>5} {row['ray_start_s']:>6.2f} {row['runs_s']:>7.2f} "
+            f"{row['report_s']:>8.2f} {row['command_s']:>9.2f} {row['runs'] / row['runs_s']:>7.1f}"
+        )
+    print(
+        f"parallel efficiency with {args.cores} cores: runs {efficiency['runs']:.2f}, "
+        f"whole command {efficiency['command']:.2f}"
+    )
+    print("load average (1, 5, 15 min) before / after each sweep: " + "; ".join(
+        " ".join(f"{value:.2f}" for value in sample) for sample in load
+    ))  # fmt: skip
+    command = "python benchmarks/sweep_scaling.py " + " ".join(sys.argv[1:])
+    write_results(args.out, command, {"rows": rows, "parallel_efficiency": efficiency, "load_average": load})
 
 
 if __name__ == "__main__":

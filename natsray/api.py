@@ -21,6 +21,7 @@ initialised stays up; one natsray started is shut down when the run ends. See ``
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -415,6 +416,7 @@ def plan_sweep(
     from natsray.engine.checkpoint import check_not_in_use
     from natsray.study import plan_runs, sweep_from_config
     from natsray.study.grid import SWEEP_FILE, write_plan
+    from natsray.study.store import STORE_DIR
 
     function = (
         (data.get("evaluator") or {}).get("function") if isinstance(data.get("evaluator"), Mapping) else None
@@ -445,6 +447,7 @@ def plan_sweep(
         clear_run_dir(planned.run_dir, overwrite=overwrite)
     for name in (SWEEP_FILE, "sweep-runs.jsonl"):
         (root / name).unlink(missing_ok=True)
+    shutil.rmtree(root / STORE_DIR, ignore_errors=True)  # an earlier sweep's finished runs
     write_plan(plan, root)
     return root, runs
 

@@ -121,7 +121,7 @@ def _with_address(config: ExperimentConfig, address: str | None) -> ExperimentCo
 
 def _existing_dir(path: str, what: str) -> Path:
     directory = Path(path)
-    if not directory.is_dir():
+    if not directory.is_dir() and not (what == "run" and _from_sweep_store(directory)):
         raise UsageError(f"{path}: no such {what} directory")
     return directory
 
@@ -163,6 +163,20 @@ def _reading_inputs(what: str) -> Iterator[None]:
         raise
     except ValueError as exc:
         raise UsageError(f"{what}: {exc}" if what else str(exc)) from None
+
+
+def _from_sweep_store(run_dir: Path) -> bool:
+    """Write a sweep's run directory from the sweep's store, where the run finished (docs/sweeps.md)."""
+    from natsray.study.grid import SWEEP_FILE
+    from natsray.study.store import write_run_dir
+
+    for sweep_dir in run_dir.parents[:2]:
+        if (sweep_dir / SWEEP_FILE).is_file():
+            try:
+                return write_run_dir(sweep_dir, run_dir)
+            except (ConfigError, ValueError) as exc:
+                raise UsageError(f"{run_dir}: cannot be read from the sweep's store: {exc}") from None
+    return False
 
 
 def _format_values(values: dict[str, Any] | None) -> str:
@@ -331,7 +345,7 @@ def _preflight_sweep(runs: Sequence[Any], address: str | None) -> list[Any]:
 def _finish_sweep(runs: Sequence[Any], out: Path, args: argparse.Namespace) -> int:
     """Execute a planned sweep, print its comparative report; exit code 1 when a run failed."""
     from natsray.experiment.report import aggregate_runs
-    from natsray.study.report import sweep_report
+    from natsray.study.report import load_sweep_runs, sweep_report
     from natsray.study.sweep import run_sweep
 
     def show(outcome: Any) -> None:
@@ -350,8 +364,11 @@ def _finish_sweep(runs: Sequence[Any], out: Path, args: argparse.Namespace) -> i
     except KeyboardInterrupt:
         raise RunInterrupted(out) from None
     sweep_report(out)
-    finished = [Path(run.run_dir) for run in outcome.runs if run.status != "failed"]
-    if finished and all(not run.point.labels for run in runs):  # seeds only: the per-seed aggregate too
+    if all(not run.point.labels for run in runs):  # seeds only: the per-seed aggregate too
+        finished = [data for data in load_sweep_runs(out, runs) if data is not None]
+    else:
+        finished = []
+    if finished:
         aggregate_runs(finished, out / "aggregate.json")
         print(f"aggregate     {out / 'aggregate.json'} ({len(finished)} seeds)")
     failed = outcome.failed

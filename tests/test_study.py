@@ -14,18 +14,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import archive_factory as factory
-from toy_evaluator import trajectory
+from toy_evaluator import trajectory, trajectory_of
 
 from natsray.cli import main
 from natsray.config import ConfigError
 from natsray.evaluators.table import export_table
-from natsray.study.grid import parse_grid_option, plan_runs, sweep_from_config
+from natsray.experiment.run_data import RunData
+from natsray.study.grid import load_plan, parse_grid_option, plan_runs, sweep_from_config
+from natsray.study.report import load_sweep_runs
+from natsray.study.store import STORE_DIR
 from natsray.study.sweep import run_state
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -146,6 +150,15 @@ def write(path: Path, data: dict[str, Any]) -> Path:
     return path
 
 
+def stored(sweep_dir: Path, name: str) -> RunData:
+    """A finished run of a sweep as ``natsray report`` reads it (from the store or its directory)."""
+    runs = plan_runs(load_plan(sweep_dir), sweep_dir)
+    loaded = dict(zip([run.name for run in runs], load_sweep_runs(sweep_dir, runs), strict=True))
+    data = loaded[name]
+    assert data is not None, f"{name} has not finished"
+    return data
+
+
 def outcomes(sweep_dir: Path) -> list[dict[str, Any]]:
     lines = (sweep_dir / "sweep-runs.jsonl").read_text().splitlines()
     return [json.loads(line) for line in lines]
@@ -170,13 +183,19 @@ def test_sweep_runs_equal_single_runs_and_report(
             "--out", str(single), "--no-progress",
         )  # fmt: skip
         assert code == 0, err
-        swept = sweep / f"evaluator.dataset={dataset}" / "seed-1"
-        assert trajectory(swept) == trajectory(single)
-        a, b = (json.loads((d / "summary.json").read_text()) for d in (swept, single))
+        swept = stored(sweep, f"evaluator.dataset={dataset}/seed-1")
+        assert trajectory_of(swept.records) == trajectory(single)
+        a, b = swept.summary, json.loads((single / "summary.json").read_text())
         for key in ("best_arch", "best_objectives", "best_metrics", "evaluations", "simulated_seconds"):
             assert a[key] == b[key]
-        assert sorted(p.name for p in swept.iterdir()) == sorted(p.name for p in single.iterdir())
+        assert not (sweep / f"evaluator.dataset={dataset}").exists()  # in the store: no run directory
     assert {o["status"] for o in outcomes(sweep)} == {"done"} and len(outcomes(sweep)) == 6
+    frame = pd.read_parquet(sweep / "report" / "evaluations.parquet")  # every evaluation, for pandas
+    assert len(frame) == 6 * 40 and frame["run"].nunique() == 6
+    assert set(frame["evaluator.dataset"]) == {"cifar10", "cifar100"}
+    assert sorted(frame.loc[frame["run"] == "evaluator.dataset=cifar100/seed-1", "candidate_id"]) == [
+        row[0] for row in trajectory(tmp_path / "single-cifar100")
+    ]
 
     # the comparative report: one row per grid point, identifiers not averaged, integers stay integers
     assert "| evaluator.dataset | seeds |" in out and "± " in out
@@ -314,3 +333,75 @@ def test_one_seed_sweep_report_and_a_sweep_whose_runs_mostly_failed(
         .splitlines()[-1]
         .startswith("natsray: in 2 of 2 runs more than 50% of the evaluations failed (e.g. ")
     )
+
+
+def stored_names(sweep_dir: Path) -> list[str]:
+    """The run names of every complete summary line in the store, duplicates kept."""
+    names = []
+    for path in sorted((sweep_dir / STORE_DIR).glob("*.runs.jsonl")):
+        data = path.read_bytes()
+        names += [json.loads(line)["run"] for line in data[: data.rfind(b"\n") + 1].splitlines()]
+    return names
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_sigkilled_sweep_of_short_runs_keeps_each_stored_run_once(
+    ray_session: None, table: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Runs that finish within their task live in the sweep's store: a SIGKILL mid-sweep loses none of
+    them, and the resumed sweep (on Ray tasks) runs exactly the others."""
+    config = write(tmp_path / "exp.yaml", base(table, evaluations=300))
+    sweep = tmp_path / "sweep"
+    argv = ["run", str(config), "--seeds", "0-199", "--parallel", "1", "--out", str(sweep), "--no-progress"]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from natsray.cli import main; sys.exit(main())", *argv],
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline and proc.poll() is None and len(stored_names(sweep)) < 5:
+            time.sleep(0.01)
+        assert proc.poll() is None, "the sweep ended before it could be killed"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    before = stored_names(sweep)
+    assert 5 <= len(before) < 200 and len(set(before)) == len(before)
+    assert not any(sweep.glob("seed-*"))  # short runs never got a directory
+    code, _, err = run_cli(capsys, "resume", str(sweep), "--no-progress")
+    assert code == 0, err
+    after = stored_names(sweep)
+    assert set(before) <= set(after)
+    assert sorted(after) == sorted(f"seed-{seed}" for seed in range(200))  # each once: none lost or repeated
+    last = int(before[-1].split("-")[1])
+    for seed in (0, last, last + 1):
+        single = tmp_path / f"single-{seed}"
+        code, _, err = run_cli(
+            capsys, "run", str(config), "--set", f"seed={seed}", "--out", str(single), "--no-progress"
+        )
+        assert code == 0, err
+        assert trajectory_of(stored(sweep, f"seed-{seed}").records) == trajectory(single)
+    aggregate = json.loads((sweep / "aggregate.json").read_text())
+    assert aggregate["metrics"]["evaluations"]["n"] == 200
+    # a stored run's directory is written when asked for: the journal exactly as the run wrote it
+    code, _, err = run_cli(capsys, "report", str(sweep / "seed-0"), "--out", str(tmp_path / "r0"))
+    assert code == 0, err
+    assert trajectory(sweep / "seed-0") == trajectory(tmp_path / "single-0")
+    assert all((sweep / "seed-0" / name).is_file() for name in ("evaluations.csv", "best_arch.yaml"))
+
+
+def test_t_quantile_equals_scipys() -> None:
+    """The report's Student t quantile (no scipy import: seconds off every report) is scipy's."""
+    stats = pytest.importorskip("scipy.stats")
+    from natsray.study.stats import ci95, t_quantile_975
+
+    for df in (*range(1, 60), 99, 299, 1000):
+        assert t_quantile_975(df) == pytest.approx(stats.t.ppf(0.975, df), abs=1e-10)
+    values = np.random.default_rng(0).normal(size=(30, 2))
+    expected = stats.t.ppf(0.975, 29) * values.std(axis=0, ddof=1) / np.sqrt(30)
+    assert ci95(values) == pytest.approx(expected, rel=1e-10)

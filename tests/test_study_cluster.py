@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_study import base, table  # noqa: F401 - the module fixture
 
 from natsray.study.grid import plan_runs, sweep_from_config
+from natsray.study.store import stored_runs
 from natsray.study.sweep import STATUS_FILE, run_sweep
 
 
@@ -40,5 +41,5 @@ def test_sweep_runs_on_both_nodes(cluster: None, table: Path, tmp_path: Path) ->
     assert [run.status for run in outcome.runs] == ["done"] * 6
     nodes = {json.loads(line)["node"] for line in (tmp_path / STATUS_FILE).read_text().splitlines()}
     assert len(nodes) == 2
-    for seed in range(6):
-        assert (tmp_path / f"seed-{seed}" / "evaluations.csv").exists()
+    assert sorted(stored_runs(tmp_path)) == [f"seed-{seed}" for seed in range(6)]  # each in the store once
+    assert all(run.summary["evaluations"] == 300 for run in stored_runs(tmp_path).values())

@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -229,7 +229,11 @@ def trajectory(run_dir: str | Path) -> list[tuple]:
 
     Tuples: ``(candidate id, arch, fitness, parents, seed, budget)``.
     """
-    records = read_journal(Path(run_dir) / JOURNAL_FILE)
+    return trajectory_of(read_journal(Path(run_dir) / JOURNAL_FILE))
+
+
+def trajectory_of(records: Sequence[Mapping[str, Any]]) -> list[tuple]:
+    """:func:`trajectory` of journal records (e.g. a sweep's stored run's)."""
     ids = [record["candidate_id"] for record in records]
     assert len(ids) == len(set(ids)), "a candidate was journaled twice"
     return sorted(

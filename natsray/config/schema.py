@@ -662,8 +662,9 @@ def dump_config(config: ExperimentConfig, path: str | Path) -> None:
     tmp.replace(path)
 
 
-class _ConfigDumper(yaml.SafeDumper):
-    """``yaml.safe_dump``, plus: a Python callable in the config (``natsray.run(evaluator=fn)``) is
+class _ConfigDumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
+    """``yaml.safe_dump`` (libyaml's where PyYAML has it: same text, ~10x faster: a sweep writes
+    configs by the thousand), plus: a Python callable in the config (``natsray.run(evaluator=fn)``) is
     written as ``"<python callable> module.qualname"``, which says what the run used and, when
     read back, refuses to run from the shell with one line (see ``natsray.evaluators.function``)."""
 

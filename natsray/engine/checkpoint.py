@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from typing import IO, Any
@@ -231,15 +231,62 @@ class Journal:
 
     Args:
         path: The journal file; created on the first write.
+        durable: Flush every :meth:`write` to the operating system and ``fsync`` in :meth:`sync`
+            (the default). False (a sweep's runs, which take milliseconds): lines stay in the
+            file buffer until :meth:`sync` / :meth:`close` (or a full buffer) flushes them, and
+            nothing is fsynced; a run killed meanwhile resumes from its last checkpoint and
+            evaluates the lost lines again, identically.
+        deferred: Keep the lines in memory and create no file (a sweep's run, whose whole
+            journal goes to the sweep's store when it finishes) until :meth:`materialize`,
+            which first calls ``deferred`` (e.g. to create the run directory) and every hook
+            added with :meth:`on_materialize`, then writes the lines kept so far.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(
+        self, path: str | Path, *, durable: bool = True, deferred: Callable[[], None] | None = None
+    ) -> None:
         self.path = Path(path)
+        self.durable = durable
         self._lines = 0
         self._handle: IO[str] | None = None
         self._unsynced = False
-        if self.path.exists():
+        self._memory: list[str] | None = None
+        self._hooks: list[Callable[[], None]] = []
+        if deferred is not None:
+            self._memory = []
+            self._hooks.append(deferred)
+        elif self.path.exists():
             self._open_existing()
+
+    @property
+    def deferred(self) -> bool:
+        """True while the lines are kept in memory (no file written yet)."""
+        return self._memory is not None
+
+    def on_materialize(self, hook: Callable[[], None]) -> None:
+        """Call ``hook`` (after the earlier ones) when a deferred journal is written to its file."""
+        self._hooks.append(hook)
+
+    def materialize(self) -> None:
+        """Write a deferred journal's lines to its file and continue on disk (no-op otherwise)."""
+        lines = self._memory
+        if lines is None:
+            return
+        for hook in self._hooks:
+            hook()
+        self._memory = None
+        self._lines -= len(lines)
+        self.write(lines)
+
+    def text(self) -> str:
+        """A deferred journal's lines (each ending in a newline), in order.
+
+        Raises:
+            ValueError: the journal is on disk (read it with :meth:`records`).
+        """
+        if self._memory is None:
+            raise ValueError(f"{self.path}: the journal is on disk, not deferred")
+        return "".join(self._memory)
 
     def _open_existing(self) -> None:
         self._lines = drop_torn_line(self.path)
@@ -254,6 +301,8 @@ class Journal:
         Raises:
             ValueError: one line naming file and line number when a line is corrupt.
         """
+        if self._memory is not None:
+            return (json.loads(line) for line in self._memory[start:stop])
         if not self.path.exists():
             return iter(())
         return _iter_lines(self.path, start, stop)
@@ -262,10 +311,15 @@ class Journal:
         """Append encoded lines (see :func:`encode_record`) in one write, flushed to the OS."""
         if not lines:
             return
+        if self._memory is not None:
+            self._memory.extend(lines)
+            self._lines += len(lines)
+            return
         if self._handle is None:
             self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open
         self._handle.write("".join(lines))
-        self._handle.flush()
+        if self.durable:
+            self._handle.flush()
         self._lines += len(lines)
         self._unsynced = True
 
@@ -274,9 +328,11 @@ class Journal:
         self.write([encode_record(record) for record in records])
 
     def sync(self) -> None:
-        """fsync what was written (called before each checkpoint)."""
+        """Flush and (when durable) fsync what was written (called before each checkpoint)."""
         if self._handle is not None and self._unsynced:
-            os.fsync(self._handle.fileno())
+            self._handle.flush()
+            if self.durable:
+                os.fsync(self._handle.fileno())
             self._unsynced = False
 
     def close(self) -> None:

@@ -76,6 +76,9 @@ def run_experiment(
     shared: Any = None,
     callbacks: Sequence[Callback] = (),
     finalize: Callable[[Path], None] | None = None,
+    durable: bool = True,
+    journal: Journal | None = None,
+    evaluator: BaseEvaluator | None = None,
 ) -> RunSummary:
     """Run (or resume) an experiment, writing the journal, checkpoints and summary to ``run_dir``.
 
@@ -98,6 +101,21 @@ def run_experiment(
             written, before the callbacks' ``on_run_end`` (the front doors pass
             :func:`natsray.experiment.report.finalize_run`, so callbacks find the CSV, best cell
             and plots).
+        durable: ``fsync`` the journal, checkpoints and final summary and flush the journal per
+            delivered batch (guards against a machine crash; a killed process loses nothing
+            either way). A sweep passes False for its millisecond runs: the journal is flushed at
+            checkpoints and at the end (:class:`~natsray.engine.checkpoint.Journal`), and a run
+            killed meanwhile resumes from its last checkpoint.
+        journal: The run's journal, made by the caller; default ``run_dir/evaluations.jsonl``
+            (with ``durable``). A deferred one (:class:`~natsray.engine.checkpoint.Journal`, a
+            sweep's run) keeps the run in memory: no file, not even ``run_dir``, is written
+            unless the run reaches a periodic checkpoint (``output.checkpoint_every`` /
+            ``checkpoint_seconds``) or is interrupted, when the journal is materialised and the
+            run continues on disk as any other; a run that finishes first leaves its lines in
+            ``journal.text()`` and writes nothing.
+        evaluator: For in-process / simulated runs, an evaluator already set up for
+            ``config.evaluator`` (a sweep's task reuses one across its runs of one evaluator
+            config, so that a ``per_cell`` evaluator's scores carry over); None builds one.
 
     Returns:
         The run's summary (also written to ``run_dir/summary.json``).
@@ -113,19 +131,36 @@ def run_experiment(
     config = replace(config, evaluator=evaluator_cls.for_run(config.evaluator, run_dir))
     objectives = _objectives(config)
     check_engine(config.engine, evaluator_cls, config.evaluator)
-    run_dir.mkdir(parents=True, exist_ok=True)
     journal_path = run_dir / JOURNAL_FILE
     if not resume and (journal_path.exists() or (run_dir / CHECKPOINT_FILE).exists()):
         raise ValueError(
             f"{run_dir}: already holds a run ({JOURNAL_FILE}); resume it or use another output.dir"
         )
-    lock = RunLock(run_dir)  # one writer per journal, even with an orphaned worker still running
+    locks: list[RunLock] = []  # one writer per journal, even with an orphaned worker still running
+    if journal is not None and journal.deferred:
+        journal.on_materialize(lambda: locks.append(RunLock(run_dir)))
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        locks.append(RunLock(run_dir))
+        journal = journal or Journal(journal_path, durable=durable)
     try:
         return _run_locked(
-            config, run_dir, resume, address, progress, shared, evaluator_cls, objectives, hooks, finalize
+            config,
+            run_dir,
+            resume,
+            address,
+            progress,
+            shared,
+            evaluator_cls,
+            objectives,
+            hooks,
+            finalize,
+            journal,
+            evaluator,
         )
     finally:
-        lock.release()
+        for lock in locks:
+            lock.release()
 
 
 def _run_locked(
@@ -139,9 +174,9 @@ def _run_locked(
     objectives: tuple[Objective, ...],
     hooks: CallbackList,
     finalize: Callable[[Path], None] | None,
+    journal: Journal,
+    evaluator: BaseEvaluator | None = None,
 ) -> RunSummary:
-    journal_path = run_dir / JOURNAL_FILE
-    journal = Journal(journal_path)
     checkpoint = read_json(run_dir / CHECKPOINT_FILE) if resume else None
     if checkpoint is not None and checkpoint.get("version") != _CHECKPOINT_VERSION:
         raise ValueError(f"{run_dir / CHECKPOINT_FILE}: unsupported version {checkpoint.get('version')!r}")
@@ -150,6 +185,7 @@ def _run_locked(
     if hooks:
         session.attach(hooks)
         hooks.run_start(run_dir, config)
+    session.evaluator = evaluator
     try:
         if session.simulated:
             _run_local(session, evaluator_cls, simulated=True)
@@ -175,7 +211,7 @@ def _run_locked(
         session.progress.close()
     summary = session.checkpoint(finished=True)
     journal.close()
-    if finalize is not None:
+    if finalize is not None and not journal.deferred:  # a deferred run has no directory to finalise
         try:
             finalize(run_dir)
         except BaseException as exc:
@@ -235,6 +271,7 @@ class _Session:
     ) -> None:
         self.config = config
         self.shared: Any = None
+        self.evaluator: BaseEvaluator | None = None
         self.run_dir = run_dir
         self.journal = journal
         self.objectives = objectives
@@ -351,8 +388,16 @@ class _Session:
             self.checkpoint(finished=False)
 
     def checkpoint(self, *, finished: bool) -> RunSummary:
-        """Snapshot the search state and write the summary, atomically."""
+        """Snapshot the search state and write the summary, atomically.
+
+        A deferred journal that finished is left in memory (nothing is written: the caller takes
+        its lines); one that has not is materialised first (the run continues on disk).
+        """
         scheduler = self.scheduler
+        if self.journal.deferred:
+            if finished:
+                return self._summary(self.elapsed())
+            self.journal.materialize()
         self.journal.sync()  # the lines the checkpoint counts are on disk before it is
         state = {
             "version": _CHECKPOINT_VERSION,
@@ -364,32 +409,41 @@ class _Session:
             "engine": scheduler.state_dict(),
             "simulation": self.pool.state_dict() if self.pool else None,
         }
-        atomic_write_json(self.run_dir / CHECKPOINT_FILE, state, indent=None)
+        durable = self.journal.durable
+        atomic_write_json(self.run_dir / CHECKPOINT_FILE, state, indent=None, durable=durable)
         if self.top_k is not None:
             self.top_k.write_index()
+        summary = self._summary(state["wall_seconds"])
+        # the summary is derived from the journal and rewritten at the end: durable only then
+        atomic_write_json(self.run_dir / SUMMARY_FILE, summary.to_dict(), durable=finished and durable)
+        self.last_told = scheduler.told
+        self.last_time = time.perf_counter()
+        return summary
+
+    def _summary(self, wall_seconds: float) -> RunSummary:
+        scheduler = self.scheduler
         summary = scheduler.stats.summary(
             [str(o) for o in self.objectives],
             cached=scheduler.cached,
-            wall_seconds=state["wall_seconds"],
+            wall_seconds=wall_seconds,
             simulated_seconds=self.pool.clock if self.pool else scheduler.told_cost,
             stop_reason=scheduler.stop_reason,
             ray_calls=self.ray_calls,
             mode=self.config.engine.mode,
         )
-        summary = replace(summary, batch_size=self.batch_size, window=scheduler.window)
-        # the summary is derived from the journal and rewritten at the end: durable only then
-        atomic_write_json(self.run_dir / SUMMARY_FILE, summary.to_dict(), durable=finished)
-        self.last_told = scheduler.told
-        self.last_time = time.perf_counter()
-        return summary
+        return replace(summary, batch_size=self.batch_size, window=scheduler.window)
 
 
 def _run_local(session: _Session, evaluator_cls: type[BaseEvaluator], *, simulated: bool) -> None:
     """Evaluate in the driver process: on the simulated clock, or batch by batch."""
-    evaluator_config = session.config.evaluator
-    shared = session.shared if session.shared is not None else evaluator_cls.prepare_shared(evaluator_config)
-    evaluator = evaluator_cls(evaluator_config, shared)
-    evaluator.setup()
+    evaluator = session.evaluator
+    if evaluator is None:
+        evaluator_config = session.config.evaluator
+        shared = session.shared
+        if shared is None:
+            shared = evaluator_cls.prepare_shared(evaluator_config)
+        evaluator = evaluator_cls(evaluator_config, shared)
+        evaluator.setup()
     scheduler = session.scheduler
     if simulated:
         run_simulated(scheduler, evaluator, session.pool, session.event)

@@ -130,6 +130,14 @@ class BaseEvaluator(ABC):
         ordinary cells of the space)."""
         return _PROBE_CODES
 
+    @classmethod
+    def prepare_sweep_shared(cls, config: Any, runs: int) -> Any:
+        """The shared inputs when ``runs`` runs (a sweep's) use ``config``: prepared once, handed to
+        each run's evaluator as ``shared``. Default: :meth:`prepare_shared`. An evaluator whose
+        single run reads lazily (the ``benchmark`` evaluator opens its archive per run) may prepare
+        more here; each run's results must stay those of the run alone."""
+        return cls.prepare_shared(config)
+
     def setup(self) -> None:  # noqa: B027 - optional hook
         """Open heavy state once per actor (archive, dataset, model cache)."""
 

@@ -7,18 +7,27 @@ objects, so a full sweep of all 15,625 cells stays small (see ``docs/evaluators.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from natsray.evaluators.archive import first_record_index, open_archive, read_record
+from natsray.evaluators.archive import first_record_index, open_archive, read_record, record_file
 from natsray.evaluators.base import BaseEvaluator, EvaluatorError, Score
 from natsray.evaluators.metrics import MetricQuery, QueryConfig
+from natsray.evaluators.table import TableConfig, TableEvaluator
+from natsray.evaluators.table_cache import cached_table
 from natsray.records import Candidate, Result
 
-__all__ = ["BenchmarkConfig", "BenchmarkEvaluator"]
+__all__ = ["SWEEP_EXPORT_RUNS", "BenchmarkConfig", "BenchmarkEvaluator"]
+
+SWEEP_EXPORT_RUNS = 20
+"""A sweep with at least this many runs on one archive config exports the archive's compact table
+to the user cache (once: about half a minute to two minutes) instead of opening the archive in
+every run (about a second each); smaller sweeps use the cached table only when it exists."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,9 +67,31 @@ class BenchmarkEvaluator(BaseEvaluator):
         self._keys = self._query.keys
         self._api: Any = None
         self._records: dict[Any, dict[str, np.ndarray]] = {}  # NATS index (, budget) -> record
+        self._table: TableEvaluator | None = None
+
+    @classmethod
+    def prepare_sweep_shared(cls, config: BenchmarkConfig, runs: int) -> dict[str, Any] | None:
+        """For a sweep: the archive's compact table from the user cache
+        (:mod:`natsray.evaluators.table_cache`), exported there first when ``runs`` is at least
+        :data:`SWEEP_EXPORT_RUNS`; None (each run opens the archive) for a smaller sweep without a
+        cached table. The runs' results are those of the archive (the table evaluator's are equal).
+
+        Raises:
+            EvaluatorError: the archive or the cache directory is unusable.
+        """
+        path = cached_table(config.archive, export=runs >= SWEEP_EXPORT_RUNS)
+        if path is None:
+            return None
+        return {"table": str(path), "arrays": TableEvaluator.prepare_shared(_table_config(config, path))}
 
     def setup(self) -> None:
-        """Open the archive and check one record holds every requested metric."""
+        """Open the archive and check one record holds every requested metric (with a sweep's
+        prepared table: serve that instead)."""
+        if self.shared is not None:
+            table = TableEvaluator(_table_config(self.config, self.shared["table"]), self.shared["arrays"])
+            table.setup()
+            self._table, self._has_record = table, self.shared["arrays"]["has_record"]
+            return
         api = open_archive(self.config.archive, "evaluator.archive")
         probe = first_record_index(api)
         record = read_record(api, probe, self._keys)
@@ -73,7 +104,7 @@ class BenchmarkEvaluator(BaseEvaluator):
 
     def evaluate(self, batch: Sequence[Candidate]) -> list[Result]:
         """Score a batch (opening the archive first when :meth:`setup` was not called)."""
-        if self._api is None:
+        if self._api is None and self._table is None:
             self.setup()
         return super().evaluate(batch)
 
@@ -87,8 +118,10 @@ class BenchmarkEvaluator(BaseEvaluator):
     def score(self, candidate: Candidate) -> Score:
         """Score one cell (calling :meth:`setup` first when nobody did); a candidate ``budget`` (12 or
         200) selects the hp schedule read."""
-        if self._api is None:
+        if self._api is None and self._table is None:
             self.setup()
+        if self._table is not None:
+            return self._score_from_table(candidate)
         index = self.nats_index(candidate.arch.to_str())
         budget = candidate.budget
         query = self._query.at(budget)
@@ -97,3 +130,21 @@ class BenchmarkEvaluator(BaseEvaluator):
         if record is None:
             record = self._records[key] = read_record(self._api, index, query.keys)
         return query.score(record, candidate.seed, {"nats_index": index})
+
+    def _score_from_table(self, candidate: Candidate) -> Score:
+        """The score of a sweep's prepared table, with the archive's error for a missing record."""
+        assert self._table is not None
+        row = candidate.arch.code
+        index = int(self._table.shared["nats_index"][row])
+        if index >= 0 and not self._has_record[row]:
+            path = record_file(Path(self.config.archive).expanduser(), index)
+            raise EvaluatorError(
+                f"no record for NATS index {index} in archive {path.parent} ({path.name} is missing)"
+            )
+        return self._table.score(candidate)
+
+
+def _table_config(config: BenchmarkConfig, table: str | Path) -> TableConfig:
+    """The table evaluator's config serving the same metrics as ``config`` from ``table``."""
+    fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(QueryConfig)}
+    return TableConfig(table=str(table), **fields)

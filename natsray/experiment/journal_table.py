@@ -20,6 +20,7 @@ name the file and line. Both paths give the same table.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -32,7 +33,7 @@ import pyarrow.json as pa_json
 
 from natsray.engine.checkpoint import read_journal
 
-__all__ = ["CSV_FIRST", "PREFIXES", "read_table", "row_record", "write_csv"]
+__all__ = ["CSV_FIRST", "PREFIXES", "read_table", "row_record", "table_from_lines", "write_csv"]
 
 PREFIXES = {"objectives": "objective", "metrics": "metric"}
 """Journal mapping field -> its columns' prefix (``objectives.x`` -> ``objective.x``)."""
@@ -139,6 +140,32 @@ def read_table(path: str | Path) -> pa.Table:
     return _flatten(_from_records(records))
 
 
+def table_from_lines(data: bytes, source: str | Path) -> pa.Table:
+    """Journal lines (complete, newline-terminated) as a flat table, like :func:`read_table`.
+
+    Args:
+        data: The lines.
+        source: Where they come from, for error messages.
+
+    Raises:
+        ValueError: one line naming ``source`` and the line that is not an evaluation record.
+    """
+    if not data.strip():
+        return pa.table({})
+    table = _fast(data)
+    if table is not None:
+        return _flatten(table)
+    records = []
+    for number, line in enumerate(data.splitlines(), start=1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{source}: line {number} is not valid JSON ({exc.msg})") from None
+    _validate(Path(source), records)
+    return _flatten(_from_records(records))
+
+
 def row_record(table: pa.Table, index: int) -> dict[str, Any]:
     """Row ``index`` of a flat table as a journal record: null fields left out, ``objective.*`` /
     ``metric.*`` gathered back into ``objectives`` / ``metrics``."""
@@ -166,15 +193,21 @@ def _joined(column: pa.ChunkedArray) -> pa.ChunkedArray:
     return pc.binary_join(column, ";")
 
 
-def _canonical(arch: pa.ChunkedArray) -> pa.ChunkedArray:
-    """Each cell string's isomorphism-class representative (computed once per distinct cell)."""
+@functools.lru_cache(maxsize=1 << 15)
+def _canonical_of(text: str) -> str:
+    """The canonical cell string of a cell string (cached: the space has 15,625 cells)."""
     from natsray.search_space import Arch
 
+    return Arch.from_str(text).canonical().to_str()
+
+
+def _canonical(arch: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Each cell string's isomorphism-class representative (computed once per distinct cell)."""
     encoded = arch.combine_chunks().dictionary_encode()
     canonical = []
     for text in encoded.dictionary.to_pylist():
         try:
-            canonical.append(Arch.from_str(text).canonical().to_str())
+            canonical.append(_canonical_of(text))
         except ValueError as exc:
             line = pc.index(arch, text).as_py() + 1
             raise ValueError(f"line {line}: {exc}") from None

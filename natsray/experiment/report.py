@@ -131,18 +131,20 @@ def _stats(rows: Sequence[Mapping[str, float]]) -> dict[str, dict[str, float]]:
     return stats
 
 
-def aggregate_runs(run_dirs: Sequence[str | Path], out_path: str | Path | None = None) -> dict[str, Any]:
+def aggregate_runs(
+    run_dirs: Sequence[str | Path | RunData], out_path: str | Path | None = None
+) -> dict[str, Any]:
     """Mean / std / min / max of the final numbers of several runs (seeds of one config).
 
     Args:
-        run_dirs: The run directories.
+        run_dirs: The run directories (or runs already read, e.g. from a sweep's store).
         out_path: Where to write the result as JSON (skipped when None).
 
     Returns:
         ``{"runs": [dir, ...], "seeds": [...], "metrics": {name: {mean, std, min, max, n}}}``,
         names like ``best.valid_accuracy``, ``best_metric.test_accuracy@200``, ``evaluations``.
     """
-    runs = [load_run(path) for path in run_dirs]
+    runs = [path if isinstance(path, RunData) else load_run(path) for path in run_dirs]
     result = {
         "runs": [str(run.path) for run in runs],
         "seeds": [run.seed for run in runs],

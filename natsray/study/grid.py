@@ -133,6 +133,11 @@ class PlannedRun:
     config: ExperimentConfig | None
     error: str | None = None
 
+    @property
+    def name(self) -> str:
+        """The run's directory relative to the sweep's: ``<point>/seed-<N>`` (``seed-<N>``)."""
+        return f"{self.point.name}/seed-{self.seed}" if self.point.name else f"seed-{self.seed}"
+
 
 def parse_seeds(spec: str | int | Sequence[int], what: str = "--seeds") -> tuple[int, ...]:
     """Seeds from ``0-99`` (inclusive range), ``0,3,5``, a mix such as ``0-4,10``, an int or a list.

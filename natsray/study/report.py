@@ -22,12 +22,15 @@ from typing import Any
 import numpy as np
 
 from natsray.engine.checkpoint import atomic_write_json
-from natsray.experiment.run_data import RunData, load_run
+from natsray.experiment.run_data import RunData, load_run, run_from_parts
 from natsray.study.grid import GridPoint, PlannedRun, load_plan, plan_runs
 from natsray.study.stats import ci95
+from natsray.study.store import read_stored_tables, stored_runs
 from natsray.study.sweep import run_state
 
-__all__ = ["PointRuns", "sweep_report"]
+__all__ = ["EVALUATIONS_FILE", "PointRuns", "load_sweep_runs", "sweep_report", "write_evaluations"]
+
+EVALUATIONS_FILE = "evaluations.parquet"
 
 _IDENTIFIERS = ("nats_index",)
 _TIME_STEPS = 200
@@ -62,19 +65,26 @@ def _report_metric(run: RunData) -> str:
 def _incumbent(run: RunData, metric: str, by_time: bool) -> tuple[np.ndarray, np.ndarray]:
     """``(x, report metric of the best cell so far)`` after each evaluation, x = count or simulated s."""
     objective = run.objectives[0]
-    records = [r for r in run.evaluated if r.get("status") == "ok"]
+    table = run.evaluated_table
+    if table.num_rows == 0 or "status" not in table.column_names:
+        return np.array([], dtype=float), np.array([], dtype=float)
+    ok = np.asarray(table.column("status").to_pylist(), dtype=object) == "ok"
+    values = run.column(f"objective.{objective.name}")[ok]
+    found = run.column(f"metric.{metric}")
+    found = np.where(np.isnan(found), run.column(f"objective.{metric}"), found)[ok]
+    times = run.column("sim_finish" if "sim_finish" in table.column_names else "sim_finish_time")[ok]
+    times = np.nan_to_num(times, nan=0.0)
     if by_time:
-        records.sort(key=lambda r: float(r.get("sim_finish", r.get("sim_finish_time")) or 0.0))
-    best_value, best_metric, xs, ys = -math.inf, math.nan, [], []
-    for count, record in enumerate(records, start=1):
-        value = (record.get("objectives") or {}).get(objective.name)
-        if value is not None and (value if objective.maximize else -value) > best_value:
-            best_value = value if objective.maximize else -value
-            found = (record.get("metrics") or {}).get(metric, (record.get("objectives") or {}).get(metric))
-            best_metric = math.nan if found is None else float(found)
-        xs.append(float(record.get("sim_finish", record.get("sim_finish_time")) or 0.0) if by_time else count)
-        ys.append(best_metric)
-    return np.array(xs, dtype=float), np.array(ys, dtype=float)
+        order = np.argsort(times, kind="stable")
+        values, found, times = values[order], found[order], times[order]
+    keyed = values if objective.maximize else -values
+    keyed = np.where(np.isnan(keyed), -np.inf, keyed)
+    previous = np.concatenate([[-np.inf], np.maximum.accumulate(keyed)[:-1]]) if keyed.size else keyed
+    improved = keyed > previous
+    best = np.maximum.accumulate(np.where(improved, np.arange(keyed.size), -1)) if keyed.size else keyed
+    ys = np.where(best >= 0, found[np.maximum(best, 0).astype(int)], np.nan) if keyed.size else keyed
+    xs = times if by_time else np.arange(1, keyed.size + 1, dtype=float)
+    return np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
 
 
 def _curves(runs: Sequence[RunData], metric: str, by_time: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -196,15 +206,63 @@ def _write_tables(rows: list[dict[str, Any]], axes: list[str], out: Path) -> str
     return markdown
 
 
-def _groups(runs: Sequence[PlannedRun]) -> list[PointRuns]:
-    by_point: dict[str, tuple[GridPoint, list[RunData], list[int]]] = {}
+def load_sweep_runs(sweep_dir: str | Path, runs: Sequence[PlannedRun]) -> list[RunData | None]:
+    """Each planned run as read back (from the sweep's store or its run directory), None when it
+    has not finished.
+
+    Raises:
+        ValueError: one line naming the file when a store file or run directory is unreadable.
+    """
+    from natsray.config import config_to_dict
+
+    stored = stored_runs(sweep_dir)
+    tables = read_stored_tables({run.name: stored[run.name] for run in runs if run.name in stored})
+    loaded: list[RunData | None] = []
     for run in runs:
+        if run.name in stored and run.config is not None:
+            config = config_to_dict(run.config)
+            config["ray"]["address"] = None
+            loaded.append(run_from_parts(run.run_dir, tables[run.name], stored[run.name].summary, config))
+        elif run_state(run.run_dir) in ("finalized", "finished"):
+            loaded.append(load_run(run.run_dir))
+        else:
+            loaded.append(None)
+    return loaded
+
+
+def _groups(runs: Sequence[PlannedRun], loaded: Sequence[RunData | None]) -> list[PointRuns]:
+    by_point: dict[str, tuple[GridPoint, list[RunData], list[int]]] = {}
+    for run, data in zip(runs, loaded, strict=True):
         _, finished, unfinished = by_point.setdefault(run.point.name, (run.point, [], [0]))
-        if run_state(run.run_dir) in ("finalized", "finished"):
-            finished.append(load_run(run.run_dir))
+        if data is not None:
+            finished.append(data)
         else:
             unfinished[0] += 1
     return [PointRuns(point, tuple(found), missing[0]) for point, found, missing in by_point.values()]
+
+
+def write_evaluations(runs: Sequence[PlannedRun], loaded: Sequence[RunData | None], path: Path) -> None:
+    """Every finished run's evaluations in one Parquet file: a ``run`` column (the run's directory
+    relative to the sweep's), the axis labels, ``run_seed``, then the journal's flat columns."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tables = []
+    for run, data in zip(runs, loaded, strict=True):
+        if data is None or data.table.num_rows == 0:
+            continue
+        rows = data.table.num_rows
+        front = {"run": pa.array([run.name] * rows)}
+        front.update({axis: pa.array([label] * rows) for axis, label in run.point.labels})
+        front["run_seed"] = pa.array([run.seed] * rows, pa.int64())
+        table = data.table
+        for position, (name, column) in enumerate(front.items()):
+            table = table.add_column(position, name if name not in table.column_names else f"{name}_", column)
+        tables.append(table)
+    if tables:
+        tmp = path.with_name(path.name + ".tmp")
+        pq.write_table(pa.concat_tables(tables, promote_options="permissive"), tmp)
+        tmp.replace(path)
 
 
 def _dataset(group: PointRuns) -> str:
@@ -221,8 +279,9 @@ def _legend(group: PointRuns) -> str:
 def sweep_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> dict[str, Any]:
     """Tabulate and plot a sweep directory (finished runs; unfinished ones are counted).
 
-    Writes ``sweep_report.{md,csv,json}``, ``anytime_time.png`` and ``anytime_evaluations.png``
-    to ``out_dir`` (default ``SWEEP_DIR/report``) and prints the Markdown table.
+    Writes ``sweep_report.{md,csv,json}``, ``anytime_time.png``, ``anytime_evaluations.png`` and
+    ``evaluations.parquet`` (:func:`write_evaluations`) to ``out_dir`` (default
+    ``SWEEP_DIR/report``) and prints the Markdown table.
 
     Returns:
         ``{"points": [row, ...], "runs": [per-run row, ...]}`` as in ``sweep_report.json``.
@@ -234,9 +293,12 @@ def sweep_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> di
 
     sweep_dir = Path(sweep_dir)
     plan = load_plan(sweep_dir)
-    groups = _groups(plan_runs(plan, sweep_dir))
+    planned = plan_runs(plan, sweep_dir)
+    loaded = load_sweep_runs(sweep_dir, planned)
+    groups = _groups(planned, loaded)
     out = Path(out_dir) if out_dir is not None else sweep_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
+    write_evaluations(planned, loaded, out / EVALUATIONS_FILE)
     axes = [axis.name for axis in plan.axes]
     rows = [_point_row(group) for group in groups]
     result = {

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -29,14 +30,24 @@ from typing import Any
 
 from natsray.callbacks import Callback, CallbackList
 from natsray.config import ExperimentConfig, dump_config
-from natsray.engine.checkpoint import CHECKPOINT_FILE, JOURNAL_FILE, RunLock, drop_torn_line, read_json
+from natsray.engine.checkpoint import (
+    CHECKPOINT_FILE,
+    JOURNAL_FILE,
+    Journal,
+    RunLock,
+    drop_torn_line,
+    read_json,
+)
 from natsray.study.grid import PlannedRun
+from natsray.study.store import StoreWriter, stored_runs, write_run_dir
 
 __all__ = ["RunOutcome", "SweepOutcome", "execute_run", "run_state", "run_sweep"]
 
 STATUS_FILE = "sweep-runs.jsonl"
 TASK_RETRIES = 3
 """Ray retries of a run task whose worker process or node died."""
+CHUNK_RUNS = 32
+"""Most runs per Ray task: a task costs Ray a few milliseconds, as much as a NATS-protocol run."""
 
 
 @dataclass(frozen=True)
@@ -82,19 +93,53 @@ def _one_line(exc: BaseException) -> str:
     return text if isinstance(exc, ValueError) and text else f"{type(exc).__name__}: {text}"
 
 
+def _materialize(config: ExperimentConfig, run_dir: Path) -> None:
+    """Give a deferred run its directory and ``config.yaml`` (it reached a checkpoint)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not (run_dir / "config.yaml").exists():
+        dump_config(config, run_dir / "config.yaml")
+
+
 def execute_run(
-    config: ExperimentConfig, run_dir: Path, shared: Any = None, address: str | None = None
+    config: ExperimentConfig,
+    run_dir: Path,
+    shared: Any = None,
+    address: str | None = None,
+    store: StoreWriter | None = None,
+    name: str | None = None,
+    evaluator: Any = None,
 ) -> int:
-    """Run, resume or finalise one run directory as ``natsray run`` / ``resume`` would; its evaluations."""
+    """Run, resume or finalise one run as ``natsray run`` / ``resume`` would; its evaluations.
+
+    With ``store`` (and ``name``), a new run whose loop runs in this process is kept in memory
+    and committed to the sweep's store when it finishes (:mod:`natsray.study.store`); if it
+    reaches a periodic checkpoint first it gets its run directory and finishes there.
+    """
     from natsray.engine.runner import run_experiment
     from natsray.experiment.report import finalize_run
 
     state = run_state(run_dir)
+    if state == "new" and store is not None and name is not None and _local(config):
+        journal = Journal(
+            run_dir / JOURNAL_FILE, durable=False, deferred=lambda: _materialize(config, run_dir)
+        )
+        summary = run_experiment(
+            replace(config, callbacks=()),
+            run_dir,
+            progress=False,
+            shared=shared,
+            durable=False,
+            journal=journal,
+            evaluator=evaluator,
+        )
+        if journal.deferred:
+            store.commit(name, journal.text(), summary.to_dict())
+            return summary.evaluations
+        finalize_run(run_dir)
+        return summary.evaluations
     if state != "finalized":
         if state != "finished":
-            run_dir.mkdir(parents=True, exist_ok=True)
-            if not (run_dir / "config.yaml").exists():
-                dump_config(config, run_dir / "config.yaml")
+            _materialize(config, run_dir)
             run_experiment(  # the sweep's callbacks are called by run_sweep, on the driver
                 replace(config, callbacks=()),
                 run_dir,
@@ -102,22 +147,64 @@ def execute_run(
                 address=address,
                 progress=False,
                 shared=shared,
+                durable=False,
             )
         finalize_run(run_dir)
     summary = read_json(run_dir / "summary.json") or {}
     return int(summary.get("evaluations", 0))
 
 
-def _task(config: ExperimentConfig, run_dir: str, shared: Any) -> dict[str, Any]:
-    """Ray task body: one run; an exception becomes ``{"error": one line}`` (not retried)."""
+def _chunk_task(
+    items: list[tuple[ExperimentConfig, str, str]], out: str, shared: Any
+) -> list[dict[str, Any]]:
+    """Ray task body: several runs, one after another; an exception becomes ``{"error": one line}``."""
     import ray
 
     node = ray.get_runtime_context().get_node_id()
+    return _execute_all(items, Path(out), shared, node)
+
+
+def _reusable_evaluator(config: ExperimentConfig, shared: Any) -> Any:
+    """One evaluator for all runs of a task (their evaluator configs are equal), set up once: a cheap
+    (look-up) evaluator whose run needs no run-directory defaults; None otherwise."""
+    from natsray.evaluators import evaluator_class
+
+    evaluator_cls = evaluator_class(config.evaluator.type)
+    if not (evaluator_cls.cheap and _local(config)):
+        return None
+    if evaluator_cls.for_run(config.evaluator, Path(config.output.dir)) != config.evaluator:
+        return None
+    evaluator = evaluator_cls(config.evaluator, shared)
+    evaluator.setup()
+    return evaluator
+
+
+def _execute_all(
+    items: Sequence[tuple[ExperimentConfig, str, str]],
+    out: Path,
+    shared: Any,
+    node: str | None,
+    report: Callable[[int, dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
+    store = StoreWriter(out)
+    results = []
+    evaluator = None
     try:
-        evaluations = execute_run(config, Path(run_dir), shared)
-    except Exception as exc:
-        return {"error": _one_line(exc), "node": node}
-    return {"evaluations": evaluations, "node": node}
+        for position, (config, run_dir, name) in enumerate(items):
+            try:
+                evaluator = evaluator or _reusable_evaluator(config, shared)
+                evaluations = execute_run(
+                    config, Path(run_dir), shared, store=store, name=name, evaluator=evaluator
+                )
+                result = {"evaluations": evaluations, "node": node}
+            except Exception as exc:
+                result = {"error": _one_line(exc), "node": node}
+            results.append(result)
+            if report is not None:
+                report(position, result)
+    finally:
+        store.close()
+    return results
 
 
 class _Bar:
@@ -138,22 +225,25 @@ class _Bar:
         self._bar.close()
 
 
-def _shared_refs(runs: Sequence[PlannedRun]) -> dict[int, Any]:
-    """``ray.put`` each distinct evaluator config's prepared inputs once; index of run -> ref."""
-    import ray
+def _shared_key(run: PlannedRun) -> str:
+    assert run.config is not None
+    return repr(run.config.evaluator)
 
+
+def _prepare_shared(runs: Sequence[PlannedRun]) -> dict[str, Any]:
+    """Each distinct evaluator config's read-only inputs, prepared once (for many runs: see
+    :meth:`~natsray.evaluators.base.BaseEvaluator.prepare_sweep_shared`)."""
     from natsray.evaluators import evaluator_class
 
-    by_config: dict[str, Any] = {}
-    refs = {}
-    for i, run in enumerate(runs):
-        assert run.config is not None
-        evaluator = run.config.evaluator
-        key = repr(evaluator)
-        if key not in by_config:
-            by_config[key] = ray.put(evaluator_class(evaluator.type).prepare_shared(evaluator))
-        refs[i] = by_config[key]
-    return refs
+    counts = Counter(_shared_key(run) for run in runs)
+    prepared: dict[str, Any] = {}
+    for run in runs:
+        key = _shared_key(run)
+        if key not in prepared:
+            assert run.config is not None
+            evaluator = run.config.evaluator
+            prepared[key] = evaluator_class(evaluator.type).prepare_sweep_shared(evaluator, counts[key])
+    return prepared
 
 
 def run_sweep(
@@ -188,10 +278,11 @@ def run_sweep(
     """
     outcomes: dict[int, RunOutcome] = {}
     todo: list[int] = []
+    stored = stored_runs(out)
     for i, run in enumerate(runs):
         if run.config is None:
             outcomes[i] = RunOutcome(str(run.run_dir), "failed", run.error)
-        elif run_state(run.run_dir) == "finalized":
+        elif run.name in stored or run_state(run.run_dir) == "finalized":
             outcomes[i] = RunOutcome(str(run.run_dir), "skipped")
         else:
             todo.append(i)
@@ -215,6 +306,8 @@ def run_sweep(
 
     def run_end(run_dir: Path) -> None:
         if hooks:
+            if not run_dir.is_dir():  # a run in the store: callbacks get its directory (written now)
+                write_run_dir(out, run_dir)
             hooks.run_end(run_dir, read_json(run_dir / "summary.json") or {}, report=False)
 
     try:
@@ -223,8 +316,10 @@ def run_sweep(
                 on_outcome(outcomes[i])
         for i in [i for i in outcomes if outcomes[i].status == "skipped"]:
             run_end(Path(outcomes[i].run_dir))
-        if todo:
-            _run_on_ray(runs, todo, parallel, address, record)
+        if todo and _in_driver(runs, todo, parallel, address):
+            _run_in_driver(runs, todo, out, record)
+        elif todo:
+            _run_on_ray(runs, todo, out, parallel, address, record)
     finally:
         bar.close()
         status.close()
@@ -240,9 +335,52 @@ def _callbacks(runs: Sequence[PlannedRun]) -> list[Callback]:
     return [spec.build() for spec in config.callbacks] if config is not None else []
 
 
+def _in_driver(
+    runs: Sequence[PlannedRun], todo: list[int], parallel: int | None, address: str | None
+) -> bool:
+    """True when the runs need no Ray: one at a time (``--parallel 1`` or ``resources.num_cpus: 1``),
+    all in-process / simulated, no cluster named and no Ray already running in this process."""
+    import os
+
+    import ray
+
+    configs = [runs[i].config for i in todo]
+    first = configs[0]
+    assert first is not None
+    one = parallel == 1 or first.resources.num_cpus == 1 or (os.cpu_count() or 1) == 1
+    named = address or first.ray.address or os.environ.get("RAY_ADDRESS")
+    return one and not named and not ray.is_initialized() and all(_local(c) for c in configs)  # type: ignore[arg-type]
+
+
+def _run_in_driver(
+    runs: Sequence[PlannedRun], todo: list[int], out: Path, record: Callable[[int, RunOutcome], None]
+) -> None:
+    """Run the runs in this process, one after another (no Ray to start)."""
+    shared = _prepare_shared([runs[i] for i in todo])
+    for key in dict.fromkeys(_shared_key(runs[i]) for i in todo):
+        group = [i for i in todo if _shared_key(runs[i]) == key]
+        items = [(runs[i].config, str(runs[i].run_dir), runs[i].name) for i in group]
+
+        def report(position: int, result: dict[str, Any], group: list[int] = group) -> None:
+            _record_result(runs, group[position], result, record)
+
+        _execute_all(items, out, shared[key], None, report)  # type: ignore[arg-type]
+
+
+def _record_result(
+    runs: Sequence[PlannedRun], i: int, result: dict[str, Any], record: Callable[[int, RunOutcome], None]
+) -> None:
+    run_dir = str(runs[i].run_dir)
+    if "error" in result:
+        record(i, RunOutcome(run_dir, "failed", result["error"], result["node"]))
+    else:
+        record(i, RunOutcome(run_dir, "done", None, result["node"], result["evaluations"]))
+
+
 def _run_on_ray(
     runs: Sequence[PlannedRun],
     todo: list[int],
+    out: Path,
     parallel: int | None,
     address: str | None,
     record: Callable[[int, RunOutcome], None],
@@ -257,7 +395,7 @@ def _run_on_ray(
     try:
         tasks = [i for i in todo if _local(runs[i].config)]  # type: ignore[arg-type]
         if tasks:
-            _task_loop(runs, tasks, parallel, record)
+            _task_loop(runs, tasks, out, parallel, record)
         for i in [i for i in todo if i not in set(tasks)]:  # actor-based runs: one at a time
             run = runs[i]
             try:
@@ -272,39 +410,51 @@ def _run_on_ray(
             ray.shutdown()
 
 
+def _chunks(runs: Sequence[PlannedRun], tasks: list[int], slots: int) -> list[list[int]]:
+    """The runs in tasks of up to :data:`CHUNK_RUNS` runs of one evaluator config (in plan order),
+    at least four tasks per slot while there are enough runs (even finishing times)."""
+    size = max(1, min(CHUNK_RUNS, -(-len(tasks) // (4 * max(slots, 1)))))
+    chunks: list[list[int]] = []
+    for i in tasks:
+        if chunks and len(chunks[-1]) < size and _shared_key(runs[chunks[-1][0]]) == _shared_key(runs[i]):
+            chunks[-1].append(i)
+        else:
+            chunks.append([i])
+    return chunks
+
+
 def _task_loop(
     runs: Sequence[PlannedRun],
     tasks: list[int],
+    out: Path,
     parallel: int | None,
     record: Callable[[int, RunOutcome], None],
 ) -> None:
     """Keep up to ``parallel`` run tasks in flight (all of them when None: Ray queues the rest)."""
     import ray
 
-    shared = _shared_refs([runs[i] for i in tasks])
-    pending = list(enumerate(tasks))[::-1]
-    inflight: dict[Any, int] = {}
-    limit = parallel or len(tasks)
-    remote_task = ray.remote(_task)
+    first = runs[tasks[0]].config
+    assert first is not None
+    cpus = max(first.resources.cpus_per_actor, 1e-3)
+    slots = parallel or max(1, int(ray.cluster_resources().get("CPU", 1) / cpus))
+    refs = {key: ray.put(value) for key, value in _prepare_shared([runs[i] for i in tasks]).items()}
+    pending = _chunks(runs, tasks, slots)[::-1]
+    inflight: dict[Any, list[int]] = {}
+    limit = parallel or len(pending)
+    remote = ray.remote(_chunk_task).options(num_cpus=cpus, max_retries=TASK_RETRIES, retry_exceptions=False)
     while pending or inflight:
         while pending and len(inflight) < limit:
-            position, i = pending.pop()
-            run = runs[i]
-            assert run.config is not None
-            remote = remote_task.options(
-                num_cpus=run.config.resources.cpus_per_actor, max_retries=TASK_RETRIES, retry_exceptions=False
-            )
-            inflight[remote.remote(run.config, str(run.run_dir), shared[position])] = i
+            chunk = pending.pop()
+            items = [(runs[i].config, str(runs[i].run_dir), runs[i].name) for i in chunk]
+            inflight[remote.remote(items, str(out), refs[_shared_key(runs[chunk[0]])])] = chunk
         ready, _ = ray.wait(list(inflight), num_returns=1)
         for ref in ready:
-            i = inflight.pop(ref)
-            run_dir = str(runs[i].run_dir)
+            chunk = inflight.pop(ref)
             try:
-                result = ray.get(ref)
+                results = ray.get(ref)
             except ray.exceptions.RayError as exc:  # retries exhausted
-                record(i, RunOutcome(run_dir, "failed", _one_line(exc)))
+                for i in chunk:
+                    record(i, RunOutcome(str(runs[i].run_dir), "failed", _one_line(exc)))
                 continue
-            if "error" in result:
-                record(i, RunOutcome(run_dir, "failed", result["error"], result["node"]))
-            else:
-                record(i, RunOutcome(run_dir, "done", None, result["node"], result["evaluations"]))
+            for i, result in zip(chunk, results, strict=True):
+                _record_result(runs, i, result, record)

@@ -1,0 +1,186 @@
+"""Sweep throughput: a 300-run NATS-protocol sweep against the plain REA loop, measured side by side.
+
+The sweep is ``configs/sweeps/nats-bench-rea-random.yaml`` (REA and random search, 3 datasets, NATS-Bench's
+simulated-time budgets) with ``--seeds 0-(N-1)`` (50 seeds: 300 runs), on the compact table and, with
+``--archive``, on the archive (``type: benchmark``), each with ``--parallel 1`` and on all cores. Each
+sweep runs in a fresh Python process (as the command would) that times its phases: planning,
+Ray's start-up (on all cores; none with ``--parallel 1``, which runs in the driver), ``run_sweep`` and
+the report. The archive's compact table is exported first into an empty cache directory
+(``NATSRAY_CACHE_DIR``), timed on its own: the first archive sweep costs that export once, later ones
+read the cache.
+
+The reference is ``../shared/bench/bare_rea.py``'s loop (REA P=10 S=3, one dict look-up per evaluation),
+run in this process before and after each sweep (median of ``--bare-runs`` runs each side). Ratios:
+
+* ``runs``: the sweep's evaluations / ``run_sweep``'s wall seconds (Ray's start-up, timed apart as
+  ``ray s``, excluded), over the bare loop's evaluations/s;
+* ``command``: the same over the whole child process (Python start, imports, plan, Ray start-up,
+  runs, report).
+
+Prints a table and writes ``benchmarks/results/sweep_throughput.json``::
+
+    python benchmarks/sweep_throughput.py --table nats-tss.npz --archive DIR [--seeds 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+BARE = ROOT.parent / "shared" / "bench" / "bare_rea.py"
+CONFIG = ROOT / "configs" / "sweeps" / "nats-bench-rea-random.yaml"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from benchmark_json import write_results  # noqa: E402
+
+CHILD = r"""
+import json, sys, time
+start = time.perf_counter()
+from pathlib import Path
+from natsray.config import read_yaml
+from natsray.study.grid import plan_runs, sweep_from_config, write_plan
+from natsray.study.report import sweep_report
+from natsray.study.sweep import run_sweep
+config, out, seeds, parallel = sys.argv[1], Path(sys.argv[2]), sys.argv[3], sys.argv[4]
+sets = json.loads(sys.argv[5])
+imported = time.perf_counter()
+plan = sweep_from_config(read_yaml(Path(config)), sets, (), seeds, config)
+runs = plan_runs(plan, out)
+write_plan(plan, out)
+planned = time.perf_counter()
+if parallel == "all":  # Ray started here, timed on its own; run_sweep uses it
+    from natsray.engine.cluster import connect_ray
+    connect_ray(runs[0].config, None)
+started = time.perf_counter()
+outcome = run_sweep(runs, out, parallel=None if parallel == "all" else int(parallel), progress=False)
+swept = time.perf_counter()
+if parallel == "all":
+    import ray
+    ray.shutdown()
+import contextlib, io
+with contextlib.redirect_stdout(io.StringIO()):
+    sweep_report(out)
+reported = time.perf_counter()
+print(json.dumps({
+    "runs": len(runs), "failed": len(outcome.failed),
+    "evaluations": sum(r.evaluations or 0 for r in outcome.runs),
+    "import_s": imported - start, "plan_s": planned - imported, "ray_start_s": started - planned,
+    "runs_s": swept - started, "report_s": reported - swept,
+}))
+"""
+
+
+def load_bare(path: Path) -> Any:
+    spec = importlib.util.spec_from_file_location("bare_rea", path)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"--bare: cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def bare_rate(bare: Any, table: dict, runs: int) -> float:
+    """Median evaluations/s of ``runs`` runs of the plain loop (100,000 evaluations each)."""
+    return statistics.median(bare.bare_rea(table, 100_000, seed)[0] for seed in range(runs))
+
+
+def child(sets: list[str], seeds: int, parallel: str, env: dict[str, str]) -> dict[str, Any]:
+    """One sweep in a fresh process: its phase timings and the process's whole wall time."""
+    with tempfile.TemporaryDirectory() as tmp:
+        command = [
+            sys.executable, "-c", CHILD, str(CONFIG), str(Path(tmp) / "sweep"), f"0-{seeds - 1}",
+            parallel, json.dumps(sets),
+        ]  # fmt: skip
+        start = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True, env=env)
+        wall = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(
+            f"sweep failed: {done.stderr.strip().splitlines()[-1] if done.stderr else done.returncode}"
+        )
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), "command_s": wall}
+
+
+def export_seconds(archive: str, env: dict[str, str]) -> float:
+    """Seconds to export the archive's table into the (empty) cache, in a fresh process."""
+    code = "import sys; from natsray.evaluators.table_cache import cached_table; cached_table(sys.argv[1])"
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code, archive], check=True, env=env)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--table", required=True, help="table from natsray export-table")
+    parser.add_argument("--archive", help="the archive the table came from (archive sweeps)")
+    parser.add_argument("--seeds", type=int, default=50, help="seeds per grid point (6 points)")
+    parser.add_argument("--parallel", default="1,all", help="comma-separated: 1 and/or all")
+    parser.add_argument("--bare-runs", type=int, default=3)
+    parser.add_argument("--bare", default=str(BARE), help="the reference loop (bare_rea.py)")
+    parser.add_argument("--set", action="append", default=[], help="extra --set for every sweep")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "sweep_throughput.json"))
+    args = parser.parse_args()
+    if not Path(args.table).is_file():
+        parser.exit(2, f"--table: no such file: {args.table}\n")
+    if args.archive and not Path(args.archive).is_dir():
+        parser.exit(2, f"--archive: no such directory: {args.archive}\n")
+    if not Path(args.bare).is_file():
+        parser.exit(2, f"--bare: no such file: {args.bare}\n")
+    bare = load_bare(Path(args.bare))
+    reference = bare.load("cifar10")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    sources = {"table": [f"evaluator.table={Path(args.table).resolve()}"]}
+    export = None
+    with tempfile.TemporaryDirectory() as cache:
+        if args.archive:
+            env["NATSRAY_CACHE_DIR"] = cache
+            export = export_seconds(str(Path(args.archive).resolve()), env)
+            evaluator = {"type": "benchmark", "archive": str(Path(args.archive).resolve()), "hp": "12",
+                         "objective": ["valid_accuracy"], "report": ["test_accuracy@200"]}  # fmt: skip
+            sources["archive"] = [f"evaluator={json.dumps(evaluator)}"]
+        rows = []
+        for source, sets in sources.items():
+            for parallel in args.parallel.split(","):
+                before = bare_rate(bare, reference, args.bare_runs)
+                timing = child(sets + args.set, args.seeds, parallel, env)
+                after = bare_rate(bare, reference, args.bare_runs)
+                rate = (before + after) / 2
+                rows.append({
+                    "source": source, "parallel": parallel, **timing, "bare_evals_per_s": [before, after],
+                    "runs_ratio": timing["evaluations"] / timing["runs_s"] / rate,
+                    "command_ratio": timing["evaluations"] / timing["command_s"] / rate,
+                })  # fmt: skip
+    header = f"{'source':<8} {'parallel':>8} {'runs':>5} {'evals':>7} {'ray s':>6} {'runs s':>7} "
+    header += f"{'report s':>8} {'command s':>9} {'bare evals/s':>12} {'runs ratio':>10} "
+    header += f"{'command ratio':>13}"
+    print(header)
+    for row in rows:
+        print(
+            f"{row['source']:<8} {row['parallel']:>8} {row['runs']:>5} {row['evaluations']:>7} "
+            f"{row['ray_start_s']:>6.2f} {row['runs_s']:>7.2f} {row['report_s']:>8.2f} "
+            f"{row['command_s']:>9.2f} "
+            f"{statistics.mean(row['bare_evals_per_s']):>12,.0f} {row['runs_ratio']:>10.3f} "
+            f"{row['command_ratio']:>13.3f}"
+        )
+    if export is not None:
+        print(f"archive table export (first read, once): {export:.1f} s")
+    load = os.getloadavg()
+    print(f"load average: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    command = "python benchmarks/sweep_throughput.py " + " ".join(sys.argv[1:])
+    write_results(
+        args.out, command, {"rows": rows, "export_s": export, "seeds": args.seeds, "load_average": load}
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""``benchmarks/sweep_throughput.py`` / ``sweep_scaling.py`` run as documented and write JSON (issue 20).
+
+A small generated archive and its table stand in for NATS-Bench (most look-ups fail for lack of a record,
+so ``--set budget.evaluations=...`` bounds the runs): this exercises the commands, not the figures, which
+are measured on the real table (docs/sweeps.md). Needs ``../shared/bench/bare_rea.py`` for the
+throughput script's reference loop (skipped without it).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import archive_factory as factory
+
+from natsray.evaluators.table import export_table
+
+ROOT = Path(__file__).resolve().parents[1]
+BARE = ROOT.parent / "shared" / "bench" / "bare_rea.py"
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+@pytest.mark.skipif(not BARE.is_file(), reason="../shared/bench/bare_rea.py is absent")
+def test_sweep_throughput_prints_its_table_and_writes_json(tmp_path: Path) -> None:
+    factory.write_archive(tmp_path / "archive", 24)
+    table = export_table(tmp_path / "archive", tmp_path / "t.npz", progress=False)
+    out = tmp_path / "sweep_throughput.json"
+    command = [
+        sys.executable, str(ROOT / "benchmarks" / "sweep_throughput.py"), "--table", str(table),
+        "--archive", str(tmp_path / "archive"), "--seeds", "2", "--parallel", "1", "--bare-runs", "1",
+        "--bare", str(BARE), "--set", "budget.evaluations=20", "--out", str(out),
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "runs ratio" in done.stdout and "archive table export (first read, once)" in done.stdout
+    data = json.loads(out.read_text())
+    assert [(row["source"], row["parallel"]) for row in data["rows"]] == [("table", "1"), ("archive", "1")]
+    for row in data["rows"]:
+        assert row["runs"] == 12 and row["evaluations"] == 12 * 20 and row["failed"] == 0
+        assert row["runs_ratio"] == pytest.approx(
+            row["evaluations"] / row["runs_s"] / (sum(row["bare_evals_per_s"]) / 2)
+        )
+    assert data["export_s"] > 0 and data["command"].startswith(
+        "python benchmarks/sweep_throughput.py --table"
+    )
+
+
+def test_missing_inputs_are_one_line(tmp_path: Path) -> None:
+    for script, args, words in (
+        ("sweep_throughput.py", ["--table", str(tmp_path / "no.npz")], "--table: no such file"),
+        ("sweep_scaling.py", ["--table", str(tmp_path / "no.npz")], "--table: no such file"),
+    ):
+        done = subprocess.run(
+            [sys.executable, str(ROOT / "benchmarks" / script), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 2 and words in done.stderr and "Traceback" not in done.stderr
