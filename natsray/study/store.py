@@ -174,7 +174,7 @@ def journal_lines(run: StoredRun) -> bytes:
     return b"".join(b"{" + line[len(prefix) :] for line in lines if line.startswith(prefix))
 
 
-def write_run_dir(sweep_dir: str | Path, run_dir: str | Path) -> bool:
+def write_run_dir(sweep_dir: str | Path, run_dir: str | Path, config: Any = None) -> bool:
     """Write a stored run's directory on demand (lazily): ``config.yaml``, ``evaluations.jsonl``,
     ``summary.json``, ``evaluations.csv`` and ``best_arch.yaml``, as ``natsray run`` writes them
     (no ``checkpoint.json``: ``natsray resume`` of it replays the journal).
@@ -182,6 +182,7 @@ def write_run_dir(sweep_dir: str | Path, run_dir: str | Path) -> bool:
     Args:
         sweep_dir: The sweep directory (holds ``sweep.yaml``).
         run_dir: One of its runs' directories.
+        config: The run's :class:`~natsray.config.ExperimentConfig` (default: from ``sweep.yaml``).
 
     Returns:
         False when the store has no such run (nothing written).
@@ -197,11 +198,15 @@ def write_run_dir(sweep_dir: str | Path, run_dir: str | Path) -> bool:
     except ValueError:
         return False
     run = stored_runs(sweep_dir).get(name)
-    planned = [p for p in plan_runs(load_plan(sweep_dir), sweep_dir) if p.name == name and p.config]
-    if run is None or not planned:
+    if run is None:
         return False
+    if config is None:
+        planned = [p for p in plan_runs(load_plan(sweep_dir), sweep_dir) if p.name == name and p.config]
+        if not planned:
+            return False
+        config = planned[0].config
     run_dir.mkdir(parents=True, exist_ok=True)
-    dump_config(planned[0].config, run_dir / "config.yaml")  # type: ignore[arg-type]
+    dump_config(config, run_dir / "config.yaml")
     partial = run_dir / (JOURNAL_FILE + ".partial")
     partial.write_bytes(journal_lines(run))
     partial.replace(run_dir / JOURNAL_FILE)

@@ -302,12 +302,13 @@ def run_sweep(
         if on_outcome is not None:
             on_outcome(outcome)
         if outcome.status == "done":
-            run_end(Path(outcome.run_dir))
+            run_end(i)
 
-    def run_end(run_dir: Path) -> None:
+    def run_end(i: int) -> None:
+        run_dir = runs[i].run_dir
         if hooks:
             if not run_dir.is_dir():  # a run in the store: callbacks get its directory (written now)
-                write_run_dir(out, run_dir)
+                write_run_dir(out, run_dir, runs[i].config)
             hooks.run_end(run_dir, read_json(run_dir / "summary.json") or {}, report=False)
 
     try:
@@ -315,7 +316,7 @@ def run_sweep(
             if on_outcome is not None:
                 on_outcome(outcomes[i])
         for i in [i for i in outcomes if outcomes[i].status == "skipped"]:
-            run_end(Path(outcomes[i].run_dir))
+            run_end(i)
         if todo and _in_driver(runs, todo, parallel, address):
             _run_in_driver(runs, todo, out, record)
         elif todo:
