@@ -309,10 +309,17 @@ class Sweep:
 
     @property
     def runs(self) -> list[Run]:
-        """Every planned run (in plan order), finished or not."""
+        """Every planned run (in plan order), finished or not. A run kept in the sweep's store gets its
+        run directory written now (``docs/sweeps.md``), so that :class:`Run` reads it like any other."""
         from natsray.study import load_plan, plan_runs
+        from natsray.study.store import stored_runs, write_run_dir
 
-        return [Run(planned.run_dir) for planned in plan_runs(load_plan(self.path), self.path)]
+        planned = plan_runs(load_plan(self.path), self.path)
+        stored = stored_runs(self.path)
+        for run in planned:
+            if run.name in stored and not run.run_dir.is_dir():
+                write_run_dir(self.path, run.run_dir, run.config, stored)
+        return [Run(run.run_dir) for run in planned]
 
     def report(self, out: str | Path | None = None) -> dict[str, Any]:
         """Write (and print) the comparative report (``natsray report SWEEP_DIR``); its rows."""

@@ -252,6 +252,8 @@ class Journal:
         self._unsynced = False
         self._memory: list[str] | None = None
         self._hooks: list[Callable[[], None]] = []
+        self.checkpoint: dict[str, Any] | None = None
+        """A deferred journal's run's final ``checkpoint.json`` content, set when it finishes."""
         if deferred is not None:
             self._memory = []
             self._hooks.append(deferred)

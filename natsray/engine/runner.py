@@ -390,14 +390,15 @@ class _Session:
     def checkpoint(self, *, finished: bool) -> RunSummary:
         """Snapshot the search state and write the summary, atomically.
 
-        A deferred journal that finished is left in memory (nothing is written: the caller takes
-        its lines); one that has not is materialised first (the run continues on disk).
+        A deferred journal that finished is left in memory, its final checkpoint state in
+        ``journal.checkpoint`` (nothing is written: the caller takes both); one that has not
+        finished is materialised first (the run continues on disk).
         """
         scheduler = self.scheduler
-        if self.journal.deferred:
-            if finished:
-                return self._summary(self.elapsed())
+        deferred = self.journal.deferred
+        if deferred and not finished:
             self.journal.materialize()
+            deferred = False
         self.journal.sync()  # the lines the checkpoint counts are on disk before it is
         state = {
             "version": _CHECKPOINT_VERSION,
@@ -409,6 +410,9 @@ class _Session:
             "engine": scheduler.state_dict(),
             "simulation": self.pool.state_dict() if self.pool else None,
         }
+        if deferred:
+            self.journal.checkpoint = state
+            return self._summary(state["wall_seconds"])
         durable = self.journal.durable
         atomic_write_json(self.run_dir / CHECKPOINT_FILE, state, indent=None, durable=durable)
         if self.top_k is not None:

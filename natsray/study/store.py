@@ -56,12 +56,14 @@ class StoredRun:
         evaluations: The file holding its journal lines.
         lines: How many journal lines it has there.
         summary: Its ``summary.json`` content.
+        checkpoint: Its final ``checkpoint.json`` content (search state), None if not stored.
     """
 
     name: str
     evaluations: Path
     lines: int
     summary: Mapping[str, Any]
+    checkpoint: Mapping[str, Any] | None = None
 
 
 class StoreWriter:
@@ -77,8 +79,15 @@ class StoreWriter:
         self._evaluations: IO[str] | None = None
         self._runs: IO[str] | None = None
 
-    def commit(self, name: str, journal_text: str, summary: Mapping[str, Any]) -> None:
-        """Store one finished run: its journal lines (as the journal holds them), then its summary."""
+    def commit(
+        self,
+        name: str,
+        journal_text: str,
+        summary: Mapping[str, Any],
+        checkpoint: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Store one finished run: its journal lines (as the journal holds them), then its summary
+        and final checkpoint state (for its run directory, when one is asked for)."""
         if self._evaluations is None:
             self.directory.mkdir(parents=True, exist_ok=True)
             stem = self.directory / self.token
@@ -89,7 +98,7 @@ class StoreWriter:
         lines = journal_text.splitlines(keepends=True)
         self._evaluations.write("".join(prefix + line[1:] for line in lines))
         self._evaluations.flush()
-        record = {"run": name, "lines": len(lines), "summary": dict(summary)}
+        record = {"run": name, "lines": len(lines), "summary": dict(summary), "checkpoint": checkpoint}
         self._runs.write(json.dumps(record, allow_nan=True) + "\n")
         self._runs.flush()
 
@@ -121,7 +130,8 @@ def stored_runs(sweep_dir: str | Path) -> dict[str, StoredRun]:
                 raise ValueError(f"{path}: line {number} is not valid JSON ({exc.msg})") from None
             name = record["run"]
             if name not in found:
-                found[name] = StoredRun(name, evaluations, int(record["lines"]), record["summary"])
+                lines, summary, checkpoint = int(record["lines"]), record["summary"], record.get("checkpoint")
+                found[name] = StoredRun(name, evaluations, lines, summary, checkpoint)
     return found
 
 
@@ -174,21 +184,27 @@ def journal_lines(run: StoredRun) -> bytes:
     return b"".join(b"{" + line[len(prefix) :] for line in lines if line.startswith(prefix))
 
 
-def write_run_dir(sweep_dir: str | Path, run_dir: str | Path, config: Any = None) -> bool:
+def write_run_dir(
+    sweep_dir: str | Path,
+    run_dir: str | Path,
+    config: Any = None,
+    stored: Mapping[str, StoredRun] | None = None,
+) -> bool:
     """Write a stored run's directory on demand (lazily): ``config.yaml``, ``evaluations.jsonl``,
-    ``summary.json``, ``evaluations.csv`` and ``best_arch.yaml``, as ``natsray run`` writes them
-    (no ``checkpoint.json``: ``natsray resume`` of it replays the journal).
+    ``checkpoint.json``, ``summary.json``, ``evaluations.csv`` and ``best_arch.yaml``, as
+    ``natsray run`` writes them (``natsray resume --set budget...`` continues it).
 
     Args:
         sweep_dir: The sweep directory (holds ``sweep.yaml``).
         run_dir: One of its runs' directories.
         config: The run's :class:`~natsray.config.ExperimentConfig` (default: from ``sweep.yaml``).
+        stored: :func:`stored_runs` of the sweep, when the caller has it (default: read here).
 
     Returns:
         False when the store has no such run (nothing written).
     """
     from natsray.config import dump_config
-    from natsray.engine.checkpoint import JOURNAL_FILE, SUMMARY_FILE, atomic_write_json
+    from natsray.engine.checkpoint import CHECKPOINT_FILE, JOURNAL_FILE, SUMMARY_FILE, atomic_write_json
     from natsray.experiment.report import finalize_run
     from natsray.study.grid import load_plan, plan_runs
 
@@ -197,7 +213,7 @@ def write_run_dir(sweep_dir: str | Path, run_dir: str | Path, config: Any = None
         name = run_dir.resolve().relative_to(sweep_dir.resolve()).as_posix()
     except ValueError:
         return False
-    run = stored_runs(sweep_dir).get(name)
+    run = (stored_runs(sweep_dir) if stored is None else stored).get(name)
     if run is None:
         return False
     if config is None:
@@ -210,6 +226,8 @@ def write_run_dir(sweep_dir: str | Path, run_dir: str | Path, config: Any = None
     partial = run_dir / (JOURNAL_FILE + ".partial")
     partial.write_bytes(journal_lines(run))
     partial.replace(run_dir / JOURNAL_FILE)
+    if run.checkpoint is not None:
+        atomic_write_json(run_dir / CHECKPOINT_FILE, dict(run.checkpoint), indent=None)
     atomic_write_json(run_dir / SUMMARY_FILE, dict(run.summary))
     finalize_run(run_dir)
     return True

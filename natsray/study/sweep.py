@@ -133,7 +133,7 @@ def execute_run(
             evaluator=evaluator,
         )
         if journal.deferred:
-            store.commit(name, journal.text(), summary.to_dict())
+            store.commit(name, journal.text(), summary.to_dict(), journal.checkpoint)
             return summary.evaluations
         finalize_run(run_dir)
         return summary.evaluations
@@ -447,7 +447,7 @@ def _task_loop(
         while pending and len(inflight) < limit:
             chunk = pending.pop()
             items = [(runs[i].config, str(runs[i].run_dir), runs[i].name) for i in chunk]
-            inflight[remote.remote(items, str(out), refs[_shared_key(runs[chunk[0]])])] = chunk
+            inflight[remote.remote(items, str(out.resolve()), refs[_shared_key(runs[chunk[0]])])] = chunk
         ready, _ = ray.wait(list(inflight), num_returns=1)
         for ref in ready:
             chunk = inflight.pop(ref)
