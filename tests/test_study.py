@@ -265,10 +265,10 @@ def test_sigkilled_sweep_resumes_with_nothing_lost_or_repeated(
     status = sweep / "sweep-runs.jsonl"
     try:
         while time.monotonic() < deadline and proc.poll() is None:
-            if status.exists() and status.read_text().count("\n") >= 1:
-                time.sleep(0.3)  # well inside the second run
-                break
-            time.sleep(0.05)
+            finished = status.exists() and status.read_text().count("\n") >= 1
+            if finished and any(run_state(sweep / f"seed-{seed}") == "started" for seed in range(1, 4)):
+                break  # a later run is mid-way (it has checkpointed, not finished)
+            time.sleep(0.005)
         assert proc.poll() is None, "the sweep ended before it could be killed"
     finally:
         with contextlib.suppress(ProcessLookupError):
