@@ -364,11 +364,8 @@ def _finish_sweep(runs: Sequence[Any], out: Path, args: argparse.Namespace) -> i
     except KeyboardInterrupt:
         raise RunInterrupted(out) from None
     sweep_report(out)
-    if all(not run.point.labels for run in runs):  # seeds only: the per-seed aggregate too
-        finished = [data for data in load_sweep_runs(out, runs) if data is not None]
-    else:
-        finished = []
-    if finished:
+    finished = [data for data in load_sweep_runs(out, runs) if data is not None]
+    if finished and all(not run.point.labels for run in runs):  # seeds only: the per-seed aggregate too
         aggregate_runs(finished, out / "aggregate.json")
         print(f"aggregate     {out / 'aggregate.json'} ({len(finished)} seeds)")
     failed = outcome.failed
@@ -380,24 +377,16 @@ def _finish_sweep(runs: Sequence[Any], out: Path, args: argparse.Namespace) -> i
             file=sys.stderr,
         )
         return 1
-    mostly = [path for path in finished if _mostly_failed(path, _summary_of(path), quiet=True)]
+    mostly = [run.path for run in finished if _mostly_failed(run.path, dict(run.summary or {}), quiet=True)]
     if mostly and len(mostly) > FAILED_FRACTION * len(runs):
         print(
             f"natsray: in {len(mostly)} of {len(runs)} runs more than {FAILED_FRACTION:.0%} of the "
-            f"evaluations failed (e.g. {mostly[0]}); their errors are in each run's evaluations.jsonl",
+            f"evaluations failed (e.g. {mostly[0]}); their errors are in each run's evaluations.jsonl "
+            "(natsray report RUN_DIR writes a stored run's files)",
             file=sys.stderr,
         )
         return 1
     return 0
-
-
-def _summary_of(run_dir: Path) -> dict[str, Any]:
-    import json
-
-    try:
-        return json.loads((run_dir / "summary.json").read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 def _seed_runs(directory: Path) -> list[Path]:
