@@ -188,9 +188,34 @@ class Run:
         function = evaluator if evaluator is not None else self._evaluator
         config = resume_config(self.path, overrides, function=function)
         config = dataclasses.replace(config, ray=dataclasses.replace(config.ray, address=address))
-        execute(config, self.path, resume=True, progress=progress, callbacks=tuple(callbacks))
+        shared = _preflight(config, address)
+        execute(config, self.path, resume=True, progress=progress, callbacks=tuple(callbacks), shared=shared)
         self._evaluator = function
         return self
+
+
+def _preflight(config: ExperimentConfig, address: str | None) -> Any:
+    """What ``natsray run`` checks before Ray starts or a file is made
+    (:func:`~natsray.engine.preflight.preflight`), as the shell does: a refusal raises its one line,
+    a warning (e.g. an ``extra_csv`` covering part of the space) is a :class:`UserWarning`.
+
+    Returns:
+        The evaluator's prepared inputs, for the run to reuse.
+    """
+    import warnings
+
+    from natsray.engine.preflight import preflight
+
+    try:
+        import ray
+
+        joined = ray.is_initialized()  # a Ray the user started: its resources are checked on joining
+    except ImportError:  # pragma: no cover - ray is a dependency
+        joined = False
+    checked = preflight(config, address=address or ("auto" if joined else None))
+    for warning in checked.warnings:
+        warnings.warn(warning, UserWarning, stacklevel=3)
+    return checked.shared
 
 
 def _raw(config: ConfigLike) -> tuple[dict[str, Any], str | None]:
@@ -271,8 +296,9 @@ def run(
     if address is not None:
         parsed = dataclasses.replace(parsed, ray=dataclasses.replace(parsed.ray, address=address))
     run_dir = Path(out if out is not None else parsed.output.dir)
+    shared = _preflight(parsed, address)
     parsed = new_run(parsed, run_dir, overwrite=overwrite)
-    execute(parsed, run_dir, resume=False, progress=progress, callbacks=tuple(callbacks))
+    execute(parsed, run_dir, resume=False, progress=progress, callbacks=tuple(callbacks), shared=shared)
     return Run(run_dir, evaluator=evaluator if callable(evaluator) else None)
 
 

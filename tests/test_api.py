@@ -208,3 +208,28 @@ def test_progress_uses_tqdm_auto_so_jupyter_gets_its_bar() -> None:
     from natsray.engine import progress
 
     assert progress.tqdm is tqdm
+
+
+def test_natsray_run_refuses_what_the_shell_refuses_before_ray_starts(tmp_path: Path) -> None:
+    # The pre-flight of `natsray run` (resources of a local Ray, the evaluator's inputs) runs for
+    # natsray.run too: one line, no run directory, no Ray started. In a fresh interpreter, so no Ray
+    # of this module is running.
+    import subprocess
+    import sys
+
+    code = (
+        "import natsray, ray\n"
+        "cfg = {'strategy': {'name': 'random'}, 'budget': {'evaluations': 4},\n"
+        "       'resources': {'actors': 2, 'cpus_per_actor': 512}}\n"
+        "try:\n"
+        "    natsray.run(cfg, evaluator=lambda a, c: {'score': 1.0}, out='run', progress=False)\n"
+        "except ValueError as exc:\n"
+        "    print('REFUSED', exc)\n"
+        "print('RAY', ray.is_initialized())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("REFUSED ") and "cpus_per_actor" in lines[0], done.stdout + done.stderr
+    assert lines[1] == "RAY False" and not (tmp_path / "run").exists()
