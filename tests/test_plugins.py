@@ -128,6 +128,18 @@ class Climb(Strategy):
 '''
 
 
+FUNCTIONS = '''
+"""A scoring function of the user's own: EdgeScore's score, as a plain function (type: function)."""
+
+import os
+
+
+def score_cell(arch, context):
+    convs = sum(op.startswith("nor_conv") for op in arch.ops)
+    return {"score": convs + (arch.code * 7919 % 1000) / 10_000, "plugin_pid": float(os.getpid())}
+'''
+
+
 def experiment(**sections: Any) -> dict[str, Any]:
     """The fixture package's classes by import path; ordered engine, window 4: one trajectory anywhere."""
     config: dict[str, Any] = {
@@ -154,6 +166,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (package / "__init__.py").write_text("")
     (package / "scoring.py").write_text(textwrap.dedent(SCORING))
     (package / "search.py").write_text(textwrap.dedent(SEARCH))
+    (package / "functions.py").write_text(textwrap.dedent(FUNCTIONS))
     return root
 
 
@@ -294,6 +307,24 @@ def test_on_a_two_node_cluster_the_run_equals_the_in_process_run(
     records = [json.loads(line) for line in (project / "runs/cluster/evaluations.jsonl").open()]
     assert len({record["metrics"]["plugin_pid"] for record in records}) == 2
     assert trajectory(project / "runs/cluster") == trajectory(reference)
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_scoring_function_on_a_two_node_cluster_equals_the_in_process_run(
+    cluster: Head, project: Path, reference: Path
+) -> None:
+    # The package's plain function (type: function) with its strategy, shipped as py_modules: both
+    # nodes score, and the trajectory is the evaluator class's (same scores) run in the driver.
+    path = on_cluster(
+        project, "function", evaluator={"type": "function", "function": "labplug.functions:score_cell"}
+    )
+    done = natsray("run", path.name, "--address", cluster.address, cwd=project, env=cluster.env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = [json.loads(line) for line in (project / "runs/function/evaluations.jsonl").open()]
+    assert [r["status"] for r in records] == ["ok"] * 30
+    assert len({record["metrics"]["plugin_pid"] for record in records}) == 2
+    assert trajectory(project / "runs/function") == trajectory(reference)
 
 
 @pytest.mark.ray
