@@ -35,7 +35,9 @@ def test_an_actor_that_dies_is_replaced_and_nothing_is_lost_or_repeated(tmp_path
     assert sorted(ids) == list(range(len(ids)))
     assert (summary.evaluations, summary.failed) == (60, 0)
     crashed = next(r for r in records if r["candidate_id"] == 12)
-    assert crashed["status"] == "ok" and crashed["attempts"] == 1
+    # A cheap evaluator's call is not isolated (another may be queued behind it): the death charges no
+    # one; candidate 12 is re-run as a suspect, alone, and succeeds uncharged.
+    assert crashed["status"] == "ok" and "attempts" not in crashed
     assert len({r["worker"] for r in records}) == 3  # two actors + the replacement
 
 

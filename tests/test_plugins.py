@@ -368,7 +368,7 @@ def test_a_sigkilled_actor_is_replaced_and_nothing_is_lost(
     assert marker.exists()  # an actor really died
     records = [json.loads(line) for line in (project / "runs/actor-killed/evaluations.jsonl").open()]
     assert [r["status"] for r in records] == ["ok"] * 30
-    assert next(r for r in records if r["candidate_id"] == 9).get("attempts") == 1
+    assert "attempts" not in next(r for r in records if r["candidate_id"] == 9)  # cheap: not isolated
     assert len({r["metrics"]["plugin_pid"] for r in records}) == 3  # two actors, one replacement
     assert trajectory(project / "runs/actor-killed") == trajectory(reference)
 

@@ -560,6 +560,10 @@ class _ActorPool:
         self.decoders = {(index, 0): ScoreDecoder() for index in range(len(self.actors))}
         """Per (actor index, generation): the decoder of that actor incarnation's results."""
         self.busy = [0] * len(self.actors)
+        self.exclusive: set[int] = set()
+        """Actors running one candidate with nothing queued behind it (``isolated`` for
+        :meth:`Scheduler.requeue`): a suspect's call, or any one-candidate call of an actor that
+        takes one call at a time."""
 
     def start(self, shared_ref: Any) -> None:
         """Set every actor up on the shared inputs (an ObjectRef) and wait until all are ready."""
@@ -594,6 +598,7 @@ class _ActorPool:
         self.generation[index] += 1
         self.decoders[index, self.generation[index]] = ScoreDecoder()
         self.busy[index] = 0
+        self.exclusive.discard(index)
         self._check([self.actors[index]])
 
     def shutdown(self) -> None:
@@ -636,12 +641,19 @@ def _loop(session: _Session, pool: _ActorPool) -> None:
     while not scheduler.done:
         for index in range(len(pool.actors)):
             while pool.busy[index] < calls_per_actor and scheduler.queue:
+                # A suspect (a candidate whose call died with its worker) runs alone on an idle actor
+                # with nothing queued behind it, so its own death is told apart from another's.
+                suspect = scheduler.queue[0] in scheduler.alone
+                if suspect and pool.busy[index]:
+                    break
                 free_slots = sum(calls_per_actor - busy for busy in pool.busy)
                 size = min(session.batch_size, -(-len(scheduler.queue) // max(free_slots, 1)))
                 batch = scheduler.take(size)
                 ref = pool.actors[index].evaluate.remote(pack_candidates(batch))
                 inflight[ref] = (index, pool.generation[index], batch, time.time(), session.ray_calls)
-                pool.busy[index] += 1
+                pool.busy[index] += calls_per_actor if suspect else 1
+                if len(batch) == 1 and (suspect or calls_per_actor == 1):
+                    pool.exclusive.add(index)  # nothing runs before or after it on this actor
                 session.ray_calls += 1
         if not inflight:
             scheduler.stop_reason = scheduler.stop_reason or "strategy stalled"
@@ -661,30 +673,64 @@ def _collect(session: _Session, pool: _ActorPool, inflight: dict[Any, Any], ref:
     """Deliver one finished Ray call, or recover from its actor's death."""
     import ray
 
-    index, generation, batch, submitted, seq = inflight.pop(ref)
-    current = pool.generation[index] == generation
+    entry = inflight.pop(ref)
+    index, generation = entry[:2]
     try:
-        started, packed = ray.get(ref)
-        results = pool.decoders[index, generation].unpack(packed)
+        outcome = ray.get(ref)
     except ray.exceptions.RayTaskError as exc:
-        if current:
-            pool.busy[index] -= 1
-        error = f"evaluator raised {type(exc.cause).__name__}: {_one_line(exc.cause)}"
+        outcome = exc
+    except ray.exceptions.RayError as exc:
+        _recover(session, pool, inflight, entry, exc)
+        return
+    if pool.generation[index] == generation:
+        pool.busy[index] = 0 if index in pool.exclusive else pool.busy[index] - 1
+        pool.exclusive.discard(index)
+    _deliver(session, pool, entry, outcome)
+
+
+def _recover(
+    session: _Session, pool: _ActorPool, inflight: dict[Any, Any], entry: tuple, exc: Exception
+) -> None:
+    """An actor died: deliver its calls that finished before the death, replace it, and re-queue the
+    candidates of the calls that died (the oldest of them was running; the others only queued)."""
+    import ray
+
+    index, generation, batch, _, seq = entry
+    siblings = sorted((inflight[r][4], r) for r in inflight if inflight[r][:2] == (index, generation))
+    if siblings:  # a dead actor's calls all end at once: wait (bounded) for every one's outcome
+        ray.wait([r for _, r in siblings], num_returns=len(siblings), timeout=10.0)
+    dead = [(seq, batch)]
+    for sibling_seq, sibling in siblings:
+        sibling_entry = inflight.pop(sibling)
+        try:
+            outcome = ray.get(sibling, timeout=0)
+        except ray.exceptions.RayTaskError as error:
+            outcome = error
+        except ray.exceptions.RayError:  # died with the actor (or not back within the bound)
+            dead.append((sibling_seq, sibling_entry[2]))
+            continue
+        _deliver(session, pool, sibling_entry, outcome)  # it finished before the actor died
+    isolated = len(dead) == 1 and pool.generation[index] == generation and index in pool.exclusive
+    if pool.generation[index] == generation:
+        pool.replace(index)
+    dead.sort(key=lambda call: call[0])
+    for position, (_, candidates) in reversed(list(enumerate(dead))):  # oldest ends up first
+        session.scheduler.requeue(
+            candidates, _one_line(exc), running=position == 0, isolated=isolated and position == 0
+        )
+
+
+def _deliver(session: _Session, pool: _ActorPool, entry: tuple, outcome: Any) -> None:
+    """Hand a call's results (or its evaluator's exception, failing its candidates) to the scheduler."""
+    import ray
+
+    index, generation, batch, submitted, _ = entry
+    if isinstance(outcome, ray.exceptions.RayTaskError):
+        error = f"evaluator raised {type(outcome.cause).__name__}: {_one_line(outcome.cause)}"
         session.scheduler.complete([Result.failed(c.id, error) for c in batch])
         return
-    except ray.exceptions.RayError as exc:
-        # Every call still queued on the dead actor fails too; only the oldest was running.
-        siblings = [r for r, entry in inflight.items() if entry[:2] == (index, generation)]
-        calls = sorted([(seq, batch)] + [(inflight[r][4], inflight[r][2]) for r in siblings])
-        for sibling in siblings:
-            del inflight[sibling]
-        if current:
-            pool.replace(index)
-        for position, (_, candidates) in reversed(list(enumerate(calls))):  # oldest ends up first
-            session.scheduler.requeue(candidates, _one_line(exc), running=position == 0)
-        return
-    if current:
-        pool.busy[index] -= 1
+    started, packed = outcome
+    results = pool.decoders[index, generation].unpack(packed)
     if session.cheap:  # one set of times per batch: the look-ups of a batch take microseconds
         times = {"submit_time": submitted, "start_time": started, "finish_time": time.time()}
         session.scheduler.complete(results, dict.fromkeys([r.candidate_id for r in results], times))

@@ -319,23 +319,29 @@ class Scheduler:
             batch.append(outstanding[queue.popleft()])
         return batch
 
-    def requeue(self, batch: Sequence[Candidate], reason: str, *, running: bool = True) -> None:
+    def requeue(
+        self, batch: Sequence[Candidate], reason: str, *, running: bool = True, isolated: bool = False
+    ) -> None:
         """Candidates whose worker died: queue them again (same id and seed) or fail them.
 
-        Only a candidate that kills a worker by itself is charged: the death of a call running
-        one candidate charges it an attempt (after ``max_retries`` attempts it fails); the death
-        of a call running several charges none and marks each to be evaluated alone from then
-        on, so a candidate that kills its worker (a crash, an OOM kill) is found by its own
-        death and the others of its call are evaluated as usual.
+        Only a candidate that kills a worker by itself is charged. A call that runs one candidate
+        with nothing queued behind it on its worker (``isolated``) is charged an attempt when its
+        worker dies (after ``max_retries`` attempts it fails). The death of any other call charges
+        none and marks its candidates to be evaluated alone from then on (:meth:`take`; the runner
+        gives each an idle worker with nothing queued behind it): a worker that dies right after
+        finishing one call may lose that call's reply, so a call not isolated is never sure to be
+        the one that killed it. A candidate that kills its worker (a crash, an OOM kill) is so
+        found by deaths of its own, and the others of its call are evaluated as usual.
 
         Args:
             batch: The candidates of one call.
             reason: One line on how the worker died.
             running: The call was running when the worker died (False for calls that were only
                 queued behind it: requeued as they were, uncharged).
+            isolated: The call ran alone on its worker (one candidate, nothing queued behind it).
         """
-        charge = running and len(batch) == 1
-        if running and len(batch) > 1:
+        charge = running and isolated and len(batch) == 1
+        if running and not charge:
             self.alone.update(candidate.id for candidate in batch)
         failures = []
         for candidate in reversed(batch):
