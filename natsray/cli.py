@@ -276,11 +276,28 @@ def _mostly_failed(run_dir: Path, summary: dict[str, Any], *, quiet: bool = Fals
             return 1
         print(
             f"natsray: {failed} of {evaluations} evaluations failed (more than "
-            f'{FAILED_FRACTION:.0%}); the errors are in {run_dir / "evaluations.jsonl"} ("error")',
+            f"{FAILED_FRACTION:.0%}){_commonest_error(run_dir)}; the errors are in "
+            f'{run_dir / "evaluations.jsonl"} ("error")',
             file=sys.stderr,
         )
         return 1
     return 0
+
+
+def _commonest_error(run_dir: Path) -> str:
+    """``", N of them: <error>"`` for the most frequent error of a run's journal ("" if none is read)."""
+    from collections import Counter
+
+    from natsray.engine.checkpoint import JOURNAL_FILE, read_journal
+
+    try:
+        errors = Counter(r["error"] for r in read_journal(run_dir / JOURNAL_FILE) if r.get("error"))
+    except (OSError, ValueError):
+        return ""
+    if not errors:
+        return ""
+    error, count = errors.most_common(1)[0]
+    return f", {count} of them: {error}"
 
 
 def _has_sweep_section(path: str) -> bool:

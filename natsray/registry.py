@@ -49,6 +49,21 @@ def is_import_path(name: str) -> bool:
     return bool(sep and module and attr)
 
 
+def _cwd_hint(module: str) -> str:
+    """A hint when the missing module lies in the current directory, which is not on the path."""
+    from pathlib import Path
+
+    top = module.partition(".")[0]
+    here = Path.cwd()
+    if (here / f"{top}.py").is_file() or (here / top / "__init__.py").is_file():
+        return (
+            f"; it is in the current directory ({here}), which is not on the import path: add "
+            "'ray: {runtime_env: {working_dir: .}}' to the config (the driver and the Ray actors then "
+            "import it from there)"
+        )
+    return ""
+
+
 def import_object(spec: str) -> Any:
     """The object named by ``"package.module:attribute"`` (``attribute`` may be dotted: ``Outer.Inner``).
 
@@ -66,7 +81,7 @@ def import_object(spec: str) -> Any:
         missing = exc.name or module_name
         own = missing == module_name or module_name.startswith(missing + ".")
         where = "" if own else f" (imported by {module_name!r})"
-        raise ImportPathError(f"{spec!r}: no module named {missing!r}{where}") from None
+        raise ImportPathError(f"{spec!r}: no module named {missing!r}{where}{_cwd_hint(missing)}") from None
     except Exception as exc:  # the user's module raised while importing
         raise ImportPathError(
             f"{spec!r}: importing {module_name!r} raised {type(exc).__name__}: {exc}"

@@ -391,3 +391,25 @@ def test_every_config_key_is_documented() -> None:
         if f.init and f.name not in documented and f.name not in ("name", "type", "objectives")
     }
     assert not missing, f"undocumented in docs/config.md: {sorted(missing)}"
+
+
+def test_an_unknown_key_of_a_section_without_options_says_so() -> None:
+    data = {
+        "strategy": {"name": "random", "populaton": 4},
+        "evaluator": {"type": "proxy"},
+        "budget": {"evaluations": 4},
+    }
+    with pytest.raises(
+        ConfigError, match=r"^strategy.populaton: unknown key \(this section takes no other keys\)$"
+    ):
+        config_from_dict(data)
+
+
+def test_an_objective_given_twice_is_refused() -> None:
+    data = {
+        "strategy": {"name": "nsga2"},
+        "evaluator": {"type": "proxy", "objective": ["synflow", "synflow"]},
+        "budget": {"evaluations": 4},
+    }
+    with pytest.raises(ConfigError, match=r"^evaluator.objective: 'synflow' given more than once$"):
+        config_from_dict(data)

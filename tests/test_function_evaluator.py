@@ -122,7 +122,7 @@ def experiment(function: str, **evaluator: Any) -> dict[str, Any]:
         ),
         (
             "userpkg.scoring:NOT_CALLABLE",
-            "evaluator.function: 'userpkg.scoring:NOT_CALLABLE' is a int, not a callable",
+            "evaluator.function: 'userpkg.scoring:NOT_CALLABLE' is an int, not a callable",
         ),
         (
             "userpkg.scoring",
@@ -318,3 +318,14 @@ def test_from_yaml_in_process_in_the_users_project_directory(
         r["objectives"]["convs"] == Arch.from_str(r["arch"]).ops.count("nor_conv_3x3") for r in records
     )
     assert all(r["metrics"]["seed"] == r["seed"] for r in records)
+
+
+def test_a_run_whose_evaluations_all_fail_exits_1_and_names_the_commonest_error(
+    package: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "x.yaml"
+    path.write_text(yaml.safe_dump(experiment("userpkg.scoring:a_list")))
+    assert main(["run", str(path), "--out", str(tmp_path / "run")]) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("natsray: 6 of 6 evaluations failed (more than 50%), 6 of them: EvaluatorError: ")
+    assert "userpkg.scoring:a_list returned list, expected a mapping" in line

@@ -239,6 +239,24 @@ def test_without_working_dir_the_module_is_not_found(project: Path, tmp_path: Pa
     config = experiment(ray={"runtime_env": None})
     done = natsray("validate", str(write(tmp_path, "x.yaml", config)), cwd=tmp_path)
     assert "strategy.name: 'labplug.search:Climb': no module named 'labplug'" in error_line(done)
+    assert "current directory" not in error_line(done)  # run elsewhere: no hint about this directory
+    # From the project directory itself, without working_dir: the line says how to make it importable.
+    # (The installed `natsray` script, as a user runs it: `python -c` would put the directory on the path.)
+    script = Path(sys.executable).with_name("natsray")
+    env = {**clean_env(), "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [str(script), "validate", str(write(tmp_path, "x.yaml", config))],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert error_line(done).endswith(
+        "which is not on the import path: add 'ray: {runtime_env: {working_dir: .}}' to the config "
+        "(the driver and the Ray actors then import it from there)"
+    )
 
 
 # --------------------------------------------------------------------------- runs

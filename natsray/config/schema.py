@@ -341,6 +341,10 @@ def _objectives(evaluator: Any, strategy_cls: type, strategy_name: str) -> tuple
             objectives.append(Objective.parse(spec))
         except ValueError as exc:
             raise ConfigError(str(exc), path=f"evaluator.objective[{i}]") from None
+    names = [objective.name for objective in objectives]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ConfigError(f"{', '.join(map(repr, repeated))} given more than once", path="evaluator.objective")
     limit = getattr(strategy_cls, "max_objectives", 1)
     if len(objectives) > limit:
         raise ConfigError(

@@ -180,7 +180,10 @@ def parse_dataclass(cls: type, data: Any, path: str = "", *, exclude: Sequence[s
     for key in data:
         if key not in fields:
             close = difflib.get_close_matches(str(key), list(fields), n=1)
-            hint = f"did you mean {close[0]!r}?" if close else f"expected one of {', '.join(fields)}"
+            if close:
+                hint = f"did you mean {close[0]!r}?"
+            else:
+                hint = f"expected one of {', '.join(fields)}" if fields else "this section takes no other keys"
             raise ConfigError(f"unknown key ({hint})", path=_join(path, str(key)))
     hints = typing.get_type_hints(cls)
     kwargs = {}

@@ -24,6 +24,7 @@ natsray.engine.cluster wait-nodes ADDRESS COUNT [TIMEOUT_S]``) is the bounded wa
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import shutil
@@ -178,7 +179,9 @@ def connect_ray(config: ExperimentConfig, address: str | None) -> bool:
     if ray.is_initialized():
         return False
     address = address or config.ray.address or os.environ.get("RAY_ADDRESS") or None
-    kwargs: dict[str, Any] = {"log_to_driver": True}
+    # Ray's INFO lines ("Started a local Ray instance", runtime_env packaging) are noise on a user's
+    # terminal; warnings and the actors' own output still come through.
+    kwargs: dict[str, Any] = {"log_to_driver": True, "logging_level": logging.WARNING}
     if config.ray.runtime_env:
         kwargs["runtime_env"] = dict(config.ray.runtime_env)
     if address:

@@ -132,7 +132,9 @@ class FunctionConfig:
             except ImportPathError as exc:
                 raise ValueError(f"function: {exc}") from None
             if not callable(obj):
-                raise ValueError(f"function: {function!r} is a {type(obj).__name__}, not a callable")
+                kind = type(obj).__name__
+                article = "an" if kind[:1].lower() in "aeiou" else "a"
+                raise ValueError(f"function: {function!r} is {article} {kind}, not a callable")
         elif function is None:
             raise ValueError(
                 "function: missing: give 'package.module:function' (or, from Python, a callable)"

@@ -74,7 +74,7 @@ def clear_run_dir(run_dir: Path, *, overwrite: bool) -> None:
     if not overwrite:
         raise RunDirError(
             f"{run_dir} already holds a run: continue it with 'natsray resume {run_dir}', "
-            "replace it with --overwrite, or choose another --out"
+            "replace it with --overwrite (overwrite=True from Python), or choose another --out"
         )
     if not (run_dir / CONFIG_FILE).is_file():
         raise RunDirError(

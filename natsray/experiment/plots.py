@@ -231,6 +231,7 @@ def plot_population(run: RunData, path: Path) -> Any:
         axis.plot(x, q50[ok], color="C1", label=f"rolling median ({window})")
         axis.fill_between(x, q25[ok], q75[ok], color="C1", alpha=0.25, label="25-75 % of the window")
     axis.set_xlabel("evaluation (count)")
+    _integer_ticks(axis.xaxis)
     axis.set_ylabel(metric_label(objective.name, run.config))
     title = f"{run.path.name}: {objective.name} of every evaluation"
     infinite = int(np.isinf(values).sum())
@@ -362,10 +363,18 @@ def plot_seeds(runs: Sequence[RunData], groups: Mapping[str, list[int]], path: P
     return fig
 
 
+def _integer_ticks(axis: Any) -> None:
+    """Whole-number ticks on a count axis (no "evaluation 2.5" on a short run)."""
+    from matplotlib.ticker import MaxNLocator
+
+    axis.set_major_locator(MaxNLocator(integer=True))
+
+
 def _label_compare(
     axes: Sequence[Any], runs: Sequence[RunData], data: Sequence[Mapping[str, Any]], what: str
 ) -> None:
     axes[0].set_xlabel("evaluations (count)")
+    _integer_ticks(axes[0].xaxis)
     axes[1].set_xlabel(
         " / ".join(
             f"{clock} (s)".replace(" seconds", " time") for clock in sorted({str(d["clock"]) for d in data})

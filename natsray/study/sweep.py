@@ -446,7 +446,7 @@ def _task_loop(
     while pending or inflight:
         while pending and len(inflight) < limit:
             chunk = pending.pop()
-            items = [(runs[i].config, str(runs[i].run_dir), runs[i].name) for i in chunk]
+            items = [(runs[i].config, str(runs[i].run_dir.absolute()), runs[i].name) for i in chunk]
             inflight[remote.remote(items, str(out.resolve()), refs[_shared_key(runs[chunk[0]])])] = chunk
         ready, _ = ray.wait(list(inflight), num_returns=1)
         for ref in ready:
