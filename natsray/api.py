@@ -471,7 +471,8 @@ def plan_sweep(
     if (root / SWEEP_FILE).exists() and not overwrite:
         raise RunDirError(
             f"{root} already holds a sweep: continue it with 'natsray resume {root}' "
-            f"(natsray.load_sweep(...).resume()), replace it with --overwrite (overwrite=True), or choose another --out"
+            "(natsray.load_sweep(...).resume()), replace it with --overwrite (overwrite=True), "
+            "or choose another --out"
         )
     if overwrite:  # nothing is deleted while the sweep or any of its runs is live
         for directory in (root, *(planned.run_dir for planned in runs)):

@@ -344,7 +344,8 @@ def _objectives(evaluator: Any, strategy_cls: type, strategy_name: str) -> tuple
     names = [objective.name for objective in objectives]
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
-        raise ConfigError(f"{', '.join(map(repr, repeated))} given more than once", path="evaluator.objective")
+        listed = ", ".join(map(repr, repeated))
+        raise ConfigError(f"{listed} given more than once", path="evaluator.objective")
     limit = getattr(strategy_cls, "max_objectives", 1)
     if len(objectives) > limit:
         raise ConfigError(

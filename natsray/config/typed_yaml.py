@@ -182,8 +182,10 @@ def parse_dataclass(cls: type, data: Any, path: str = "", *, exclude: Sequence[s
             close = difflib.get_close_matches(str(key), list(fields), n=1)
             if close:
                 hint = f"did you mean {close[0]!r}?"
+            elif fields:
+                hint = f"expected one of {', '.join(fields)}"
             else:
-                hint = f"expected one of {', '.join(fields)}" if fields else "this section takes no other keys"
+                hint = "this section takes no other keys"
             raise ConfigError(f"unknown key ({hint})", path=_join(path, str(key)))
     hints = typing.get_type_hints(cls)
     kwargs = {}
