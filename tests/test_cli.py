@@ -216,7 +216,7 @@ def test_show_nats_index_from_the_real_records(capsys: pytest.CaptureFixture[str
     assert float(lines["test_accuracy@200"]) == pytest.approx(91.58333, abs=1e-4)
     code, out_by_string, _ = run_cli(capsys, "show", lines["arch"], "--archive", str(records))
     assert code == 0 and out_by_string == out
-    assert_bad_input(capsys, ["show", "5", "--archive", str(records)], "ARCH 5: no record for NATS index 5")
+    assert_bad_input(capsys, ["show", "5", "--archive", str(records)], "no record for NATS index 5 in")
     assert_bad_input(capsys, ["show", "99999", "--archive", str(records)], "ARCH 99999: NATS index must be")
 
 

@@ -133,6 +133,10 @@ def test_validate_run_resume_report(sources, table, tmp_path: Path, capsys, sour
     code, out, err = cli(
         capsys, "run", config, "--no-progress", "--seeds", "0-1", "--out", tmp_path / "seeds"
     )
+    import natsray
+
+    stored = natsray.load_sweep(tmp_path / "seeds").runs  # short runs live in the store: dirs written now
+    assert [run.path.name for run in stored] == ["seed-0", "seed-1"]
     failing = all(_mostly_failed(tmp_path / "seeds" / f"seed-{seed}") for seed in (0, 1))
     assert code == (1 if failing else 0) and "aggregate" in out, err
     assert ("in 2 of 2 runs more than 50% of the evaluations failed" in err) == failing

@@ -131,7 +131,9 @@ def test_runtime_env_paths_are_checked_and_stored_absolute(tmp_path: Path) -> No
         (tmp_path / missing).mkdir(parents=True)
     assert natsray("validate", "exp.yaml", cwd=tmp_path).returncode == 0
     done = natsray("run", "exp.yaml", "--out", "run", "--no-progress", cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
+    # the archive holds 40 of 15,625 records: a run whose cells mostly miss it exits 1 (files kept)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert done.returncode == (1 if summary["failed"] * 2 > summary["evaluations"] else 0), done.stderr
     stored = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert stored["evaluator"]["archive"] == str(tmp_path / "nats")
     assert stored["ray"]["runtime_env"] == {
@@ -142,7 +144,9 @@ def test_runtime_env_paths_are_checked_and_stored_absolute(tmp_path: Path) -> No
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     done = natsray("resume", str(tmp_path / "run"), "--set", "budget.evaluations=3", cwd=elsewhere)
-    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["evaluations"] == 3, done.stderr
+    assert done.returncode == (1 if summary["failed"] * 2 > summary["evaluations"] else 0), done.stderr
 
 
 def test_a_dataset_without_data_dir_is_refused_by_validate() -> None:

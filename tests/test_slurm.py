@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from archive_factory import write_archive
+from archive_factory import write_full_table
 from slurm_cluster import SlurmCluster, unavailable
 from test_cluster import assert_resumed_exactly
 
@@ -123,10 +123,10 @@ def test_a_bad_config_path_fails_the_job_in_one_line_before_ray_starts(
 
 
 def test_a_config_that_runs_in_the_driver_starts_no_ray(slurm: SlurmCluster, tmp_path: Path) -> None:
-    write_archive(tmp_path / "nats", 40)
+    table = write_full_table(tmp_path)  # a record for every cell: every evaluation succeeds
     config = {
         "strategy": {"name": "regularized_evolution", "population": 4, "sample_size": 2},
-        "evaluator": {"type": "benchmark", "archive": str(tmp_path / "nats"), "objective": ["params"]},
+        "evaluator": {"type": "table", "table": str(table), "objective": ["params"]},
         "budget": {"evaluations": 3},
         "engine": {"in_process": True},
         "output": {"progress": False},
