@@ -25,7 +25,6 @@ Prints a table and writes ``benchmarks/results/sweep_throughput.json``::
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import statistics
@@ -42,6 +41,7 @@ CONFIG = ROOT / "configs" / "sweeps" / "nats-bench-rea-random.yaml"
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from benchmark_json import write_results  # noqa: E402
+from throughput import load_bare  # noqa: E402  (the plain loop, loaded as throughput.py does)
 
 CHILD = r"""
 import json, sys, time
@@ -78,15 +78,6 @@ print(json.dumps({
     "runs_s": swept - started, "report_s": reported - swept,
 }))
 """
-
-
-def load_bare(path: Path) -> Any:
-    spec = importlib.util.spec_from_file_location("bare_rea", path)
-    if spec is None or spec.loader is None:
-        raise SystemExit(f"--bare: cannot import {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def bare_rate(bare: Any, table: dict, runs: int) -> float:

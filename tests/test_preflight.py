@@ -137,11 +137,12 @@ def test_partial_extra_csv_is_announced_and_a_mostly_failed_run_exits_1(
     err = capsys.readouterr().err.strip().splitlines()
     summary = json.loads((tmp_path / "run/summary.json").read_text())
     assert summary["failed"] > summary["evaluations"] / 2
-    assert err == [
-        warning,
-        f"natsray: {summary['failed']} of {summary['evaluations']} evaluations failed (more than 50%); "
-        f'the errors are in {tmp_path / "run/evaluations.jsonl"} ("error")',
-    ]
+    assert len(err) == 2 and err[0] == warning
+    # the line names the commonest error (a cell the CSV lacks), then where all of them are
+    assert err[1].startswith(
+        f"natsray: {summary['failed']} of {summary['evaluations']} evaluations failed (more than 50%), "
+    )
+    assert err[1].endswith(f'; the errors are in {tmp_path / "run/evaluations.jsonl"} ("error")')
 
 
 def test_training_dataset_missing_from_data_dir_is_refused_before_ray(tmp_path: Path, capsys) -> None:
