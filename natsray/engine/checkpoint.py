@@ -18,7 +18,10 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from json.encoder import encode_basestring_ascii
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from natsray.engine.journal_record import Entry, RecordEncoder
 
 try:  # the C encoder json.dumps uses, built once instead of per call
     from json.encoder import c_make_encoder as _c_make_encoder
@@ -236,10 +239,11 @@ class Journal:
             file buffer until :meth:`sync` / :meth:`close` (or a full buffer) flushes them, and
             nothing is fsynced; a run killed meanwhile resumes from its last checkpoint and
             evaluates the lost lines again, identically.
-        deferred: Keep the lines in memory and create no file (a sweep's run, whose whole
-            journal goes to the sweep's store when it finishes) until :meth:`materialize`,
-            which first calls ``deferred`` (e.g. to create the run directory) and every hook
-            added with :meth:`on_materialize`, then writes the lines kept so far.
+        deferred: Keep the evaluations in memory, unencoded, and create no file (a sweep's run,
+            whose whole journal goes to the sweep's columnar store when it finishes:
+            :meth:`columns`) until :meth:`materialize`, which first calls ``deferred`` (e.g. to
+            create the run directory) and every hook added with :meth:`on_materialize`, then
+            writes the lines of the evaluations kept so far.
     """
 
     def __init__(
@@ -250,7 +254,8 @@ class Journal:
         self._lines = 0
         self._handle: IO[str] | None = None
         self._unsynced = False
-        self._memory: list[str] | None = None
+        self._memory: list[Entry | str] | None = None  # a deferred journal's evaluations (or lines)
+        self._encoder: RecordEncoder | None = None
         self._hooks: list[Callable[[], None]] = []
         self.checkpoint: dict[str, Any] | None = None
         """A deferred journal's run's final ``checkpoint.json`` content, set when it finishes."""
@@ -276,9 +281,18 @@ class Journal:
             return
         for hook in self._hooks:
             hook()
+        encoded = self._encoded()
         self._memory = None
         self._lines -= len(lines)
-        self.write(lines)
+        self.write(encoded)
+
+    def _encoded(self) -> list[str]:
+        """A deferred journal's lines."""
+        encoder = self._encoder
+        return [
+            item if isinstance(item, str) else encoder.line(item)  # type: ignore[union-attr]
+            for item in self._memory or ()
+        ]
 
     def text(self) -> str:
         """A deferred journal's lines (each ending in a newline), in order.
@@ -288,7 +302,15 @@ class Journal:
         """
         if self._memory is None:
             raise ValueError(f"{self.path}: the journal is on disk, not deferred")
-        return "".join(self._memory)
+        return "".join(self._encoded())
+
+    def entries(self) -> list[Entry] | None:
+        """A deferred journal's evaluations as :meth:`add` received them, in order; None when the
+        journal is on disk or holds lines written with :meth:`write` (read :meth:`text`)."""
+        memory = self._memory
+        if memory is None or any(isinstance(item, str) for item in memory):
+            return None
+        return memory  # type: ignore[return-value]
 
     def _open_existing(self) -> None:
         self._lines = drop_torn_line(self.path)
@@ -304,7 +326,7 @@ class Journal:
             ValueError: one line naming file and line number when a line is corrupt.
         """
         if self._memory is not None:
-            return (json.loads(line) for line in self._memory[start:stop])
+            return (json.loads(line) for line in self._encoded()[start:stop])
         if not self.path.exists():
             return iter(())
         return _iter_lines(self.path, start, stop)
@@ -324,6 +346,16 @@ class Journal:
             self._handle.flush()
         self._lines += len(lines)
         self._unsynced = True
+
+    def add(self, entries: list[Entry], encoder: RecordEncoder) -> None:
+        """Append evaluations: kept as they are by a deferred journal, else written as their lines
+        (:meth:`RecordEncoder.line <natsray.engine.journal_record.RecordEncoder.line>`)."""
+        if self._memory is not None:
+            self._memory.extend(entries)
+            self._encoder = encoder
+            self._lines += len(entries)
+            return
+        self.write([encoder.line(entry) for entry in entries])
 
     def append(self, records: Iterable[Mapping[str, Any]]) -> None:
         """Append records as JSON lines."""

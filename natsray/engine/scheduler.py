@@ -30,7 +30,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from natsray.config import BudgetConfig
-from natsray.engine.checkpoint import Journal, encode_record
+from natsray.engine.checkpoint import Journal
+from natsray.engine.journal_record import Entry, RecordEncoder
 from natsray.engine.summary import RunStats
 from natsray.records import Candidate, Objective, Result, Status, fitness_of
 from natsray.search_space import Arch
@@ -41,10 +42,6 @@ __all__ = ["MAX_CACHE_STREAK", "Scheduler"]
 
 MAX_CACHE_STREAK = 10_000
 """Consecutive proposals answered from the cache after which the run stops ("space exhausted")."""
-
-_FRAGMENT_CACHE = 20_000
-"""Encoded per-cell line fragments kept (cleared when full; the space has 15,625 cells)."""
-_ANY_ARCH = Arch.from_code(0)  # a placeholder: a line fragment does not depend on the cell
 
 
 class Scheduler:
@@ -110,12 +107,8 @@ class Scheduler:
         self.best: tuple[float, ...] | None = None
         self.stop_reason: str | None = None
         self.replaying = False
-        self._unwritten: list[str] = []
-        self._fragments: dict[tuple[Any, ...], tuple[Any, ...]] = {}
-        self._same: dict[int, tuple[Any, ...]] = {}
-        self._wall: tuple[float | None, str] = (None, "")  # (wall_s, its and the worker's part of a line)
-        self._worker: tuple[str | None, str] = (None, "null")
-        self._extra: tuple[Any, str] = (None, "")
+        self.encoder = RecordEncoder(self.objectives)
+        self._unwritten: list[Entry] = []
         self._checked_objectives = False
         self.observer: Callable[[Candidate, Result], None] | None = None
         """Called with each newly journaled evaluation, after its line is written (e.g. top-k weights)."""
@@ -368,7 +361,8 @@ class Scheduler:
             ValueError: when a result is for a candidate that is not outstanding, or the
                 evaluator does not produce a configured objective.
         """
-        outstanding, stats, tail, lines = self.outstanding, self.stats, self._tail, self._unwritten
+        outstanding, stats, tail, entries = self.outstanding, self.stats, self._tail, self._unwritten
+        encoder, attempts = self.encoder, self.attempts
         fitnesses = []
         observed: list[tuple[Candidate, Result]] = []
         for result in results:
@@ -387,19 +381,20 @@ class Scheduler:
                 continue
             extra = extras.get(result.candidate_id) if extras else None
             arch = candidate.arch.to_str()
-            line, fitness = self._line(candidate, arch, result, extra)
-            lines.append(line)
+            fitness = encoder.fitness(result)
+            charged = attempts.get(candidate.id, 0) if attempts else 0
+            entries.append((candidate, arch, result, fitness, extra, charged))
             if self.observer is not None:
                 observed.append((candidate, result))
             fitnesses.append(fitness)
             budget = candidate.budget
             if stats.count(arch, result.status is Status.OK, result.cost_s, fitness, budget):
-                record = self._record(candidate, result, fitness, extra)
+                record = encoder.record(candidate, result, fitness, extra, charged)
                 stats.keep(arch, fitness, record, budget)  # type: ignore[arg-type]
                 if self.best is None or fitness > self.best:  # type: ignore[operator]
                     self.best = fitness
-        if lines:
-            self.journal.write(lines)
+        if entries:
+            self.journal.add(entries, encoder)
             self._unwritten = []
         for candidate, result in observed:
             self.observer(candidate, result)  # type: ignore[misc]
@@ -454,93 +449,3 @@ class Scheduler:
             self.attempts.pop(candidate_id, None)
             self.alone.discard(candidate_id)
         return True
-
-    def _line(
-        self, candidate: Candidate, arch: str, result: Result, extra: Mapping[str, Any] | None
-    ) -> tuple[str, tuple[float, ...] | None]:
-        """The journal line of an evaluation (:func:`encode_record` of :meth:`_record`) and its fitness.
-
-        Built from cached pieces: the part of the line made of the objectives, metrics and cost
-        (and the fitness computed from them) is encoded once per distinct content, so repeats
-        of a cell in query mode cost an f-string. ``arch`` is ``candidate.arch.to_str()``.
-        """
-        if result.status is not Status.OK or (self.attempts and candidate.id in self.attempts):
-            fitness = fitness_of(result, self.objectives)
-            return encode_record(self._record(candidate, result, fitness, extra)), fitness
-        objectives, metrics, cost = result.objectives, result.metrics, result.cost_s
-        same = self._same.get(id(objectives))  # results of one cell in one process share their dicts
-        if same is not None and same[0] is objectives and same[1] is metrics and same[2] == cost:
-            cached = same[3]
-        else:
-            cached = self._fragment(result)
-            if len(self._same) >= _FRAGMENT_CACHE:
-                self._same.clear()
-            # the entry pins the dicts, so their ids cannot be reused while it exists
-            self._same[id(objectives)] = (objectives, metrics, cost, cached)
-        if result.worker != self._worker[0] or result.wall_s != self._wall[0]:  # once per batch
-            self._worker = (result.worker, encode_record({"w": result.worker})[6:-2])
-            self._wall = (result.wall_s, f'"wall_s": {result.wall_s!r}, "worker": {self._worker[1]}')
-        if extra is not self._extra[0]:
-            self._extra = (extra, "".join([f', "{k}": {v!r}' for k, v in extra.items()]) if extra else "")
-        parents = candidate.parents
-        parents_text = str(parents[0]) if len(parents) == 1 else ", ".join(map(str, parents))
-        budget = "" if candidate.budget is None else f', "budget": {int(candidate.budget)}'
-        line = (
-            f'{{"candidate_id": {candidate.id}, "arch": "{arch}", {cached[1]}, {self._wall[1]}, '
-            f'"parents": [{parents_text}], "seed": {candidate.seed}{budget}{self._extra[1]}}}\n'
-        )
-        return line, cached[0]
-
-    def _fragment(self, result: Result) -> tuple[tuple[float, ...] | None, str]:
-        """(fitness, encoded ``nats_index`` .. ``cost_s`` part of the line) of an OK result, cached
-        by content: results unpickled from actors hold fresh dicts of equal content."""
-        try:
-            key = (result.cost_s, *result.objectives.items(), *result.metrics.items())
-            cached = self._fragments.get(key)
-        except TypeError:  # an unhashable metric value
-            key, cached = None, None
-        if cached is None:
-            if len(self._fragments) >= _FRAGMENT_CACHE:
-                self._fragments.clear()
-            fitness = fitness_of(result, self.objectives)
-            whole = self._record(Candidate(0, _ANY_ARCH), result, fitness, None)
-            keys = ("nats_index", "status", "objectives", "fitness", "metrics")
-            part = {k: whole[k] for k in keys if k in whole}
-            part["cost_s"] = result.cost_s
-            cached = (fitness, encode_record(part)[1:-2])
-            if key is not None:
-                self._fragments[key] = cached
-        return cached
-
-    def _record(
-        self,
-        candidate: Candidate,
-        result: Result,
-        fitness: tuple[float, ...] | None,
-        extra: Mapping[str, Any] | None,
-    ) -> dict[str, Any]:
-        """The journal record of one finished evaluation (fields: ``docs/results.md``)."""
-        metrics = result.metrics
-        record: dict[str, Any] = {"candidate_id": candidate.id, "arch": candidate.arch.to_str()}
-        nats_index = metrics.get("nats_index")
-        if nats_index is not None:
-            record["nats_index"] = nats_index
-        record["status"] = result.status.value
-        record["objectives"] = dict(result.objectives)
-        record["fitness"] = None if fitness is None else list(fitness)
-        record["metrics"] = dict(metrics)
-        record["cost_s"] = result.cost_s
-        record["wall_s"] = result.wall_s
-        if result.error is not None:
-            record["error"] = result.error
-        record["worker"] = result.worker
-        record["parents"] = list(candidate.parents)
-        record["seed"] = candidate.seed
-        if candidate.budget is not None:
-            record["budget"] = candidate.budget
-        attempts = self.attempts.get(candidate.id, 0) if self.attempts else 0
-        if attempts:
-            record["attempts"] = attempts
-        if extra:
-            record.update(extra)
-        return record

@@ -32,11 +32,25 @@ import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 
 from natsray.engine.checkpoint import read_journal
+from natsray.engine.journal_record import MAPPING_PREFIXES
 
-__all__ = ["CSV_FIRST", "PREFIXES", "read_table", "row_record", "table_from_lines", "write_csv"]
+__all__ = [
+    "CSV_FIRST",
+    "PREFIXES",
+    "read_table",
+    "row_record",
+    "table_from_columns",
+    "table_from_lines",
+    "table_records",
+    "write_csv",
+]
 
-PREFIXES = {"objectives": "objective", "metrics": "metric"}
+PREFIXES = MAPPING_PREFIXES
 """Journal mapping field -> its columns' prefix (``objectives.x`` -> ``objective.x``)."""
+_RECORD_FIELDS = frozenset(
+    ("candidate_id", "arch", "status", "objectives", "fitness", "metrics")
+) | frozenset(("cost_s", "wall_s", "worker", "parents", "seed"))
+"""The fields every evaluation record has (a null one is written as null; others are left out)."""
 CSV_FIRST = (
     "candidate_id", "id", "arch", "canonical", "nats_index", "status", "fitness", "cost_s", "wall_s",
     "worker", "submit_time", "start_time", "finish_time", "sim_submit", "sim_finish", "sim_finish_time",
@@ -164,6 +178,40 @@ def table_from_lines(data: bytes, source: str | Path) -> pa.Table:
                 raise ValueError(f"{source}: line {number} is not valid JSON ({exc.msg})") from None
     _validate(Path(source), records)
     return _flatten(_from_records(records))
+
+
+def table_from_columns(columns: Mapping[str, Sequence[Any]]) -> pa.Table:
+    """The flat table of records given as flat columns
+    (:func:`natsray.engine.journal_record.evaluation_columns`): the table their JSON lines give."""
+    return _flatten(pa.table({name: _column(list(values)) for name, values in columns.items()}))
+
+
+def table_records(table: pa.Table) -> list[dict[str, Any]]:
+    """The journal records of a flat table's rows, fields in column order (the inverse of reading
+    lines): ``objective.*`` / ``metric.*`` gathered into ``objectives`` / ``metrics`` (a null member
+    left out), a null field left out unless every record has it (``fitness``, ``worker``)."""
+    names = table.column_names
+    columns = [table.column(name).to_pylist() for name in names]
+    plan: list[tuple[str, str | None]] = []
+    for name in names:
+        head, dot, rest = name.partition(".")
+        field = {prefix: key for key, prefix in PREFIXES.items()}.get(head) if dot else None
+        plan.append((field, rest) if field is not None else (name, None))
+    records = []
+    for row in range(table.num_rows):
+        record: dict[str, Any] = {}
+        for (field, member), values in zip(plan, columns, strict=True):
+            value = values[row]
+            if member is not None:
+                mapping = record.setdefault(field, {})
+                if value is not None:
+                    mapping[member] = value
+            elif value is not None or field in _RECORD_FIELDS:
+                record[field] = value
+        for field in PREFIXES:
+            record.setdefault(field, {})
+        records.append(record)
+    return records
 
 
 def row_record(table: pa.Table, index: int) -> dict[str, Any]:

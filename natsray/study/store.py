@@ -1,19 +1,23 @@
-"""A sweep's store: the journals and summaries of its finished runs, in a few append-only files.
+"""A sweep's store: the evaluations and summaries of its finished runs, in a few append-only files.
 
 A sweep's run that finishes without reaching a periodic checkpoint (a run on a table takes
-milliseconds) writes no run directory. Its task appends the run's journal lines, each tagged
-with the run's name (``"run": "strategy=rea__dataset=cifar10/seed-3"``), to
-``OUT/store/<task>.evaluations.jsonl``, then one line with its summary to
-``OUT/store/<task>.runs.jsonl`` (one ``write`` each, flushed to the operating system), where
-``<task>`` is unique per task attempt. A run is in the store once its summary line is complete:
-a task killed (even by SIGKILL) between the two writes, or halfway through one, leaves lines
-that no summary claims, which readers ignore; the run is then run again. No file is fsynced: a
-killed process loses nothing, a machine crash may lose the last runs (run again on resume).
+milliseconds) writes no run directory. Its task appends the run's evaluations, as one Arrow IPC
+stream (a table in the flat layout of :mod:`natsray.experiment.journal_table`), to
+``OUT/store/<task>.evaluations.arrows``, then one JSON line with its summary, final checkpoint and
+where its stream lies (byte offset and length) to ``OUT/store/<task>.runs.jsonl`` (one ``write``
+each, flushed to the operating system), where ``<task>`` is unique per task attempt. A run is in
+the store once its summary line is complete: a task killed (even by SIGKILL) between the two
+writes, or halfway through one, leaves bytes that no summary claims, which readers ignore; the run
+is then run again. No file is fsynced: a killed process loses nothing, a machine crash may lose
+the last runs (run again on resume).
 
 Two files per task instead of about ten per run: creating a file costs 0.3-0.8 ms on the
-development machine, as much as a whole NATS-protocol search. A run that does reach a
-checkpoint (a long one) continues in its run directory as ``natsray run`` writes it, and
-readers take it from there. ``natsray report OUT`` reads both and writes every finished run's
+development machine, as much as a whole NATS-protocol search. The evaluations are columns, never
+text: a run kept in memory (:meth:`natsray.engine.checkpoint.Journal.entries`) is written without
+encoding a JSON line, and ``natsray report`` reads the columns back without parsing one (a
+JSON-lines store, ``<task>.evaluations.jsonl``, as earlier versions wrote it, is still read). A run that
+does reach a checkpoint (a long one) continues in its run directory as ``natsray run`` writes it,
+and readers take it from there. ``natsray report OUT`` reads both and writes every finished run's
 evaluations to ``OUT/report/evaluations.parquet`` for pandas (``docs/sweeps.md``).
 """
 
@@ -30,7 +34,8 @@ from typing import IO, Any
 import numpy as np
 import pyarrow as pa
 
-from natsray.experiment.journal_table import table_from_lines
+from natsray.engine.checkpoint import encode_record
+from natsray.experiment.journal_table import table_from_lines, table_records
 
 __all__ = [
     "STORE_DIR",
@@ -43,7 +48,8 @@ __all__ = [
 ]
 
 STORE_DIR = "store"
-_EVALUATIONS = ".evaluations.jsonl"
+_EVALUATIONS = ".evaluations.arrows"
+_EVALUATIONS_JSONL = ".evaluations.jsonl"  # the store of earlier versions: JSON lines tagged with "run"
 _RUNS = ".runs.jsonl"
 
 
@@ -53,10 +59,12 @@ class StoredRun:
 
     Attributes:
         name: The run's name, its directory relative to the sweep directory (``seed-3``).
-        evaluations: The file holding its journal lines.
-        lines: How many journal lines it has there.
+        evaluations: The file holding its evaluations.
+        lines: How many evaluations (journal lines) it has.
         summary: Its ``summary.json`` content.
         checkpoint: Its final ``checkpoint.json`` content (search state), None if not stored.
+        offset: Where its Arrow stream starts in ``evaluations`` (bytes); None in a JSON-lines store.
+        length: Its Arrow stream's length in bytes; None in a JSON-lines store.
     """
 
     name: str
@@ -64,6 +72,8 @@ class StoredRun:
     lines: int
     summary: Mapping[str, Any]
     checkpoint: Mapping[str, Any] | None = None
+    offset: int | None = None
+    length: int | None = None
 
 
 class StoreWriter:
@@ -76,29 +86,41 @@ class StoreWriter:
     def __init__(self, sweep_dir: str | Path) -> None:
         self.directory = Path(sweep_dir) / STORE_DIR
         self.token = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
-        self._evaluations: IO[str] | None = None
+        self._evaluations: IO[bytes] | None = None
         self._runs: IO[str] | None = None
+        self._offset = 0
 
     def commit(
         self,
         name: str,
-        journal_text: str,
+        evaluations: pa.Table,
         summary: Mapping[str, Any],
         checkpoint: Mapping[str, Any] | None = None,
     ) -> None:
-        """Store one finished run: its journal lines (as the journal holds them), then its summary
-        and final checkpoint state (for its run directory, when one is asked for)."""
+        """Store one finished run: its evaluations (a flat table, one row per journal line), then its
+        summary and final checkpoint state (for its run directory, when one is asked for)."""
         if self._evaluations is None:
             self.directory.mkdir(parents=True, exist_ok=True)
             stem = self.directory / self.token
-            self._evaluations = open(stem.with_name(stem.name + _EVALUATIONS), "a", encoding="utf-8")  # noqa: SIM115
+            self._evaluations = open(stem.with_name(stem.name + _EVALUATIONS), "ab")  # noqa: SIM115
             self._runs = open(stem.with_name(stem.name + _RUNS), "a", encoding="utf-8")  # noqa: SIM115
+            self._offset = self._evaluations.tell()
         assert self._runs is not None
-        prefix = '{"run": ' + json.dumps(name) + ", "
-        lines = journal_text.splitlines(keepends=True)
-        self._evaluations.write("".join(prefix + line[1:] for line in lines))
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, evaluations.schema) as writer:
+            writer.write_table(evaluations)
+        data = sink.getvalue()
+        self._evaluations.write(data)
         self._evaluations.flush()
-        record = {"run": name, "lines": len(lines), "summary": dict(summary), "checkpoint": checkpoint}
+        record = {
+            "run": name,
+            "lines": evaluations.num_rows,
+            "summary": dict(summary),
+            "checkpoint": checkpoint,
+            "offset": self._offset,
+            "length": data.size,
+        }
+        self._offset += data.size
         self._runs.write(json.dumps(record, allow_nan=True) + "\n")
         self._runs.flush()
 
@@ -122,66 +144,104 @@ def stored_runs(sweep_dir: str | Path) -> dict[str, StoredRun]:
         return found
     for path in sorted(directory.glob("*" + _RUNS)):
         data = path.read_bytes()
-        evaluations = path.with_name(path.name[: -len(_RUNS)] + _EVALUATIONS)
+        stem = path.name[: -len(_RUNS)]
         for number, line in enumerate(data[: data.rfind(b"\n") + 1].splitlines(), start=1):
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise ValueError(f"{path}: line {number} is not valid JSON ({exc.msg})") from None
             name = record["run"]
-            if name not in found:
-                lines, summary, checkpoint = int(record["lines"]), record["summary"], record.get("checkpoint")
-                found[name] = StoredRun(name, evaluations, lines, summary, checkpoint)
+            if name in found:
+                continue
+            offset = record.get("offset")
+            evaluations = path.with_name(stem + (_EVALUATIONS_JSONL if offset is None else _EVALUATIONS))
+            found[name] = StoredRun(
+                name,
+                evaluations,
+                int(record["lines"]),
+                record["summary"],
+                record.get("checkpoint"),
+                None if offset is None else int(offset),
+                None if offset is None else int(record["length"]),
+            )
     return found
 
 
-def read_stored_tables(runs: Mapping[str, StoredRun]) -> dict[str, pa.Table]:
-    """Each stored run's journal as a flat table (``natsray.experiment.journal_table`` layout).
+def _arrow_table(run: StoredRun, data: bytes | pa.Buffer) -> pa.Table:
+    """A stored run's evaluations from its Arrow stream in ``data`` (its file's bytes)."""
+    assert run.offset is not None and run.length is not None
+    try:
+        buffer = pa.py_buffer(data)[run.offset : run.offset + run.length]
+        table = pa.ipc.open_stream(buffer).read_all()
+    except (pa.ArrowException, ValueError) as exc:
+        raise ValueError(f"{run.evaluations}: run {run.name}'s evaluations are unreadable ({exc})") from None
+    if table.num_rows != run.lines:
+        raise ValueError(
+            f"{run.evaluations}: run {run.name} has {table.num_rows} lines, its summary counts {run.lines}"
+        )
+    return table
 
-    Reads each store file once. Lines no summary claims (a task killed mid-way) are left out.
+
+def read_stored_tables(runs: Mapping[str, StoredRun]) -> dict[str, pa.Table]:
+    """Each stored run's evaluations as a flat table (``natsray.experiment.journal_table`` layout).
+
+    Reads each store file once. Bytes no summary claims (a task killed mid-way) are left out.
 
     Raises:
-        ValueError: one line naming the file when a line is not an evaluation record, or when a
-            run's line count differs from its summary line's.
+        ValueError: one line naming the file when a run's evaluations are unreadable, or their
+            count differs from its summary line's.
     """
     by_file: dict[Path, list[str]] = {}
     for run in runs.values():
         by_file.setdefault(run.evaluations, []).append(run.name)
     tables: dict[str, pa.Table] = {}
     for path, names in by_file.items():
-        data = path.read_bytes()
-        table = table_from_lines(data[: data.rfind(b"\n") + 1], path)
-        if table.num_rows == 0:
-            continue
-        codes = table.column("run").combine_chunks().dictionary_encode()
-        labels = codes.dictionary.to_pylist()
-        indices = codes.indices.to_numpy(zero_copy_only=False)
-        order = np.argsort(indices, kind="stable")
-        bounds = np.searchsorted(indices[order], np.arange(len(labels) + 1))
-        table = table.drop_columns(["run"])
-        wanted = set(names)
-        for code, label in enumerate(labels):
-            if label in wanted:
-                rows = table.take(pa.array(order[bounds[code] : bounds[code + 1]]))
-                if rows.num_rows != runs[label].lines:
-                    raise ValueError(
-                        f"{path}: run {label} has {rows.num_rows} lines, "
-                        f"its summary counts {runs[label].lines}"
-                    )
-                tables[label] = rows
+        if path.name.endswith(_EVALUATIONS):
+            data = pa.memory_map(str(path)).read_buffer()
+            tables.update({name: _arrow_table(runs[name], data) for name in names})
+        else:
+            tables.update(_jsonl_tables(path, names, runs))
     for name, run in runs.items():
         if name not in tables and run.lines == 0:
             tables[name] = pa.table({})
     return tables
 
 
+def _jsonl_tables(path: Path, names: list[str], runs: Mapping[str, StoredRun]) -> dict[str, pa.Table]:
+    """The runs ``names`` of a JSON-lines store file (earlier versions'), each as a flat table."""
+    tables: dict[str, pa.Table] = {}
+    data = path.read_bytes()
+    table = table_from_lines(data[: data.rfind(b"\n") + 1], path)
+    if table.num_rows == 0:
+        return tables
+    codes = table.column("run").combine_chunks().dictionary_encode()
+    labels = codes.dictionary.to_pylist()
+    indices = codes.indices.to_numpy(zero_copy_only=False)
+    order = np.argsort(indices, kind="stable")
+    bounds = np.searchsorted(indices[order], np.arange(len(labels) + 1))
+    table = table.drop_columns(["run"])
+    wanted = set(names)
+    for code, label in enumerate(labels):
+        if label in wanted:
+            rows = table.take(pa.array(order[bounds[code] : bounds[code + 1]]))
+            if rows.num_rows != runs[label].lines:
+                raise ValueError(
+                    f"{path}: run {label} has {rows.num_rows} lines, its summary counts {runs[label].lines}"
+                )
+            tables[label] = rows
+    return tables
+
+
 def journal_lines(run: StoredRun) -> bytes:
-    """A stored run's journal lines exactly as its journal held them (the ``run`` tag removed)."""
-    prefix = ('{"run": ' + json.dumps(run.name) + ", ").encode()
-    data = run.evaluations.read_bytes()
-    data = data[: data.rfind(b"\n") + 1]
-    lines = data.splitlines(keepends=True)
-    return b"".join(b"{" + line[len(prefix) :] for line in lines if line.startswith(prefix))
+    """A stored run's journal lines, as its ``evaluations.jsonl`` holds them."""
+    if run.offset is None:  # a JSON-lines store: the lines as the journal held them, "run" tag removed
+        prefix = ('{"run": ' + json.dumps(run.name) + ", ").encode()
+        data = run.evaluations.read_bytes()
+        data = data[: data.rfind(b"\n") + 1]
+        lines = data.splitlines(keepends=True)
+        return b"".join(b"{" + line[len(prefix) :] for line in lines if line.startswith(prefix))
+    table = read_stored_tables({run.name: run})[run.name]
+    return "".join(encode_record(record) for record in table_records(table)).encode()
 
 
 def write_run_dir(

@@ -133,7 +133,7 @@ def execute_run(
             evaluator=evaluator,
         )
         if journal.deferred:
-            store.commit(name, journal.text(), summary.to_dict(), journal.checkpoint)
+            store.commit(name, _evaluations_table(journal), summary.to_dict(), journal.checkpoint)
             return summary.evaluations
         finalize_run(run_dir)
         return summary.evaluations
@@ -152,6 +152,17 @@ def execute_run(
         finalize_run(run_dir)
     summary = read_json(run_dir / "summary.json") or {}
     return int(summary.get("evaluations", 0))
+
+
+def _evaluations_table(journal: Journal) -> Any:
+    """A deferred journal's evaluations as a flat table, built from its columns (no JSON involved)."""
+    from natsray.engine.journal_record import evaluation_columns
+    from natsray.experiment.journal_table import table_from_columns, table_from_lines
+
+    entries = journal.entries()
+    if entries is None:  # lines written as text
+        return table_from_lines(journal.text().encode(), journal.path)
+    return table_from_columns(evaluation_columns(entries))
 
 
 def _chunk_task(

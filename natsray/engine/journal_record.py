@@ -1,0 +1,212 @@
+"""The journal record of one finished evaluation, in its three forms: a dict, a JSON line, flat columns.
+
+The record's fields are listed in ``docs/results.md``; :meth:`RecordEncoder.record` defines them.
+
+* :meth:`RecordEncoder.record`: the record as a dict (``json.loads`` of its line gives it back).
+* :meth:`RecordEncoder.line`: its line in ``evaluations.jsonl``, built from cached pieces. The part
+  made of the objectives, metrics and cost is encoded once per distinct content, so a cell that
+  comes back costs an f-string.
+* :func:`evaluation_columns`: many records as flat columns (the layout of
+  :mod:`natsray.experiment.journal_table`: ``objective.<name>``, ``metric.<name>``). A sweep's
+  run that finishes in memory goes to the sweep's columnar store this way and is never encoded
+  as text.
+
+An :data:`Entry` is what the scheduler hands the journal for one evaluation; any of the three
+forms can be made from it later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from natsray.engine.checkpoint import encode_record
+from natsray.records import Candidate, Objective, Result, Status, fitness_of
+
+__all__ = ["MAPPING_PREFIXES", "Entry", "RecordEncoder", "evaluation_columns"]
+
+Entry = tuple[Candidate, str, Result, "tuple[float, ...] | None", "Mapping[str, Any] | None", int]
+"""One evaluation as the scheduler delivers it: ``(candidate, its arch string, result, fitness,
+extra fields of its line (time fields) or None, attempts charged so far)``."""
+
+MAPPING_PREFIXES = {"objectives": "objective", "metrics": "metric"}
+"""A record's mapping field -> the prefix of its flat columns (``objectives.x`` -> ``objective.x``)."""
+
+_CACHE = 20_000
+"""Encoded per-cell pieces kept (cleared when full; the space has 15,625 cells)."""
+
+
+class RecordEncoder:
+    """Builds the records of one run's evaluations (its objectives give each record's fitness).
+
+    Args:
+        objectives: What fitness is computed from (:func:`natsray.records.fitness_of`).
+    """
+
+    def __init__(self, objectives: Sequence[Objective]) -> None:
+        self.objectives = tuple(objectives)
+        # id(result.objectives) -> [objectives, metrics, cost_s, fitness, encoded fragment or None]:
+        # results of one cell in one process share their dicts (a per-cell evaluator's memo)
+        self._same: dict[int, list[Any]] = {}
+        self._fragments: dict[tuple[Any, ...], str] = {}  # by content: unpickled results hold fresh dicts
+        self._wall: tuple[float | None, str | None, str] = (None, None, "")
+        self._extra: tuple[Any, str] = (None, "")
+
+    def _entry(self, result: Result) -> list[Any]:
+        objectives, metrics, cost = result.objectives, result.metrics, result.cost_s
+        same = self._same.get(id(objectives))
+        if same is not None and same[0] is objectives and same[1] is metrics and same[2] == cost:
+            return same
+        if len(self._same) >= _CACHE:
+            self._same.clear()
+        # the entry pins the dicts, so their ids cannot be reused while it exists
+        fitness = fitness_of(result, self.objectives)
+        same = self._same[id(objectives)] = [objectives, metrics, cost, fitness, None]
+        return same
+
+    def fitness(self, result: Result) -> tuple[float, ...] | None:
+        """The result's fitness (:func:`~natsray.records.fitness_of`), cached per cell."""
+        if result.status is not Status.OK:
+            return None
+        return self._entry(result)[3]
+
+    def record(
+        self,
+        candidate: Candidate,
+        result: Result,
+        fitness: tuple[float, ...] | None,
+        extra: Mapping[str, Any] | None = None,
+        attempts: int = 0,
+    ) -> dict[str, Any]:
+        """The journal record of one finished evaluation (fields: ``docs/results.md``)."""
+        metrics = result.metrics
+        record: dict[str, Any] = {"candidate_id": candidate.id, "arch": candidate.arch.to_str()}
+        nats_index = metrics.get("nats_index")
+        if nats_index is not None:
+            record["nats_index"] = nats_index
+        record["status"] = result.status.value
+        record["objectives"] = dict(result.objectives)
+        record["fitness"] = None if fitness is None else list(fitness)
+        record["metrics"] = dict(metrics)
+        record["cost_s"] = result.cost_s
+        record["wall_s"] = result.wall_s
+        if result.error is not None:
+            record["error"] = result.error
+        record["worker"] = result.worker
+        record["parents"] = list(candidate.parents)
+        record["seed"] = candidate.seed
+        if candidate.budget is not None:
+            record["budget"] = candidate.budget
+        if attempts:
+            record["attempts"] = attempts
+        if extra:
+            record.update(extra)
+        return record
+
+    def line(self, entry: Entry) -> str:
+        """The entry's journal line: ``encode_record(record(...))``, byte for byte, faster."""
+        candidate, arch, result, fitness, extra, attempts = entry
+        if result.status is not Status.OK or attempts:
+            return encode_record(self.record(candidate, result, fitness, extra, attempts))
+        same = self._entry(result)
+        fragment = same[4]
+        if fragment is None:
+            fragment = same[4] = self._fragment(result, same[3])
+        wall = self._wall
+        if result.wall_s != wall[0] or result.worker != wall[1]:  # once per batch
+            worker = encode_record({"w": result.worker})[6:-2]
+            text = f'"wall_s": {result.wall_s!r}, "worker": {worker}'
+            wall = self._wall = (result.wall_s, result.worker, text)
+        if extra is not self._extra[0]:
+            self._extra = (extra, "".join([f', "{k}": {v!r}' for k, v in extra.items()]) if extra else "")
+        parents = candidate.parents
+        parents_text = str(parents[0]) if len(parents) == 1 else ", ".join(map(str, parents))
+        budget = "" if candidate.budget is None else f', "budget": {int(candidate.budget)}'
+        return (
+            f'{{"candidate_id": {candidate.id}, "arch": "{arch}", {fragment}, {wall[2]}, '
+            f'"parents": [{parents_text}], "seed": {candidate.seed}{budget}{self._extra[1]}}}\n'
+        )
+
+    def _fragment(self, result: Result, fitness: tuple[float, ...] | None) -> str:
+        """The encoded ``nats_index`` .. ``cost_s`` part of an OK result's line, cached by content."""
+        try:
+            key: tuple[Any, ...] | None = (result.cost_s, *result.objectives.items(), *result.metrics.items())
+            cached = self._fragments.get(key)  # type: ignore[arg-type]
+        except TypeError:  # an unhashable metric value
+            key, cached = None, None
+        if cached is None:
+            if len(self._fragments) >= _CACHE:
+                self._fragments.clear()
+            part: dict[str, Any] = {}
+            nats_index = result.metrics.get("nats_index")
+            if nats_index is not None:
+                part["nats_index"] = nats_index
+            part["status"] = result.status.value
+            part["objectives"] = dict(result.objectives)
+            part["fitness"] = None if fitness is None else list(fitness)
+            part["metrics"] = dict(result.metrics)
+            part["cost_s"] = result.cost_s
+            cached = encode_record(part)[1:-2]
+            if key is not None:
+                self._fragments[key] = cached
+        return cached
+
+
+def evaluation_columns(entries: Sequence[Entry]) -> dict[str, list[Any]]:
+    """The records of ``entries`` as flat columns: name -> one value per entry (None where a record
+    lacks the field), in the order the fields first appear in a record.
+
+    Mapping fields are spread: ``objectives["x"]`` becomes column ``objective.x`` and
+    ``metrics["y"]`` column ``metric.y``; ``fitness`` and ``parents`` stay lists. Reading the
+    records' JSON lines gives the same table
+    (:func:`natsray.experiment.journal_table.table_from_columns`).
+    """
+    n = len(entries)
+    columns: dict[str, list[Any]] = {}
+
+    def column(name: str) -> list[Any]:
+        values = columns.get(name)
+        if values is None:
+            values = columns[name] = [None] * n
+        return values
+
+    def optional(name: str, values: list[Any]) -> None:
+        if any(value is not None for value in values):
+            columns[name] = values
+
+    candidates = [entry[0] for entry in entries]
+    results = [entry[2] for entry in entries]
+    columns["candidate_id"] = [candidate.id for candidate in candidates]
+    columns["arch"] = [entry[1] for entry in entries]
+    optional("nats_index", [result.metrics.get("nats_index") for result in results])
+    columns["status"] = [result.status.value for result in results]
+    for prefix, field in (("objective", "objectives"), ("fitness", None), ("metric", "metrics")):
+        if field is None:
+            columns["fitness"] = [None if entry[3] is None else list(entry[3]) for entry in entries]
+            continue
+        seen: dict[str, list[Any]] = {}
+        for row, result in enumerate(results):
+            for key, value in getattr(result, field).items():
+                values = seen.get(key)
+                if values is None:
+                    values = seen[key] = column(f"{prefix}.{key}")
+                values[row] = value
+    columns["cost_s"] = [result.cost_s for result in results]
+    columns["wall_s"] = [result.wall_s for result in results]
+    optional("error", [result.error for result in results])
+    columns["worker"] = [result.worker for result in results]
+    columns["parents"] = [list(candidate.parents) for candidate in candidates]
+    columns["seed"] = [candidate.seed for candidate in candidates]
+    optional("budget", [candidate.budget for candidate in candidates])
+    optional("attempts", [entry[5] or None for entry in entries])
+    last: Any = None
+    targets: list[list[Any]] = []
+    for row, entry in enumerate(entries):
+        extra = entry[4]
+        if not extra:
+            continue
+        if extra is not last:
+            last, targets = extra, [column(key) for key in extra]
+        for values, value in zip(targets, extra.values(), strict=True):
+            values[row] = value
+    return columns

@@ -1,0 +1,86 @@
+"""The journal record's three forms agree: the fast line is the record's JSON, the columns are the
+table its lines give, and the records read back from that table are the records."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from natsray.engine.checkpoint import Journal, encode_record
+from natsray.engine.journal_record import RecordEncoder, evaluation_columns
+from natsray.experiment.journal_table import table_from_columns, table_from_lines, table_records
+from natsray.records import Candidate, Objective, Result, Status
+from natsray.search_space import Arch
+
+OBJECTIVES = (Objective("valid_accuracy"), Objective("latency", maximize=False))
+SHARED_OBJECTIVES = {"valid_accuracy": 91.5, "latency": 0.004}
+SHARED_METRICS = {"nats_index": 17, "test_accuracy@200": 93.25, "flops": None}
+
+
+def entries(encoder: RecordEncoder) -> list:
+    """Evaluations of every shape a journal line takes."""
+    a, b = Arch.from_code(5), Arch.from_code(4321)
+    cases = [
+        (Candidate(0, a, (), 11), Result(0, Status.OK, SHARED_OBJECTIVES, SHARED_METRICS, 12.5, 1e-5, None, "w1"), None, 0),
+        (Candidate(1, b, (0,), 12), Result(1, Status.OK, SHARED_OBJECTIVES, SHARED_METRICS, 12.5, 1e-5, None, "w1"), {"sim_submit": 0.0, "sim_finish": 12.5, "finish_time": 1.7e9}, 0),
+        (Candidate(2, a, (0, 1), 13, budget=12), Result(2, Status.OK, {"valid_accuracy": 80.0, "latency": 0.01}, {"test_accuracy@200": math.inf}, 3.0, 2e-5, None, "w2"), None, 0),
+        (Candidate(3, b, (), 14), Result.failed(3, "EvaluatorError: no record", wall_s=0.5, worker="w2"), None, 0),
+        (Candidate(4, a, (2,), 15), Result(4, Status.OK, {"valid_accuracy": math.nan, "latency": 0.02}, {"nats_index": 3}, 1.0, 0.25, None, None), None, 2),
+        (Candidate(5, b, (4,), 16), Result(5, Status.OK, {"valid_accuracy": 70, "latency": 1}, {"nats_index": 4, "note": "n/a"}, 2.0, 0.5, None, "w1"), {"sim_submit": 1.0, "sim_finish": 3.0, "finish_time": 1.8e9}, 0),
+    ]  # fmt: skip
+    return [
+        (candidate, candidate.arch.to_str(), result, encoder.fitness(result), extra, attempts)
+        for candidate, result, extra, attempts in cases
+    ]
+
+
+def test_the_fast_line_is_the_records_json_byte_for_byte() -> None:
+    encoder = RecordEncoder(OBJECTIVES)
+    for _ in range(2):  # the second pass hits every cache
+        for entry in entries(encoder):
+            candidate, _, result, fitness, extra, attempts = entry
+            assert encoder.line(entry) == encode_record(encoder.record(candidate, result, fitness, extra, attempts))
+    assert encoder.fitness(entries(encoder)[0][2]) == (91.5, -0.004)
+    assert encoder.fitness(entries(encoder)[4][2]) is None  # a NaN objective has no fitness
+
+
+def test_columns_give_the_table_the_lines_give_and_read_back_as_the_records() -> None:
+    encoder = RecordEncoder(OBJECTIVES)
+    evaluations = entries(encoder)
+    lines = [encoder.line(entry) for entry in evaluations]
+    from_lines = table_from_lines("".join(lines).encode(), "journal")
+    from_columns = table_from_columns(evaluation_columns(evaluations))
+    # the same columns and types (in record order; a JSON reader puts a field first seen later last)
+    assert sorted(from_columns.column_names) == sorted(from_lines.column_names)
+    for name in from_lines.column_names:
+        assert from_columns.schema.field(name).type == from_lines.schema.field(name).type, name
+        expected, got = from_lines.column(name).to_pylist(), from_columns.column(name).to_pylist()
+        assert json.dumps(got) == json.dumps(expected), name  # NaN-safe equality
+    records = [json.loads(line) for line in lines]
+    for record in records:  # a null member of a mapping is not kept in columns: absent == null
+        for field in ("objectives", "metrics"):
+            record[field] = {k: v for k, v in record[field].items() if v is not None}
+    def numbers(value: object) -> object:  # a column is one type: 70 among floats reads back as 70.0
+        return json.loads(json.dumps(value), parse_int=float)
+
+    assert numbers(table_records(from_columns)) == numbers(records) != numbers(records[:-1])
+
+
+def test_a_deferred_journal_keeps_evaluations_and_writes_their_lines_when_materialised(tmp_path) -> None:
+    encoder = RecordEncoder(OBJECTIVES)
+    evaluations = entries(encoder)
+    made = []
+    journal = Journal(tmp_path / "evaluations.jsonl", durable=False, deferred=lambda: made.append(True))
+    journal.add(evaluations[:3], encoder)
+    assert journal.entries() == evaluations[:3] and len(journal) == 3
+    assert not journal.path.exists() and not made
+    assert [r["candidate_id"] for r in journal.records()] == [0, 1, 2]
+    journal.materialize()
+    journal.add(evaluations[3:], encoder)
+    journal.close()
+    assert made == [True] and journal.entries() is None
+    assert journal.path.read_text() == "".join(encoder.line(entry) for entry in evaluations)
+    with pytest.raises(ValueError, match="on disk"):
+        journal.text()
