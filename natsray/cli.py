@@ -362,6 +362,7 @@ def _preflight_sweep(runs: Sequence[Any], address: str | None) -> list[Any]:
 def _finish_sweep(runs: Sequence[Any], out: Path, args: argparse.Namespace) -> int:
     """Execute a planned sweep, print its comparative report; exit code 1 when a run failed."""
     from natsray.experiment.report import aggregate_runs
+    from natsray.study.grid import load_plan, plan_runs
     from natsray.study.report import load_sweep_runs, sweep_report
     from natsray.study.sweep import run_sweep
 
@@ -380,8 +381,9 @@ def _finish_sweep(runs: Sequence[Any], out: Path, args: argparse.Namespace) -> i
         )
     except KeyboardInterrupt:
         raise RunInterrupted(out) from None
-    sweep_report(out)
-    finished = [data for data in load_sweep_runs(out, runs) if data is not None]
+    loaded = load_sweep_runs(out, plan_runs(load_plan(out), out))  # read once, for the report and below
+    sweep_report(out, loaded=loaded)
+    finished = [data for data in loaded if data is not None]
     if finished and all(not run.point.labels for run in runs):  # seeds only: the per-seed aggregate too
         aggregate_runs(finished, out / "aggregate.json")
         print(f"aggregate     {out / 'aggregate.json'} ({len(finished)} seeds)")

@@ -101,6 +101,107 @@ def test_bad_grid_options_are_one_line(option: str, words: str) -> None:
     assert "\n" not in str(info.value)
 
 
+def _record(i: int, objectives: dict[str, Any] | None, metric: float | None, **fields: Any) -> dict[str, Any]:
+    record = {"candidate_id": i, "arch": f"cell-{i}", "status": "ok", "objectives": objectives or {}}
+    if metric is not None:
+        record["metrics"] = {"test_accuracy@200": metric}
+    return {**record, **fields}
+
+
+INCUMBENT_RUNS: dict[str, tuple[str, list[dict[str, Any]]]] = {
+    # a failure, a null objective, equal values (the first stays best), a cache answer (not an
+    # evaluation), finish times out of journal order and equal, a metric only among the objectives
+    "max": ("valid_accuracy:max", [
+        _record(0, {"valid_accuracy": 80.0}, 70.0, sim_finish=30.0),
+        _record(1, None, None, status="failed", sim_finish=10.0),
+        _record(2, {"valid_accuracy": None}, 99.0, sim_finish=20.0),
+        _record(3, {"valid_accuracy": 85.0}, 71.0, sim_finish=20.0),
+        _record(4, {"valid_accuracy": 85.0}, 72.0, sim_finish=5.0),
+        _record(5, {"valid_accuracy": 99.0}, 99.0, cached=True, sim_finish=1.0),
+        _record(6, {"valid_accuracy": 90.0, "test_accuracy@200": 73.0}, None, sim_finish=40.0),
+    ]),
+    "min": ("valid_loss:min", [  # starts with a null objective: nothing best yet (NaN)
+        _record(i, {"valid_loss": loss}, 60.0 + i, sim_finish=float(i))
+        for i, loss in enumerate([None, 2.0, 1.5, 1.5, 1.8])
+    ]),
+    "older clock": ("valid_accuracy:max", [  # no sim_finish field: sim_finish_time (absent: 0)
+        _record(0, {"valid_accuracy": 50.0}, 40.0, sim_finish_time=3.0),
+        _record(1, {"valid_accuracy": 60.0}, 41.0, sim_finish_time=1.0),
+        _record(2, {"valid_accuracy": 55.0}, 42.0),
+    ]),
+    "all failed": ("valid_accuracy:max", [_record(0, None, None, status="failed", sim_finish=1.0)]),
+    "empty": ("valid_accuracy:max", []),
+}  # fmt: skip
+
+
+def _reference_incumbent(spec: str, records: list[dict[str, Any]], by_time: bool) -> tuple[list, list]:
+    """The best-so-far curve of one run, evaluation by evaluation (the definition, in plain Python)."""
+    name, _, direction = spec.partition(":")
+    clock = "sim_finish" if any("sim_finish" in r for r in records) else "sim_finish_time"
+    rows = [r for r in records if r["status"] == "ok" and not r.get("cached")]
+    if by_time:
+        rows = sorted(rows, key=lambda r: r.get(clock) or 0.0)  # stable: equal times in journal order
+    best_key, best, xs, ys = None, float("nan"), [], []
+    for count, r in enumerate(rows, start=1):
+        value = r["objectives"].get(name)
+        if value is not None and (best_key is None or (value if direction == "max" else -value) > best_key):
+            best_key = value if direction == "max" else -value
+            best = (r.get("metrics") or {}).get("test_accuracy@200", r["objectives"].get("test_accuracy@200"))
+        xs.append(float(r.get(clock) or 0.0) if by_time else float(count))
+        ys.append(best)
+    return xs, ys
+
+
+@pytest.mark.parametrize("by_time", [False, True])
+def test_incumbent_curves_of_all_runs_at_once_equal_each_runs_own(tmp_path: Path, by_time: bool) -> None:
+    """The report computes every run's best-so-far curve in one vectorised pass over the concatenated
+    journals: each equals the run's own curve (NaN, failures, ties, cache answers, finish order)."""
+    from natsray.experiment.journal_table import table_from_lines
+    from natsray.experiment.run_data import run_from_parts
+    from natsray.study.report import _curves, _incumbents
+
+    runs = []
+    for name, (spec, records) in INCUMBENT_RUNS.items():
+        lines = "".join(json.dumps(record) + "\n" for record in records).encode()
+        table = table_from_lines(lines, name)
+        runs.append(run_from_parts(tmp_path / name, table, {"objectives": [spec]}, None))
+    pairs = _incumbents(runs, "test_accuracy@200", by_time)
+    for (name, (spec, records)), (xs, ys) in zip(INCUMBENT_RUNS.items(), pairs, strict=True):
+        want_x, want_y = _reference_incumbent(spec, records, by_time)
+        assert xs.tolist() == want_x, name
+        assert np.array_equal(ys, np.array(want_y, dtype=float), equal_nan=True), name
+    xs, ys = pairs[0]
+    if by_time:  # cells 4, 2, 3, 0, 6 (2 and 3 finish together: journal order)
+        assert xs.tolist() == [5.0, 20.0, 20.0, 30.0, 40.0] and ys.tolist() == [72.0, 72.0, 72.0, 72.0, 73.0]
+    else:
+        assert xs.tolist() == [1.0, 2.0, 3.0, 4.0, 5.0] and ys.tolist() == [70.0, 70.0, 71.0, 71.0, 73.0]
+    assert np.isnan(pairs[1][1][0]) and pairs[1][1][1:].tolist() == [61.0, 62.0, 62.0, 62.0]
+    grid, rows = _curves(pairs[1:3], by_time)  # a finished run holds its last value
+    if not by_time:
+        assert grid.tolist() == [1.0, 2.0, 3.0, 4.0, 5.0]
+        assert rows[1][2:].tolist() == [41.0, 41.0, 41.0] and np.isnan(rows[0][0])
+
+
+def test_sweep_run_configs_are_converted_once_per_grid_point(tmp_path: Path) -> None:
+    """The report converts each grid point's config once, not each run's: every run's dict still equals
+    config_to_dict of its own config (seed, output.dir, key order)."""
+    from natsray.config import config_to_dict
+    from natsray.study.report import _config_dicts
+
+    (tmp_path / "t.npz").write_bytes(b"")
+    data = base(tmp_path / "t.npz")
+    data["sweep"] = {"seeds": "0-2", "grid": {"strategy.name": ["regularized_evolution", "random"]}}
+    plan = sweep_from_config(data)
+    assert plan is not None
+    convert = _config_dicts()
+    for run in plan_runs(plan, tmp_path / "sweep"):
+        want = config_to_dict(run.config)
+        want["ray"]["address"] = None
+        got = convert(run.config)
+        assert got == want and list(got) == list(want) and list(got["output"]) == list(want["output"])
+        assert got["seed"] == run.seed and got["output"]["dir"] == str(run.run_dir)
+
+
 # --------------------------------------------------------------------------- on Ray
 
 
