@@ -74,5 +74,6 @@ def plot_anytime(
     # about 12 characters of 10-pt text per inch: a one-panel figure gets the title on two lines
     fig.suptitle(textwrap.fill(title, width=int(12 * fig.get_figwidth())), fontsize=10)
     fig.tight_layout()
+    fig.set_layout_engine(None)  # laid out: else savefig lays it out again, in a draw that renders nothing
     fig.savefig(path, dpi=_DPI)
     return fig
