@@ -19,17 +19,44 @@ SHARED_OBJECTIVES = {"valid_accuracy": 91.5, "latency": 0.004}
 SHARED_METRICS = {"nats_index": 17, "test_accuracy@200": 93.25, "flops": None}
 
 
+def ok(i: int, objectives: dict, metrics: dict, cost: float, wall: float, worker: str | None) -> Result:
+    return Result(i, Status.OK, objectives, metrics, cost, wall, None, worker)
+
+
 def entries(encoder: RecordEncoder) -> list:
     """Evaluations of every shape a journal line takes."""
     a, b = Arch.from_code(5), Arch.from_code(4321)
+    times = {"sim_submit": 0.0, "sim_finish": 12.5, "finish_time": 1.7e9}
     cases = [
-        (Candidate(0, a, (), 11), Result(0, Status.OK, SHARED_OBJECTIVES, SHARED_METRICS, 12.5, 1e-5, None, "w1"), None, 0),
-        (Candidate(1, b, (0,), 12), Result(1, Status.OK, SHARED_OBJECTIVES, SHARED_METRICS, 12.5, 1e-5, None, "w1"), {"sim_submit": 0.0, "sim_finish": 12.5, "finish_time": 1.7e9}, 0),
-        (Candidate(2, a, (0, 1), 13, budget=12), Result(2, Status.OK, {"valid_accuracy": 80.0, "latency": 0.01}, {"test_accuracy@200": math.inf}, 3.0, 2e-5, None, "w2"), None, 0),
-        (Candidate(3, b, (), 14), Result.failed(3, "EvaluatorError: no record", wall_s=0.5, worker="w2"), None, 0),
-        (Candidate(4, a, (2,), 15), Result(4, Status.OK, {"valid_accuracy": math.nan, "latency": 0.02}, {"nats_index": 3}, 1.0, 0.25, None, None), None, 2),
-        (Candidate(5, b, (4,), 16), Result(5, Status.OK, {"valid_accuracy": 70, "latency": 1}, {"nats_index": 4, "note": "n/a"}, 2.0, 0.5, None, "w1"), {"sim_submit": 1.0, "sim_finish": 3.0, "finish_time": 1.8e9}, 0),
-    ]  # fmt: skip
+        (Candidate(0, a, (), 11), ok(0, SHARED_OBJECTIVES, SHARED_METRICS, 12.5, 1e-5, "w1"), None, 0),
+        (Candidate(1, b, (0,), 12), ok(1, SHARED_OBJECTIVES, SHARED_METRICS, 12.5, 1e-5, "w1"), times, 0),
+        (
+            Candidate(2, a, (0, 1), 13, budget=12),
+            ok(
+                2, {"valid_accuracy": 80.0, "latency": 0.01}, {"test_accuracy@200": math.inf}, 3.0, 2e-5, "w2"
+            ),
+            None,
+            0,
+        ),
+        (
+            Candidate(3, b, (), 14),
+            Result.failed(3, "EvaluatorError: no record", wall_s=0.5, worker="w2"),
+            None,
+            0,
+        ),
+        (
+            Candidate(4, a, (2,), 15),
+            ok(4, {"valid_accuracy": math.nan, "latency": 0.02}, {"nats_index": 3}, 1.0, 0.25, None),
+            None,
+            2,
+        ),
+        (
+            Candidate(5, b, (4,), 16),
+            ok(5, {"valid_accuracy": 70, "latency": 1}, {"nats_index": 4, "note": "n/a"}, 2.0, 0.5, "w1"),
+            dict(times, sim_submit=1.0),
+            0,
+        ),
+    ]
     return [
         (candidate, candidate.arch.to_str(), result, encoder.fitness(result), extra, attempts)
         for candidate, result, extra, attempts in cases
@@ -41,7 +68,9 @@ def test_the_fast_line_is_the_records_json_byte_for_byte() -> None:
     for _ in range(2):  # the second pass hits every cache
         for entry in entries(encoder):
             candidate, _, result, fitness, extra, attempts = entry
-            assert encoder.line(entry) == encode_record(encoder.record(candidate, result, fitness, extra, attempts))
+            assert encoder.line(entry) == encode_record(
+                encoder.record(candidate, result, fitness, extra, attempts)
+            )
     assert encoder.fitness(entries(encoder)[0][2]) == (91.5, -0.004)
     assert encoder.fitness(entries(encoder)[4][2]) is None  # a NaN objective has no fitness
 
@@ -62,6 +91,7 @@ def test_columns_give_the_table_the_lines_give_and_read_back_as_the_records() ->
     for record in records:  # a null member of a mapping is not kept in columns: absent == null
         for field in ("objectives", "metrics"):
             record[field] = {k: v for k, v in record[field].items() if v is not None}
+
     def numbers(value: object) -> object:  # a column is one type: 70 among floats reads back as 70.0
         return json.loads(json.dumps(value), parse_int=float)
 

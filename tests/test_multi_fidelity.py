@@ -41,27 +41,18 @@ def test_candidate_budget_round_trips_and_defaults_to_none() -> None:
     assert Candidate.from_dict(plain.to_dict()) == plain
 
 
-def test_journal_line_fast_path_carries_the_budget(tmp_path) -> None:
-    from natsray.engine.checkpoint import Journal, encode_record
-    from natsray.engine.scheduler import Scheduler
+def test_journal_line_fast_path_carries_the_budget() -> None:
+    from natsray.engine.checkpoint import encode_record
+    from natsray.engine.journal_record import RecordEncoder
     from natsray.records import Objective, Result, Status
 
-    scheduler = Scheduler(
-        asha(),
-        [Objective("score")],
-        Journal(tmp_path / "j.jsonl"),
-        mode="async",
-        window=1,
-        dedup="arch",
-        budget=BudgetConfig(evaluations=1),
-        max_retries=0,
-        elapsed=lambda: 0.0,
-    )
+    encoder = RecordEncoder([Objective("score")])
     result = Result(3, Status.OK, {"score": 1.5}, {"nats_index": 9}, 2.0, 0.1, worker="w")
     for budget in (None, 12, 200):
         candidate = Candidate(3, Arch.from_code(9), (1,), 99, budget)
-        line, fitness = scheduler._line(candidate, candidate.arch.to_str(), result, None)
-        assert line == encode_record(scheduler._record(candidate, result, fitness, None))
+        fitness = encoder.fitness(result)
+        line = encoder.line((candidate, candidate.arch.to_str(), result, fitness, None, 0))
+        assert line == encode_record(encoder.record(candidate, result, fitness, None))
         assert json.loads(line).get("budget") == budget
 
 

@@ -256,6 +256,7 @@ class Journal:
         self._unsynced = False
         self._memory: list[Entry | str] | None = None  # a deferred journal's evaluations (or lines)
         self._encoder: RecordEncoder | None = None
+        self._texts = False  # lines written with write() are among _memory's items
         self._hooks: list[Callable[[], None]] = []
         self.checkpoint: dict[str, Any] | None = None
         """A deferred journal's run's final ``checkpoint.json`` content, set when it finishes."""
@@ -307,10 +308,9 @@ class Journal:
     def entries(self) -> list[Entry] | None:
         """A deferred journal's evaluations as :meth:`add` received them, in order; None when the
         journal is on disk or holds lines written with :meth:`write` (read :meth:`text`)."""
-        memory = self._memory
-        if memory is None or any(isinstance(item, str) for item in memory):
+        if self._memory is None or self._texts:
             return None
-        return memory  # type: ignore[return-value]
+        return self._memory  # type: ignore[return-value]
 
     def _open_existing(self) -> None:
         self._lines = drop_torn_line(self.path)
@@ -338,6 +338,7 @@ class Journal:
         if self._memory is not None:
             self._memory.extend(lines)
             self._lines += len(lines)
+            self._texts = True
             return
         if self._handle is None:
             self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open

@@ -32,6 +32,7 @@ extra fields of its line (time fields) or None, attempts charged so far)``."""
 MAPPING_PREFIXES = {"objectives": "objective", "metrics": "metric"}
 """A record's mapping field -> the prefix of its flat columns (``objectives.x`` -> ``objective.x``)."""
 
+_STATUS = {status: status.value for status in Status}
 _CACHE = 20_000
 """Encoded per-cell pieces kept (cleared when full; the space has 15,625 cells)."""
 
@@ -171,7 +172,7 @@ def evaluation_columns(entries: Sequence[Entry]) -> dict[str, list[Any]]:
         return values
 
     def optional(name: str, values: list[Any]) -> None:
-        if any(value is not None for value in values):
+        if values.count(None) != n:
             columns[name] = values
 
     candidates = [entry[0] for entry in entries]
@@ -179,7 +180,7 @@ def evaluation_columns(entries: Sequence[Entry]) -> dict[str, list[Any]]:
     columns["candidate_id"] = [candidate.id for candidate in candidates]
     columns["arch"] = [entry[1] for entry in entries]
     optional("nats_index", [result.metrics.get("nats_index") for result in results])
-    columns["status"] = [result.status.value for result in results]
+    columns["status"] = [_STATUS[result.status] for result in results]
     for prefix, field in (("objective", "objectives"), ("fitness", None), ("metric", "metrics")):
         if field is None:
             columns["fitness"] = [None if entry[3] is None else list(entry[3]) for entry in entries]
@@ -199,14 +200,15 @@ def evaluation_columns(entries: Sequence[Entry]) -> dict[str, list[Any]]:
     columns["seed"] = [candidate.seed for candidate in candidates]
     optional("budget", [candidate.budget for candidate in candidates])
     optional("attempts", [entry[5] or None for entry in entries])
-    last: Any = None
-    targets: list[list[Any]] = []
+    targets: dict[tuple[str, ...], list[list[Any]]] = {}  # the extra fields' columns, by their names
     for row, entry in enumerate(entries):
         extra = entry[4]
         if not extra:
             continue
-        if extra is not last:
-            last, targets = extra, [column(key) for key in extra]
-        for values, value in zip(targets, extra.values(), strict=True):
+        names = tuple(extra)
+        lists = targets.get(names)
+        if lists is None:
+            lists = targets[names] = [column(name) for name in names]
+        for values, value in zip(lists, extra.values(), strict=True):
             values[row] = value
     return columns

@@ -111,8 +111,8 @@ def run_experiment(
             sweep's run) keeps the run in memory: no file, not even ``run_dir``, is written
             unless the run reaches a periodic checkpoint (``output.checkpoint_every`` /
             ``checkpoint_seconds``) or is interrupted, when the journal is materialised and the
-            run continues on disk as any other; a run that finishes first leaves its lines in
-            ``journal.text()`` and writes nothing.
+            run continues on disk as any other; a run that finishes first leaves its evaluations
+            in ``journal.entries()`` (their lines: ``journal.text()``) and writes nothing.
         evaluator: For in-process / simulated runs, an evaluator already set up for
             ``config.evaluator`` (a sweep's task reuses one across its runs of one evaluator
             config, so that a ``per_cell`` evaluator's scores carry over); None builds one.
@@ -217,7 +217,8 @@ def _run_locked(
         except BaseException as exc:
             hooks.run_error(run_dir, exc)
             raise
-    hooks.run_end(run_dir, summary.to_dict())
+    if hooks:
+        hooks.run_end(run_dir, summary.to_dict())
     return summary
 
 

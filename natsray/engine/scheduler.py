@@ -19,8 +19,9 @@ simulated clock or a journal being replayed on resume:
 * a candidate with a :attr:`~natsray.records.Candidate.budget` (a multi-fidelity strategy's)
   is cached under (cell key, budget): the same cell at another budget is evaluated again.
 
-Per evaluation the work is a few dict operations and one journal line (encoded by the C JSON
-encoder, written per delivered batch); nothing scans the run's history.
+Per evaluation the work is a few dict operations and one journal entry (its line is encoded by
+:class:`~natsray.engine.journal_record.RecordEncoder` and written per delivered batch; a deferred
+journal keeps the entry as it is); nothing scans the run's history.
 """
 
 from __future__ import annotations
@@ -214,6 +215,11 @@ class Scheduler:
     def tail(self) -> list[Result]:
         """Results journaled after the checkpoint, in journal order (to deliver again on resume)."""
         return [Result.from_dict(record) for record in self._tail.values()]
+
+    @property
+    def has_tail(self) -> bool:
+        """True while journal lines written after the checkpoint wait to be delivered again."""
+        return bool(self._tail)
 
     def journaled_result(self, candidate_id: int) -> Result | None:
         """The journal tail's result of a candidate, if it has one (simulated-mode resume)."""

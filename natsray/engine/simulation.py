@@ -73,14 +73,22 @@ def run_simulated(
     Results already in the journal (a resumed run) are taken from it instead of being
     evaluated again; candidates running at the checkpoint keep their submit times.
     """
+    take, complete, evaluate, restored = scheduler.take, scheduler.complete, evaluator.evaluate, pool.restored
     while True:
-        batch = scheduler.take(pool.free)
+        batch = take(pool.free)
         if batch:
-            known = {c.id: scheduler.journaled_result(c.id) for c in batch}
-            fresh = evaluator.evaluate([c for c in batch if known[c.id] is None])
-            results = {r.candidate_id: r for r in fresh} | {i: r for i, r in known.items() if r is not None}
-            for candidate in batch:
-                pool.submit(results[candidate.id], pool.restored.pop(candidate.id, None))
+            if scheduler.has_tail:  # a resumed run: results journaled after its checkpoint are not redone
+                known = {c.id: scheduler.journaled_result(c.id) for c in batch}
+                fresh = evaluate([c for c in batch if known[c.id] is None])
+            else:
+                known, fresh = None, evaluate(batch)
+            if known is None and len(fresh) == 1 and fresh[0].candidate_id == batch[0].id:
+                pool.submit(fresh[0], restored.pop(batch[0].id, None) if restored else None)
+            else:
+                results = {r.candidate_id: r for r in fresh}
+                results |= {i: r for i, r in (known or {}).items() if r is not None}
+                for candidate in batch:
+                    pool.submit(results[candidate.id], restored.pop(candidate.id, None))
         if not pool.running:
             if scheduler.done:
                 return
@@ -90,6 +98,7 @@ def run_simulated(
                 return
             continue
         submitted, finished, result = pool.pop()
+        candidate_id = result.candidate_id
         extra = {"sim_submit": submitted, "sim_finish": finished, "finish_time": time.time()}
-        scheduler.complete([result], {result.candidate_id: extra})
+        complete((result,), {candidate_id: extra})
         on_event()

@@ -7,7 +7,7 @@ for multi-objective runs), so a checkpoint never re-reads the journal.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from natsray.strategies.selection import dominates
@@ -68,10 +68,18 @@ class RunSummary:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (tuples become lists)."""
-        data = asdict(self)
-        for key in ("best_fitness", "objectives", "pareto_front"):
+        data = {field.name: getattr(self, field.name) for field in fields(self)}
+        for key in ("best_objectives", "best_metrics"):
+            if data[key] is not None:
+                data[key] = dict(data[key])
+        for key in ("best_fitness", "objectives"):
             if data[key] is not None:
                 data[key] = list(data[key])
+        if data["pareto_front"] is not None:
+            data["pareto_front"] = [
+                {k: dict(v) if isinstance(v, Mapping) else v for k, v in point.items()}
+                for point in data["pareto_front"]
+            ]
         return data
 
     @classmethod

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -165,14 +166,25 @@ def _evaluations_table(journal: Journal) -> Any:
     return table_from_columns(evaluation_columns(entries))
 
 
+_WORKER_EVALUATORS: dict[str, Any] = {}
+"""A Ray worker's evaluators kept between the tasks of one sweep (by sweep token and evaluator
+config): a cheap evaluator's per-cell scores then carry over from one task to the next."""
+_KEPT_EVALUATORS = 4
+
+
 def _chunk_task(
-    items: list[tuple[ExperimentConfig, str, str]], out: str, shared: Any
+    items: list[tuple[ExperimentConfig, str, str]], out: str, shared: Any, token: str = ""
 ) -> list[dict[str, Any]]:
-    """Ray task body: several runs, one after another; an exception becomes ``{"error": one line}``."""
+    """Ray task body: several runs, one after another; an exception becomes ``{"error": one line}``.
+
+    ``token`` is unique per :func:`run_sweep` call: the evaluator that this sweep's earlier tasks
+    set up in this worker process for the same evaluator config (so the same ``shared``) is reused.
+    """
     import ray
 
     node = ray.get_runtime_context().get_node_id()
-    return _execute_all(items, Path(out), shared, node)
+    key = f"{token}/{items[0][0].evaluator!r}" if token and items else None
+    return _execute_all(items, Path(out), shared, node, kept=(_WORKER_EVALUATORS, key) if key else None)
 
 
 def _reusable_evaluator(config: ExperimentConfig, shared: Any) -> Any:
@@ -196,14 +208,24 @@ def _execute_all(
     shared: Any,
     node: str | None,
     report: Callable[[int, dict[str, Any]], None] | None = None,
+    kept: tuple[dict[str, Any], str] | None = None,
 ) -> list[dict[str, Any]]:
+    """Run ``items`` (of one evaluator config) one after another with one store writer; a cheap
+    evaluator is set up once, or taken from / left in ``kept`` (a dict of evaluators and the key of
+    this config and ``shared`` in it)."""
     store = StoreWriter(out)
     results = []
-    evaluator = None
+    evaluator = kept[0].get(kept[1]) if kept is not None else None
     try:
         for position, (config, run_dir, name) in enumerate(items):
             try:
-                evaluator = evaluator or _reusable_evaluator(config, shared)
+                if evaluator is None:
+                    evaluator = _reusable_evaluator(config, shared)
+                    if evaluator is not None and kept is not None:
+                        evaluators, key = kept
+                        while len(evaluators) >= _KEPT_EVALUATORS:
+                            evaluators.pop(next(iter(evaluators)))
+                        evaluators[key] = evaluator
                 evaluations = execute_run(
                     config, Path(run_dir), shared, store=store, name=name, evaluator=evaluator
                 )
@@ -354,14 +376,14 @@ def _in_driver(
     all in-process / simulated, no cluster named and no Ray already running in this process."""
     import os
 
-    import ray
-
     configs = [runs[i].config for i in todo]
     first = configs[0]
     assert first is not None
     one = parallel == 1 or first.resources.num_cpus == 1 or (os.cpu_count() or 1) == 1
     named = address or first.ray.address or os.environ.get("RAY_ADDRESS")
-    return one and not named and not ray.is_initialized() and all(_local(c) for c in configs)  # type: ignore[arg-type]
+    ray = sys.modules.get("ray")  # not imported: not initialised either (importing it costs ~1 s)
+    running = ray is not None and ray.is_initialized()
+    return one and not named and not running and all(_local(c) for c in configs)  # type: ignore[arg-type]
 
 
 def _run_in_driver(
@@ -454,11 +476,13 @@ def _task_loop(
     inflight: dict[Any, list[int]] = {}
     limit = parallel or len(pending)
     remote = ray.remote(_chunk_task).options(num_cpus=cpus, max_retries=TASK_RETRIES, retry_exceptions=False)
+    token = uuid.uuid4().hex
     while pending or inflight:
         while pending and len(inflight) < limit:
             chunk = pending.pop()
             items = [(runs[i].config, str(runs[i].run_dir.absolute()), runs[i].name) for i in chunk]
-            inflight[remote.remote(items, str(out.resolve()), refs[_shared_key(runs[chunk[0]])])] = chunk
+            ref = remote.remote(items, str(out.resolve()), refs[_shared_key(runs[chunk[0]])], token)
+            inflight[ref] = chunk
         ready, _ = ray.wait(list(inflight), num_returns=1)
         for ref in ready:
             chunk = inflight.pop(ref)
