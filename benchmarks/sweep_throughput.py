@@ -2,10 +2,12 @@
 
 The sweep is ``configs/sweeps/nats-bench-rea-random.yaml`` (REA and random search, 3 datasets, NATS-Bench's
 simulated-time budgets) with ``--seeds 0-(N-1)`` (50 seeds: 300 runs), on the compact table and, with
-``--archive``, on the archive (``type: benchmark``), each with ``--parallel 1`` and on all cores. Each
-sweep runs in a fresh Python process (as the command would) that times its phases: planning,
-Ray's start-up (on all cores; none with ``--parallel 1``, which runs in the driver), ``run_sweep`` and
-the report. The archive's compact table is exported first into an empty cache directory
+``--archive``, on the archive (``type: benchmark``), each three ways: ``1`` (``--parallel 1``: in the
+driver, no Ray), ``default`` (what ``natsray run`` does when not told: the runs start in the driver and a
+local Ray is started inside ``run_sweep`` only if the runs left would pay for its start-up) and ``all``
+(a local Ray started first and timed apart, all cores). Each sweep runs in a fresh Python process (as the
+command would) that times its phases: planning, Ray's start-up (``all`` only), ``run_sweep`` and the
+report. The archive's compact table is exported first into an empty cache directory
 (``NATSRAY_CACHE_DIR``), timed on its own: the first archive sweep costs that export once, later ones
 read the cache.
 
@@ -62,7 +64,9 @@ if parallel == "all":  # Ray started here, timed on its own; run_sweep uses it
     from natsray.engine.cluster import connect_ray
     connect_ray(runs[0].config, None)
 started = time.perf_counter()
-outcome = run_sweep(runs, out, parallel=None if parallel == "all" else int(parallel), progress=False)
+# "default": natsray's own choice (the driver, and a local Ray only if the runs pay for its start)
+chosen = None if parallel in ("all", "default") else int(parallel)
+outcome = run_sweep(runs, out, parallel=chosen, progress=False)
 swept = time.perf_counter()
 if parallel == "all":
     import ray
@@ -74,6 +78,7 @@ reported = time.perf_counter()
 print(json.dumps({
     "runs": len(runs), "failed": len(outcome.failed),
     "evaluations": sum(r.evaluations or 0 for r in outcome.runs),
+    "runs_on_ray": sum(r.node is not None for r in outcome.runs),
     "import_s": imported - start, "plan_s": planned - imported, "ray_start_s": started - planned,
     "runs_s": swept - started, "report_s": reported - swept,
 }))
@@ -115,7 +120,9 @@ def main() -> None:
     parser.add_argument("--table", required=True, help="table from natsray export-table")
     parser.add_argument("--archive", help="the archive the table came from (archive sweeps)")
     parser.add_argument("--seeds", type=int, default=50, help="seeds per grid point (6 points)")
-    parser.add_argument("--parallel", default="1,all", help="comma-separated: 1 and/or all")
+    parser.add_argument(
+        "--parallel", default="1,default,all", help="comma-separated: 1, default (natsray chooses), all (Ray)"
+    )
     parser.add_argument("--bare-runs", type=int, default=3)
     parser.add_argument("--bare", default=str(BARE), help="the reference loop (bare_rea.py)")
     parser.add_argument("--set", action="append", default=[], help="extra --set for every sweep")

@@ -720,7 +720,13 @@ def _build_parser() -> argparse.ArgumentParser:
         help="a sweep axis, e.g. --grid strategy.name=random,regularized_evolution; repeatable "
         "(run dirs OUT/KEY.PATH=V__.../seed-N; see docs/sweeps.md)",
     )
-    run.add_argument("--parallel", type=int, metavar="N", help="a sweep runs at most N runs at once")
+    run.add_argument(
+        "--parallel",
+        type=int,
+        metavar="N",
+        help="a sweep runs at most N runs at once; 1: all in this process, no Ray (default: short runs "
+        "here, the rest on a local Ray once they would pay for its start-up)",
+    )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--overwrite", action="store_true", help="delete a run already in the run directory")
 
@@ -732,7 +738,9 @@ def _build_parser() -> argparse.ArgumentParser:
     resume.add_argument(
         "run_dir", metavar="RUN_DIR", help="a run directory, or a sweep directory (sweep.yaml)"
     )
-    resume.add_argument("--parallel", type=int, metavar="N", help="a sweep runs at most N runs at once")
+    resume.add_argument(
+        "--parallel", type=int, metavar="N", help="a sweep runs at most N runs at once (as for run)"
+    )
     resume.add_argument(
         "--set",
         action="append",

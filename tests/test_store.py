@@ -46,6 +46,7 @@ def test_runs_are_read_back_as_committed_and_a_torn_tail_is_ignored(tmp_path: Pa
         handle.write(arrows.read_bytes()[:100])
     runs = stored_runs(tmp_path)
     assert sorted(runs) == ["seed-0", "seed-1"] and runs["seed-1"].summary == {"evaluations": 5}
+    assert runs["seed-1"].checkpoint == {"finished": True}  # stored apart, read when asked for
     tables = read_stored_tables(runs)
     assert tables["seed-1"].column("objective.valid_accuracy").to_pylist() == [
         180.0,
@@ -81,8 +82,10 @@ def test_a_json_lines_store_of_earlier_versions_is_read(tmp_path: Path) -> None:
     store.mkdir()
     tagged = "".join('{"run": "seed-0", ' + line[1:] for line in lines)
     (store / "1-abc.evaluations.jsonl").write_text(tagged + '{"run": "seed-1", "candi')
-    (store / "1-abc.runs.jsonl").write_text(json.dumps({"run": "seed-0", "lines": 3, "summary": {}}) + "\n")
+    summary = {"run": "seed-0", "lines": 3, "summary": {}, "checkpoint": {"finished": True}}
+    (store / "1-abc.runs.jsonl").write_text(json.dumps(summary) + "\n")
     runs = stored_runs(tmp_path)
     assert list(runs) == ["seed-0"] and runs["seed-0"].offset is None
+    assert runs["seed-0"].checkpoint == {"finished": True}
     assert read_stored_tables(runs)["seed-0"].column("candidate_id").to_pylist() == [0, 1, 2]
     assert journal_lines(runs["seed-0"]).decode() == "".join(lines)

@@ -20,12 +20,10 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import archive_factory as factory
 from toy_evaluator import trajectory, trajectory_of
 
 from natsray.cli import main
 from natsray.config import ConfigError
-from natsray.evaluators.table import export_table
 from natsray.experiment.run_data import RunData
 from natsray.study.grid import load_plan, parse_grid_option, plan_runs, sweep_from_config
 from natsray.study.report import load_sweep_runs
@@ -206,29 +204,9 @@ def test_sweep_run_configs_are_converted_once_per_grid_point(tmp_path: Path) -> 
 
 
 @pytest.fixture(scope="module")
-def table(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The factory archive's table with every cell given a record (copies of the 24 real ones, each
-    float shifted by a little per cell), so that searches rarely hit a failure."""
-    root = tmp_path_factory.mktemp("archive")
-    factory.write_archive(root, 24)
-    small = np.load(export_table(root, root.parent / "small.npz", progress=False))
-    recorded = np.flatnonzero(small["has_record"])
-    rows = np.arange(len(small["has_record"]))
-    source = recorded[rows % len(recorded)]
-    arrays = {}
-    for key in small.files:
-        array = small[key]
-        if key in ("arch", "nats_index", "has_record") or array.ndim == 0:
-            arrays[key] = array
-            continue
-        array = array[source]
-        if array.dtype.kind == "f":
-            array = array + (rows % 101).reshape(-1, *([1] * (array.ndim - 1))) * 1e-3
-        arrays[key] = array
-    arrays["has_record"] = np.ones_like(small["has_record"])
-    path = root.parent / "table.npz"
-    np.savez(path, **arrays)
-    return path
+def table(full_table: Path) -> Path:
+    """Every cell with a record (``conftest.full_table``)."""
+    return full_table
 
 
 @pytest.fixture(scope="module")

@@ -34,16 +34,19 @@ def test_sweep_throughput_prints_its_table_and_writes_json(tmp_path: Path) -> No
     out = tmp_path / "sweep_throughput.json"
     command = [
         sys.executable, str(ROOT / "benchmarks" / "sweep_throughput.py"), "--table", str(table),
-        "--archive", str(tmp_path / "archive"), "--seeds", "2", "--parallel", "1", "--bare-runs", "1",
+        "--archive", str(tmp_path / "archive"), "--seeds", "2", "--parallel", "1,default", "--bare-runs", "1",
         "--bare", str(BARE), "--set", "budget.evaluations=20", "--out", str(out),
     ]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "runs ratio" in done.stdout and "archive table export (first read, once)" in done.stdout
     data = json.loads(out.read_text())
-    assert [(row["source"], row["parallel"]) for row in data["rows"]] == [("table", "1"), ("archive", "1")]
+    assert [(row["source"], row["parallel"]) for row in data["rows"]] == [
+        ("table", "1"), ("table", "default"), ("archive", "1"), ("archive", "default")
+    ]  # fmt: skip
     for row in data["rows"]:
         assert row["runs"] == 12 and row["evaluations"] == 12 * 20 and row["failed"] == 0
+        assert row["runs_on_ray"] == 0  # 12 runs of milliseconds: natsray's default starts no Ray for them
         assert row["runs_ratio"] == pytest.approx(
             row["evaluations"] / row["runs_s"] / (sum(row["bare_evals_per_s"]) / 2)
         )

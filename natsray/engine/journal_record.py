@@ -35,6 +35,8 @@ MAPPING_PREFIXES = {"objectives": "objective", "metrics": "metric"}
 _STATUS = {status: status.value for status in Status}
 _CACHE = 20_000
 """Encoded per-cell pieces kept (cleared when full; the space has 15,625 cells)."""
+_CACHES: dict[tuple[Objective, ...], tuple[dict[int, list[Any]], dict[tuple[Any, ...], str]]] = {}
+_KEPT_CACHES = 8
 
 
 class RecordEncoder:
@@ -46,10 +48,13 @@ class RecordEncoder:
 
     def __init__(self, objectives: Sequence[Objective]) -> None:
         self.objectives = tuple(objectives)
-        # id(result.objectives) -> [objectives, metrics, cost_s, fitness, encoded fragment or None]:
-        # results of one cell in one process share their dicts (a per-cell evaluator's memo)
-        self._same: dict[int, list[Any]] = {}
-        self._fragments: dict[tuple[Any, ...], str] = {}  # by content: unpickled results hold fresh dicts
+        # Shared by the encoders of one process with the same objectives (a sweep's task runs many
+        # runs, its evaluator's memo outlives each): id(result.objectives) -> [objectives, metrics,
+        # cost_s, fitness, encoded fragment or None], as results of one cell share their dicts.
+        if self.objectives not in _CACHES and len(_CACHES) >= _KEPT_CACHES:
+            _CACHES.clear()
+        self._same, self._fragments = _CACHES.setdefault(self.objectives, ({}, {}))
+        # self._fragments: by content (results unpickled from actors hold fresh dicts)
         self._wall: tuple[float | None, str | None, str] = (None, None, "")
         self._extra: tuple[Any, str] = (None, "")
 

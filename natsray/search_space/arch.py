@@ -35,7 +35,8 @@ class Arch:
     """
 
     ops: tuple[str, ...]
-    _code: int = field(init=False, repr=False, compare=False)
+    code: int = field(init=False, repr=False, compare=False)
+    """natsray's dense id in ``0..15624`` (not the NATS-Bench index); read-only, like ``ops``."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.ops, tuple):
@@ -45,15 +46,15 @@ class Arch:
         for op in self.ops:
             if op not in OP_INDEX:
                 raise ValueError(f"unknown op {op!r}; expected one of {', '.join(OPS)}")
-        object.__setattr__(self, "_code", code_of(tuple(OP_INDEX[op] for op in self.ops)))
+        object.__setattr__(self, "code", code_of(tuple(OP_INDEX[op] for op in self.ops)))
 
     def __hash__(self) -> int:
-        return self._code
+        return self.code
 
     def __reduce__(self) -> tuple[object, tuple[int]]:
         """Pickled as its code; unpickling returns the interned cell (a module-level function,
         so pickle and cloudpickle store it by reference)."""
-        return (arch_from_code, (self._code,))
+        return (arch_from_code, (self.code,))
 
     @classmethod
     def from_str(cls, arch_str: str) -> Arch:
@@ -108,16 +109,11 @@ class Arch:
     @property
     def op_indices(self) -> tuple[int, ...]:
         """Index into :data:`OPS` of each edge's op."""
-        return indices_of(self._code)
-
-    @property
-    def code(self) -> int:
-        """natsray's dense id in ``0..15624`` (not the NATS-Bench index)."""
-        return self._code
+        return indices_of(self.code)
 
     def to_str(self) -> str:
         """The exact NATS-Bench arch string (computed once per cell)."""
-        text = _STRINGS[self._code]
+        text = _STRINGS[self.code]
         if text is None:
             groups = []
             start = 0
@@ -125,12 +121,12 @@ class Arch:
                 edges = self.ops[start : start + to_node]
                 groups.append("|" + "|".join(f"{op}~{j}" for j, op in enumerate(edges)) + "|")
                 start += to_node
-            text = _STRINGS[self._code] = "+".join(groups)
+            text = _STRINGS[self.code] = "+".join(groups)
         return text
 
     def canonical(self) -> Arch:
         """The representative of the cells computing the same function (see :mod:`.canonical`)."""
-        return Arch.from_code(canonical_code(self._code))
+        return Arch.from_code(canonical_code(self.code))
 
     def unique_str(self) -> str:
         """The NATS-Bench isomorphism key (``get_unique_str``; see :mod:`.canonical`)."""

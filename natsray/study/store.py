@@ -3,15 +3,16 @@
 A sweep's run that finishes without reaching a periodic checkpoint (a run on a table takes
 milliseconds) writes no run directory. Its task appends the run's evaluations, as one Arrow IPC
 stream (a table in the flat layout of :mod:`natsray.experiment.journal_table`), to
-``OUT/store/<task>.evaluations.arrows``, then one JSON line with its summary, final checkpoint and
-where its stream lies (byte offset and length) to ``OUT/store/<task>.runs.jsonl`` (one ``write``
-each, flushed to the operating system), where ``<task>`` is unique per task attempt. A run is in
+``OUT/store/<task>.evaluations.arrows`` and its final checkpoint (search state, read only to write
+its run directory) to ``OUT/store/<task>.checkpoints.jsonl``, then one JSON line with its summary
+and where the other two lie (byte offsets and lengths) to ``OUT/store/<task>.runs.jsonl`` (one
+``write`` each, flushed to the operating system), where ``<task>`` is unique per task attempt. A run is in
 the store once its summary line is complete: a task killed (even by SIGKILL) between the two
 writes, or halfway through one, leaves bytes that no summary claims, which readers ignore; the run
 is then run again. No file is fsynced: a killed process loses nothing, a machine crash may lose
 the last runs (run again on resume).
 
-Two files per task instead of about ten per run: creating a file costs 0.3-0.8 ms on the
+Three files per task instead of about ten per run: creating a file costs 0.3-0.8 ms on the
 development machine, as much as a whole NATS-protocol search. The evaluations are columns, never
 text: a run kept in memory (:meth:`natsray.engine.checkpoint.Journal.entries`) is written without
 encoding a JSON line, and ``natsray report`` reads the columns back without parsing one (a
@@ -51,6 +52,7 @@ STORE_DIR = "store"
 _EVALUATIONS = ".evaluations.arrows"
 _EVALUATIONS_JSONL = ".evaluations.jsonl"  # the store of earlier versions: JSON lines tagged with "run"
 _RUNS = ".runs.jsonl"
+_CHECKPOINTS = ".checkpoints.jsonl"
 
 
 @dataclass(frozen=True)
@@ -62,18 +64,30 @@ class StoredRun:
         evaluations: The file holding its evaluations.
         lines: How many evaluations (journal lines) it has.
         summary: Its ``summary.json`` content.
-        checkpoint: Its final ``checkpoint.json`` content (search state), None if not stored.
+        inline_checkpoint: Its final checkpoint when the summary line holds it (earlier versions).
         offset: Where its Arrow stream starts in ``evaluations`` (bytes); None in a JSON-lines store.
         length: Its Arrow stream's length in bytes; None in a JSON-lines store.
+        checkpoint_at: ``(file, offset, length)`` of its final checkpoint's JSON line, when stored apart.
     """
 
     name: str
     evaluations: Path
     lines: int
     summary: Mapping[str, Any]
-    checkpoint: Mapping[str, Any] | None = None
+    inline_checkpoint: Mapping[str, Any] | None = None
     offset: int | None = None
     length: int | None = None
+    checkpoint_at: tuple[Path, int, int] | None = None
+
+    @property
+    def checkpoint(self) -> Mapping[str, Any] | None:
+        """Its final ``checkpoint.json`` content (search state), read when asked for; None if not stored."""
+        if self.checkpoint_at is None:
+            return self.inline_checkpoint
+        path, offset, length = self.checkpoint_at
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            return json.loads(handle.read(length))
 
 
 class StoreWriter:
@@ -87,8 +101,9 @@ class StoreWriter:
         self.directory = Path(sweep_dir) / STORE_DIR
         self.token = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
         self._evaluations: IO[bytes] | None = None
+        self._checkpoints: IO[bytes] | None = None
         self._runs: IO[str] | None = None
-        self._offset = 0
+        self._offset = self._checkpoint_offset = 0
 
     def commit(
         self,
@@ -103,22 +118,30 @@ class StoreWriter:
             self.directory.mkdir(parents=True, exist_ok=True)
             stem = self.directory / self.token
             self._evaluations = open(stem.with_name(stem.name + _EVALUATIONS), "ab")  # noqa: SIM115
+            self._checkpoints = open(stem.with_name(stem.name + _CHECKPOINTS), "ab")  # noqa: SIM115
             self._runs = open(stem.with_name(stem.name + _RUNS), "a", encoding="utf-8")  # noqa: SIM115
-            self._offset = self._evaluations.tell()
-        assert self._runs is not None
+            self._offset, self._checkpoint_offset = self._evaluations.tell(), self._checkpoints.tell()
+        assert self._runs is not None and self._checkpoints is not None
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, evaluations.schema) as writer:
             writer.write_table(evaluations)
         data = sink.getvalue()
         self._evaluations.write(data)
         self._evaluations.flush()
+        checkpoint_at = None
+        if checkpoint is not None:  # apart: its search state is read only to write the run's directory
+            text = (json.dumps(checkpoint, allow_nan=True) + "\n").encode()
+            self._checkpoints.write(text)
+            self._checkpoints.flush()
+            checkpoint_at = [self._checkpoint_offset, len(text)]
+            self._checkpoint_offset += len(text)
         record = {
             "run": name,
             "lines": evaluations.num_rows,
             "summary": dict(summary),
-            "checkpoint": checkpoint,
             "offset": self._offset,
             "length": data.size,
+            "checkpoint_at": checkpoint_at,
         }
         self._offset += data.size
         self._runs.write(json.dumps(record, allow_nan=True) + "\n")
@@ -126,10 +149,10 @@ class StoreWriter:
 
     def close(self) -> None:
         """Close the files (committed runs are already written)."""
-        for handle in (self._evaluations, self._runs):
+        for handle in (self._evaluations, self._checkpoints, self._runs):
             if handle is not None:
                 handle.close()
-        self._evaluations = self._runs = None
+        self._evaluations = self._checkpoints = self._runs = None
 
 
 def stored_runs(sweep_dir: str | Path) -> dict[str, StoredRun]:
@@ -155,6 +178,7 @@ def stored_runs(sweep_dir: str | Path) -> dict[str, StoredRun]:
                 continue
             offset = record.get("offset")
             evaluations = path.with_name(stem + (_EVALUATIONS_JSONL if offset is None else _EVALUATIONS))
+            at = record.get("checkpoint_at")
             found[name] = StoredRun(
                 name,
                 evaluations,
@@ -163,6 +187,7 @@ def stored_runs(sweep_dir: str | Path) -> dict[str, StoredRun]:
                 record.get("checkpoint"),
                 None if offset is None else int(offset),
                 None if offset is None else int(record["length"]),
+                None if at is None else (path.with_name(stem + _CHECKPOINTS), int(at[0]), int(at[1])),
             )
     return found
 
@@ -286,8 +311,9 @@ def write_run_dir(
     partial = run_dir / (JOURNAL_FILE + ".partial")
     partial.write_bytes(journal_lines(run))
     partial.replace(run_dir / JOURNAL_FILE)
-    if run.checkpoint is not None:
-        atomic_write_json(run_dir / CHECKPOINT_FILE, dict(run.checkpoint), indent=None)
+    checkpoint = run.checkpoint
+    if checkpoint is not None:
+        atomic_write_json(run_dir / CHECKPOINT_FILE, dict(checkpoint), indent=None)
     atomic_write_json(run_dir / SUMMARY_FILE, dict(run.summary))
     finalize_run(run_dir)
     return True

@@ -208,11 +208,12 @@ def _execute_all(
     shared: Any,
     node: str | None,
     report: Callable[[int, dict[str, Any]], None] | None = None,
+    stop: Callable[[], bool] | None = None,
     kept: tuple[dict[str, Any], str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Run ``items`` (of one evaluator config) one after another with one store writer; a cheap
-    evaluator is set up once, or taken from / left in ``kept`` (a dict of evaluators and the key of
-    this config and ``shared`` in it)."""
+    """Run ``items`` (of one evaluator config) one after another with one store writer, until
+    ``stop()`` says so after a run; a cheap evaluator is set up once, or taken from / left in
+    ``kept`` (a dict of evaluators and the key of this config and ``shared`` in it)."""
     store = StoreWriter(out)
     results = []
     evaluator = kept[0].get(kept[1]) if kept is not None else None
@@ -235,6 +236,8 @@ def _execute_all(
             results.append(result)
             if report is not None:
                 report(position, result)
+            if stop is not None and stop():
+                break
     finally:
         store.close()
     return results
@@ -352,6 +355,10 @@ def run_sweep(
             run_end(i)
         if todo and _in_driver(runs, todo, parallel, address):
             _run_in_driver(runs, todo, out, record)
+        elif todo and _may_start_ray_later(runs, todo, parallel, address):
+            rest = _run_in_driver(runs, todo, out, record, until=_ray_pays_off(len(todo)))
+            if rest:
+                _run_on_ray(runs, rest, out, parallel, address, record)
         elif todo:
             _run_on_ray(runs, todo, out, parallel, address, record)
     finally:
@@ -386,19 +393,82 @@ def _in_driver(
     return one and not named and not running and all(_local(c) for c in configs)  # type: ignore[arg-type]
 
 
+RAY_START_S = 8.0
+"""What starting a local Ray is assumed to cost (seconds): 6-11 s measured on the 2-core development
+machine, a few seconds on larger ones. A sweep left to choose (no ``parallel``, no cluster) runs its
+cheap runs in the driver while the rest of them would take less than this on the cores Ray would add."""
+
+
+def _may_start_ray_later(
+    runs: Sequence[PlannedRun], todo: list[int], parallel: int | None, address: str | None
+) -> bool:
+    """True when the sweep may begin in the driver and start a local Ray only if its runs are long
+    enough to pay for it: parallelism left to natsray, no cluster named, no Ray running in this
+    process, every run local (simulated / in-process)."""
+    import os
+
+    first = runs[todo[0]].config
+    assert first is not None
+    named = address or first.ray.address or os.environ.get("RAY_ADDRESS")
+    ray = sys.modules.get("ray")
+    running = ray is not None and ray.is_initialized()
+    return parallel is None and not named and not running and all(_local(runs[i].config) for i in todo)  # type: ignore[arg-type]
+
+
+def _ray_pays_off(total: int) -> Callable[[int, float], bool]:
+    """The driver's stopping rule for ``total`` runs: after ``done`` runs in ``seconds`` (the first
+    run, which pays the imports, not counted), stop when the others would take longer on one core
+    than :data:`RAY_START_S` plus their share on all cores (``(1 - 1/N) * rest > RAY_START_S``)."""
+    import os
+
+    cores = max(os.cpu_count() or 1, 1)
+    start: list[float] = []
+
+    def stop(done: int, seconds: float) -> bool:
+        if done == 1:
+            start.append(seconds)
+            return False
+        if done < 3 or cores == 1:
+            return False
+        per_run = (seconds - start[0]) / (done - 1)
+        return (total - done) * per_run * (1 - 1 / cores) > RAY_START_S
+
+    return stop
+
+
 def _run_in_driver(
-    runs: Sequence[PlannedRun], todo: list[int], out: Path, record: Callable[[int, RunOutcome], None]
-) -> None:
-    """Run the runs in this process, one after another (no Ray to start)."""
+    runs: Sequence[PlannedRun],
+    todo: list[int],
+    out: Path,
+    record: Callable[[int, RunOutcome], None],
+    until: Callable[[int, float], bool] | None = None,
+) -> list[int]:
+    """Run the runs in this process, one after another (no Ray to start).
+
+    ``until(runs done, seconds)`` is asked after each run; when it says so, the runs not started
+    are returned (to run on Ray) instead.
+    """
     shared = _prepare_shared([runs[i] for i in todo])
+    began = time.perf_counter()
+    done: list[int] = []
+
+    def report(i: int, result: dict[str, Any]) -> None:
+        _record_result(runs, i, result, record)
+        done.append(i)
+
+    def stop() -> bool:
+        return until is not None and until(len(done), time.perf_counter() - began)
+
     for key in dict.fromkeys(_shared_key(runs[i]) for i in todo):
         group = [i for i in todo if _shared_key(runs[i]) == key]
         items = [(runs[i].config, str(runs[i].run_dir), runs[i].name) for i in group]
-
-        def report(position: int, result: dict[str, Any], group: list[int] = group) -> None:
-            _record_result(runs, group[position], result, record)
-
-        _execute_all(items, out, shared[key], None, report)  # type: ignore[arg-type]
+        _execute_all(  # type: ignore[arg-type]
+            items, out, shared[key], None, lambda position, result, g=group: report(g[position], result), stop
+        )
+        if stop():
+            break
+    finished = set(done)
+    return [i for i in todo if i not in finished]
 
 
 def _record_result(

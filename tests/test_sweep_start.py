@@ -1,0 +1,61 @@
+"""Where a sweep left to choose runs: in the driver while its runs are short, on a local Ray once the
+runs left would pay for Ray's start-up; either way each run once, its results those of the seed alone."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from test_study import base, stored, write
+from toy_evaluator import trajectory, trajectory_of
+
+from natsray.cli import main
+from natsray.config import read_yaml
+from natsray.study import sweep as sweep_module
+from natsray.study.grid import plan_runs, sweep_from_config, write_plan
+from natsray.study.store import stored_runs
+from natsray.study.sweep import run_sweep
+
+
+def planned(table: Path, tmp_path: Path, seeds: str) -> tuple[list, Path]:
+    config = write(tmp_path / "exp.yaml", base(table, evaluations=30))
+    plan = sweep_from_config(read_yaml(config), seeds=seeds, source=str(config))
+    assert plan is not None
+    write_plan(plan, tmp_path / "sweep")
+    return plan_runs(plan, tmp_path / "sweep"), config
+
+
+def test_short_runs_stay_in_the_driver_and_start_no_ray(full_table: Path, tmp_path: Path) -> None:
+    runs, _ = planned(full_table, tmp_path, "0-5")
+    assert not (sys.modules.get("ray") and sys.modules["ray"].is_initialized())
+    outcome = run_sweep(runs, tmp_path / "sweep", progress=False)
+    assert [run.status for run in outcome.runs] == ["done"] * 6
+    assert all(run.node is None for run in outcome.runs)  # none ran on a Ray node
+    ray = sys.modules.get("ray")
+    assert ray is None or not ray.is_initialized()
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: Ray would add none")
+def test_runs_that_pay_for_ray_move_to_it_after_the_first_ones(
+    full_table: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sweep_module, "RAY_START_S", 0.0)  # any runs left pay for a Ray start
+    runs, config = planned(full_table, tmp_path, "0-7")
+    out = tmp_path / "sweep"
+    outcome = run_sweep(runs, out, progress=False)
+    assert [run.status for run in outcome.runs] == ["done"] * 8
+    # the first three in the driver (the first one, paying the imports, is not timed), the rest on Ray
+    assert [run.node is None for run in outcome.runs] == [True] * 3 + [False] * 5
+    assert sorted(stored_runs(out)) == [f"seed-{seed}" for seed in range(8)]  # each stored once
+    import ray
+
+    assert not ray.is_initialized()  # the sweep shut down the Ray it started
+    for seed in (0, 7):
+        single = tmp_path / f"single-{seed}"
+        argv = ["run", str(config), "--set", f"seed={seed}", "--out", str(single), "--no-progress"]
+        assert main(argv) == 0, capsys.readouterr().err
+        assert trajectory_of(stored(out, f"seed-{seed}").records) == trajectory(single)
