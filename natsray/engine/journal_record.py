@@ -190,13 +190,10 @@ def evaluation_columns(entries: Sequence[Entry]) -> dict[str, list[Any]]:
         if field is None:
             columns["fitness"] = [None if entry[3] is None else list(entry[3]) for entry in entries]
             continue
-        seen: dict[str, list[Any]] = {}
-        for row, result in enumerate(results):
-            for key, value in getattr(result, field).items():
-                values = seen.get(key)
-                if values is None:
-                    values = seen[key] = column(f"{prefix}.{key}")
-                values[row] = value
+        mappings = [getattr(result, field) for result in results]
+        distinct = {id(mapping): mapping for mapping in mappings}  # results of one cell share theirs
+        for key in dict.fromkeys(key for mapping in distinct.values() for key in mapping):
+            columns[f"{prefix}.{key}"] = [mapping.get(key) for mapping in mappings]
     columns["cost_s"] = [result.cost_s for result in results]
     columns["wall_s"] = [result.wall_s for result in results]
     optional("error", [result.error for result in results])

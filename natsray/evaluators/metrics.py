@@ -252,7 +252,9 @@ class MetricQuery:
             keys.update(dict.fromkeys(metric.keys))
         for pair in self._cost_pairs:
             keys.update(dict.fromkeys(pair))
-        keys[seeds_key(valid_run(self.config.dataset), self.config.hp)] = None
+        self._cost_seeds = seeds_key(valid_run(self.config.dataset), self.config.hp)
+        self._cost_epochs = HP_EPOCHS[self.config.hp]
+        keys[self._cost_seeds] = None
         self.keys: tuple[str, ...] = tuple(keys)
         """Every raw key this query reads (what a reader must extract)."""
         self._seeds_keys = tuple(key for key in self.keys if key.endswith("/seeds"))
@@ -389,11 +391,10 @@ class MetricQuery:
 
     def _cost(self, record: Mapping[str, np.ndarray], trials: dict[int, int] | None) -> float | None:
         """NATS-Bench's ``simulate_train_eval`` time: whole training + one validation pass."""
-        run = valid_run(self.config.dataset)
-        seeds = seeds_key(run, self.config.hp)
+        seeds = self._cost_seeds
         for train_key, valid_key in self._cost_pairs:
             train = self._reduce(record, seeds, train_key, trials)
             valid = self._reduce(record, seeds, valid_key, trials)
             if train is not None and valid is not None:
-                return train + valid / HP_EPOCHS[self.config.hp]
+                return train + valid / self._cost_epochs
         return None

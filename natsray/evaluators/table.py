@@ -350,6 +350,8 @@ class TableEvaluator(BaseEvaluator):
         self._counts: dict[str, list[int]] = {}
         self._plans: dict[int, tuple[MetricQuery, list[tuple[str, str]]]] = {}
         self._plan = self._plan_of(self._query)
+        self._nats_index: list[int] = self.shared["nats_index"].tolist()  # list look-ups: no numpy scalars
+        self._has_record: list[bool] = self.shared["has_record"].tolist()
 
     def _plan_of(self, query: MetricQuery) -> list[tuple[str, str]]:
         """``(key, its run's seeds key)`` per raw key of ``query``: per-trial rows are cut to the
@@ -381,10 +383,10 @@ class TableEvaluator(BaseEvaluator):
             self.setup()
         row = candidate.arch.code
         shared = self.shared
-        index = int(shared["nats_index"][row])
+        index = self._nats_index[row]
         if index < 0:
             raise EvaluatorError(f"{candidate.arch} is not in the archive's meta file")
-        if not shared["has_record"][row]:
+        if not self._has_record[row]:
             raise EvaluatorError(f"no record for NATS index {index} in table {self.config.table}")
         query, plan = self._query, self._plan
         if candidate.budget is not None:

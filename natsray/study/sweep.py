@@ -356,7 +356,8 @@ def run_sweep(
         if todo and _in_driver(runs, todo, parallel, address):
             _run_in_driver(runs, todo, out, record)
         elif todo and _may_start_ray_later(runs, todo, parallel, address):
-            rest = _run_in_driver(runs, todo, out, record, until=_ray_pays_off(len(todo)))
+            cores = runs[todo[0]].config.resources.num_cpus  # type: ignore[union-attr]
+            rest = _run_in_driver(runs, todo, out, record, until=_ray_pays_off(len(todo), cores))
             if rest:
                 _run_on_ray(runs, rest, out, parallel, address, record)
         elif todo:
@@ -415,13 +416,14 @@ def _may_start_ray_later(
     return parallel is None and not named and not running and all(_local(runs[i].config) for i in todo)  # type: ignore[arg-type]
 
 
-def _ray_pays_off(total: int) -> Callable[[int, float], bool]:
+def _ray_pays_off(total: int, cpus: int | None = None) -> Callable[[int, float], bool]:
     """The driver's stopping rule for ``total`` runs: after ``done`` runs in ``seconds`` (the first
     run, which pays the imports, not counted), stop when the others would take longer on one core
-    than :data:`RAY_START_S` plus their share on all cores (``(1 - 1/N) * rest > RAY_START_S``)."""
+    than :data:`RAY_START_S` plus their share on the ``N`` cores a local Ray would get
+    (``resources.num_cpus``, default all): ``(1 - 1/N) * rest > RAY_START_S``."""
     import os
 
-    cores = max(os.cpu_count() or 1, 1)
+    cores = max(cpus or os.cpu_count() or 1, 1)
     start: list[float] = []
 
     def stop(done: int, seconds: float) -> bool:
