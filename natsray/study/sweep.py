@@ -377,21 +377,30 @@ def _callbacks(runs: Sequence[PlannedRun]) -> list[Callback]:
     return [spec.build() for spec in config.callbacks] if config is not None else []
 
 
-def _in_driver(
-    runs: Sequence[PlannedRun], todo: list[int], parallel: int | None, address: str | None
-) -> bool:
-    """True when the runs need no Ray: one at a time (``--parallel 1`` or ``resources.num_cpus: 1``),
-    all in-process / simulated, no cluster named and no Ray already running in this process."""
+def _no_ray_needed(runs: Sequence[PlannedRun], todo: list[int], address: str | None) -> bool:
+    """True when the runs may run in this process: all in-process / simulated, no cluster named and no
+    Ray already running in this process."""
     import os
 
-    configs = [runs[i].config for i in todo]
-    first = configs[0]
+    first = runs[todo[0]].config
     assert first is not None
-    one = parallel == 1 or first.resources.num_cpus == 1 or (os.cpu_count() or 1) == 1
     named = address or first.ray.address or os.environ.get("RAY_ADDRESS")
     ray = sys.modules.get("ray")  # not imported: not initialised either (importing it costs ~1 s)
     running = ray is not None and ray.is_initialized()
-    return one and not named and not running and all(_local(c) for c in configs)  # type: ignore[arg-type]
+    return not named and not running and all(_local(runs[i].config) for i in todo)  # type: ignore[arg-type]
+
+
+def _in_driver(
+    runs: Sequence[PlannedRun], todo: list[int], parallel: int | None, address: str | None
+) -> bool:
+    """True when the runs need no Ray: one at a time (``--parallel 1`` or ``resources.num_cpus: 1``)
+    and :func:`_no_ray_needed`."""
+    import os
+
+    first = runs[todo[0]].config
+    assert first is not None
+    one = parallel == 1 or first.resources.num_cpus == 1 or (os.cpu_count() or 1) == 1
+    return one and _no_ray_needed(runs, todo, address)
 
 
 RAY_START_S = 8.0
@@ -404,16 +413,8 @@ def _may_start_ray_later(
     runs: Sequence[PlannedRun], todo: list[int], parallel: int | None, address: str | None
 ) -> bool:
     """True when the sweep may begin in the driver and start a local Ray only if its runs are long
-    enough to pay for it: parallelism left to natsray, no cluster named, no Ray running in this
-    process, every run local (simulated / in-process)."""
-    import os
-
-    first = runs[todo[0]].config
-    assert first is not None
-    named = address or first.ray.address or os.environ.get("RAY_ADDRESS")
-    ray = sys.modules.get("ray")
-    running = ray is not None and ray.is_initialized()
-    return parallel is None and not named and not running and all(_local(runs[i].config) for i in todo)  # type: ignore[arg-type]
+    enough to pay for it: parallelism left to natsray and :func:`_no_ray_needed`."""
+    return parallel is None and _no_ray_needed(runs, todo, address)
 
 
 def _ray_pays_off(total: int, cpus: int | None = None) -> Callable[[int, float], bool]:
