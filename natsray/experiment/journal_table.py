@@ -33,6 +33,7 @@ import pyarrow.json as pa_json
 
 from natsray.engine.checkpoint import read_journal
 from natsray.engine.journal_record import MAPPING_PREFIXES
+from natsray.experiment.arrow_columns import column
 
 __all__ = [
     "CSV_FIRST",
@@ -93,7 +94,7 @@ def _fast(data: bytes) -> pa.Table | None:
 def _column(values: list[Any]) -> pa.Array:
     """One column from Python values; values of mixed types (``1`` and ``"n/a"``) become text."""
     try:
-        return pa.array(values, from_pandas=False)
+        return column(values)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
         return pa.array(
             [

@@ -1,0 +1,112 @@
+"""Python values -> Arrow arrays, for the column kinds of an evaluation journal, without pandas.
+
+``pyarrow.array`` asks on its first call whether pandas is installed, and so imports it (about
+0.5-1 s): in every process that builds a table, a sweep's driver and each Ray worker among them.
+:func:`column` builds the columns an evaluation record has (integers, floats, strings, lists of
+numbers, each with nulls) from their NumPy buffers instead (``pyarrow.Array.from_buffers``, which
+imports nothing), and hands any other column to ``pyarrow.array``. Either way the array equals
+``pyarrow.array(values, from_pandas=False)``: same type, same values, same nulls (tested against
+it in ``tests/test_arrow_columns.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+__all__ = ["column"]
+
+_NONE = type(None)
+_EXACT = 1 << 53
+"""Arrow converts an int to a double only when the double holds it exactly (|value| <= 2**53)."""
+
+
+def column(values: Sequence[Any]) -> pa.Array:
+    """``pyarrow.array(values, from_pandas=False)``, built from buffers where the values allow.
+
+    Args:
+        values: One column's Python values: ``int``, ``float``, ``str``, ``list`` of ints and
+            floats, or ``None`` (null) each; other kinds go to ``pyarrow.array``.
+
+    Returns:
+        An array of ``len(values)`` rows: int64, double, string or a list of one of the first two,
+        typed as Arrow infers them (ints with floats become doubles; ``NaN`` stays a value).
+
+    Raises:
+        pyarrow.ArrowInvalid, pyarrow.ArrowTypeError, OverflowError: as ``pyarrow.array`` does for
+            values it cannot convert (a string among numbers, an int beyond int64).
+    """
+    kinds = set(map(type, values))
+    kinds.discard(_NONE)
+    if not kinds:  # empty, or nulls only
+        return pa.nulls(len(values))
+    if kinds <= {int, float}:
+        return _numbers(values, kinds)
+    if kinds == {str}:
+        return _strings(values)
+    if kinds == {list}:
+        array = _lists(values)
+        if array is not None:
+            return array
+    return pa.array(values, from_pandas=False)
+
+
+def _validity(values: Sequence[Any]) -> tuple[pa.Buffer | None, int]:
+    """The validity bitmap (bit set = value present) and the null count; None and 0 without nulls."""
+    count = values.count(None) if isinstance(values, list) else sum(value is None for value in values)
+    if not count:
+        return None, 0
+    present = np.fromiter((value is not None for value in values), dtype=bool, count=len(values))
+    return pa.py_buffer(np.packbits(present, bitorder="little")), count
+
+
+def _numbers(values: Sequence[Any], kinds: set[type]) -> pa.Array:
+    validity, nulls = _validity(values)
+    try:
+        if float in kinds:
+            if int in kinds and any(type(v) is int and not -_EXACT <= v <= _EXACT for v in values):
+                raise OverflowError  # Arrow refuses an int that a double does not hold exactly
+            data = np.array(values, dtype=np.float64)  # None becomes NaN, masked by the validity
+            arrow_type = pa.float64()
+        else:
+            data = np.array([0 if v is None else v for v in values] if nulls else values, dtype=np.int64)
+            arrow_type = pa.int64()
+    except OverflowError:  # beyond int64, or not exact as a double: Arrow's own conversion and error
+        return pa.array(values, from_pandas=False)
+    return pa.Array.from_buffers(arrow_type, len(values), [validity, pa.py_buffer(data)], null_count=nulls)
+
+
+def _strings(values: Sequence[Any]) -> pa.Array:
+    validity, nulls = _validity(values)
+    encoded = [b"" if value is None else value.encode() for value in values]
+    offsets = np.zeros(len(values) + 1, dtype=np.int64)
+    np.cumsum([len(item) for item in encoded], out=offsets[1:])
+    if offsets[-1] >= 1 << 31:
+        return pa.array(values, from_pandas=False)
+    buffers = [validity, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(b"".join(encoded))]
+    return pa.Array.from_buffers(pa.string(), len(values), buffers, null_count=nulls)
+
+
+def _lists(values: Sequence[Any]) -> pa.Array | None:
+    """A list column of numbers (or of empty lists only), or None for one this path does not build
+    (nested lists, nulls in lists)."""
+    items = [item for value in values if value is not None for item in value]
+    kinds = set(map(type, items))
+    if not kinds <= {int, float}:
+        return None
+    validity, nulls = _validity(values)
+    child = _numbers(items, kinds) if kinds else pa.nulls(0)
+    offsets = np.zeros(len(values) + 1, dtype=np.int64)
+    np.cumsum([0 if value is None else len(value) for value in values], out=offsets[1:])
+    if offsets[-1] >= 1 << 31:
+        return None
+    return pa.Array.from_buffers(
+        pa.list_(child.type),
+        len(values),
+        [validity, pa.py_buffer(offsets.astype(np.int32))],
+        null_count=nulls,
+        children=[child],
+    )
