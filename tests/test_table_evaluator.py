@@ -232,3 +232,26 @@ def test_metric_no_row_has_is_caught_at_setup(tmp_path: Path) -> None:
     assert "no row has it" in message
     ok = TableEvaluator(replace(config, objective=("test_accuracy",), report=()))
     ok.setup()  # cost falls back to the equal-size x-test pass
+
+
+@pytest.mark.parametrize("dataset", ["cifar10", "cifar100"])
+def test_vectorised_mean_scores_equal_per_record_scores(built, dataset: str) -> None:
+    """``seed_mode: mean`` scores come from columns computed for all cells at once
+    (``MetricQuery.mean_columns``); each equals the per-record score to the bit, errors included
+    (cifar100's cell 9 has no hp-200 validation record: its objective is absent)."""
+    _, path, archs = built
+    config = TableConfig(
+        table=str(path), dataset=dataset, hp="200", objective=("valid_accuracy", "params:min"), report=REPORT
+    )
+    fast, slow = TableEvaluator(config), TableEvaluator(config)
+    fast.setup()
+    slow.setup()
+    slow._mean_score = lambda row, index: None  # the per-record path
+    batch = [Candidate(i, Arch.from_str(arch)) for i, arch in enumerate(archs[: N_RECORDS + 1])]
+    expected, got = slow.evaluate(batch), fast.evaluate(batch)
+    assert [comparable(r) for r in got] == [comparable(r) for r in expected]
+    assert [list(r.metrics) for r in got] == [list(r.metrics) for r in expected]  # same field order
+    assert fast._mean is not None  # the columns were used
+    assert sum(not r.ok for r in got) == (2 if dataset == "cifar100" else 1)
+    bits = [(r.objectives, r.metrics, r.cost_s) for r in got if r.ok]
+    assert repr(bits) == repr([(r.objectives, r.metrics, r.cost_s) for r in expected if r.ok])

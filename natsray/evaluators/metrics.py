@@ -28,7 +28,7 @@ import math
 import random
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 
@@ -44,6 +44,7 @@ __all__ = [
     "METRICS",
     "SEED_MODES",
     "TRIAL_QUANTITIES",
+    "MeanColumns",
     "MetricQuery",
     "QueryConfig",
     "parse_metric",
@@ -230,6 +231,14 @@ class _Metric:
     divisor: float = 1.0  # epoch_time = train time / epochs
 
 
+class MeanColumns(NamedTuple):
+    """:meth:`MetricQuery.mean_columns`: ``(values, present)`` column pairs over the cells."""
+
+    objectives: dict[str, tuple[np.ndarray, np.ndarray]]
+    metrics: dict[str, tuple[np.ndarray, np.ndarray]]
+    cost: tuple[np.ndarray, np.ndarray]
+
+
 @dataclass
 class MetricQuery:
     """Turns a cell record into a :class:`Score` for one evaluator config.
@@ -358,6 +367,65 @@ class MetricQuery:
                 f"hp {self.config.hp}, not in this archive"
             )
         return Score(objectives=objectives, metrics=metrics, cost_s=cost)
+
+    def mean_columns(
+        self, columns: Mapping[str, np.ndarray], trials: Mapping[str, np.ndarray]
+    ) -> MeanColumns:
+        """:meth:`score` in ``seed_mode: mean`` for every cell at once, from whole columns.
+
+        Each value equals the one :meth:`score` gives for the cell's record, to the last bit: the
+        per-trial means add the present trials left to right, as Python's ``sum`` (and
+        NATS-Bench's ``mean``) do.
+
+        Args:
+            columns: Every raw key of :attr:`keys` -> its column over ``C`` cells: shape ``(C,)``
+                for single values, ``(C, T)`` per trial (float; NaN = absent).
+            trials: Each seeds key of :attr:`keys` -> ``(C,)`` int, the cell's trial count: a cell
+                reads trials ``0 .. count - 1`` of its rows (the record :meth:`score` gets is cut so).
+
+        Returns:
+            Per objective, report metric and the cost, a ``(C,)`` float64 column and a ``(C,)``
+            bool column that is False where :meth:`score` has None (an absent value; an absent
+            objective or cost is an error there).
+        """
+
+        def reduce(seeds: str, key: str) -> tuple[np.ndarray, np.ndarray]:
+            column = np.asarray(columns[key], dtype=np.float64)
+            count = np.asarray(trials[seeds])
+            total = np.zeros(len(column))
+            present = np.zeros(len(column), dtype=np.int64)
+            for j in range(column.shape[1]):
+                value = column[:, j]
+                use = (j < count) & ~np.isnan(value)
+                total = np.where(use, total + value, total)
+                present += use
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return total / present, present > 0
+
+        def value(metric: _Metric) -> tuple[np.ndarray, np.ndarray]:
+            if len(metric.keys) == 1:
+                column = np.asarray(columns[metric.keys[0]], dtype=np.float64)
+                return column, ~np.isnan(column)
+            mean, valid = reduce(*metric.keys)
+            return mean / metric.divisor, valid
+
+        cost = cost_valid = None
+        for train_key, valid_key in self._cost_pairs:
+            train, has_train = reduce(self._cost_seeds, train_key)
+            valid, has_valid = reduce(self._cost_seeds, valid_key)
+            pair = train + valid / self._cost_epochs
+            usable = has_train & has_valid
+            if cost is None or cost_valid is None:
+                cost, cost_valid = pair, usable
+            else:  # the first pair both of whose times the cell has
+                cost = np.where(cost_valid, cost, pair)
+                cost_valid = cost_valid | usable
+        assert cost is not None and cost_valid is not None
+        return MeanColumns(
+            objectives={metric.name: value(metric) for metric in self._objectives},
+            metrics={metric.name: value(metric) for metric in self._report},
+            cost=(cost, cost_valid),
+        )
 
     def _trials(self, record: Mapping[str, np.ndarray], seed: int) -> dict[int, int] | None:
         """Trial count -> index of the trial to read, or None in mean mode."""
