@@ -47,6 +47,7 @@ __all__ = [
     "check_resources",
     "connect_ray",
     "local_nodes",
+    "local_ray_started_here",
     "local_token_mode",
     "probe_address",
     "token_available",
@@ -211,7 +212,26 @@ def connect_ray(config: ExperimentConfig, address: str | None) -> bool:
         ray.shutdown()
         raise
     _sigterm_as_interrupt()
+    if not address:
+        _STARTED_HERE.clear()
+        _STARTED_HERE.append(ray.get_runtime_context().gcs_address)
     return True
+
+
+_STARTED_HERE: list[str] = []
+"""The GCS address of the local Ray that :func:`connect_ray` last started in this process."""
+
+
+def local_ray_started_here() -> bool:
+    """True when the Ray this process is connected to is a local one that :func:`connect_ray`
+    started here (not a cluster it joined): its CPUs are this machine's, the driver's among them."""
+    import ray
+
+    return (
+        bool(_STARTED_HERE)
+        and ray.is_initialized()
+        and ray.get_runtime_context().gcs_address in _STARTED_HERE
+    )
 
 
 def actor_runtime_env(runtime_env: Mapping[str, Any] | None) -> dict[str, Any] | None:

@@ -170,6 +170,9 @@ _WORKER_EVALUATORS: dict[str, Any] = {}
 """A Ray worker's evaluators kept between the tasks of one sweep (by sweep token and evaluator
 config): a cheap evaluator's per-cell scores then carry over from one task to the next."""
 _KEPT_EVALUATORS = 4
+_WORKER_STORES: dict[str, StoreWriter] = {}
+"""A Ray worker's store writer for the sweep (by token) whose tasks it runs: one pair of store files
+per worker and sweep, not per task."""
 
 
 def _chunk_task(
@@ -183,8 +186,26 @@ def _chunk_task(
     import ray
 
     node = ray.get_runtime_context().get_node_id()
-    key = f"{token}/{items[0][0].evaluator!r}" if token and items else None
-    return _execute_all(items, Path(out), shared, node, kept=(_WORKER_EVALUATORS, key) if key else None)
+    if not token:
+        return _execute_all(items, Path(out), shared, node)
+    store = _WORKER_STORES.get(token)
+    if store is None:  # a new sweep: the files of an earlier one are complete (flushed per run)
+        for old in _WORKER_STORES.values():
+            old.close()
+        _WORKER_STORES.clear()
+        store = _WORKER_STORES[token] = StoreWriter(out)
+    key = f"{token}/{items[0][0].evaluator!r}" if items else ""
+    return _execute_all(items, Path(out), shared, node, kept=(_WORKER_EVALUATORS, key), store=store)
+
+
+def _warm_up() -> None:
+    """Ray task: import what a run task needs. A worker's first task waits ~0.5-1 s to be leased
+    and then imports the engine; sent ahead, this overlaps both with the driver's preparation."""
+    import natsray.engine.runner
+    import natsray.engine.simulation
+    import natsray.experiment.journal_table  # noqa: F401
+
+    time.sleep(0.05)  # hold the slot a moment, so each warm-up lands on a different worker
 
 
 def _reusable_evaluator(config: ExperimentConfig, shared: Any) -> Any:
@@ -210,11 +231,14 @@ def _execute_all(
     report: Callable[[int, dict[str, Any]], None] | None = None,
     stop: Callable[[], bool] | None = None,
     kept: tuple[dict[str, Any], str] | None = None,
+    store: StoreWriter | None = None,
 ) -> list[dict[str, Any]]:
-    """Run ``items`` (of one evaluator config) one after another with one store writer, until
-    ``stop()`` says so after a run; a cheap evaluator is set up once, or taken from / left in
-    ``kept`` (a dict of evaluators and the key of this config and ``shared`` in it)."""
-    store = StoreWriter(out)
+    """Run ``items`` (of one evaluator config) one after another with one store writer (``store``,
+    left open, or a new one), until ``stop()`` says so after a run; a cheap evaluator is set up once,
+    or taken from / left in ``kept`` (a dict of evaluators and the key of this config and ``shared``
+    in it)."""
+    own = store is None
+    store = StoreWriter(out) if store is None else store
     results = []
     evaluator = kept[0].get(kept[1]) if kept is not None else None
     try:
@@ -239,7 +263,8 @@ def _execute_all(
             if stop is not None and stop():
                 break
     finally:
-        store.close()
+        if own:
+            store.close()
     return results
 
 
@@ -462,14 +487,24 @@ def _run_in_driver(
     def stop() -> bool:
         return until is not None and until(len(done), time.perf_counter() - began)
 
-    for key in dict.fromkeys(_shared_key(runs[i]) for i in todo):
-        group = [i for i in todo if _shared_key(runs[i]) == key]
-        items = [(runs[i].config, str(runs[i].run_dir), runs[i].name) for i in group]
-        _execute_all(  # type: ignore[arg-type]
-            items, out, shared[key], None, lambda position, result, g=group: report(g[position], result), stop
-        )
-        if stop():
-            break
+    store = StoreWriter(out)
+    try:
+        for key in dict.fromkeys(_shared_key(runs[i]) for i in todo):
+            group = [i for i in todo if _shared_key(runs[i]) == key]
+            items = [(runs[i].config, str(runs[i].run_dir), runs[i].name) for i in group]
+            _execute_all(  # type: ignore[arg-type]
+                items,
+                out,
+                shared[key],
+                None,
+                lambda position, result, g=group: report(g[position], result),
+                stop,
+                store=store,
+            )
+            if stop():
+                break
+    finally:
+        store.close()
     finished = set(done)
     return [i for i in todo if i not in finished]
 
@@ -494,6 +529,7 @@ def _run_on_ray(
 ) -> None:
     import ray
 
+    from natsray.engine.cluster import local_ray_started_here
     from natsray.engine.runner import connect_ray
 
     first = runs[todo[0]].config
@@ -502,7 +538,7 @@ def _run_on_ray(
     try:
         tasks = [i for i in todo if _local(runs[i].config)]  # type: ignore[arg-type]
         if tasks:
-            _task_loop(runs, tasks, out, parallel, record)
+            _task_loop(runs, tasks, out, parallel, record, in_driver=local_ray_started_here())
         for i in [i for i in todo if i not in set(tasks)]:  # actor-based runs: one at a time
             run = runs[i]
             try:
@@ -517,17 +553,33 @@ def _run_on_ray(
             ray.shutdown()
 
 
-def _chunks(runs: Sequence[PlannedRun], tasks: list[int], slots: int) -> list[list[int]]:
-    """The runs in tasks of up to :data:`CHUNK_RUNS` runs of one evaluator config (in plan order),
-    at least four tasks per slot while there are enough runs (even finishing times)."""
-    size = max(1, min(CHUNK_RUNS, -(-len(tasks) // (4 * max(slots, 1)))))
-    chunks: list[list[int]] = []
-    for i in tasks:
-        if chunks and len(chunks[-1]) < size and _shared_key(runs[chunks[-1][0]]) == _shared_key(runs[i]):
-            chunks[-1].append(i)
-        else:
-            chunks.append([i])
-    return chunks
+class _Queue:
+    """The runs not yet handed out, taken in plan order as chunks of one evaluator config.
+
+    Guided sizes: a chunk is a third of the runs left per slot (at most :data:`CHUNK_RUNS`, at
+    least one), so chunks are large while many runs are left and single runs at the end, and
+    all slots finish close together.
+    """
+
+    def __init__(self, runs: Sequence[PlannedRun], tasks: list[int], slots: int) -> None:
+        self._runs, self._left, self._slots = runs, list(tasks), max(slots, 1)
+        self._next = 0
+
+    def __bool__(self) -> bool:
+        return self._next < len(self._left)
+
+    def take(self) -> list[int]:
+        left = len(self._left) - self._next
+        size = max(1, min(CHUNK_RUNS, left // (3 * self._slots)))
+        key = _shared_key(self._runs[self._left[self._next]])
+        chunk: list[int] = []
+        while self._next < len(self._left) and len(chunk) < size:
+            i = self._left[self._next]
+            if chunk and _shared_key(self._runs[i]) != key:
+                break
+            chunk.append(i)
+            self._next += 1
+        return chunk
 
 
 def _task_loop(
@@ -536,34 +588,76 @@ def _task_loop(
     out: Path,
     parallel: int | None,
     record: Callable[[int, RunOutcome], None],
+    in_driver: bool = False,
 ) -> None:
-    """Keep up to ``parallel`` run tasks in flight (all of them when None: Ray queues the rest)."""
+    """Run ``tasks`` as Ray tasks, up to ``parallel`` at once (default: one per CPU slot).
+
+    With ``in_driver`` (a local Ray this sweep started), this process takes one of the slots: it
+    runs chunks itself, already warm (imports, inputs, per-cell scores), and hands out and collects
+    the Ray tasks between its runs.
+    """
     import ray
 
     first = runs[tasks[0]].config
     assert first is not None
     cpus = max(first.resources.cpus_per_actor, 1e-3)
     slots = parallel or max(1, int(ray.cluster_resources().get("CPU", 1) / cpus))
-    refs = {key: ray.put(value) for key, value in _prepare_shared([runs[i] for i in tasks]).items()}
-    pending = _chunks(runs, tasks, slots)[::-1]
+    on_ray = slots - 1 if in_driver else slots
+    if in_driver:  # the local workers import while this process prepares the inputs
+        warm = ray.remote(_warm_up).options(num_cpus=cpus)
+        for _ in range(min(on_ray, len(tasks))):
+            warm.remote()
+    shared = _prepare_shared([runs[i] for i in tasks])
+    refs = {key: ray.put(value) for key, value in shared.items()} if on_ray else {}
+    queue = _Queue(runs, tasks, slots)
     inflight: dict[Any, list[int]] = {}
-    limit = parallel or len(pending)
     remote = ray.remote(_chunk_task).options(num_cpus=cpus, max_retries=TASK_RETRIES, retry_exceptions=False)
     token = uuid.uuid4().hex
-    while pending or inflight:
-        while pending and len(inflight) < limit:
-            chunk = pending.pop()
+    # without the driver every chunk is sent at once (Ray queues them); with it, one per Ray slot (Ray
+    # counts the CPUs, not the driver's: one more would make N + 1 processes on N cores)
+    limit = on_ray if in_driver else (parallel or len(tasks))
+
+    def collect(ref: Any) -> None:
+        chunk = inflight.pop(ref)
+        try:
+            results = ray.get(ref)
+        except ray.exceptions.RayError as exc:  # retries exhausted
+            for i in chunk:
+                record(i, RunOutcome(str(runs[i].run_dir), "failed", _one_line(exc)))
+            return
+        for i, result in zip(chunk, results, strict=True):
+            _record_result(runs, i, result, record)
+
+    def dispatch(block: bool) -> None:
+        """Send chunks up to the limit; collect the finished tasks (waiting for one if ``block``)."""
+        while queue and len(inflight) < limit:
+            chunk = queue.take()
             items = [(runs[i].config, str(runs[i].run_dir.absolute()), runs[i].name) for i in chunk]
-            ref = remote.remote(items, str(out.resolve()), refs[_shared_key(runs[chunk[0]])], token)
-            inflight[ref] = chunk
-        ready, _ = ray.wait(list(inflight), num_returns=1)
-        for ref in ready:
-            chunk = inflight.pop(ref)
-            try:
-                results = ray.get(ref)
-            except ray.exceptions.RayError as exc:  # retries exhausted
-                for i in chunk:
-                    record(i, RunOutcome(str(runs[i].run_dir), "failed", _one_line(exc)))
-                continue
-            for i, result in zip(chunk, results, strict=True):
-                _record_result(runs, i, result, record)
+            inflight[remote.remote(items, str(out.resolve()), refs[_shared_key(runs[chunk[0]])], token)] = (
+                chunk
+            )
+        if inflight:
+            ready, _ = ray.wait(
+                list(inflight), num_returns=1 if block else len(inflight), timeout=None if block else 0
+            )
+            for ref in ready:
+                collect(ref)
+
+    store, evaluators = StoreWriter(out), {}  # the driver's own, for its chunks
+    try:
+        while queue or inflight:
+            dispatch(block=not (in_driver and queue))
+            if in_driver and queue:
+                chunk = queue.take()
+                key = _shared_key(runs[chunk[0]])
+                items = [(runs[i].config, str(runs[i].run_dir), runs[i].name) for i in chunk]
+
+                def report(position: int, result: dict[str, Any], chunk: list[int] = chunk) -> None:
+                    _record_result(runs, chunk[position], result, record)
+                    dispatch(block=False)
+
+                _execute_all(  # type: ignore[arg-type]
+                    items, out, shared[key], None, report, kept=(evaluators, key), store=store
+                )
+    finally:
+        store.close()
