@@ -5,8 +5,12 @@ datasets x 50 seeds) twice, each in a fresh Python process timed by phase (as in
 ``benchmarks/sweep_throughput.py``): with ``--parallel 1`` (in the driver: no Ray) and on all cores (a
 local Ray, its start-up timed apart). Parallel efficiency ``(T1 / Tall) / cores`` is given for the runs
 (``run_sweep``) and for the whole command (Python start, plan, Ray start-up, runs, report: the serial
-parts of the scaling model in ``docs/sweeps.md``). Prints a table with the load average and writes
-``benchmarks/results/sweep_scaling.json``::
+parts of the scaling model in ``docs/sweeps.md``).
+
+The reference row ``plain``: the same sweep split by seeds over ``cores`` plain ``--parallel 1``
+processes started together (no Ray, nothing shared; its runs time is the slowest process's). Its
+efficiency is what this machine gives this workload on that many cores with no framework in between.
+Prints a table with the load average and writes ``benchmarks/results/sweep_scaling.json``::
 
     python benchmarks/sweep_scaling.py --table nats-tss.npz --seeds 50
 """
@@ -14,9 +18,12 @@ parts of the scaling model in ``docs/sweeps.md``). Prints a table with the load 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -40,29 +47,52 @@ def main() -> None:
     load = [os.getloadavg()]
     rows = []
     for parallel in ("1", "all"):
-        rows.append({"cores": 1 if parallel == "1" else args.cores, **child(sets, args.seeds, parallel, env)})
+        row = child(sets, args.seeds, parallel, env)
+        cores = 1 if parallel == "1" else args.cores
+        rows.append({"way": "1" if parallel == "1" else "ray", "cores": cores, **row})
         load.append(os.getloadavg())
-    one, every = rows
+    rows.append({"way": "plain", "cores": args.cores, **plain_split(sets, args.seeds, args.cores, env)})
+    load.append(os.getloadavg())
+    one, every, plain = rows
     efficiency = {
         "runs": one["runs_s"] / every["runs_s"] / args.cores,
         "command": one["command_s"] / every["command_s"] / args.cores,
+        "plain_runs": one["runs_s"] / plain["runs_s"] / args.cores,
     }
-    header = f"{'cores':>5} {'runs':>5} {'ray s':>6} {'runs s':>7} {'report s':>8} {'command s':>9}"
-    print(header + f" {'runs/s':>7}")
+    print(
+        f"{'way':>5} {'cores':>5} {'runs':>5} {'ray s':>6} {'runs s':>7} {'report s':>8} {'command s':>9} "
+        f"{'runs/s':>7}"
+    )
     for row in rows:
         print(
-            f"{row['cores']:>5} {row['runs']:>5} {row['ray_start_s']:>6.2f} {row['runs_s']:>7.2f} "
-            f"{row['report_s']:>8.2f} {row['command_s']:>9.2f} {row['runs'] / row['runs_s']:>7.1f}"
+            f"{row['way']:>5} {row['cores']:>5} {row['runs']:>5} {row['ray_start_s']:>6.2f} "
+            f"{row['runs_s']:>7.2f} {row['report_s']:>8.2f} {row['command_s']:>9.2f} "
+            f"{row['runs'] / row['runs_s']:>7.1f}"
         )
     print(
         f"parallel efficiency with {args.cores} cores: runs {efficiency['runs']:.2f}, "
-        f"whole command {efficiency['command']:.2f}"
+        f"whole command {efficiency['command']:.2f}; {args.cores} plain processes (no Ray): runs "
+        f"{efficiency['plain_runs']:.2f}"
     )
     print("load average (1, 5, 15 min) before / after each sweep: " + "; ".join(
         " ".join(f"{value:.2f}" for value in sample) for sample in load
     ))  # fmt: skip
     command = "python benchmarks/sweep_scaling.py " + " ".join(sys.argv[1:])
     write_results(args.out, command, {"rows": rows, "parallel_efficiency": efficiency, "load_average": load})
+
+
+def plain_split(sets: list[str], seeds: int, cores: int, env: dict[str, str]) -> dict[str, Any]:
+    """The sweep's seeds split over ``cores`` ``--parallel 1`` processes run together: the summed
+    counts, and each phase's time as the slowest process's."""
+    bounds = [round(seeds * k / cores) for k in range(cores + 1)]
+    ranges = [f"{lo}-{hi - 1}" for lo, hi in itertools.pairwise(bounds) if hi > lo]
+    with ThreadPoolExecutor(len(ranges)) as pool:
+        parts = list(pool.map(lambda seed_range: child(sets, seed_range, "1", env), ranges))
+    return {
+        key: (max if key.endswith("_s") else sum)(part[key] for part in parts)
+        for key in parts[0]
+        if isinstance(parts[0][key], int | float)
+    }
 
 
 if __name__ == "__main__":

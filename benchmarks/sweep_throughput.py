@@ -90,11 +90,15 @@ def bare_rate(bare: Any, table: dict, runs: int) -> float:
     return statistics.median(bare.bare_rea(table, 100_000, seed)[0] for seed in range(runs))
 
 
-def child(sets: list[str], seeds: int, parallel: str, env: dict[str, str]) -> dict[str, Any]:
-    """One sweep in a fresh process: its phase timings and the process's whole wall time."""
+def child(sets: list[str], seeds: int | str, parallel: str, env: dict[str, str]) -> dict[str, Any]:
+    """One sweep in a fresh process: its phase timings and the process's whole wall time.
+
+    ``seeds``: seeds per grid point (``0 .. seeds - 1``), or a ``--seeds`` range such as ``"25-49"``.
+    """
+    seed_range = seeds if isinstance(seeds, str) else f"0-{seeds - 1}"
     with tempfile.TemporaryDirectory() as tmp:
         command = [
-            sys.executable, "-c", CHILD, str(CONFIG), str(Path(tmp) / "sweep"), f"0-{seeds - 1}",
+            sys.executable, "-c", CHILD, str(CONFIG), str(Path(tmp) / "sweep"), seed_range,
             parallel, json.dumps(sets),
         ]  # fmt: skip
         start = time.perf_counter()

@@ -67,3 +67,24 @@ def test_missing_inputs_are_one_line(tmp_path: Path) -> None:
             timeout=60,
         )
         assert done.returncode == 2 and words in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_sweep_scaling_prints_its_table_and_writes_json(tmp_path: Path) -> None:
+    factory.write_archive(tmp_path / "archive", 24)
+    table = export_table(tmp_path / "archive", tmp_path / "t.npz", progress=False)
+    out = tmp_path / "sweep_scaling.json"
+    command = [
+        sys.executable, str(ROOT / "benchmarks" / "sweep_scaling.py"), "--table", str(table), "--seeds", "2",
+        "--cores", "2", "--set", "budget.evaluations=20", "--out", str(out),
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "parallel efficiency with 2 cores" in done.stdout and "plain processes (no Ray)" in done.stdout
+    data = json.loads(out.read_text())
+    assert [(row["way"], row["cores"]) for row in data["rows"]] == [("1", 1), ("ray", 2), ("plain", 2)]
+    one, ray, plain = data["rows"]
+    assert [row["runs"] for row in data["rows"]] == [12, 12, 12]  # the plain split covers every seed once
+    assert one["runs_on_ray"] == plain["runs_on_ray"] == 0 and ray["ray_start_s"] > 0
+    assert data["parallel_efficiency"]["plain_runs"] == pytest.approx(one["runs_s"] / plain["runs_s"] / 2)
