@@ -81,12 +81,20 @@ def _numbers(values: Sequence[Any], kinds: set[type]) -> pa.Array:
 
 def _strings(values: Sequence[Any]) -> pa.Array:
     validity, nulls = _validity(values)
-    encoded = [b"" if value is None else value.encode() for value in values]
+    texts = [value for value in values if value is not None] if nulls else values
+    joined = "".join(texts)
+    if joined.isascii():  # one byte per character: the lengths are the strings' own
+        data = joined.encode("ascii")
+        lengths = [0 if v is None else len(v) for v in values] if nulls else list(map(len, values))
+    else:
+        encoded = [b"" if value is None else value.encode() for value in values]
+        data = b"".join(encoded)
+        lengths = list(map(len, encoded))
     offsets = np.zeros(len(values) + 1, dtype=np.int64)
-    np.cumsum([len(item) for item in encoded], out=offsets[1:])
+    np.cumsum(lengths, out=offsets[1:])
     if offsets[-1] >= 1 << 31:
         return pa.array(values, from_pandas=False)
-    buffers = [validity, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(b"".join(encoded))]
+    buffers = [validity, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(data)]
     return pa.Array.from_buffers(pa.string(), len(values), buffers, null_count=nulls)
 
 

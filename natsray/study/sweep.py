@@ -27,7 +27,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from natsray.callbacks import Callback, CallbackList
 from natsray.config import ExperimentConfig, dump_config
@@ -382,9 +382,12 @@ def run_sweep(
             _run_in_driver(runs, todo, out, record)
         elif todo and _may_start_ray_later(runs, todo, parallel, address):
             cores = runs[todo[0]].config.resources.num_cpus  # type: ignore[union-attr]
-            rest = _run_in_driver(runs, todo, out, record, until=_ray_pays_off(len(todo), cores))
+            # the inputs and evaluators (their per-cell scores) of the driver's runs serve the rest too
+            warm = _Warm(_prepare_shared([runs[i] for i in todo]), {})
+            until = _ray_pays_off(len(todo), cores)
+            rest = _run_in_driver(runs, todo, out, record, until=until, warm=warm)
             if rest:
-                _run_on_ray(runs, rest, out, parallel, address, record)
+                _run_on_ray(runs, rest, out, parallel, address, record, warm=warm)
         elif todo:
             _run_on_ray(runs, todo, out, parallel, address, record)
     finally:
@@ -464,19 +467,30 @@ def _ray_pays_off(total: int, cpus: int | None = None) -> Callable[[int, float],
     return stop
 
 
+class _Warm(NamedTuple):
+    """What the driver's runs set up, for its later runs: each evaluator config's shared inputs, and
+    the evaluators themselves (their per-cell scores), by :func:`_shared_key`."""
+
+    shared: dict[str, Any]
+    evaluators: dict[str, Any]
+
+
 def _run_in_driver(
     runs: Sequence[PlannedRun],
     todo: list[int],
     out: Path,
     record: Callable[[int, RunOutcome], None],
     until: Callable[[int, float], bool] | None = None,
+    warm: _Warm | None = None,
 ) -> list[int]:
-    """Run the runs in this process, one after another (no Ray to start).
+    """Run the runs in this process, one after another (no Ray to start), with ``warm``'s inputs
+    and evaluators (prepared here when None).
 
     ``until(runs done, seconds)`` is asked after each run; when it says so, the runs not started
     are returned (to run on Ray) instead.
     """
-    shared = _prepare_shared([runs[i] for i in todo])
+    warm = _Warm(_prepare_shared([runs[i] for i in todo]), {}) if warm is None else warm
+    shared = warm.shared
     began = time.perf_counter()
     done: list[int] = []
 
@@ -499,6 +513,7 @@ def _run_in_driver(
                 None,
                 lambda position, result, g=group: report(g[position], result),
                 stop,
+                kept=(warm.evaluators, key),
                 store=store,
             )
             if stop():
@@ -526,6 +541,7 @@ def _run_on_ray(
     parallel: int | None,
     address: str | None,
     record: Callable[[int, RunOutcome], None],
+    warm: _Warm | None = None,
 ) -> None:
     import ray
 
@@ -538,7 +554,7 @@ def _run_on_ray(
     try:
         tasks = [i for i in todo if _local(runs[i].config)]  # type: ignore[arg-type]
         if tasks:
-            _task_loop(runs, tasks, out, parallel, record, in_driver=local_ray_started_here())
+            _task_loop(runs, tasks, out, parallel, record, in_driver=local_ray_started_here(), warm=warm)
         for i in [i for i in todo if i not in set(tasks)]:  # actor-based runs: one at a time
             run = runs[i]
             try:
@@ -589,12 +605,14 @@ def _task_loop(
     parallel: int | None,
     record: Callable[[int, RunOutcome], None],
     in_driver: bool = False,
+    warm: _Warm | None = None,
 ) -> None:
     """Run ``tasks`` as Ray tasks, up to ``parallel`` at once (default: one per CPU slot).
 
     With ``in_driver`` (a local Ray this sweep started), this process takes one of the slots: it
     runs chunks itself, already warm (imports, inputs, per-cell scores), and hands out and collects
-    the Ray tasks between its runs.
+    the Ray tasks between its runs. ``warm``: the inputs and evaluators of the driver's earlier runs
+    (prepared here when None).
     """
     import ray
 
@@ -604,10 +622,11 @@ def _task_loop(
     slots = parallel or max(1, int(ray.cluster_resources().get("CPU", 1) / cpus))
     on_ray = slots - 1 if in_driver else slots
     if in_driver:  # the local workers import while this process prepares the inputs
-        warm = ray.remote(_warm_up).options(num_cpus=cpus)
+        warm_up = ray.remote(_warm_up).options(num_cpus=cpus)
         for _ in range(min(on_ray, len(tasks))):
-            warm.remote()
-    shared = _prepare_shared([runs[i] for i in tasks])
+            warm_up.remote()
+    warm = _Warm(_prepare_shared([runs[i] for i in tasks]), {}) if warm is None else warm
+    shared = warm.shared
     refs = {key: ray.put(value) for key, value in shared.items()} if on_ray else {}
     queue = _Queue(runs, tasks, slots)
     inflight: dict[Any, list[int]] = {}
@@ -643,7 +662,7 @@ def _task_loop(
             for ref in ready:
                 collect(ref)
 
-    store, evaluators = StoreWriter(out), {}  # the driver's own, for its chunks
+    store, evaluators = StoreWriter(out), warm.evaluators  # the driver's own, for its chunks
     try:
         while queue or inflight:
             dispatch(block=not (in_driver and queue))
