@@ -27,7 +27,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from natsray.callbacks import Callback, CallbackList
 from natsray.config import ExperimentConfig, dump_config
@@ -382,12 +382,11 @@ def run_sweep(
             _run_in_driver(runs, todo, out, record)
         elif todo and _may_start_ray_later(runs, todo, parallel, address):
             cores = runs[todo[0]].config.resources.num_cpus  # type: ignore[union-attr]
-            # the inputs and evaluators (their per-cell scores) of the driver's runs serve the rest too
-            warm = _Warm(_prepare_shared([runs[i] for i in todo]), {})
+            shared = _prepare_shared([runs[i] for i in todo])  # for the runs on Ray too
             until = _ray_pays_off(len(todo), cores)
-            rest = _run_in_driver(runs, todo, out, record, until=until, warm=warm)
+            rest = _run_in_driver(runs, todo, out, record, until=until, shared=shared)
             if rest:
-                _run_on_ray(runs, rest, out, parallel, address, record, warm=warm)
+                _run_on_ray(runs, rest, out, parallel, address, record, shared=shared)
         elif todo:
             _run_on_ray(runs, todo, out, parallel, address, record)
     finally:
@@ -467,30 +466,21 @@ def _ray_pays_off(total: int, cpus: int | None = None) -> Callable[[int, float],
     return stop
 
 
-class _Warm(NamedTuple):
-    """What the driver's runs set up, for its later runs: each evaluator config's shared inputs, and
-    the evaluators themselves (their per-cell scores), by :func:`_shared_key`."""
-
-    shared: dict[str, Any]
-    evaluators: dict[str, Any]
-
-
 def _run_in_driver(
     runs: Sequence[PlannedRun],
     todo: list[int],
     out: Path,
     record: Callable[[int, RunOutcome], None],
     until: Callable[[int, float], bool] | None = None,
-    warm: _Warm | None = None,
+    shared: dict[str, Any] | None = None,
 ) -> list[int]:
-    """Run the runs in this process, one after another (no Ray to start), with ``warm``'s inputs
-    and evaluators (prepared here when None).
+    """Run the runs in this process, one after another (no Ray to start), with the evaluators'
+    inputs ``shared`` (by :func:`_shared_key`; prepared here when None).
 
     ``until(runs done, seconds)`` is asked after each run; when it says so, the runs not started
     are returned (to run on Ray) instead.
     """
-    warm = _Warm(_prepare_shared([runs[i] for i in todo]), {}) if warm is None else warm
-    shared = warm.shared
+    shared = _prepare_shared([runs[i] for i in todo]) if shared is None else shared
     began = time.perf_counter()
     done: list[int] = []
 
@@ -513,7 +503,6 @@ def _run_in_driver(
                 None,
                 lambda position, result, g=group: report(g[position], result),
                 stop,
-                kept=(warm.evaluators, key),
                 store=store,
             )
             if stop():
@@ -541,7 +530,7 @@ def _run_on_ray(
     parallel: int | None,
     address: str | None,
     record: Callable[[int, RunOutcome], None],
-    warm: _Warm | None = None,
+    shared: dict[str, Any] | None = None,
 ) -> None:
     import ray
 
@@ -554,7 +543,7 @@ def _run_on_ray(
     try:
         tasks = [i for i in todo if _local(runs[i].config)]  # type: ignore[arg-type]
         if tasks:
-            _task_loop(runs, tasks, out, parallel, record, in_driver=local_ray_started_here(), warm=warm)
+            _task_loop(runs, tasks, out, parallel, record, shared=shared, warm_up=local_ray_started_here())
         for i in [i for i in todo if i not in set(tasks)]:  # actor-based runs: one at a time
             run = runs[i]
             try:
@@ -604,15 +593,14 @@ def _task_loop(
     out: Path,
     parallel: int | None,
     record: Callable[[int, RunOutcome], None],
-    in_driver: bool = False,
-    warm: _Warm | None = None,
+    shared: dict[str, Any] | None = None,
+    warm_up: bool = False,
 ) -> None:
-    """Run ``tasks`` as Ray tasks, up to ``parallel`` at once (default: one per CPU slot).
+    """Run ``tasks`` as Ray tasks, up to ``parallel`` at once (all of them when None: Ray queues the
+    rest), with the evaluators' inputs ``shared`` (prepared here when None).
 
-    With ``in_driver`` (a local Ray this sweep started), this process takes one of the slots: it
-    runs chunks itself, already warm (imports, inputs, per-cell scores), and hands out and collects
-    the Ray tasks between its runs. ``warm``: the inputs and evaluators of the driver's earlier runs
-    (prepared here when None).
+    ``warm_up`` (a local Ray this sweep started): the workers import natsray while this process
+    prepares and puts the inputs.
     """
     import ray
 
@@ -620,63 +608,31 @@ def _task_loop(
     assert first is not None
     cpus = max(first.resources.cpus_per_actor, 1e-3)
     slots = parallel or max(1, int(ray.cluster_resources().get("CPU", 1) / cpus))
-    on_ray = slots - 1 if in_driver else slots
-    if in_driver:  # the local workers import while this process prepares the inputs
-        warm_up = ray.remote(_warm_up).options(num_cpus=cpus)
-        for _ in range(min(on_ray, len(tasks))):
-            warm_up.remote()
-    warm = _Warm(_prepare_shared([runs[i] for i in tasks]), {}) if warm is None else warm
-    shared = warm.shared
-    refs = {key: ray.put(value) for key, value in shared.items()} if on_ray else {}
+    if warm_up:
+        warm = ray.remote(_warm_up).options(num_cpus=cpus)
+        for _ in range(min(slots, len(tasks))):
+            warm.remote()
+    shared = _prepare_shared([runs[i] for i in tasks]) if shared is None else shared
+    refs = {key: ray.put(value) for key, value in shared.items()}
     queue = _Queue(runs, tasks, slots)
     inflight: dict[Any, list[int]] = {}
+    limit = parallel or len(tasks)
     remote = ray.remote(_chunk_task).options(num_cpus=cpus, max_retries=TASK_RETRIES, retry_exceptions=False)
     token = uuid.uuid4().hex
-    # without the driver every chunk is sent at once (Ray queues them); with it, one per Ray slot (Ray
-    # counts the CPUs, not the driver's: one more would make N + 1 processes on N cores)
-    limit = on_ray if in_driver else (parallel or len(tasks))
-
-    def collect(ref: Any) -> None:
-        chunk = inflight.pop(ref)
-        try:
-            results = ray.get(ref)
-        except ray.exceptions.RayError as exc:  # retries exhausted
-            for i in chunk:
-                record(i, RunOutcome(str(runs[i].run_dir), "failed", _one_line(exc)))
-            return
-        for i, result in zip(chunk, results, strict=True):
-            _record_result(runs, i, result, record)
-
-    def dispatch(block: bool) -> None:
-        """Send chunks up to the limit; collect the finished tasks (waiting for one if ``block``)."""
+    while queue or inflight:
         while queue and len(inflight) < limit:
             chunk = queue.take()
             items = [(runs[i].config, str(runs[i].run_dir.absolute()), runs[i].name) for i in chunk]
-            inflight[remote.remote(items, str(out.resolve()), refs[_shared_key(runs[chunk[0]])], token)] = (
-                chunk
-            )
-        if inflight:
-            ready, _ = ray.wait(
-                list(inflight), num_returns=1 if block else len(inflight), timeout=None if block else 0
-            )
-            for ref in ready:
-                collect(ref)
-
-    store, evaluators = StoreWriter(out), warm.evaluators  # the driver's own, for its chunks
-    try:
-        while queue or inflight:
-            dispatch(block=not (in_driver and queue))
-            if in_driver and queue:
-                chunk = queue.take()
-                key = _shared_key(runs[chunk[0]])
-                items = [(runs[i].config, str(runs[i].run_dir), runs[i].name) for i in chunk]
-
-                def report(position: int, result: dict[str, Any], chunk: list[int] = chunk) -> None:
-                    _record_result(runs, chunk[position], result, record)
-                    dispatch(block=False)
-
-                _execute_all(  # type: ignore[arg-type]
-                    items, out, shared[key], None, report, kept=(evaluators, key), store=store
-                )
-    finally:
-        store.close()
+            ref = remote.remote(items, str(out.resolve()), refs[_shared_key(runs[chunk[0]])], token)
+            inflight[ref] = chunk
+        ready, _ = ray.wait(list(inflight), num_returns=1)
+        for ref in ready:
+            chunk = inflight.pop(ref)
+            try:
+                results = ray.get(ref)
+            except ray.exceptions.RayError as exc:  # retries exhausted
+                for i in chunk:
+                    record(i, RunOutcome(str(runs[i].run_dir), "failed", _one_line(exc)))
+                continue
+            for i, result in zip(chunk, results, strict=True):
+                _record_result(runs, i, result, record)
