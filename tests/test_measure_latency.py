@@ -163,7 +163,16 @@ def test_ctrl_c_says_how_to_continue(tmp_path: Path) -> None:
         "15625",  # every cell: still running when the signal comes, even on a loaded machine
         *TINY,
     ]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # as from a terminal: a shell's background job (CI under nohup, say) would start it with SIGINT
+        # ignored, and Python then installs no KeyboardInterrupt handler
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         for _ in range(600):  # up to 60 s for the first chunk to be written
             if out.is_file() and len(rows(out)) > 1:
