@@ -617,7 +617,9 @@ def _task_loop(
     queue = _Queue(runs, tasks, slots)
     inflight: dict[Any, list[int]] = {}
     limit = parallel or len(tasks)
-    remote = ray.remote(_chunk_task).options(num_cpus=cpus, max_retries=TASK_RETRIES, retry_exceptions=False)
+    remote = ray.remote(_chunk_task).options(  # over all nodes from the start (Ray's default fills the
+        num_cpus=cpus, max_retries=TASK_RETRIES, retry_exceptions=False, scheduling_strategy="SPREAD"
+    )  # driver's node first, which can take every short run before another node's worker is up)
     token = uuid.uuid4().hex
     while queue or inflight:
         while queue and len(inflight) < limit:
