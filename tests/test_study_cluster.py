@@ -27,9 +27,30 @@ def cluster() -> Iterator[None]:
     nodes.add_node(num_cpus=1)
     ray.init(address=nodes.address)
     nodes.wait_for_nodes()
+    _start_a_worker_on_each_node()
     yield
     ray.shutdown()
     nodes.shutdown()
+
+
+def _start_a_worker_on_each_node() -> None:
+    """Both nodes registered is not both nodes ready: on a loaded machine the head's scheduler can
+    learn of the second node's CPU, and that node start its worker, only after six short runs are
+    done on the head. A task pinned to each node waits for both, so the test measures the sweep's
+    placement, not Ray's start-up."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    @ray.remote(num_cpus=1)
+    def node_id() -> str:
+        return ray.get_runtime_context().get_node_id()
+
+    ids = sorted(node["NodeID"] for node in ray.nodes() if node["Alive"])
+    pinned = [
+        node_id.options(scheduling_strategy=NodeAffinitySchedulingStrategy(i, soft=False)).remote()
+        for i in ids
+    ]
+    assert sorted(ray.get(pinned, timeout=180)) == ids
 
 
 @pytest.mark.ray
