@@ -7,9 +7,9 @@ driver, no Ray), ``default`` (what ``natsray run`` does when not told: the runs 
 local Ray is started inside ``run_sweep`` only if the runs left would pay for its start-up) and ``all``
 (a local Ray started first and timed apart, all cores). Each sweep runs in a fresh Python process (as the
 command would) that times its phases: planning, Ray's start-up (``all`` only), ``run_sweep`` and the
-report. The archive's compact table is exported first into an empty cache directory
-(``NATSRAY_CACHE_DIR``), timed on its own: the first archive sweep costs that export once, later ones
-read the cache.
+report (its figures drawn by the plot process started before the runs, as ``natsray run`` does). The
+archive's compact table is exported first into an empty cache directory (``NATSRAY_CACHE_DIR``), timed
+on its own: the first archive sweep costs that export once, later ones read the cache.
 
 The reference is ``../shared/bench/bare_rea.py``'s loop (REA P=10 S=3, one dict look-up per evaluation),
 run in this process before and after each sweep (median of ``--bare-runs`` runs each side). Ratios:
@@ -60,6 +60,8 @@ plan = sweep_from_config(read_yaml(Path(config)), sets, (), seeds, config)
 runs = plan_runs(plan, out)
 write_plan(plan, out)
 planned = time.perf_counter()
+from natsray.study.plot_process import PlotProcess
+plotter = PlotProcess.start()  # as natsray run does: matplotlib imported while the runs run
 if parallel == "all":  # Ray started here, timed on its own; run_sweep uses it
     from natsray.engine.cluster import connect_ray
     connect_ray(runs[0].config, None)
@@ -73,7 +75,9 @@ if parallel == "all":
     ray.shutdown()
 import contextlib, io
 with contextlib.redirect_stdout(io.StringIO()):
-    sweep_report(out)
+    sweep_report(out, plotter=plotter)
+if plotter is not None:
+    plotter.close()
 reported = time.perf_counter()
 print(json.dumps({
     "runs": len(runs), "failed": len(outcome.failed),

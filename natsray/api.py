@@ -398,6 +398,8 @@ def sweep(
         RunInUseError: with ``overwrite``, another process holds the sweep or one of its runs.
     """
     from natsray.study import run_sweep
+    from natsray.study.plot_process import PlotProcess
+    from natsray.study.report import sweep_report
 
     data, source = _raw(config)
     seed_spec = seeds if seeds is None or isinstance(seeds, str) else _seed_text(seeds)
@@ -411,10 +413,15 @@ def sweep(
         overwrite=overwrite,
         absolute=True,  # a run task's worker may run in another directory (ray.runtime_env.working_dir)
     )
-    outcome = run_sweep(runs, root, parallel=parallel, progress=progress, callbacks=tuple(callbacks))
-    result = Sweep(root, outcome.runs)
-    if report:
-        result.report()
+    plotter = PlotProcess.start() if report else None  # imports matplotlib while the runs run
+    try:
+        outcome = run_sweep(runs, root, parallel=parallel, progress=progress, callbacks=tuple(callbacks))
+        result = Sweep(root, outcome.runs)
+        if report:
+            sweep_report(root, plotter=plotter)
+    finally:
+        if plotter is not None:
+            plotter.close()
     return result
 
 

@@ -363,6 +363,7 @@ def _finish_sweep(runs: Sequence[Any], out: Path, args: argparse.Namespace) -> i
     """Execute a planned sweep, print its comparative report; exit code 1 when a run failed."""
     from natsray.experiment.report import aggregate_runs
     from natsray.study.grid import load_plan, plan_runs
+    from natsray.study.plot_process import PlotProcess
     from natsray.study.report import load_sweep_runs, sweep_report
     from natsray.study.sweep import run_sweep
 
@@ -370,19 +371,24 @@ def _finish_sweep(runs: Sequence[Any], out: Path, args: argparse.Namespace) -> i
         if outcome.status == "failed":
             print(f"natsray: run failed: {outcome.run_dir}: {outcome.error}", file=sys.stderr)
 
+    plotter = PlotProcess.start()  # imports matplotlib while the runs run
     try:
-        outcome = run_sweep(
-            runs,
-            out,
-            parallel=args.parallel,
-            address=args.address,
-            progress=not args.no_progress,
-            on_outcome=show,
-        )
-    except KeyboardInterrupt:
-        raise RunInterrupted(out) from None
-    loaded = load_sweep_runs(out, plan_runs(load_plan(out), out))  # read once, for the report and below
-    sweep_report(out, loaded=loaded)
+        try:
+            outcome = run_sweep(
+                runs,
+                out,
+                parallel=args.parallel,
+                address=args.address,
+                progress=not args.no_progress,
+                on_outcome=show,
+            )
+        except KeyboardInterrupt:
+            raise RunInterrupted(out) from None
+        loaded = load_sweep_runs(out, plan_runs(load_plan(out), out))  # read once, for the report and below
+        sweep_report(out, loaded=loaded, plotter=plotter)
+    finally:
+        if plotter is not None:
+            plotter.close()
     finished = [data for data in loaded if data is not None]
     if finished and all(not run.point.labels for run in runs):  # seeds only: the per-seed aggregate too
         aggregate_runs(finished, out / "aggregate.json")

@@ -294,6 +294,8 @@ def test_sweep_runs_equal_single_runs_and_report(
     assert len(outcomes(sweep)) == 6
     code, out, _ = run_cli(capsys, "report", str(sweep), "--out", str(tmp_path / "r2"))
     assert code == 0 and (tmp_path / "r2" / "sweep_report.md").exists()
+    for name in ("anytime_time.png", "anytime_evaluations.png"):  # drawn by the plot process, then here
+        assert (tmp_path / "r2" / name).read_bytes() == (sweep / "report" / name).read_bytes()
     code, _, err = run_cli(capsys, "run", str(config), "--seeds", "0-2", "--out", str(sweep))
     assert code == 2 and "already holds" in err
 

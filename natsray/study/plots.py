@@ -15,7 +15,7 @@ import numpy as np
 
 from natsray.study.stats import ci95
 
-__all__ = ["plot_anytime"]
+__all__ = ["plot_anytime", "preload"]
 
 _DPI = 110
 
@@ -23,6 +23,12 @@ _DPI = 110
 def _metric_label(metric: str) -> str:
     unit = " (%)" if "accuracy" in metric else ""
     return f"{metric}{unit} of the best cell so far"
+
+
+def preload() -> None:
+    """Import what :func:`plot_anytime` uses (most of the cost of a first figure)."""
+    import matplotlib.figure
+    import matplotlib.ticker  # noqa: F401
 
 
 def plot_anytime(

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -32,6 +32,9 @@ from natsray.study.grid import GridPoint, PlannedRun, load_plan, plan_runs
 from natsray.study.stats import ci95
 from natsray.study.store import read_stored_tables, stored_runs
 from natsray.study.sweep import run_state
+
+if TYPE_CHECKING:
+    from natsray.study.plot_process import PlotProcess
 
 __all__ = ["EVALUATIONS_FILE", "PointRuns", "load_sweep_runs", "sweep_report", "write_evaluations"]
 
@@ -364,11 +367,33 @@ def _legend(group: PointRuns) -> str:
     return ", ".join(labels) or (group.point.name or "all seeds")
 
 
+def _figure_jobs(
+    groups: Sequence[PointRuns], finished_runs: Sequence[RunData], journals: Any, out: Path
+) -> list[tuple[Any, ...]]:
+    """The arguments of :func:`~natsray.study.plots.plot_anytime` for the two anytime figures (none
+    when no run finished)."""
+    finished = [g for g in groups if g.runs]
+    if not finished:
+        return []
+    metric = _report_metric(finished[0].runs[0])
+    objective = _objective_label(finished[0].runs[0])
+    jobs = []
+    for by_time, name in ((True, "anytime_time.png"), (False, "anytime_evaluations.png")):
+        found = _incumbents(finished_runs, metric, by_time, journals)
+        pairs = dict(zip(map(id, finished_runs), found, strict=True))
+        curves = [
+            (_legend(g), _dataset(g), *_curves([pairs[id(run)] for run in g.runs], by_time)) for g in finished
+        ]
+        jobs.append((curves, metric, objective, by_time, out / name))
+    return jobs
+
+
 def sweep_report(
     sweep_dir: str | Path,
     out_dir: str | Path | None = None,
     *,
     loaded: Sequence[RunData | None] | None = None,
+    plotter: PlotProcess | None = None,
 ) -> dict[str, Any]:
     """Tabulate and plot a sweep directory (finished runs; unfinished ones are counted).
 
@@ -381,6 +406,8 @@ def sweep_report(
         out_dir: Where to write (default ``SWEEP_DIR/report``).
         loaded: :func:`load_sweep_runs` of the sweep's planned runs (``plan_runs(load_plan(sweep_dir),
             sweep_dir)``, in that order) when the caller has read them already (read here otherwise).
+        plotter: A :class:`~natsray.study.plot_process.PlotProcess` to draw the figures while this
+            process writes the tables (a figure it does not write is drawn here).
 
     Returns:
         ``{"points": [row, ...], "runs": [per-run row, ...]}`` as in ``sweep_report.json``.
@@ -408,6 +435,10 @@ def sweep_report(
     # the Parquet file is encoded (Arrow, without the GIL) while the tables and plots are made
     with ThreadPoolExecutor(1, thread_name_prefix="natsray-report") as pool:
         written = pool.submit(_write_evaluations, planned, loaded, journals, out / EVALUATIONS_FILE)
+        figures = _figure_jobs(groups, finished_runs, journals, out)
+        drawn = [False] * len(figures)
+        if plotter is not None and figures:
+            plotter.submit(figures)  # drawn there while the tables are written here
         axes = [axis.name for axis in plan.axes]
         rows = [_point_row(group) for group in groups]
         result = {
@@ -416,18 +447,11 @@ def sweep_report(
         }
         atomic_write_json(out / "sweep_report.json", result)
         print(_write_tables(rows, axes, out))
-        finished = [g for g in groups if g.runs]
-        if finished:
-            metric = _report_metric(finished[0].runs[0])
-            objective = _objective_label(finished[0].runs[0])
-            for by_time, name in ((True, "anytime_time.png"), (False, "anytime_evaluations.png")):
-                found = _incumbents(finished_runs, metric, by_time, journals)
-                pairs = dict(zip(map(id, finished_runs), found, strict=True))
-                curves = [
-                    (_legend(g), _dataset(g), *_curves([pairs[id(run)] for run in g.runs], by_time))
-                    for g in finished
-                ]
-                plot_anytime(curves, metric, objective, by_time, out / name)
+        if plotter is not None and figures:
+            drawn = plotter.results()
+        for job, done in zip(figures, drawn, strict=True):
+            if not done:
+                plot_anytime(*job)
         written.result()
     print(f"wrote {out}")
     return result

@@ -1,0 +1,124 @@
+"""The sweep report's figure process (natsray.study.plot_process): same PNG bytes as drawing in
+process, and nothing lost when it is gone, slow, interrupted or its parent dies."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from natsray.study.plot_process import PlotProcess
+from natsray.study.plots import plot_anytime
+
+
+def _jobs(out: Path) -> list[tuple[Any, ...]]:
+    rng = np.random.default_rng(0)
+    x = np.linspace(0.0, 1000.0, 50)
+    curves = [
+        (name, dataset, x, np.maximum.accumulate(rng.random((5, 50)), axis=1) * 100)
+        for name in ("rea", "random")
+        for dataset in ("cifar10", "cifar100")
+    ]
+    return [
+        (curves, "test_accuracy@200", "valid_accuracy@12", by_time, out / f"{name}.png")
+        for by_time, name in ((True, "time"), (False, "evaluations"))
+    ]
+
+
+@pytest.fixture(scope="module")
+def plotter() -> Any:
+    started = PlotProcess.start()
+    if started is None:
+        pytest.skip("one core: no plot process")
+    yield started
+    started.close()
+
+
+def test_the_child_writes_the_same_png_bytes_as_this_process(plotter: PlotProcess, tmp_path: Path) -> None:
+    (tmp_path / "child").mkdir()
+    (tmp_path / "here").mkdir()
+    plotter.submit(_jobs(tmp_path / "child"))
+    assert plotter.results() == [True, True]
+    for job in _jobs(tmp_path / "here"):
+        plot_anytime(*job)
+    for name in ("time.png", "evaluations.png"):
+        assert (tmp_path / "child" / name).read_bytes() == (tmp_path / "here" / name).read_bytes()
+
+
+def test_ctrl_c_is_left_to_the_parent(plotter: PlotProcess, tmp_path: Path) -> None:
+    os.kill(plotter._process.pid, signal.SIGINT)  # the terminal sends it to the whole process group
+    time.sleep(0.2)
+    plotter.submit(_jobs(tmp_path))
+    assert plotter.results() == [True, True]  # still there, still drawing
+
+
+def test_a_failed_figure_is_reported_for_the_caller_to_draw(plotter: PlotProcess, tmp_path: Path) -> None:
+    jobs = _jobs(tmp_path)
+    jobs[0] = (*jobs[0][:4], tmp_path / "no-such-dir" / "time.png")
+    plotter.submit(jobs)
+    assert plotter.results() == [False, True]
+    assert plotter._process.poll() is None  # one bad job does not end it
+
+
+def test_no_answer_in_time_stops_the_child_and_answers_all_false(tmp_path: Path) -> None:
+    started = PlotProcess.start()
+    assert started is not None
+    started.submit(_jobs(tmp_path))
+    assert started.results(timeout=0.0) == [False, False]
+    assert started._process.poll() is not None  # stopped, not left running
+    started.submit(_jobs(tmp_path))  # a dead child takes a batch and answers all False
+    assert started.results() == [False, False]
+    started.close()
+
+
+def test_the_child_ends_with_its_parent(tmp_path: Path) -> None:
+    code = textwrap.dedent(
+        """
+        import os, sys
+        from natsray.study.plot_process import PlotProcess
+        child = PlotProcess.start()
+        print(child._process.pid, flush=True)
+        os._exit(0)  # no close(): as if killed
+        """
+    )
+    parent = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    pid = int(parent.stdout)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        if Path(f"/proc/{pid}/stat").is_file() and Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
+            return  # exited; its parent is gone, so nobody reaped it yet
+        time.sleep(0.1)
+    os.kill(pid, signal.SIGKILL)
+    raise AssertionError("the plot process outlived its parent by 60 s")
+
+
+def test_a_sweep_report_whose_plot_process_died_draws_the_same_figures(
+    full_table: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from test_study import base
+
+    import natsray
+    from natsray.study.report import sweep_report
+
+    swept = natsray.sweep(base(full_table), out=tmp_path / "sweep", seeds="0-2", parallel=1, progress=False)
+    child = PlotProcess.start()
+    assert child is not None
+    child._process.kill()
+    child._process.wait()
+    sweep_report(swept.path, tmp_path / "again", plotter=child)
+    capsys.readouterr()
+    for name in ("anytime_time.png", "anytime_evaluations.png"):  # the first drawn by natsray.sweep's child
+        assert (tmp_path / "again" / name).read_bytes() == (swept.path / "report" / name).read_bytes()
