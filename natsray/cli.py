@@ -865,7 +865,8 @@ def _stdout_closed() -> int:
 
 
 def _one_line_warnings() -> None:
-    """A plugin shadowed by a built-in is reported as ``natsray: warning: ...`` (one line, no source)."""
+    """A plugin shadowed by a built-in, or a corrupt line in a sweep's store, is reported as
+    ``natsray: warning: ...`` (one line, no source)."""
     import warnings
 
     from natsray.registry import ShadowedPluginWarning
@@ -875,7 +876,9 @@ def _one_line_warnings() -> None:
         return
 
     def showwarning(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
-        if issubclass(category, ShadowedPluginWarning):
+        store = sys.modules.get("natsray.study.store")  # loaded when it warns (imported lazily)
+        one_line = (ShadowedPluginWarning,) + ((store.StoreWarning,) if store is not None else ())
+        if issubclass(category, one_line):
             print(f"natsray: warning: {message}", file=sys.stderr)
         else:
             show(message, category, *args, **kwargs)

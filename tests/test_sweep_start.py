@@ -3,19 +3,21 @@ runs left would pay for Ray's start-up; either way each run once, its results th
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
 
 import pytest
-from test_study import base, stored, write
+from test_store import file_size_limit
+from test_study import base, stored, stored_names, write
 from toy_evaluator import trajectory, trajectory_of
 
 from natsray.cli import main
 from natsray.config import read_yaml
 from natsray.study import sweep as sweep_module
 from natsray.study.grid import plan_runs, sweep_from_config, write_plan
-from natsray.study.store import stored_runs
+from natsray.study.store import STORE_DIR, StoreWriter, stored_runs
 from natsray.study.sweep import run_sweep
 
 
@@ -35,6 +37,52 @@ def test_short_runs_stay_in_the_driver_and_start_no_ray(full_table: Path, tmp_pa
     assert all(run.node is None for run in outcome.runs)  # none ran on a Ray node
     ray = sys.modules.get("ray")
     assert ray is None or not ray.is_initialized()
+
+
+def test_a_run_whose_store_write_fails_midway_fails_alone_and_resume_runs_it(
+    full_table: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The disk fills up while the third run is being stored (its evaluations torn): that run fails
+    with one line, the runs stored after it by the same writer read back as their seeds run alone,
+    and resuming runs the failed one only."""
+    runs, config = planned(full_table, tmp_path, "0-5")
+    out = tmp_path / "sweep"
+    commit, calls = StoreWriter.commit, []
+
+    def disk_full_on_the_third(self: StoreWriter, name: str, *args: object) -> None:
+        calls.append(name)
+        if len(calls) != 3:
+            return commit(self, name, *args)  # type: ignore[arg-type]
+        with file_size_limit(max(path.stat().st_size for path in (out / STORE_DIR).iterdir()) + 100):
+            return commit(self, name, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(StoreWriter, "commit", disk_full_on_the_third)
+    outcome = run_sweep(runs, out, progress=False)
+    assert [run.status for run in outcome.runs] == ["done"] * 2 + ["failed"] + ["done"] * 3
+    assert outcome.runs[2].error == "OSError: [Errno 27] File too large"
+    assert sorted(stored_runs(out)) == ["seed-0", "seed-1", "seed-3", "seed-4", "seed-5"]
+    outcome = run_sweep(runs, out, progress=False)  # as natsray resume does
+    assert [run.status for run in outcome.runs] == ["skipped"] * 2 + ["done"] + ["skipped"] * 3
+    assert sorted(stored_names(out)) == [f"seed-{seed}" for seed in range(6)]  # each stored once
+    # a complete line torn mid-file (an earlier version's failed write): one warning, its runs run again
+    runs_file = next(
+        path for path in (out / STORE_DIR).glob("*.runs.jsonl") if b'"seed-4"' in path.read_bytes()
+    )
+    lines = runs_file.read_bytes().splitlines(keepends=True)
+    assert [json.loads(line)["run"] for line in lines] == ["seed-3", "seed-4", "seed-5"]
+    runs_file.write_bytes(lines[0] + lines[1][:50] + lines[2])
+    capsys.readouterr()
+    assert main(["resume", str(out), "--no-progress"]) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        f"natsray: warning: {runs_file}: line 2 is not a summary line (a torn write), skipped; a run "
+        "stored only there is not in the store (natsray resume runs it again)"
+    ]
+    assert sorted(stored_runs(out)) == [f"seed-{seed}" for seed in range(6)]
+    for seed in (2, 3, 5):
+        single = tmp_path / f"single-{seed}"
+        argv = ["run", str(config), "--set", f"seed={seed}", "--out", str(single), "--no-progress"]
+        assert main(argv) == 0, capsys.readouterr().err
+        assert trajectory_of(stored(out, f"seed-{seed}").records) == trajectory(single)
 
 
 @pytest.mark.ray

@@ -5,12 +5,17 @@ milliseconds) writes no run directory. Its task appends the run's evaluations, a
 stream (a table in the flat layout of :mod:`natsray.experiment.journal_table`), to
 ``OUT/store/<task>.evaluations.arrows`` and its final checkpoint (search state, read only to write
 its run directory) to ``OUT/store/<task>.checkpoints.jsonl``, then one JSON line with its summary
-and where the other two lie (byte offsets and lengths) to ``OUT/store/<task>.runs.jsonl`` (one
-``write`` each, flushed to the operating system), where ``<task>`` is unique per task attempt. A run is in
-the store once its summary line is complete: a task killed (even by SIGKILL) between the two
-writes, or halfway through one, leaves bytes that no summary claims, which readers ignore; the run
-is then run again. No file is fsynced: a killed process loses nothing, a machine crash may lose
-the last runs (run again on resume).
+and where the other two lie (byte offsets and lengths) to ``OUT/store/<task>.runs.jsonl`` (each
+written unbuffered, with ``os.write``, straight to the operating system), where ``<task>`` is unique
+per writer's file set. A run is in the store once its summary line is complete: a task killed (even
+by SIGKILL) between the writes, or halfway through one, leaves bytes that no summary claims, which
+readers ignore; the run is then run again. A write that fails midway (a full disk, ``ENOSPC``;
+``EIO``) leaves the same torn tail: the writer never appends to those files again (its next run
+starts a new file set), so the runs it stores later are read back exactly, and the failed run is
+reported failed and run again on resume. No file is fsynced: a killed process loses nothing, a
+machine crash may lose the last runs (run again on resume). A complete line that is not a summary
+line (a version before 2026-12-03 could leave one mid-file after a failed write) is skipped with a
+:class:`StoreWarning` naming the file and line; a run only it held is run again on resume.
 
 Three files per task instead of about ten per run: creating a file costs 0.3-0.8 ms on the
 development machine, as much as a whole NATS-protocol search. The evaluations are columns, never
@@ -24,13 +29,16 @@ evaluations to ``OUT/report/evaluations.parquet`` for pandas (``docs/sweeps.md``
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import uuid
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -40,6 +48,7 @@ from natsray.experiment.journal_table import table_from_lines, table_records
 
 __all__ = [
     "STORE_DIR",
+    "StoreWarning",
     "StoreWriter",
     "StoredRun",
     "journal_lines",
@@ -90,19 +99,31 @@ class StoredRun:
             return json.loads(handle.read(length))
 
 
+class StoreWarning(UserWarning):
+    """A store file holds a complete line that is not a summary line; the runs it covered are left out."""
+
+
 class StoreWriter:
-    """Appends finished runs to a new pair of store files (created on the first commit).
+    """Appends finished runs to a new set of store files (created on the first commit).
+
+    Each record is written with unbuffered ``os.write`` calls, straight to the operating system. A
+    commit that fails while writing (a full disk, ``ENOSPC``; ``EIO``; an interrupt) leaves torn
+    bytes at the end of these files, claimed by no summary line: the writer closes them and its next
+    commit starts a new set under a new :attr:`token`, so no later run is written after them.
 
     Args:
         sweep_dir: The sweep directory.
+
+    Attributes:
+        directory: ``sweep_dir/store``.
+        token: The ``<task>`` part of the current files' names (``<pid>-<12 hex digits>``); empty
+            until the first commit, new after a failed one.
     """
 
     def __init__(self, sweep_dir: str | Path) -> None:
         self.directory = Path(sweep_dir) / STORE_DIR
-        self.token = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
-        self._evaluations: IO[bytes] | None = None
-        self._checkpoints: IO[bytes] | None = None
-        self._runs: IO[str] | None = None
+        self.token = ""
+        self._files: tuple[int, int, int] | None = None  # descriptors: evaluations, checkpoints, runs
         self._offset = self._checkpoint_offset = 0
 
     def commit(
@@ -113,53 +134,86 @@ class StoreWriter:
         checkpoint: Mapping[str, Any] | None = None,
     ) -> None:
         """Store one finished run: its evaluations (a flat table, one row per journal line), then its
-        summary and final checkpoint state (for its run directory, when one is asked for)."""
-        if self._evaluations is None:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            stem = self.directory / self.token
-            self._evaluations = open(stem.with_name(stem.name + _EVALUATIONS), "ab")  # noqa: SIM115
-            self._checkpoints = open(stem.with_name(stem.name + _CHECKPOINTS), "ab")  # noqa: SIM115
-            self._runs = open(stem.with_name(stem.name + _RUNS), "a", encoding="utf-8")  # noqa: SIM115
-            self._offset, self._checkpoint_offset = self._evaluations.tell(), self._checkpoints.tell()
-        assert self._runs is not None and self._checkpoints is not None
+        summary and final checkpoint state (for its run directory, when one is asked for).
+
+        Everything is encoded before the first byte is written (a value JSON cannot encode raises
+        ``TypeError`` with nothing written). The run is stored when this returns.
+
+        Raises:
+            OSError: a write failed (the run is not stored; the next commit writes new files).
+        """
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, evaluations.schema) as writer:
             writer.write_table(evaluations)
         data = sink.getvalue()
-        self._evaluations.write(data)
-        self._evaluations.flush()
-        checkpoint_at = None
-        if checkpoint is not None:  # apart: its search state is read only to write the run's directory
-            text = (json.dumps(checkpoint, allow_nan=True) + "\n").encode()
-            self._checkpoints.write(text)
-            self._checkpoints.flush()
-            checkpoint_at = [self._checkpoint_offset, len(text)]
-            self._checkpoint_offset += len(text)
+        # apart: its search state is read only to write the run's directory
+        text = None if checkpoint is None else (json.dumps(checkpoint, allow_nan=True) + "\n").encode()
+        if self._files is None:
+            self._open()
+        assert self._files is not None
         record = {
             "run": name,
             "lines": evaluations.num_rows,
             "summary": dict(summary),
             "offset": self._offset,
             "length": data.size,
-            "checkpoint_at": checkpoint_at,
+            "checkpoint_at": None if text is None else [self._checkpoint_offset, len(text)],
         }
+        line = (json.dumps(record, allow_nan=True) + "\n").encode()
+        evaluations_file, checkpoints_file, runs_file = self._files
+        try:
+            _write_all(evaluations_file, data)
+            if text is not None:
+                _write_all(checkpoints_file, text)
+            _write_all(runs_file, line)
+        except BaseException:
+            self.close()  # torn bytes end these files: never append after them
+            raise
         self._offset += data.size
-        self._runs.write(json.dumps(record, allow_nan=True) + "\n")
-        self._runs.flush()
+        self._checkpoint_offset += 0 if text is None else len(text)
+
+    def _open(self) -> None:
+        """Create a new set of store files under a new token."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.token = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | getattr(os, "O_BINARY", 0)
+        opened: list[int] = []
+        try:
+            for suffix in (_EVALUATIONS, _CHECKPOINTS, _RUNS):
+                opened.append(os.open(self.directory / (self.token + suffix), flags, 0o666))
+        except BaseException:
+            for descriptor in opened:
+                os.close(descriptor)
+            raise
+        self._files = (opened[0], opened[1], opened[2])
+        self._offset = self._checkpoint_offset = 0
 
     def close(self) -> None:
         """Close the files (committed runs are already written)."""
-        for handle in (self._evaluations, self._checkpoints, self._runs):
-            if handle is not None:
-                handle.close()
-        self._evaluations = self._checkpoints = self._runs = None
+        for descriptor in self._files or ():
+            with contextlib.suppress(OSError):
+                os.close(descriptor)
+        self._files = None
+
+
+def _write_all(descriptor: int, data: bytes | pa.Buffer) -> None:
+    """Write all of ``data`` (the OS may write part of it per call, e.g. when the disk fills up)."""
+    view = memoryview(data)
+    while view:
+        written = os.write(descriptor, view)
+        if written <= 0:  # pragma: no cover - write(2) on a file fails rather than write nothing
+            raise OSError(errno.EIO, "write wrote nothing", str(descriptor))
+        view = view[written:]
 
 
 def stored_runs(sweep_dir: str | Path) -> dict[str, StoredRun]:
     """The finished runs in a sweep's store, by name (a run stored twice: its first copy).
 
-    Raises:
-        ValueError: one line naming the file when a complete summary line is not valid JSON.
+    A torn last line (a task killed, or a write failed) is ignored. A complete line that is not a
+    summary line (a failed write of a version before 2026-12-03 could leave one mid-file, a torn
+    line with the next one glued to it) is skipped with one :class:`StoreWarning` per file (shown
+    once per process) naming the file and its line numbers: a run that only such a line held is not
+    in the store, so ``natsray resume`` runs it again.
     """
     directory = Path(sweep_dir) / STORE_DIR
     found: dict[str, StoredRun] = {}
@@ -168,28 +222,49 @@ def stored_runs(sweep_dir: str | Path) -> dict[str, StoredRun]:
     for path in sorted(directory.glob("*" + _RUNS)):
         data = path.read_bytes()
         stem = path.name[: -len(_RUNS)]
+        corrupt = []
         for number, line in enumerate(data[: data.rfind(b"\n") + 1].splitlines(), start=1):
             try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}: line {number} is not valid JSON ({exc.msg})") from None
-            name = record["run"]
-            if name in found:
+                run = _stored_run(json.loads(line), path, stem)
+            except (ValueError, TypeError, KeyError, IndexError):  # JSONDecodeError is a ValueError
+                corrupt.append(number)
                 continue
-            offset = record.get("offset")
-            evaluations = path.with_name(stem + (_EVALUATIONS_JSONL if offset is None else _EVALUATIONS))
-            at = record.get("checkpoint_at")
-            found[name] = StoredRun(
-                name,
-                evaluations,
-                int(record["lines"]),
-                record["summary"],
-                record.get("checkpoint"),
-                None if offset is None else int(offset),
-                None if offset is None else int(record["length"]),
-                None if at is None else (path.with_name(stem + _CHECKPOINTS), int(at[0]), int(at[1])),
+            found.setdefault(run.name, run)
+        if corrupt:  # stacklevel 1: shown once per process (the default filter), however many reads
+            numbers = ", ".join(map(str, corrupt))
+            what = (
+                f"lines {numbers} are not summary lines"
+                if len(corrupt) > 1
+                else f"line {numbers} is not a summary line"
+            )
+            warnings.warn(
+                f"{path}: {what} (a torn write), skipped; a run stored only there is not in the store "
+                "(natsray resume runs it again)",
+                StoreWarning,
+                stacklevel=1,
             )
     return found
+
+
+def _stored_run(record: Any, path: Path, stem: str) -> StoredRun:
+    """The run a summary line of ``path`` (``<stem>.runs.jsonl``) describes."""
+    if not (
+        isinstance(record, dict) and isinstance(record["run"], str) and isinstance(record["summary"], dict)
+    ):
+        raise TypeError("not a summary line")
+    offset = record.get("offset")
+    evaluations = path.with_name(stem + (_EVALUATIONS_JSONL if offset is None else _EVALUATIONS))
+    at = record.get("checkpoint_at")
+    return StoredRun(
+        record["run"],
+        evaluations,
+        int(record["lines"]),
+        record["summary"],
+        record.get("checkpoint"),
+        None if offset is None else int(offset),
+        None if offset is None else int(record["length"]),
+        None if at is None else (path.with_name(stem + _CHECKPOINTS), int(at[0]), int(at[1])),
+    )
 
 
 def _arrow_table(run: StoredRun, data: bytes | pa.Buffer) -> pa.Table:
@@ -198,7 +273,7 @@ def _arrow_table(run: StoredRun, data: bytes | pa.Buffer) -> pa.Table:
     try:
         buffer = pa.py_buffer(data)[run.offset : run.offset + run.length]
         table = pa.ipc.open_stream(buffer).read_all()
-    except (pa.ArrowException, ValueError) as exc:
+    except (pa.ArrowException, ValueError, OSError) as exc:  # OSError: a stream cut short
         raise ValueError(f"{run.evaluations}: run {run.name}'s evaluations are unreadable ({exc})") from None
     if table.num_rows != run.lines:
         raise ValueError(

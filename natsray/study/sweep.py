@@ -171,8 +171,8 @@ _WORKER_EVALUATORS: dict[str, Any] = {}
 config): a cheap evaluator's per-cell scores then carry over from one task to the next."""
 _KEPT_EVALUATORS = 4
 _WORKER_STORES: dict[str, StoreWriter] = {}
-"""A Ray worker's store writer for the sweep (by token) whose tasks it runs: one pair of store files
-per worker and sweep, not per task."""
+"""A Ray worker's store writer for the sweep (by token) whose tasks it runs: one set of store files
+per worker and sweep, not per task (a new set after a failed write)."""
 
 
 def _chunk_task(
