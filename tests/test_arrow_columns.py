@@ -7,10 +7,12 @@ import random
 import subprocess
 import sys
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
-from natsray.experiment.arrow_columns import column
+from natsray.experiment.arrow_columns import booleans, column, floats
 
 
 def _outcome(values):
@@ -92,3 +94,44 @@ def test_no_pandas_import() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+def _reference_floats(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    return np.asarray(pc.fill_null(values.cast(pa.float64()), np.nan).to_numpy(), dtype=float)
+
+
+def test_floats_and_booleans_equal_pyarrow_compute() -> None:
+    rng = random.Random(1)
+    for _ in range(200):
+        n = rng.randint(0, 30)
+        numbers = [
+            None if rng.random() < 0.3 else rng.choice([rng.random(), rng.randint(-5, 5)]) for _ in range(n)
+        ]
+        flags = [None if rng.random() < 0.3 else rng.random() < 0.5 for _ in range(n)]
+        start = rng.randint(0, n)
+        for array in (pa.array(numbers), pa.array(numbers)[start:]):  # sliced: a non-zero offset
+            expected = _reference_floats(array)
+            got = floats(pa.chunked_array([array, array[:2]]) if len(array) else array)
+            assert np.array_equal(got[: len(array)], expected, equal_nan=True)
+        for array in (pa.array(flags, pa.bool_()), pa.array(flags, pa.bool_())[start:]):
+            expected = np.asarray(pc.fill_null(array, False).to_numpy(zero_copy_only=False), dtype=bool)
+            assert np.array_equal(booleans(pa.chunked_array([array], pa.bool_())), expected)
+    assert np.isnan(floats(pa.array([None, None]))).all()  # a null-typed column
+    assert floats(pa.chunked_array([], pa.float64())).shape == (0,)
+    with pytest.raises(TypeError, match="not bool"):
+        booleans(pa.array([1, 2]))
+
+
+def test_floats_and_booleans_import_no_pandas() -> None:
+    code = (
+        "import sys\n"
+        "import pyarrow as pa, pyarrow.compute as pc\n"
+        "from natsray.experiment.arrow_columns import booleans, column, floats\n"
+        "values = column([1.5, None, 3])\n"
+        "print(floats(pa.chunked_array([values, values[1:]])).tolist())\n"
+        "print(booleans(pc.equal(column(['ok', 'failed', None]), column(['ok'])[0])).tolist())\n"
+        "print('pandas' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:3] == ["[1.5, nan, 3.0, nan, 3.0]", "[True, False, False]", "False"]

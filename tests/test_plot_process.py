@@ -45,7 +45,8 @@ def plotter() -> Any:
 def test_the_child_writes_the_same_png_bytes_as_this_process(plotter: PlotProcess, tmp_path: Path) -> None:
     (tmp_path / "child").mkdir()
     (tmp_path / "here").mkdir()
-    plotter.submit(_jobs(tmp_path / "child"))
+    for job in _jobs(tmp_path / "child"):
+        plotter.submit(job)
     assert plotter.results() == [True, True]
     for job in _jobs(tmp_path / "here"):
         plot_anytime(*job)
@@ -56,14 +57,15 @@ def test_the_child_writes_the_same_png_bytes_as_this_process(plotter: PlotProces
 def test_ctrl_c_is_left_to_the_parent(plotter: PlotProcess, tmp_path: Path) -> None:
     os.kill(plotter._process.pid, signal.SIGINT)  # the terminal sends it to the whole process group
     time.sleep(0.2)
-    plotter.submit(_jobs(tmp_path))
-    assert plotter.results() == [True, True]  # still there, still drawing
+    plotter.submit(_jobs(tmp_path)[0])
+    assert plotter.results() == [True]  # still there, still drawing
 
 
 def test_a_failed_figure_is_reported_for_the_caller_to_draw(plotter: PlotProcess, tmp_path: Path) -> None:
     jobs = _jobs(tmp_path)
     jobs[0] = (*jobs[0][:4], tmp_path / "no-such-dir" / "time.png")
-    plotter.submit(jobs)
+    for job in jobs:
+        plotter.submit(job)
     assert plotter.results() == [False, True]
     assert plotter._process.poll() is None  # one bad job does not end it
 
@@ -71,11 +73,12 @@ def test_a_failed_figure_is_reported_for_the_caller_to_draw(plotter: PlotProcess
 def test_no_answer_in_time_stops_the_child_and_answers_all_false(tmp_path: Path) -> None:
     started = PlotProcess.start()
     assert started is not None
-    started.submit(_jobs(tmp_path))
+    for job in _jobs(tmp_path):
+        started.submit(job)
     assert started.results(timeout=0.0) == [False, False]
     assert started._process.poll() is not None  # stopped, not left running
-    started.submit(_jobs(tmp_path))  # a dead child takes a batch and answers all False
-    assert started.results() == [False, False]
+    started.submit(_jobs(tmp_path)[0])  # a dead child takes a job and answers False at once
+    assert started.results() == [False]
     started.close()
 
 
@@ -104,21 +107,45 @@ def test_the_child_ends_with_its_parent(tmp_path: Path) -> None:
     raise AssertionError("the plot process outlived its parent by 60 s")
 
 
-def test_a_sweep_report_whose_plot_process_died_draws_the_same_figures(
-    full_table: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+@pytest.fixture(scope="module")
+def swept(full_table: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 3-run sweep on a table, its report drawn by natsray.sweep's plot process."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from test_study import base
 
     import natsray
+
+    out = tmp_path_factory.mktemp("swept") / "sweep"
+    return natsray.sweep(base(full_table), out=out, seeds="0-2", parallel=1, progress=False).path
+
+
+def test_a_sweep_report_whose_plot_process_died_draws_the_same_figures(
+    swept: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from natsray.study.report import sweep_report
 
-    swept = natsray.sweep(base(full_table), out=tmp_path / "sweep", seeds="0-2", parallel=1, progress=False)
     child = PlotProcess.start()
     assert child is not None
     child._process.kill()
     child._process.wait()
-    sweep_report(swept.path, tmp_path / "again", plotter=child)
+    sweep_report(swept, tmp_path / "again", plotter=child)
     capsys.readouterr()
     for name in ("anytime_time.png", "anytime_evaluations.png"):  # the first drawn by natsray.sweep's child
-        assert (tmp_path / "again" / name).read_bytes() == (swept.path / "report" / name).read_bytes()
+        assert (tmp_path / "again" / name).read_bytes() == (swept / "report" / name).read_bytes()
+
+
+def test_the_report_does_not_import_pandas(swept: Path, tmp_path: Path) -> None:
+    """pyarrow imports pandas for a Python scalar or a to_numpy with nulls; the report uses neither."""
+    code = (
+        "import sys, io, contextlib\n"
+        "from natsray.study.report import sweep_report\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    sweep_report({str(swept)!r}, {str(tmp_path / 'again')!r})\n"
+        "print('pandas' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+    assert (tmp_path / "again" / "evaluations.parquet").read_bytes() == (
+        swept / "report" / "evaluations.parquet"
+    ).read_bytes()

@@ -1,4 +1,4 @@
-"""Python values -> Arrow arrays, for the column kinds of an evaluation journal, without pandas.
+"""Python values -> Arrow arrays and Arrow arrays -> NumPy, for an evaluation journal, without pandas.
 
 ``pyarrow.array`` asks on its first call whether pandas is installed, and so imports it (about
 0.5-1 s): in every process that builds a table, a sweep's driver and each Ray worker among them.
@@ -7,6 +7,10 @@ numbers, each with nulls) from their NumPy buffers instead (``pyarrow.Array.from
 imports nothing), and hands any other column to ``pyarrow.array``. Either way the array equals
 ``pyarrow.array(values, from_pandas=False)``: same type, same values, same nulls (tested against
 it in ``tests/test_arrow_columns.py``).
+
+The way back has the same trap: ``to_numpy`` of an array with nulls or of booleans, and a compute
+function given a Python scalar, import pandas too. :func:`floats` and :func:`booleans` read a
+numeric or boolean column's buffers instead (what a report needs).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-__all__ = ["column"]
+__all__ = ["booleans", "column", "floats"]
 
 _NONE = type(None)
 _EXACT = 1 << 53
@@ -118,3 +122,62 @@ def _lists(values: Sequence[Any]) -> pa.Array | None:
         null_count=nulls,
         children=[child],
     )
+
+
+def floats(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A numeric (or null-typed) column as a float64 array, NaN where null.
+
+    Equals ``pyarrow.compute.fill_null(values.cast(pa.float64()), nan).to_numpy()``.
+
+    Raises:
+        pyarrow.ArrowInvalid, pyarrow.ArrowNotImplementedError: the column is not numeric.
+    """
+    parts = []
+    for chunk in _chunks(values):
+        if not len(chunk):
+            continue
+        if pa.types.is_null(chunk.type):
+            parts.append(np.full(len(chunk), np.nan))
+            continue
+        chunk = chunk.cast(pa.float64())
+        data = np.frombuffer(chunk.buffers()[1], dtype=np.float64, count=chunk.offset + len(chunk))
+        data = data[chunk.offset :]
+        parts.append(np.where(_valid(chunk), data, np.nan) if chunk.null_count else data.copy())
+    return np.concatenate(parts) if parts else np.empty(0)
+
+
+def booleans(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A boolean column as a bool array, False where null.
+
+    Equals ``pyarrow.compute.fill_null(values, False).to_numpy(zero_copy_only=False)``.
+
+    Raises:
+        TypeError: the column is not boolean.
+    """
+    parts = []
+    for chunk in _chunks(values):
+        if not pa.types.is_boolean(chunk.type):
+            raise TypeError(f"booleans: a {chunk.type} column, not bool")
+        if not len(chunk):
+            continue
+        bits = _bits(chunk.buffers()[1], chunk.offset, len(chunk))
+        parts.append(bits & _valid(chunk) if chunk.null_count else bits)
+    return np.concatenate(parts) if parts else np.empty(0, dtype=bool)
+
+
+def _chunks(values: pa.Array | pa.ChunkedArray) -> list[pa.Array]:
+    return list(values.chunks) if isinstance(values, pa.ChunkedArray) else [values]
+
+
+def _bits(buffer: pa.Buffer, offset: int, length: int) -> np.ndarray:
+    """Bits ``offset .. offset + length`` of an Arrow bitmap (least significant bit first) as bools."""
+    bits = np.unpackbits(np.frombuffer(buffer, dtype=np.uint8), bitorder="little")
+    return bits[offset : offset + length].astype(bool)
+
+
+def _valid(chunk: pa.Array) -> np.ndarray:
+    """Per row, whether it holds a value."""
+    bitmap = chunk.buffers()[0]
+    if bitmap is None:
+        return np.full(len(chunk), chunk.null_count == 0)
+    return _bits(bitmap, chunk.offset, len(chunk))

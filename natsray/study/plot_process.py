@@ -19,17 +19,17 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import queue
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
-from pathlib import Path
+import time
 from typing import IO, Any
 
 __all__ = ["ANSWER_S", "PlotProcess"]
 
 ANSWER_S = 120.0
-"""The longest wait, in seconds, for the child's answer to a batch of figures (its imports included)."""
+"""The longest wait, in seconds, for the child's answers to the figures asked of it (its imports included)."""
 
 _CLOSE_S = 5.0
 
@@ -37,25 +37,26 @@ _CLOSE_S = 5.0
 class PlotProcess:
     """The figure-drawing child of a sweep's front door (``natsray run --seeds``, :func:`natsray.sweep`).
 
-    Use :meth:`start` (None when it is not worth it or cannot start), :meth:`submit` and
-    :meth:`results` per batch of figures, and :meth:`close` (or ``with``).
+    Use :meth:`start` (None when it is not worth it or cannot start), :meth:`submit` for each figure
+    (drawn in order while the caller goes on), :meth:`results` for the figures submitted since the
+    last call, and :meth:`close` (or ``with``).
     """
 
     def __init__(self, process: subprocess.Popen[bytes]) -> None:
         self._process = process
-        self._reader: threading.Thread | None = None
-        self._answer: list[Any] = []
-        self._jobs = 0
+        self._answers: queue.Queue[str | _Gone | None] = queue.Queue()
+        self._pending = 0
+        self._reader = threading.Thread(target=self._read, name="natsray-plot-answers", daemon=True)
+        self._reader.start()
 
     @classmethod
     def start(cls) -> PlotProcess | None:
         """Start the child, or return None: on a one-core machine (it would only take the runs' core)
-        or when the interpreter cannot be started."""
+        or when the interpreter cannot be started. The child imports from this process's ``sys.path``
+        (as ``multiprocessing``'s spawn does), so it finds the same natsray however that was found."""
         if (os.cpu_count() or 1) < 2:
             return None
-        root = str(Path(__file__).resolve().parents[2])  # this natsray, however it was found
-        path = os.environ.get("PYTHONPATH")
-        env = {**os.environ, "PYTHONPATH": root if not path else root + os.pathsep + path}
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(path for path in sys.path if path)}
         try:
             process = subprocess.Popen(
                 [sys.executable, "-m", "natsray.study.plot_process"],
@@ -73,41 +74,46 @@ class PlotProcess:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def submit(self, jobs: Sequence[tuple[Any, ...]]) -> None:
-        """Send the child ``plot_anytime(*job)`` for each job, to draw while the caller goes on; one
-        batch at a time (call :meth:`results` before the next)."""
-        self._jobs = len(jobs)
-        self._answer = []
-        process = self._process
-        if process.poll() is not None:
+    def _read(self) -> None:
+        """The answers, one per job in order, then :class:`_Gone` when the child's stdout ends."""
+        with contextlib.suppress(Exception):
+            while True:
+                self._answers.put(pickle.load(self._process.stdout))  # type: ignore[arg-type]
+        self._answers.put(_Gone())
+        with contextlib.suppress(OSError):
+            self._process.stdout.close()  # type: ignore[union-attr]
+
+    def submit(self, job: tuple[Any, ...]) -> None:
+        """Ask the child for ``plot_anytime(*job)`` (:func:`natsray.study.plots.plot_anytime`)."""
+        self._pending += 1
+        if self._process.poll() is not None:
             return
         try:
-            _send(process.stdin, list(jobs))  # type: ignore[arg-type]
-        except (OSError, pickle.PicklingError, ValueError):
-            self.close()
-            return
-
-        def read() -> None:
-            with contextlib.suppress(Exception):  # a dead child: answered as all False
-                self._answer.append(pickle.load(process.stdout))  # type: ignore[arg-type]
-
-        self._reader = threading.Thread(target=read, name="natsray-plot-answer", daemon=True)
-        self._reader.start()
+            _send(self._process.stdin, job)  # type: ignore[arg-type]
+        except (OSError, pickle.PicklingError, ValueError, TypeError):
+            self.close(wait=0.0)
 
     def results(self, timeout: float = ANSWER_S) -> list[bool]:
-        """Wait up to ``timeout`` seconds for the submitted batch; True for each figure written.
+        """Wait up to ``timeout`` seconds in all for the figures submitted since the last call; True
+        for each the child wrote, in submission order.
 
-        All False (and the child stopped) when it is gone, did not answer in time or could not be
-        sent the jobs; a job it failed on is False (its error went to stderr).
+        False for a figure it failed on (its error went to stderr), and for every figure left when
+        it is gone or the time is up (the child is then stopped: the caller draws them itself).
         """
-        reader, self._reader = self._reader, None
-        if reader is not None:
-            reader.join(timeout)
-        answer = self._answer
-        if reader is None or reader.is_alive() or not answer or len(answer[0]) != self._jobs:
-            self.close(wait=0.0)
-            return [False] * self._jobs
-        return [error is None for error in answer[0]]
+        pending, self._pending = self._pending, 0
+        deadline = time.monotonic() + timeout
+        drawn: list[bool] = []
+        while len(drawn) < pending:
+            try:
+                answer = self._answers.get(timeout=max(deadline - time.monotonic(), 0.0))
+            except queue.Empty:
+                answer = _Gone()
+            if isinstance(answer, _Gone):
+                self._answers.put(answer)  # for later calls: still gone
+                self.close(wait=0.0)
+                return drawn + [False] * (pending - len(drawn))
+            drawn.append(answer is None)
+        return drawn
 
     def close(self, wait: float = _CLOSE_S) -> None:
         """End the child: close its stdin (it exits once idle), wait up to ``wait`` seconds, then kill it."""
@@ -120,8 +126,10 @@ class PlotProcess:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
+
+
+class _Gone:
+    """The child's answers have ended (it exited, was killed, or was given up on)."""
 
 
 def _send(stream: IO[bytes], value: Any) -> None:
@@ -130,30 +138,27 @@ def _send(stream: IO[bytes], value: Any) -> None:
 
 
 def _serve() -> None:
-    """The child: draw each batch of jobs read from stdin, answer one error (or None) per job."""
+    """The child: draw each job read from stdin, answer its error (or None)."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    jobs_in, answers = sys.stdin.buffer, sys.stdout.buffer
+    jobs, answers = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # anything printed while drawing must not mix with the answers
     from natsray.study.plots import plot_anytime, preload
 
     preload()
     while True:
         try:
-            jobs = pickle.load(jobs_in)
+            job = pickle.load(jobs)
         except EOFError:
             return
-        errors: list[str | None] = []
-        for job in jobs:
-            try:
-                plot_anytime(*job)
-            except Exception as exc:
-                print(f"natsray: plot process: {type(exc).__name__}: {exc}", file=sys.stderr)
-                errors.append(str(exc) or type(exc).__name__)
-            else:
-                errors.append(None)
-        _send(answers, errors)
+        error: str | None = None
+        try:
+            plot_anytime(*job)
+        except Exception as exc:
+            print(f"natsray: plot process: {type(exc).__name__}: {exc}", file=sys.stderr)
+            error = str(exc) or type(exc).__name__
+        _send(answers, error)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import csv
 import dataclasses
 import math
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +27,8 @@ import pyarrow.compute as pc
 
 from natsray.config import ExperimentConfig, config_to_dict
 from natsray.engine.checkpoint import atomic_write_json
+from natsray.experiment.arrow_columns import booleans, floats
+from natsray.experiment.arrow_columns import column as arrow_column
 from natsray.experiment.run_data import RunData, load_run, run_from_parts
 from natsray.study.grid import GridPoint, PlannedRun, load_plan, plan_runs
 from natsray.study.stats import ci95
@@ -41,6 +43,8 @@ __all__ = ["EVALUATIONS_FILE", "PointRuns", "load_sweep_runs", "sweep_report", "
 EVALUATIONS_FILE = "evaluations.parquet"
 
 _IDENTIFIERS = ("nats_index",)
+_OK = arrow_column(["ok"])[0]
+"""The status of a successful evaluation as an Arrow scalar (a Python one makes pyarrow import pandas)."""
 _TIME_STEPS = 200
 _PER_RUN = ("seed", "output")
 
@@ -89,7 +93,7 @@ def _floats(journals: pa.Table, name: str, runs: Sequence[RunData]) -> np.ndarra
     if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
         for run in runs:
             run.column(name)  # raises for the first run whose column is text
-    return np.asarray(pc.fill_null(column.cast(pa.float64()), np.nan).to_numpy(), dtype=float)
+    return floats(column)
 
 
 def _incumbents(
@@ -112,9 +116,9 @@ def _incumbents(
     code = np.repeat(np.arange(len(runs)), lengths)
     ok = np.zeros(journals.num_rows, dtype=bool)
     if "status" in journals.column_names and _is_text(journals.schema.field("status").type):
-        ok = np.asarray(pc.fill_null(pc.equal(journals.column("status"), "ok"), False).to_numpy(), dtype=bool)
+        ok = booleans(pc.equal(journals.column("status"), _OK))
     if "cached" in journals.column_names and pa.types.is_boolean(journals.schema.field("cached").type):
-        ok &= ~np.asarray(pc.fill_null(journals.column("cached"), False).to_numpy(), dtype=bool)
+        ok &= ~booleans(journals.column("cached"))
     objectives = [run.objectives[0] for run in runs]
     names = [objective.name for objective in objectives]
     values = np.full(journals.num_rows, np.nan)
@@ -343,14 +347,15 @@ def _write_evaluations(
     if not parts:
         return
     lengths = [data.table.num_rows for data in loaded if data is not None and data.table.num_rows]
-    which = pa.array(np.repeat(np.arange(len(parts), dtype=np.int32), lengths))
-    front = {"run": pa.array([run.name for run in parts]).take(which)}
+    rows = np.repeat(np.arange(len(parts), dtype=np.int32), lengths)
+    which = pa.Array.from_buffers(pa.int32(), len(rows), [None, pa.py_buffer(rows)])
+    front = {"run": arrow_column([run.name for run in parts]).take(which)}
     for position, (axis, _) in enumerate(parts[0].point.labels):
-        front[axis] = pa.array([run.point.labels[position][1] for run in parts]).take(which)
-    front["run_seed"] = pa.array([run.seed for run in parts], pa.int64()).take(which)
+        front[axis] = arrow_column([run.point.labels[position][1] for run in parts]).take(which)
+    front["run_seed"] = arrow_column([run.seed for run in parts]).cast(pa.int64()).take(which)
     table = journals
-    for position, (name, column) in enumerate(front.items()):
-        table = table.add_column(position, name if name not in journals.column_names else f"{name}_", column)
+    for position, (name, values) in enumerate(front.items()):
+        table = table.add_column(position, name if name not in journals.column_names else f"{name}_", values)
     tmp = path.with_name(path.name + ".tmp")
     pq.write_table(table.combine_chunks(), tmp)  # one chunk per column: a third faster than one per run
     tmp.replace(path)
@@ -369,23 +374,21 @@ def _legend(group: PointRuns) -> str:
 
 def _figure_jobs(
     groups: Sequence[PointRuns], finished_runs: Sequence[RunData], journals: Any, out: Path
-) -> list[tuple[Any, ...]]:
-    """The arguments of :func:`~natsray.study.plots.plot_anytime` for the two anytime figures (none
-    when no run finished)."""
+) -> Iterator[tuple[Any, ...]]:
+    """The arguments of :func:`~natsray.study.plots.plot_anytime` for the two anytime figures, one at
+    a time (none when no run finished)."""
     finished = [g for g in groups if g.runs]
     if not finished:
-        return []
+        return
     metric = _report_metric(finished[0].runs[0])
     objective = _objective_label(finished[0].runs[0])
-    jobs = []
     for by_time, name in ((True, "anytime_time.png"), (False, "anytime_evaluations.png")):
         found = _incumbents(finished_runs, metric, by_time, journals)
         pairs = dict(zip(map(id, finished_runs), found, strict=True))
         curves = [
             (_legend(g), _dataset(g), *_curves([pairs[id(run)] for run in g.runs], by_time)) for g in finished
         ]
-        jobs.append((curves, metric, objective, by_time, out / name))
-    return jobs
+        yield (curves, metric, objective, by_time, out / name)
 
 
 def sweep_report(
@@ -435,10 +438,12 @@ def sweep_report(
     # the Parquet file is encoded (Arrow, without the GIL) while the tables and plots are made
     with ThreadPoolExecutor(1, thread_name_prefix="natsray-report") as pool:
         written = pool.submit(_write_evaluations, planned, loaded, journals, out / EVALUATIONS_FILE)
-        figures = _figure_jobs(groups, finished_runs, journals, out)
+        figures = []
+        for job in _figure_jobs(groups, finished_runs, journals, out):
+            figures.append(job)
+            if plotter is not None:
+                plotter.submit(job)  # drawn there while the next one's curves and the tables are made here
         drawn = [False] * len(figures)
-        if plotter is not None and figures:
-            plotter.submit(figures)  # drawn there while the tables are written here
         axes = [axis.name for axis in plan.axes]
         rows = [_point_row(group) for group in groups]
         result = {
