@@ -3,9 +3,9 @@
 Runs ``configs/sweeps/nats-bench-rea-random.yaml`` on a compact table (``--seeds 50``: 2 strategies x 3
 datasets x 50 seeds) twice, each in a fresh Python process timed by phase (as in
 ``benchmarks/sweep_throughput.py``): with ``--parallel 1`` (in the driver: no Ray) and on all cores (a
-local Ray, its start-up timed apart). Parallel efficiency ``(T1 / Tall) / cores`` is given for the runs
-(``run_sweep``) and for the whole command (Python start, plan, Ray start-up, runs, report: the serial
-parts of the scaling model in ``docs/sweeps.md``).
+local Ray, its start-up and shutdown timed apart: ``ray s``). Parallel efficiency ``(T1 / Tall) /
+cores`` is given for the runs (``run_sweep``) and for the whole command (Python start, plan, Ray
+start-up, runs, report: the serial parts of the scaling model in ``docs/sweeps.md``).
 
 The reference row ``plain``: the same sweep split by seeds over ``cores`` plain ``--parallel 1``
 processes started together (no Ray, nothing shared; its runs time is the slowest process's). Its
@@ -65,7 +65,8 @@ def main() -> None:
     )
     for row in rows:
         print(
-            f"{row['way']:>5} {row['cores']:>5} {row['runs']:>5} {row['ray_start_s']:>6.2f} "
+            f"{row['way']:>5} {row['cores']:>5} {row['runs']:>5} "
+            f"{row['ray_start_s'] + row['ray_stop_s']:>6.2f} "
             f"{row['runs_s']:>7.2f} {row['report_s']:>8.2f} {row['command_s']:>9.2f} "
             f"{row['runs'] / row['runs_s']:>7.1f}"
         )

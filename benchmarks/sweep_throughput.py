@@ -14,10 +14,10 @@ on its own: the first archive sweep costs that export once, later ones read the 
 The reference is ``../shared/bench/bare_rea.py``'s loop (REA P=10 S=3, one dict look-up per evaluation),
 run in this process before and after each sweep (median of ``--bare-runs`` runs each side). Ratios:
 
-* ``runs``: the sweep's evaluations / ``run_sweep``'s wall seconds (Ray's start-up, timed apart as
-  ``ray s``, excluded), over the bare loop's evaluations/s;
+* ``runs``: the sweep's evaluations / ``run_sweep``'s wall seconds (Ray's start-up and shutdown, timed
+  apart as ``ray s``, excluded), over the bare loop's evaluations/s;
 * ``command``: the same over the whole child process (Python start, imports, plan, Ray start-up,
-  runs, report).
+  runs, Ray's shutdown, report).
 
 Prints a table and writes ``benchmarks/results/sweep_throughput.json``::
 
@@ -70,9 +70,10 @@ started = time.perf_counter()
 chosen = None if parallel in ("all", "default") else int(parallel)
 outcome = run_sweep(runs, out, parallel=chosen, progress=False)
 swept = time.perf_counter()
-if parallel == "all":
+if parallel == "all":  # as natsray run stops the Ray it started, timed apart too
     import ray
     ray.shutdown()
+stopped = time.perf_counter()
 import contextlib, io
 with contextlib.redirect_stdout(io.StringIO()):
     sweep_report(out, plotter=plotter)
@@ -84,7 +85,7 @@ print(json.dumps({
     "evaluations": sum(r.evaluations or 0 for r in outcome.runs),
     "runs_on_ray": sum(r.node is not None for r in outcome.runs),
     "import_s": imported - start, "plan_s": planned - imported, "ray_start_s": started - planned,
-    "runs_s": swept - started, "report_s": reported - swept,
+    "runs_s": swept - started, "ray_stop_s": stopped - swept, "report_s": reported - stopped,
 }))
 """
 
@@ -173,7 +174,7 @@ def main() -> None:
     for row in rows:
         print(
             f"{row['source']:<8} {row['parallel']:>8} {row['runs']:>5} {row['evaluations']:>7} "
-            f"{row['ray_start_s']:>6.2f} {row['runs_s']:>7.2f} {row['report_s']:>8.2f} "
+            f"{row['ray_start_s'] + row['ray_stop_s']:>6.2f} {row['runs_s']:>7.2f} {row['report_s']:>8.2f} "
             f"{row['command_s']:>9.2f} "
             f"{statistics.mean(row['bare_evals_per_s']):>12,.0f} {row['runs_ratio']:>10.3f} "
             f"{row['command_ratio']:>13.3f}"
