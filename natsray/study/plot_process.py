@@ -144,13 +144,17 @@ def _serve() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     jobs, answers = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # anything printed while drawing must not mix with the answers
-    from natsray.study.plots import plot_anytime, preload
+    try:
+        from natsray.study.plots import plot_anytime, preload
 
-    preload()
+        preload()
+    except Exception as exc:  # the parent draws instead, and meets the same error there
+        print(f"natsray: plot process: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return
     while True:
         try:
             job = pickle.load(jobs)
-        except EOFError:
+        except (EOFError, OSError, pickle.UnpicklingError):  # the parent is done (or died mid-job)
             return
         error: str | None = None
         try:
