@@ -430,7 +430,8 @@ def _cmd_resume(args: argparse.Namespace) -> int:
                 f"--set: not supported when resuming a sweep ({run_dir}); resume its runs one by one"
             )
         args.parallel = getattr(args, "parallel", None)
-        return _finish_sweep(plan_runs(load_plan(run_dir), run_dir), run_dir, args)
+        root = run_dir.resolve()  # outcome lines name absolute run directories, as natsray run writes them
+        return _finish_sweep(plan_runs(load_plan(root), root), root, args)
     if not (run_dir / "config.yaml").is_file():
         seeds = _seed_runs(run_dir)
         if seeds:

@@ -190,7 +190,7 @@ def test_a_corrupt_summary_line_mid_file_costs_only_its_run(tmp_path: Path) -> N
         runs = stored_runs(tmp_path)
     assert [str(w.message) for w in warned] == [
         f"{runs_file}: lines 2, 3 are not summary lines (a torn write), skipped; a run stored only there "
-        "is not in the store (natsray resume runs it again)"
+        "is run again by natsray resume"
     ]
     assert sorted(runs) == ["seed-0", "seed-3"] and runs["seed-3"].summary == {"evaluations": 4}
     assert read_stored_tables(runs)["seed-0"].equals(table(evaluations(1)[0]))

@@ -39,6 +39,32 @@ def test_short_runs_stay_in_the_driver_and_start_no_ray(full_table: Path, tmp_pa
     assert ray is None or not ray.is_initialized()
 
 
+def test_resume_records_stored_runs_whose_outcome_was_lost(
+    full_table: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A sweep interrupted while a Ray task had stored runs the driver never heard of: resume finds them
+    in the store (not run again) and gives each its one ``done`` line in sweep-runs.jsonl."""
+    runs, _ = planned(full_table, tmp_path, "0-3")
+    out = tmp_path / "sweep"
+    assert [run.status for run in run_sweep(runs, out, parallel=1, progress=False).runs] == ["done"] * 4
+    status = out / "sweep-runs.jsonl"
+    lines = status.read_text().splitlines()
+    status.write_text("\n".join(lines[:2]) + "\n")  # seeds 2 and 3: stored, outcome lost
+    outcome = run_sweep(runs, out, parallel=1, progress=False)
+    assert [run.status for run in outcome.runs] == ["skipped"] * 4  # nothing run again
+    recorded = [json.loads(line) for line in status.read_text().splitlines()]
+    assert [Path(line["run_dir"]).name for line in recorded] == [f"seed-{seed}" for seed in range(4)]
+    assert [line["evaluations"] for line in recorded] == [json.loads(line)["evaluations"] for line in lines]
+    run_sweep(runs, out, parallel=1, progress=False)
+    assert len(status.read_text().splitlines()) == 4  # once
+    monkeypatch.chdir(tmp_path)  # natsray resume of a relative path: the same absolute run directories
+    status.write_text(lines[0] + "\n")
+    assert main(["resume", "sweep", "--no-progress"]) == 0, capsys.readouterr().err
+    assert [line["run_dir"] for line in map(json.loads, status.read_text().splitlines())] == [
+        str(run.run_dir.resolve()) for run in runs
+    ]
+
+
 def test_a_run_whose_store_write_fails_midway_fails_alone_and_resume_runs_it(
     full_table: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -75,8 +101,8 @@ def test_a_run_whose_store_write_fails_midway_fails_alone_and_resume_runs_it(
     assert main(["resume", str(out), "--no-progress"]) == 0
     assert capsys.readouterr().err.splitlines() == [
         f"natsray: warning: {runs_file}: line 2 is not a summary line (a torn write), skipped; a run "
-        "stored only there is not in the store (natsray resume runs it again)"
-    ]
+        "stored only there is run again by natsray resume"
+    ]  # once, though the store is read more than once
     assert sorted(stored_runs(out)) == [f"seed-{seed}" for seed in range(6)]
     for seed in (2, 3, 5):
         single = tmp_path / f"single-{seed}"

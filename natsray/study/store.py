@@ -237,13 +237,17 @@ def stored_runs(sweep_dir: str | Path) -> dict[str, StoredRun]:
                 if len(corrupt) > 1
                 else f"line {numbers} is not a summary line"
             )
-            warnings.warn(
-                f"{path}: {what} (a torn write), skipped; a run stored only there is not in the store "
-                "(natsray resume runs it again)",
-                StoreWarning,
-                stacklevel=1,
+            message = (
+                f"{path}: {what} (a torn write), skipped; a run stored only there is run again by "
+                "natsray resume"
             )
+            if message not in _WARNED:  # once per process: the warnings module's own once-per-place
+                _WARNED.add(message)  # memory is reset whenever any code changes the warning filters
+                warnings.warn(message, StoreWarning, stacklevel=1)
     return found
+
+
+_WARNED: set[str] = set()
 
 
 def _stored_run(record: Any, path: Path, stem: str) -> StoredRun:

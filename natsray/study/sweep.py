@@ -353,7 +353,12 @@ def run_sweep(
     hooks.sweep_start(out, len(runs))
     bar = _Bar(progress, len(runs), len(runs) - len(todo))
     drop_torn_line(out / STATUS_FILE)  # a sweep killed mid-line: its outcome is recorded again
+    unrecorded = _unrecorded([i for i in outcomes if outcomes[i].status == "skipped"], runs, out)
     status = open(out / STATUS_FILE, "a", encoding="utf-8")  # noqa: SIM115 - closed in finally
+    for i in unrecorded:  # finished, but the sweep that ran it was stopped before it heard so
+        summary = stored[runs[i].name].summary if runs[i].name in stored else {}
+        done = RunOutcome(str(runs[i].run_dir), "done", evaluations=summary.get("evaluations"))
+        status.write(json.dumps({**done.__dict__, "time": time.time()}) + "\n")
 
     def record(i: int, outcome: RunOutcome) -> None:
         outcomes[i] = outcome
@@ -396,6 +401,23 @@ def run_sweep(
     result = SweepOutcome(tuple(outcomes[i] for i in range(len(runs))))
     hooks.sweep_end(out, result.runs)
     return result
+
+
+def _unrecorded(finished: list[int], runs: Sequence[PlannedRun], out: Path) -> list[int]:
+    """Those of the ``finished`` runs with no ``done`` line in ``out/sweep-runs.jsonl``: a run a Ray task
+    stored before the sweep was interrupted, whose outcome the driver never received."""
+    if not finished:
+        return []
+    path = out / STATUS_FILE
+    recorded = set()
+    for line in path.read_text(encoding="utf-8").splitlines() if path.is_file() else ():
+        try:
+            outcome = json.loads(line)
+            if outcome["status"] == "done":
+                recorded.add(Path(outcome["run_dir"]).resolve())
+        except (ValueError, KeyError, TypeError):
+            continue
+    return [i for i in finished if runs[i].run_dir.resolve() not in recorded]
 
 
 def _callbacks(runs: Sequence[PlannedRun]) -> list[Callback]:
