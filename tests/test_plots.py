@@ -194,6 +194,23 @@ def test_anytime_plot_title_fits_the_figure(tmp_path: Path, datasets: int) -> No
     assert "100 seeds" in fig._suptitle.get_text()
 
 
+def test_anytime_curves_start_where_every_seed_has_a_result(tmp_path: Path) -> None:
+    """Before the last seed's first result, a mean and CI over the few seeds with one stretched the
+    y axis (two seeds: a CI 12.7 standard errors wide)."""
+    from natsray.study.plots import plot_anytime
+
+    x = np.linspace(0.0, 1000.0, 20)
+    values = np.tile(np.linspace(90.0, 94.0, 20), (4, 1))
+    values[:2, :8] = np.nan  # two seeds' first results at x[8]
+    values[2, :8] = 10.0  # an early, poor incumbent of a third seed
+    values[3] = np.nan  # a seed with no result at all
+    curves = [("rea", "cifar10", x, values)]
+    fig = plot_anytime(curves, "test_accuracy@200", "valid_accuracy@12", True, tmp_path / "anytime.png")
+    (line,) = fig.axes[0].lines
+    assert line.get_xdata()[0] == x[8] and np.allclose(line.get_ydata(), values[0, 8:])
+    assert fig.axes[0].get_ylim()[0] > 80  # the early 10.0 stretches nothing
+
+
 def test_population_plot_and_report_with_infinite_values_warn_nothing(tmp_path: Path) -> None:
     """naswot's -inf in 30 % of the evaluations: no NaN-interpolation warning, a finite rolling median,
     and the title counts the evaluations it cannot draw."""

@@ -1,4 +1,5 @@
-"""Anytime plots of a sweep: best-so-far report metric, mean and shaded 95% CI across seeds.
+"""Anytime plots of a sweep: best-so-far report metric, mean and shaded 95% CI across seeds, from the
+first x at which every seed has a result.
 
 One panel per dataset (their accuracies live on different scales), one line per grid point.
 """
@@ -31,6 +32,15 @@ def preload() -> None:
     import matplotlib.ticker  # noqa: F401
 
 
+def _every_seed(x: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The points at which every seed has a result (a seed with none at all left out): before that, a
+    mean and CI over the few seeds that have one would be over another population, and with two
+    seeds the CI is 12.7 standard errors wide."""
+    values = values[~np.isnan(values).all(axis=1)]
+    full = ~np.isnan(values).any(axis=0)
+    return (x[full], values[:, full]) if full.any() else (x, values)
+
+
 def plot_anytime(
     curves: Sequence[tuple[str, str, np.ndarray, np.ndarray]],
     metric: str,
@@ -56,7 +66,8 @@ def plot_anytime(
     seeds = sorted({values.shape[0] for _, _, _, values in curves})
     for ax, dataset in zip(axes, datasets, strict=True):
         for label, _, x, values in (c for c in curves if c[1] == dataset):
-            with warnings.catch_warnings():  # all-NaN columns (before any seed's first result) stay NaN
+            x, values = _every_seed(x, values)
+            with warnings.catch_warnings():  # an all-NaN column (no seed with a result at all) stays NaN
                 warnings.simplefilter("ignore", RuntimeWarning)
                 mean = np.nanmean(values, axis=0)
                 half = ci95(values)
