@@ -161,7 +161,7 @@ def test_the_evaluator_keeps_its_dataset_resident_on_its_device(device: str) -> 
 def test_digits_are_sklearns_and_reading_them_does_not_import_sklearn() -> None:
     from sklearn.datasets import load_digits
 
-    from natsray.datasets import _digits_arrays
+    from natsray.datasets.builtin import _digits_arrays
 
     images, labels = _digits_arrays()
     digits = load_digits()
