@@ -153,9 +153,34 @@ def _halves(n: int, directory: Path, filename: str, keys: tuple[str, str], name:
     return first, second, f"NATS split file {path}"
 
 
-def _stats(stats: tuple[tuple[float, ...], tuple[float, ...]]) -> dict[str, Any]:
+def _nats_dataset(
+    name: str,
+    splits: tuple[ImageSplit, ImageSplit, ImageSplit],
+    num_classes: int,
+    size: int,
+    source: str,
+    stats: tuple[tuple[float, ...], tuple[float, ...]],
+) -> ImageDataset:
+    """A NATS-Bench dataset from its ``(train, valid, test)`` splits of ``size`` x ``size`` images.
+
+    NATS's augmentation (flip, crop padding ``size // 8``: 4 at 32px, 2 at 16px) and its channel
+    ``stats`` (means, stds in 0..255 units).
+    """
     mean, std = stats
-    return {"mean": tuple(x / 255 for x in mean), "std": tuple(x / 255 for x in std)}
+    train, valid, test = splits
+    return ImageDataset(
+        name,
+        train,
+        valid,
+        test,
+        num_classes,
+        input_size=size,
+        mean=tuple(x / 255 for x in mean),
+        std=tuple(x / 255 for x in std),
+        crop_padding=size // 8,
+        flip=True,
+        split_source=source,
+    )
 
 
 def load_cifar10(root: Path) -> ImageDataset:
@@ -168,18 +193,8 @@ def load_cifar10(root: Path) -> ImageDataset:
     for split in (full, test):
         _check_labels(split, 10, name, directory)
     train_idx, valid_idx, source = _halves(len(full), directory, "cifar-split.txt", ("train", "valid"), name)
-    return ImageDataset(
-        name=name,
-        train=full.subset(train_idx),
-        valid=full.subset(valid_idx),
-        test=test,
-        num_classes=10,
-        input_size=32,
-        crop_padding=4,
-        flip=True,
-        split_source=source,
-        **_stats(_CIFAR10_STATS),
-    )
+    splits = (full.subset(train_idx), full.subset(valid_idx), test)
+    return _nats_dataset(name, splits, 10, 32, source, _CIFAR10_STATS)
 
 
 def load_cifar100(root: Path) -> ImageDataset:
@@ -193,18 +208,8 @@ def load_cifar100(root: Path) -> ImageDataset:
     valid_idx, test_idx, source = _halves(
         len(full_test), directory, "cifar100-test-split.txt", ("xvalid", "xtest"), name
     )
-    return ImageDataset(
-        name=name,
-        train=train,
-        valid=full_test.subset(valid_idx),
-        test=full_test.subset(test_idx),
-        num_classes=100,
-        input_size=32,
-        crop_padding=4,
-        flip=True,
-        split_source=source,
-        **_stats(_CIFAR100_STATS),
-    )
+    splits = (train, full_test.subset(valid_idx), full_test.subset(test_idx))
+    return _nats_dataset(name, splits, 100, 32, source, _CIFAR100_STATS)
 
 
 def _first_classes(split: ImageSplit) -> ImageSplit:
@@ -224,15 +229,5 @@ def load_imagenet16(root: Path) -> ImageDataset:
     valid_idx, test_idx, source = _halves(
         len(full_valid), directory, "imagenet-16-120-test-split.txt", ("xvalid", "xtest"), name
     )
-    return ImageDataset(
-        name=name,
-        train=train,
-        valid=full_valid.subset(valid_idx),
-        test=full_valid.subset(test_idx),
-        num_classes=_IMAGENET16_CLASSES,
-        input_size=16,
-        crop_padding=2,
-        flip=True,
-        split_source=source,
-        **_stats(_IMAGENET16_STATS),
-    )
+    splits = (train, full_valid.subset(valid_idx), full_valid.subset(test_idx))
+    return _nats_dataset(name, splits, _IMAGENET16_CLASSES, 16, source, _IMAGENET16_STATS)
