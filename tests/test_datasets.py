@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import pickle
 from collections import Counter
@@ -204,3 +205,33 @@ def test_missing_and_malformed_dirs_give_one_line_errors(tmp_path: Path) -> None
     _one_line_error("cifar10", tmp_path, "data_batch_3 must be a pickled dict with keys data, labels")
     (directory / "data_batch_3").unlink()
     _one_line_error("cifar10", tmp_path, "missing file .*data_batch_3")
+
+
+def _package_imports(tree: ast.Module) -> list[str]:
+    """The ``natsray.datasets`` modules a module imports, anywhere in it (``""``: the package itself)."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names if alias.name.startswith("natsray.datasets")]
+        elif isinstance(node, ast.ImportFrom) and node.level:  # relative: from . import x, from .x import y
+            found += [node.module] if node.module else [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("natsray.datasets"):
+            found.append(node.module or "")
+    return [name.removeprefix("natsray.datasets").lstrip(".") for name in found]
+
+
+def test_the_package_keeps_its_public_names_and_imports_only_downwards() -> None:
+    """``from natsray.datasets import ...`` serves every public name; no module imports a higher one."""
+    import natsray.datasets as package
+
+    public = ["DATASETS", "SPLIT_SEED", "USER_DATASETS", "DatasetInfo", "ImageDataset", "ImageSplit"]
+    public += ["check_dataset", "check_image_size", "load_dataset"]
+    assert sorted(package.__all__) == sorted(public)
+    assert all(hasattr(package, name) for name in public)
+    # its modules, lowest first
+    floors = ["image_dataset", "pixels", "builtin", "user_data", "arrays", "folder", "loading"]
+    folder = Path(package.__file__).parent
+    assert sorted(path.stem for path in folder.glob("*.py")) == sorted([*floors, "__init__"])
+    for module in floors:
+        for imported in _package_imports(ast.parse((folder / f"{module}.py").read_text())):
+            assert imported in floors[: floors.index(module)], f"{module} imports natsray.datasets.{imported}"
