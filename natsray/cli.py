@@ -78,6 +78,15 @@ class RunInterrupted(Interrupted):
         self.run_dir = run_dir
 
 
+class Stopped(Exception):
+    """A failure that stopped a command which can be continued: the failure and the one-line hint how."""
+
+    def __init__(self, cause: Exception, hint: str) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.hint = hint
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see {self.prog} --help)")
@@ -384,6 +393,10 @@ def _finish_sweep(runs: Sequence[Any], out: Path, args: argparse.Namespace) -> i
             )
         except KeyboardInterrupt:
             raise RunInterrupted(out) from None
+        except OSError as exc:  # a full disk, an I/O error: the finished runs are kept
+            if exc.errno in _PATH_ERRNOS and exc.filename is not None:
+                raise  # a path refused: bad input, reported as such
+            raise Stopped(exc, f"after fixing the cause, 'natsray resume {out}' runs what is left") from None
         loaded = load_sweep_runs(out, plan_runs(load_plan(out), out))  # read once, for the report and below
         sweep_report(out, loaded=loaded, plotter=plotter)
     finally:
@@ -907,6 +920,8 @@ def _main(argv: Sequence[str] | None, guard: _ClosedPipeGuard) -> int:
         return 128 + 13 if guard.reader_gone and code == 0 else code
     except BrokenPipeError:
         return _stdout_closed()
+    except Stopped as exc:
+        return _failed(exc.cause, exc.hint)
     except (UsageError, ConfigError, EvaluatorError, ClusterError, RunDirError, RunInUseError) as exc:
         print(f"natsray: error: {exc}", file=sys.stderr)
         return 2
@@ -925,13 +940,14 @@ def _main(argv: Sequence[str] | None, guard: _ClosedPipeGuard) -> int:
         return _failed(exc)
 
 
-def _failed(exc: Exception) -> int:
+def _failed(exc: Exception, hint: str | None = None) -> int:
     """A failure during the command: one line (the traceback under ``NATSRAY_DEBUG=1``), exit code 1."""
     if os.environ.get("NATSRAY_DEBUG", "") not in ("", "0"):
         raise exc
     message = (str(exc).splitlines() or [""])[0]
+    then = f"; {hint}" if hint else ""
     print(
-        f"natsray: failed: {type(exc).__name__}: {message} (NATSRAY_DEBUG=1 shows the traceback)",
+        f"natsray: failed: {type(exc).__name__}: {message}{then} (NATSRAY_DEBUG=1 shows the traceback)",
         file=sys.stderr,
     )
     return 1

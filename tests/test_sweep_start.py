@@ -65,6 +65,47 @@ def test_resume_records_stored_runs_whose_outcome_was_lost(
     ]
 
 
+def test_a_full_disk_under_the_outcome_log_stops_the_sweep_with_how_to_resume(
+    full_table: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The outcome log's write fails (ENOSPC) after two runs: one line saying how to resume, the lock
+    released, and resume finishes the sweep with each run stored and recorded once."""
+    import errno
+    import io
+
+    _, config = planned(full_table, tmp_path, "0-5")
+    out = tmp_path / "out"
+    real_open = open
+
+    class Full(io.TextIOWrapper):
+        lines = 0
+
+        def write(self, text: str) -> int:
+            Full.lines += 1
+            if Full.lines > 2:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return super().write(text)
+
+    def full_disk_open(path: Path, mode: str = "r", **kwargs: object) -> object:
+        handle = real_open(path, mode, **kwargs)  # type: ignore[call-overload]
+        if Path(path).name != "sweep-runs.jsonl":
+            return handle
+        return Full(handle.detach(), encoding="utf-8", write_through=True)
+
+    monkeypatch.setattr(sweep_module, "open", full_disk_open, raising=False)
+    argv = ["run", str(config), "--seeds", "0-5", "--parallel", "1", "--out", str(out), "--no-progress"]
+    assert main(argv) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"natsray: failed: OSError: [Errno {errno.ENOSPC}] No space left on device; after fixing the cause, "
+        f"'natsray resume {out}' runs what is left (NATSRAY_DEBUG=1 shows the traceback)"
+    ]
+    monkeypatch.undo()
+    assert main(["resume", str(out), "--no-progress"]) == 0, capsys.readouterr().err  # the lock was released
+    assert sorted(stored_names(out)) == [f"seed-{seed}" for seed in range(6)]  # each stored once
+    recorded = [json.loads(line)["run_dir"] for line in (out / "sweep-runs.jsonl").read_text().splitlines()]
+    assert sorted(Path(run_dir).name for run_dir in recorded) == [f"seed-{seed}" for seed in range(6)]
+
+
 def test_a_run_whose_store_write_fails_midway_fails_alone_and_resume_runs_it(
     full_table: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

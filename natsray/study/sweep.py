@@ -396,8 +396,12 @@ def run_sweep(
             _run_on_ray(runs, todo, out, parallel, address, record)
     finally:
         bar.close()
-        status.close()
-        lock.release()
+        try:
+            status.close()
+        except OSError:  # a full disk: outcomes not written are recorded again by resume (_unrecorded)
+            pass
+        finally:
+            lock.release()
     result = SweepOutcome(tuple(outcomes[i] for i in range(len(runs))))
     hooks.sweep_end(out, result.runs)
     return result
