@@ -235,3 +235,18 @@ def test_the_package_keeps_its_public_names_and_imports_only_downwards() -> None
     for module in floors:
         for imported in _package_imports(ast.parse((folder / f"{module}.py").read_text())):
             assert imported in floors[: floors.index(module)], f"{module} imports natsray.datasets.{imported}"
+
+
+def test_the_package_needs_nothing_of_natsray_but_its_error() -> None:
+    """The dataset readers sit below the evaluators that use them: they import only ``natsray.errors``
+    (the evaluators and datasets folders used to import each other)."""
+    import natsray.datasets as package
+
+    outside = set()
+    for path in Path(package.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module or ""]
+            outside |= {n for n in names if n.startswith("natsray") and not n.startswith("natsray.datasets")}
+    assert outside == {"natsray.errors"}

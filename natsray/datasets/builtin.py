@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from natsray.datasets.image_dataset import ImageDataset, ImageSplit
-from natsray.evaluators.base import EvaluatorError
+from natsray.errors import EvaluatorError
 
 __all__ = ["DATASETS", "SPLIT_SEED", "load_cifar10", "load_cifar100", "load_digits", "load_imagenet16"]
 

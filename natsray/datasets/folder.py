@@ -13,7 +13,7 @@ import torch
 
 from natsray.datasets.image_dataset import ImageDataset, ImageSplit
 from natsray.datasets.user_data import SPLITS, DatasetInfo, network_size, user_dataset
-from natsray.evaluators.base import EvaluatorError
+from natsray.errors import EvaluatorError
 
 __all__ = ["load_folder", "scan_folder"]
 

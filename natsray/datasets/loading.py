@@ -12,7 +12,7 @@ from natsray.datasets.builtin import DATASETS, load_cifar10, load_cifar100, load
 from natsray.datasets.folder import load_folder, scan_folder
 from natsray.datasets.image_dataset import ImageDataset
 from natsray.datasets.user_data import USER_DATASETS, DatasetInfo
-from natsray.evaluators.base import EvaluatorError
+from natsray.errors import EvaluatorError
 
 __all__ = ["check_dataset", "load_dataset"]
 

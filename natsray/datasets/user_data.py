@@ -13,7 +13,7 @@ import torch
 
 from natsray.datasets.image_dataset import ImageDataset, ImageSplit
 from natsray.datasets.pixels import channel_stats
-from natsray.evaluators.base import EvaluatorError
+from natsray.errors import EvaluatorError
 
 __all__ = ["SPLITS", "USER_DATASETS", "DatasetInfo", "check_image_size", "network_size", "user_dataset"]
 

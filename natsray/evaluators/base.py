@@ -17,19 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from natsray.errors import EvaluatorError
 from natsray.records import Candidate, Result, Status
 
 __all__ = ["BaseEvaluator", "EvaluatorError", "Score"]
 
 _PROBE_CODES = (1234, 7777, 15000)
 """Cells (codes) :meth:`BaseEvaluator.preflight` evaluates: three ordinary cells of the space."""
-
-
-class EvaluatorError(ValueError):
-    """Bad evaluator configuration or input (missing archive, malformed dataset, unknown metric).
-
-    Its message is one line naming the field, path or value and what was expected.
-    """
 
 
 @dataclass(frozen=True, slots=True)
