@@ -16,17 +16,13 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from natsray.engine.journal_record import encode_record
+
 if TYPE_CHECKING:
     from natsray.engine.journal_record import Entry, RecordEncoder
-
-try:  # the C encoder json.dumps uses, built once instead of per call
-    from json.encoder import c_make_encoder as _c_make_encoder
-except ImportError:  # pragma: no cover - non-CPython
-    _c_make_encoder = None
 
 __all__ = [
     "CHECKPOINT_FILE",
@@ -168,20 +164,6 @@ def read_json(path: str | Path) -> Any | None:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-
-
-if _c_make_encoder is not None:
-    _ENCODER = _c_make_encoder(None, None, encode_basestring_ascii, None, ": ", ", ", False, False, True)
-
-    def encode_record(record: Mapping[str, Any]) -> str:
-        """One journal line (with its newline): ``json.dumps(record) + "\\n"``, faster."""
-        return "".join(_ENCODER(record, 0)) + "\n"
-
-else:  # pragma: no cover
-
-    def encode_record(record: Mapping[str, Any]) -> str:
-        """One journal line (with its newline)."""
-        return json.dumps(record, allow_nan=True) + "\n"
 
 
 def _parse(path: Path, number: int, line: bytes) -> dict[str, Any]:

@@ -17,13 +17,33 @@ forms can be made from it later.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
-from natsray.engine.checkpoint import encode_record
 from natsray.records import Candidate, Objective, Result, Status, fitness_of
 
-__all__ = ["MAPPING_PREFIXES", "Entry", "RecordEncoder", "evaluation_columns"]
+__all__ = ["MAPPING_PREFIXES", "Entry", "RecordEncoder", "encode_record", "evaluation_columns"]
+
+try:  # the C encoder json.dumps uses, built once instead of per call
+    from json.encoder import c_make_encoder as _c_make_encoder
+except ImportError:  # pragma: no cover - non-CPython
+    _c_make_encoder = None
+
+if _c_make_encoder is not None:
+    _ENCODER = _c_make_encoder(None, None, encode_basestring_ascii, None, ": ", ", ", False, False, True)
+
+    def encode_record(record: Mapping[str, Any]) -> str:
+        """One journal line (with its newline): ``json.dumps(record) + "\\n"``, faster."""
+        return "".join(_ENCODER(record, 0)) + "\n"
+
+else:  # pragma: no cover
+
+    def encode_record(record: Mapping[str, Any]) -> str:
+        """One journal line (with its newline)."""
+        return json.dumps(record, allow_nan=True) + "\n"
+
 
 Entry = tuple[Candidate, str, Result, "tuple[float, ...] | None", "Mapping[str, Any] | None", int]
 """One evaluation as the scheduler delivers it: ``(candidate, its arch string, result, fitness,
