@@ -27,7 +27,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from natsray.callbacks import Callback, CallbackList
 from natsray.config import ExperimentConfig, dump_config
@@ -348,19 +348,12 @@ def run_sweep(
         else:
             todo.append(i)
     out.mkdir(parents=True, exist_ok=True)
-    lock = RunLock(out, timeout=0)  # one process per sweep directory
-    hooks = CallbackList([*_callbacks(runs), *callbacks])
-    hooks.sweep_start(out, len(runs))
-    bar = _Bar(progress, len(runs), len(runs) - len(todo))
-    drop_torn_line(out / STATUS_FILE)  # a sweep killed mid-line: its outcome is recorded again
-    unrecorded = _unrecorded([i for i in outcomes if outcomes[i].status == "skipped"], runs, out)
-    status = open(out / STATUS_FILE, "a", encoding="utf-8")  # noqa: SIM115 - closed in finally
-    for i in unrecorded:  # finished, but the sweep that ran it was stopped before it heard so
-        summary = stored[runs[i].name].summary if runs[i].name in stored else {}
-        done = RunOutcome(str(runs[i].run_dir), "done", evaluations=summary.get("evaluations"))
-        status.write(json.dumps({**done.__dict__, "time": time.time()}) + "\n")
+    lock = RunLock(out, timeout=0)  # one process per sweep directory; released however this ends
+    bar: _Bar | None = None
+    status: IO[str] | None = None
 
     def record(i: int, outcome: RunOutcome) -> None:
+        assert status is not None and bar is not None
         outcomes[i] = outcome
         status.write(json.dumps({**outcome.__dict__, "time": time.time()}) + "\n")
         status.flush()
@@ -378,6 +371,16 @@ def run_sweep(
             hooks.run_end(run_dir, read_json(run_dir / "summary.json") or {}, report=False)
 
     try:
+        hooks = CallbackList([*_callbacks(runs), *callbacks])
+        hooks.sweep_start(out, len(runs))
+        bar = _Bar(progress, len(runs), len(runs) - len(todo))
+        drop_torn_line(out / STATUS_FILE)  # a sweep killed mid-line: its outcome is recorded again
+        unrecorded = _unrecorded([i for i in outcomes if outcomes[i].status == "skipped"], runs, out)
+        status = open(out / STATUS_FILE, "a", encoding="utf-8")  # noqa: SIM115 - closed in finally
+        for i in unrecorded:  # finished, but the sweep that ran it was stopped before it heard so
+            summary = stored[runs[i].name].summary if runs[i].name in stored else {}
+            done = RunOutcome(str(runs[i].run_dir), "done", evaluations=summary.get("evaluations"))
+            status.write(json.dumps({**done.__dict__, "time": time.time()}) + "\n")
         for i in [i for i in outcomes if outcomes[i].status == "failed"]:
             if on_outcome is not None:
                 on_outcome(outcomes[i])
@@ -395,9 +398,11 @@ def run_sweep(
         elif todo:
             _run_on_ray(runs, todo, out, parallel, address, record)
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
         try:
-            status.close()
+            if status is not None:
+                status.close()
         except OSError:  # a full disk: outcomes not written are recorded again by resume (_unrecorded)
             pass
         finally:
