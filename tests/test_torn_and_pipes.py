@@ -140,4 +140,8 @@ def test_a_sweep_writes_its_aggregate_when_its_reader_is_gone_and_drops_a_torn_s
     _tear(status)
     assert _piped(f"{NATSRAY} resume {out} --address {address} --no-progress", "cat > /dev/null") == 0
     lines = status.read_text().splitlines(keepends=True)
-    assert len(lines) == 3 and all(line.endswith("\n") and json.loads(line) for line in lines)
+    assert all(line.endswith("\n") and json.loads(line) for line in lines)  # the torn line dropped
+    # the run whose outcome line was torn is in the store: not run again, its outcome recorded again, once
+    assert sorted(Path(json.loads(line)["run_dir"]).name for line in lines) == [f"seed-{s}" for s in range(4)]
+    stored = [json.loads(line)["run"] for f in (out / "store").glob("*.runs.jsonl") for line in f.read_text().splitlines()]
+    assert sorted(stored) == [f"seed-{s}" for s in range(4)]  # none run again
