@@ -143,5 +143,6 @@ def test_a_sweep_writes_its_aggregate_when_its_reader_is_gone_and_drops_a_torn_s
     assert all(line.endswith("\n") and json.loads(line) for line in lines)  # the torn line dropped
     # the run whose outcome line was torn is in the store: not run again, its outcome recorded again, once
     assert sorted(Path(json.loads(line)["run_dir"]).name for line in lines) == [f"seed-{s}" for s in range(4)]
-    stored = [json.loads(line)["run"] for f in (out / "store").glob("*.runs.jsonl") for line in f.read_text().splitlines()]
+    summaries = [f.read_text().splitlines() for f in (out / "store").glob("*.runs.jsonl")]
+    stored = [json.loads(line)["run"] for lines_of_file in summaries for line in lines_of_file]
     assert sorted(stored) == [f"seed-{s}" for s in range(4)]  # none run again
