@@ -181,3 +181,36 @@ def test_objective_the_evaluator_does_not_produce_is_a_one_line_error(tmp_path):
         r"score, params\)$",
     ):
         run_experiment(config, tmp_path)
+
+
+def test_a_sigterm_while_the_driver_is_busy_in_natsray_stops_at_a_consistent_point(tmp_path):
+    """A driver that is never inside Ray when the signal lands (an in-process search) used to meet its
+    SIGTERM only after 100 re-deliveries, unchecked, anywhere: now the next delivered result stops the
+    run with a checkpoint that matches the journal."""
+    import json
+    import os
+    import signal
+    import time
+
+    from natsray.callbacks import Callback
+    from natsray.engine import cluster
+
+    class Terminate(Callback):
+        def on_result(self, result, index, candidate):
+            if index == 20:
+                os.kill(os.getpid(), signal.SIGTERM)  # what scancel sends
+
+    config = make_config(
+        budget=BudgetConfig(evaluations=100_000), engine=EngineConfig(in_process=True), checkpoint_every=10**6
+    )
+    before = signal.getsignal(signal.SIGTERM)
+    cluster._sigterm_as_interrupt()
+    try:
+        with pytest.raises(cluster.ConsistentInterrupt):
+            run_experiment(config, tmp_path, callbacks=[Terminate()])
+    finally:
+        time.sleep(0.5)  # the handler's re-delivery (0.1 s after the first) lands here, and is ignored
+        signal.signal(signal.SIGTERM, before)
+    checkpoint = json.loads((tmp_path / "checkpoint.json").read_text())
+    assert 20 < checkpoint["journal_lines"] < 1000  # stopped soon after the signal
+    assert checkpoint["journal_lines"] == len(read_journal(tmp_path / "evaluations.jsonl"))

@@ -50,6 +50,7 @@ __all__ = [
     "local_ray_started_here",
     "local_token_mode",
     "probe_address",
+    "take_sigterm",
     "token_available",
     "wait_for_nodes",
     "wait_for_resources",
@@ -271,6 +272,8 @@ _DEFER_LIMIT = 100
 """Re-deliveries of a SIGTERM (0.1 s apart) before it interrupts wherever the driver is."""
 
 _deferred = [0]
+_sigterm = {"requested": False, "raised": False}
+"""A SIGTERM arrived / its interrupt was raised (later re-deliveries are then ignored)."""
 
 
 class ConsistentInterrupt(KeyboardInterrupt):
@@ -289,10 +292,15 @@ def _interrupt(signum: int, frame: Any) -> None:
     """
     import ray
 
+    if _sigterm["raised"]:
+        return
+    _sigterm["requested"] = True  # the runner raises it at its next consistent point (take_sigterm)
     in_ray = frame is not None and frame.f_code.co_filename.startswith(str(Path(ray.__file__).parent))
     if in_ray:
+        _sigterm["raised"] = True
         raise ConsistentInterrupt
     if _deferred[0] >= _DEFER_LIMIT:
+        _sigterm["raised"] = True
         raise KeyboardInterrupt
     _deferred[0] += 1
     timer = threading.Timer(0.1, os.kill, (os.getpid(), signum))
@@ -308,7 +316,18 @@ def _sigterm_as_interrupt() -> None:
     """
     if threading.current_thread() is threading.main_thread():
         _deferred[0] = 0
+        _sigterm.update(requested=False, raised=False)
         signal.signal(signal.SIGTERM, _interrupt)
+
+
+def take_sigterm() -> bool:
+    """True (once) when a SIGTERM is waiting to interrupt the run: the caller, at a point where its state
+    is consistent, raises :class:`ConsistentInterrupt` (a driver busy in natsray code would otherwise
+    meet the signal only inside Ray, or after :data:`_DEFER_LIMIT` tries, unchecked)."""
+    if _sigterm["requested"] and not _sigterm["raised"]:
+        _sigterm["raised"] = True
+        return True
+    return False
 
 
 def _ray_nodes() -> list[NodeCapacity]:

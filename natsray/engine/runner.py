@@ -39,7 +39,7 @@ from natsray.engine.checkpoint import (
     atomic_write_json,
     read_json,
 )
-from natsray.engine.cluster import ConsistentInterrupt, actor_runtime_env, connect_ray
+from natsray.engine.cluster import ConsistentInterrupt, actor_runtime_env, connect_ray, take_sigterm
 from natsray.engine.progress import Progress
 from natsray.engine.scheduler import Scheduler
 from natsray.engine.simulation import SimulatedPool, run_simulated
@@ -377,7 +377,10 @@ class _Session:
         return self.base_wall + time.perf_counter() - self.start
 
     def event(self) -> None:
-        """After delivering results: update progress, checkpoint when due."""
+        """After delivering results: update progress, checkpoint when due; a SIGTERM waiting stops the
+        run here (checkpointed on the way out: this is a consistent point)."""
+        if take_sigterm():
+            raise ConsistentInterrupt
         scheduler = self.scheduler
         best = scheduler.best[0] if scheduler.best else None
         self.progress.update(scheduler.finished, best, self.actors_alive)
