@@ -6,11 +6,15 @@ import pytest
 from toy_evaluator import FixedListConfig, ToyConfig, make_config, run_killed, toy_cost, trajectory
 
 from natsray.config import BudgetConfig, EngineConfig
-from natsray.engine.checkpoint import read_journal
+from natsray.engine import simulation
+from natsray.engine.checkpoint import read_journal, read_json
 from natsray.engine.runner import run_experiment
+from natsray.engine.scheduler import Scheduler
 from natsray.engine.simulation import SimulatedPool
+from natsray.evaluators.function import FunctionConfig
 from natsray.records import Result, Status
 from natsray.search_space import Arch
+from natsray.strategies.random_search import RandomSearchConfig
 
 # Cells with 3, 1, 2 and 1 conv edges: toy costs 4, 2, 3, 2 simulated seconds.
 CODES = tuple(
@@ -112,3 +116,54 @@ def test_killed_simulated_run_resumes_to_the_same_trajectory(tmp_path, checkpoin
     assert trajectory(tmp_path / "killed") == trajectory(tmp_path / "reference")
     assert resumed.simulated_seconds == reference.simulated_seconds
     assert resumed.best_arch == reference.best_arch
+
+
+def fails_on_every_fifth_cell(arch: Arch, context: object) -> dict[str, float]:
+    """A scoring function (``evaluator.type: function``) whose every fifth cell raises."""
+    if arch.code % 5 == 0:
+        raise RuntimeError(f"no record for {arch.code}")
+    return {"score": arch.code % 101 / 100, "cost": 1.0 + arch.code % 7}
+
+
+def _without_times(path):
+    """A run file's content without what the wall clock sets (``wall_s``, ``finish_time``, ...)."""
+    clock = {"wall_s", "finish_time", "wall_seconds", "elapsed_seconds"}
+    if path.suffix == ".jsonl":
+        return [{k: v for k, v in record.items() if k not in clock} for record in read_journal(path)]
+    return {k: v for k, v in read_json(path).items() if k not in clock}
+
+
+@pytest.mark.parametrize("case", ["rea", "random", "failures"])
+def test_the_one_worker_loop_gives_the_general_loops_run(tmp_path, monkeypatch, case):
+    # NATS-Bench's protocol (one simulated worker, no de-duplication) takes the serial loop; with the
+    # scheduler made non-serial the general event loop runs: journal, summary and checkpoints agree.
+    evaluator = (
+        FunctionConfig(
+            function="test_simulated:fails_on_every_fifth_cell",
+            cheap=True,
+            cost_metric="cost",
+            objective=("score",),
+        )
+        if case == "failures"
+        else None
+    )
+    config = make_config(
+        strategy=RandomSearchConfig() if case == "random" else None,
+        evaluator=evaluator,
+        engine=simulated(1),
+        dedup="none",
+        budget=BudgetConfig(simulated_seconds=400),
+        checkpoint_every=7,
+    )
+    serial_calls = []
+    serial = simulation._run_serial
+    monkeypatch.setattr(simulation, "_run_serial", lambda *a: serial_calls.append(1) or serial(*a))
+    fast = run_experiment(config, tmp_path / "serial")
+    assert serial_calls == [1]
+    monkeypatch.setattr(Scheduler, "serial", property(lambda self: False))
+    general = run_experiment(config, tmp_path / "general")
+    assert serial_calls == [1]
+    assert fast.evaluations == general.evaluations > 50
+    assert (fast.failed > 0) == (case == "failures")
+    for name in ("evaluations.jsonl", "summary.json", "checkpoint.json"):
+        assert _without_times(tmp_path / "serial" / name) == _without_times(tmp_path / "general" / name), name

@@ -53,6 +53,8 @@ MAPPING_PREFIXES = {"objectives": "objective", "metrics": "metric"}
 """A record's mapping field -> the prefix of its flat columns (``objectives.x`` -> ``objective.x``)."""
 
 _STATUS = {status: status.value for status in Status}
+_ALWAYS = ("candidate_id", "arch", "status", "fitness", "cost_s", "wall_s", "worker", "parents", "seed")
+"""The columns of :func:`evaluation_columns` that no entry can leave out."""
 _CACHE = 20_000
 """Encoded per-cell pieces kept (cleared when full; the space has 15,625 cells)."""
 _CACHES: dict[tuple[Objective, ...], tuple[dict[int, list[Any]], dict[tuple[Any, ...], str]]] = {}
@@ -189,48 +191,53 @@ def evaluation_columns(entries: Sequence[Entry]) -> dict[str, list[Any]]:
     """
     n = len(entries)
     columns: dict[str, list[Any]] = {}
-
-    def column(name: str) -> list[Any]:
-        values = columns.get(name)
-        if values is None:
-            values = columns[name] = [None] * n
-        return values
+    if not n:  # the always-present fields, empty
+        return {name: [] for name in _ALWAYS}
 
     def optional(name: str, values: list[Any]) -> None:
         if values.count(None) != n:
             columns[name] = values
 
-    candidates = [entry[0] for entry in entries]
-    results = [entry[2] for entry in entries]
-    columns["candidate_id"] = [candidate.id for candidate in candidates]
-    columns["arch"] = [entry[1] for entry in entries]
-    optional("nats_index", [result.metrics.get("nats_index") for result in results])
-    columns["status"] = [_STATUS[result.status] for result in results]
-    for prefix, field in (("objective", "objectives"), ("fitness", None), ("metric", "metrics")):
-        if field is None:
-            columns["fitness"] = [None if entry[3] is None else list(entry[3]) for entry in entries]
+    # transposed in C: entries -> their fields, candidates and results (named tuples) -> theirs
+    candidates, archs, results, fitnesses, extras, attempts = zip(*entries, strict=True)
+    ids, _, parents, seeds, budgets = zip(*candidates, strict=True)
+    _, statuses, objectives, metrics, costs, walls, errors, workers = zip(*results, strict=True)
+    columns["candidate_id"] = list(ids)
+    columns["arch"] = list(archs)
+    optional("nats_index", [mapping.get("nats_index") for mapping in metrics])
+    columns["status"] = list(map(_STATUS.__getitem__, statuses))
+    for prefix, mappings in (("objective", objectives), ("fitness", None), ("metric", metrics)):
+        if mappings is None:
+            columns["fitness"] = [None if fitness is None else list(fitness) for fitness in fitnesses]
             continue
-        mappings = [getattr(result, field) for result in results]
         distinct = {id(mapping): mapping for mapping in mappings}  # results of one cell share theirs
         for key in dict.fromkeys(key for mapping in distinct.values() for key in mapping):
             columns[f"{prefix}.{key}"] = [mapping.get(key) for mapping in mappings]
-    columns["cost_s"] = [result.cost_s for result in results]
-    columns["wall_s"] = [result.wall_s for result in results]
-    optional("error", [result.error for result in results])
-    columns["worker"] = [result.worker for result in results]
-    columns["parents"] = [list(candidate.parents) for candidate in candidates]
-    columns["seed"] = [candidate.seed for candidate in candidates]
-    optional("budget", [candidate.budget for candidate in candidates])
-    optional("attempts", [entry[5] or None for entry in entries])
+    columns["cost_s"] = list(costs)
+    columns["wall_s"] = list(walls)
+    optional("error", list(errors))
+    columns["worker"] = list(workers)
+    columns["parents"] = list(map(list, parents))
+    columns["seed"] = list(seeds)
+    optional("budget", list(budgets))
+    optional("attempts", [attempt or None for attempt in attempts])
+    names = {tuple(extra) if extra else () for extra in extras}
+    if len(names) == 1 and () not in names:  # every entry has the same extra fields (the usual case)
+        rows = zip(*(extra.values() for extra in extras), strict=True)
+        for name, values in zip(next(iter(names)), rows, strict=True):
+            columns[name] = list(values)
+        return columns
     targets: dict[tuple[str, ...], list[list[Any]]] = {}  # the extra fields' columns, by their names
-    for row, entry in enumerate(entries):
-        extra = entry[4]
+    for row, extra in enumerate(extras):
         if not extra:
             continue
-        names = tuple(extra)
-        lists = targets.get(names)
+        names_of_row = tuple(extra)
+        lists = targets.get(names_of_row)
         if lists is None:
-            lists = targets[names] = [column(name) for name in names]
+            lists = targets[names_of_row] = [
+                columns[name] if name in columns else columns.setdefault(name, [None] * n)
+                for name in names_of_row
+            ]
         for values, value in zip(lists, extra.values(), strict=True):
             values[row] = value
     return columns

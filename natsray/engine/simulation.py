@@ -73,6 +73,9 @@ def run_simulated(
     Results already in the journal (a resumed run) are taken from it instead of being
     evaluated again; candidates running at the checkpoint keep their submit times.
     """
+    if pool.workers == 1 and not pool.restored and scheduler.serial:
+        _run_serial(scheduler, evaluator, pool, on_event)
+        return
     take, complete, evaluate, restored = scheduler.take, scheduler.complete, evaluator.evaluate, pool.restored
     while True:
         batch = take(pool.free)
@@ -101,4 +104,37 @@ def run_simulated(
         candidate_id = result.candidate_id
         extra = {"sim_submit": submitted, "sim_finish": finished, "finish_time": time.time()}
         complete((result,), {candidate_id: extra})
+        on_event()
+
+
+def _run_serial(
+    scheduler: Scheduler, evaluator: BaseEvaluator, pool: SimulatedPool, on_event: Callable[[], None]
+) -> None:
+    """:func:`run_simulated` with one simulated worker and a :attr:`~Scheduler.serial` scheduler (the
+    NATS-Bench protocol): each evaluation starts when the one before it finished, so the event heap
+    would always hold one event and is skipped. The same candidates, journal lines, clock and
+    checkpoints as the general loop (tested side by side), with about half its per-evaluation work.
+    """
+    deliver, evaluate, now = scheduler.deliver, evaluator.evaluate, time.time
+    queue, outstanding = scheduler.queue, scheduler.outstanding  # take(1), inlined: nothing is alone
+    while True:
+        if not queue:
+            if scheduler.done:
+                return
+            scheduler.refill()
+            if not queue:
+                scheduler.stop_reason = scheduler.stop_reason or "strategy stalled"
+                return
+            continue
+        candidate = outstanding[queue.popleft()]
+        candidate_id = candidate.id
+        results = evaluate([candidate])
+        if len(results) == 1 and results[0].candidate_id == candidate_id:
+            result = results[0]
+        else:  # as the general loop takes it (a KeyError when the evaluator left it out)
+            result = {r.candidate_id: r for r in results}[candidate_id]
+        submitted = pool.clock
+        finished = submitted + max(result.cost_s, 0.0)
+        pool.clock = max(submitted, finished)  # as pop() moves it (a NaN cost leaves it)
+        deliver(result, {"sim_submit": submitted, "sim_finish": finished, "finish_time": now()})
         on_event()

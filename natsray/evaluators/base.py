@@ -174,26 +174,44 @@ class BaseEvaluator(ABC):
 
         ``wall_s`` of each result is the batch's wall time divided by its size.
         """
-        scores, worker = self._scores, self.worker
+        scores, worker, ok = self._scores, self.worker, Status.OK
         start = time.perf_counter()
+        if len(batch) == 1:  # one simulated worker's call (the NATS protocol): no lists to zip
+            candidate = batch[0]
+            budget = candidate.budget
+            code = candidate.arch.code if budget is None else (candidate.arch.code, budget)
+            score = scores.get(code)
+            if score is None:
+                score = self._score_cell(candidate, code)
+            wall = time.perf_counter() - start
+            if type(score) is Score:
+                return [
+                    Result(
+                        candidate.id, ok, score.objectives, score.metrics, score.cost_s, wall, None, worker
+                    )
+                ]
+            return [Result.failed(candidate.id, score, wall_s=wall, worker=worker)]  # type: ignore[arg-type]
         answers = []
         for candidate in batch:
             budget = candidate.budget
             code = candidate.arch.code if budget is None else (candidate.arch.code, budget)
             score = scores.get(code)
-            if score is None:
-                try:
-                    score = self.score(candidate)
-                    score = Score(dict(score.objectives), dict(score.metrics), float(score.cost_s))
-                except Exception as exc:
-                    score = f"{type(exc).__name__}: {exc}".splitlines()[0]
-                scores[code] = score
-            answers.append(score)
+            answers.append(self._score_cell(candidate, code) if score is None else score)
         wall = (time.perf_counter() - start) / max(len(batch), 1)
-        ok = Status.OK
         return [
             Result(c.id, ok, s.objectives, s.metrics, s.cost_s, wall, None, worker)
             if type(s) is Score
             else Result.failed(c.id, s, wall_s=wall, worker=worker)  # type: ignore[arg-type]
             for c, s in zip(batch, answers, strict=True)
         ]
+
+    def _score_cell(self, candidate: Candidate, code: Any) -> Score | str:
+        """:meth:`score` of a cell not scored yet, kept under ``code``: a :class:`Score` of plain dicts,
+        or the one-line error it raised."""
+        try:
+            score = self.score(candidate)
+            answer: Score | str = Score(dict(score.objectives), dict(score.metrics), float(score.cost_s))
+        except Exception as exc:
+            answer = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        self._scores[code] = answer
+        return answer

@@ -16,6 +16,7 @@ numeric or boolean column's buffers instead (what a report needs).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -44,22 +45,26 @@ def column(values: Sequence[Any]) -> pa.Array:
             values it cannot convert (a string among numbers, an int beyond int64).
     """
     kinds = set(map(type, values))
+    nullable = _NONE in kinds  # no None among the values: no validity bitmap to build, no count
     kinds.discard(_NONE)
     if not kinds:  # empty, or nulls only
         return pa.nulls(len(values))
     if kinds <= {int, float}:
-        return _numbers(values, kinds)
+        return _numbers(values, kinds, nullable)
     if kinds == {str}:
-        return _strings(values)
+        return _strings(values, nullable)
     if kinds == {list}:
-        array = _lists(values)
+        array = _lists(values, nullable)
         if array is not None:
             return array
     return pa.array(values, from_pandas=False)
 
 
-def _validity(values: Sequence[Any]) -> tuple[pa.Buffer | None, int]:
-    """The validity bitmap (bit set = value present) and the null count; None and 0 without nulls."""
+def _validity(values: Sequence[Any], nullable: bool) -> tuple[pa.Buffer | None, int]:
+    """The validity bitmap (bit set = value present) and the null count; None and 0 without nulls
+    (at once when the values cannot hold one: not ``nullable``)."""
+    if not nullable:
+        return None, 0
     count = values.count(None) if isinstance(values, list) else sum(value is None for value in values)
     if not count:
         return None, 0
@@ -67,8 +72,8 @@ def _validity(values: Sequence[Any]) -> tuple[pa.Buffer | None, int]:
     return pa.py_buffer(np.packbits(present, bitorder="little")), count
 
 
-def _numbers(values: Sequence[Any], kinds: set[type]) -> pa.Array:
-    validity, nulls = _validity(values)
+def _numbers(values: Sequence[Any], kinds: set[type], nullable: bool) -> pa.Array:
+    validity, nulls = _validity(values, nullable)
     try:
         if float in kinds:
             if int in kinds and any(type(v) is int and not -_EXACT <= v <= _EXACT for v in values):
@@ -83,8 +88,8 @@ def _numbers(values: Sequence[Any], kinds: set[type]) -> pa.Array:
     return pa.Array.from_buffers(arrow_type, len(values), [validity, pa.py_buffer(data)], null_count=nulls)
 
 
-def _strings(values: Sequence[Any]) -> pa.Array:
-    validity, nulls = _validity(values)
+def _strings(values: Sequence[Any], nullable: bool) -> pa.Array:
+    validity, nulls = _validity(values, nullable)
     texts = [value for value in values if value is not None] if nulls else values
     joined = "".join(texts)
     if joined.isascii():  # one byte per character: the lengths are the strings' own
@@ -102,17 +107,21 @@ def _strings(values: Sequence[Any]) -> pa.Array:
     return pa.Array.from_buffers(pa.string(), len(values), buffers, null_count=nulls)
 
 
-def _lists(values: Sequence[Any]) -> pa.Array | None:
+def _lists(values: Sequence[Any], nullable: bool) -> pa.Array | None:
     """A list column of numbers (or of empty lists only), or None for one this path does not build
     (nested lists, nulls in lists)."""
-    items = [item for value in values if value is not None for item in value]
+    present = [value for value in values if value is not None] if nullable else values
+    items = list(chain.from_iterable(present))
     kinds = set(map(type, items))
     if not kinds <= {int, float}:
         return None
-    validity, nulls = _validity(values)
-    child = _numbers(items, kinds) if kinds else pa.nulls(0)
+    validity, nulls = _validity(values, nullable)
+    child = _numbers(items, kinds, False) if kinds else pa.nulls(0)
     offsets = np.zeros(len(values) + 1, dtype=np.int64)
-    np.cumsum([0 if value is None else len(value) for value in values], out=offsets[1:])
+    np.cumsum(
+        [0 if value is None else len(value) for value in values] if nulls else list(map(len, values)),
+        out=offsets[1:],
+    )
     if offsets[-1] >= 1 << 31:
         return None
     return pa.Array.from_buffers(

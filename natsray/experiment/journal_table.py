@@ -184,7 +184,13 @@ def table_from_lines(data: bytes, source: str | Path) -> pa.Table:
 def table_from_columns(columns: Mapping[str, Sequence[Any]]) -> pa.Table:
     """The flat table of records given as flat columns
     (:func:`natsray.engine.journal_record.evaluation_columns`): the table their JSON lines give."""
-    return _flatten(pa.table({name: _column(list(values)) for name, values in columns.items()}))
+    arrays = {name: _column(list(values)) for name, values in columns.items()}
+    table = pa.table(arrays)
+    if any(name.partition(".")[0] in PREFIXES for name in arrays) or any(
+        pa.types.is_struct(array.type) for array in arrays.values()
+    ):  # a mapping among the fields (an extra field's): spread as a JSON reader's table is
+        return _flatten(table)
+    return table  # flat already (reading its schema back from Arrow costs more than building it)
 
 
 def table_records(table: pa.Table) -> list[dict[str, Any]]:
