@@ -209,6 +209,7 @@ def test_anytime_curves_start_where_every_seed_has_a_result(tmp_path: Path) -> N
     (line,) = fig.axes[0].lines
     assert line.get_xdata()[0] == x[8] and np.allclose(line.get_ydata(), values[0, 8:])
     assert fig.axes[0].get_ylim()[0] > 80  # the early 10.0 stretches nothing
+    assert "over 3 seeds" in fig._suptitle.get_text()  # the seed without a result is not counted
 
 
 def test_population_plot_and_report_with_infinite_values_warn_nothing(tmp_path: Path) -> None:

@@ -63,7 +63,8 @@ def plot_anytime(
     datasets = list(dict.fromkeys(dataset for _, dataset, _, _ in curves))
     fig = Figure(figsize=(4.8 * len(datasets), 4.0), dpi=_DPI)
     axes = fig.subplots(1, len(datasets), squeeze=False)[0]
-    seeds = sorted({values.shape[0] for _, _, _, values in curves})
+    # the seeds with a result (one with none is not drawn)
+    seeds = sorted({int((~np.isnan(values).all(axis=1)).sum()) for _, _, _, values in curves})
     for ax, dataset in zip(axes, datasets, strict=True):
         for label, _, x, values in (c for c in curves if c[1] == dataset):
             x, values = _every_seed(x, values)
