@@ -274,6 +274,61 @@ def test_sigterm_checkpoints_the_run_and_exits_130(head: Head, tmp_path: Path) -
     assert_resumed_exactly(run_dir, checkpoint, lines + 2)
 
 
+TWO_RUNS = """
+import os, signal, sys
+import natsray
+
+received = []
+signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))  # the script's own
+
+
+class Terminate(natsray.Callback):
+    def on_result(self, result, index, candidate):
+        if index == 20:
+            os.kill(os.getpid(), signal.SIGTERM)  # what scancel sends
+
+
+config = {"strategy": {"name": "random"}, "budget": {"evaluations": 2000}, "resources": {"actors": 1}}
+for name in ("first", "second"):
+    try:
+        natsray.run(config, out=os.path.join(sys.argv[1], name), address=sys.argv[2], progress=False,
+                    evaluator=lambda arch, context: {"score": 1.0}, callbacks=[Terminate()])
+        print(name, "finished")
+    except KeyboardInterrupt as exc:
+        print(name, type(exc).__name__)
+    os.kill(os.getpid(), signal.SIGTERM)  # between runs
+    print(name, "then the script's handler", received)
+    received.clear()
+"""
+
+
+@pytest.mark.ray
+def test_two_runs_in_one_process_each_take_a_sigterm_and_the_script_gets_one_between(
+    head: Head, tmp_path: Path
+) -> None:
+    """natsray.run twice in one script (each joins Ray and shuts it down): a SIGTERM stops each at a
+    consistent point, and one sent between them reaches the script's own handler. ``ray.init`` replaces
+    that handler and ``ray.shutdown`` leaves SIGTERM at the system default, which ended the script."""
+    script = tmp_path / "two_runs.py"
+    script.write_text(TWO_RUNS)
+    env = {**head.env, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), head.env.get("PYTHONPATH")]))}
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path), head.address],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.splitlines() == [
+        "first ConsistentInterrupt",
+        "first then the script's handler [15]",
+        "second ConsistentInterrupt",
+        "second then the script's handler [15]",
+    ]
+    for name in ("first", "second"):
+        checkpoint = json.loads((tmp_path / name / "checkpoint.json").read_text())
+        lines = len((tmp_path / name / "evaluations.jsonl").read_text().splitlines())
+        assert 20 < checkpoint["journal_lines"] == lines < 2000 and checkpoint["finished"] is False
+
+
 def assert_resumed_exactly(run_dir: Path, checkpoint: dict, budget: int) -> None:
     """The resumed journal: every candidate once, those in flight at the checkpoint included."""
     ids = [

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import threading
+
 import pytest
 from toy_evaluator import FixedListConfig, ToyConfig, local_ray_session, make_config, trajectory
 
+from natsray.callbacks import Callback
 from natsray.config import BudgetConfig, EngineConfig
 from natsray.engine.checkpoint import read_journal
+from natsray.engine.cluster import ConsistentInterrupt, sigterm_interrupts
 from natsray.engine.runner import DEFAULT_BATCH, IN_PROCESS_BATCH, _batch_and_window, run_experiment
 from natsray.engine.scheduler import MAX_CACHE_STREAK
 from natsray.engine.summary import pareto_front
@@ -183,34 +190,67 @@ def test_objective_the_evaluator_does_not_produce_is_a_one_line_error(tmp_path):
         run_experiment(config, tmp_path)
 
 
+class _Terminate(Callback):
+    """Sends this process a SIGTERM (what scancel sends) as the run's 21st result is delivered."""
+
+    def on_result(self, result, index, candidate):
+        if index == 20:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
 def test_a_sigterm_while_the_driver_is_busy_in_natsray_stops_at_a_consistent_point(tmp_path):
     """A driver that is never inside Ray when the signal lands (an in-process search) used to meet its
     SIGTERM only after 100 re-deliveries, unchecked, anywhere: now the next delivered result stops the
     run with a checkpoint that matches the journal."""
-    import json
-    import os
-    import signal
-    import time
-
-    from natsray.callbacks import Callback
-    from natsray.engine import cluster
-
-    class Terminate(Callback):
-        def on_result(self, result, index, candidate):
-            if index == 20:
-                os.kill(os.getpid(), signal.SIGTERM)  # what scancel sends
-
     config = make_config(
         budget=BudgetConfig(evaluations=100_000), engine=EngineConfig(in_process=True), checkpoint_every=10**6
     )
     before = signal.getsignal(signal.SIGTERM)
-    cluster._sigterm_as_interrupt()
     try:
-        with pytest.raises(cluster.ConsistentInterrupt):
-            run_experiment(config, tmp_path, callbacks=[Terminate()])
+        with pytest.raises(ConsistentInterrupt), sigterm_interrupts():
+            run_experiment(config, tmp_path, callbacks=[_Terminate()])
     finally:
-        time.sleep(0.5)  # the handler's re-delivery (0.1 s after the first) lands here, and is ignored
         signal.signal(signal.SIGTERM, before)
     checkpoint = json.loads((tmp_path / "checkpoint.json").read_text())
     assert 20 < checkpoint["journal_lines"] < 1000  # stopped soon after the signal
     assert checkpoint["journal_lines"] == len(read_journal(tmp_path / "evaluations.jsonl"))
+
+
+@pytest.fixture
+def sigterms():
+    """The SIGTERMs this process's own handler (what a script or a notebook has) receives."""
+    received: list[int] = []
+    before = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def test_each_ray_run_takes_its_own_sigterm_and_gives_the_signal_back_between_runs(tmp_path, sigterms):
+    """Two Ray runs in one process (``natsray.run`` twice, a notebook): a SIGTERM stops each at a
+    consistent point, and one that comes between them reaches the process's own handler. The flags of
+    the first SIGTERM used to stay set, so the handler it left installed ignored every later SIGTERM."""
+    config = make_config(budget=BudgetConfig(evaluations=2000), checkpoint_every=10**6)
+    for name in ("first", "second"):
+        with pytest.raises(ConsistentInterrupt):
+            run_experiment(config, tmp_path / name, callbacks=[_Terminate()])
+        checkpoint = json.loads((tmp_path / name / "checkpoint.json").read_text())
+        assert 20 < checkpoint["journal_lines"] < 2000  # stopped soon after the signal
+        assert checkpoint["journal_lines"] == len(read_journal(tmp_path / name / "evaluations.jsonl"))
+        assert sigterms == []  # the run took it
+        os.kill(os.getpid(), signal.SIGTERM)  # between runs
+        assert sigterms == [signal.SIGTERM]
+        sigterms.clear()
+
+
+def test_a_sigterm_not_yet_raised_when_the_scope_ends_is_raised_then_never_lost(sigterms):
+    """A SIGTERM that lands in natsray code (its interrupt deferred to the next consistent point) just
+    before the run ends is raised as the scope ends; its pending re-delivery goes nowhere."""
+    with pytest.raises(ConsistentInterrupt), sigterm_interrupts():
+        os.kill(os.getpid(), signal.SIGTERM)
+    for timer in [thread for thread in threading.enumerate() if isinstance(thread, threading.Timer)]:
+        timer.join(5)  # a cancelled re-delivery ends at once
+    assert sigterms == []
+    os.kill(os.getpid(), signal.SIGTERM)
+    assert sigterms == [signal.SIGTERM]

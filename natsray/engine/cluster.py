@@ -15,8 +15,9 @@ can host pending forever; :func:`wait_for_resources` instead fails with one line
 resource, the amount asked and the amount available, after waiting at most
 ``ray.resource_wait_s`` for a joined (possibly autoscaling) cluster to grow.
 
-Once connected, SIGTERM (``scancel``, a time limit) interrupts the driver like Ctrl-C, at a
-moment it waits on Ray, instead of Ray's abort. :func:`wait_for_nodes` (``python -m
+Inside :func:`sigterm_interrupts` (a run's or a sweep's time on Ray), SIGTERM (``scancel``, a time
+limit) interrupts the driver like Ctrl-C, at a moment its state is consistent, instead of Ray's abort;
+the SIGTERM handler it replaced is back when it ends. :func:`wait_for_nodes` (``python -m
 natsray.engine.cluster wait-nodes ADDRESS COUNT [TIMEOUT_S]``) is the bounded wait of
 ``launch/slurm.sbatch`` for its Ray nodes. Ray is imported only inside the functions that use it.
 """
@@ -50,6 +51,7 @@ __all__ = [
     "local_ray_started_here",
     "local_token_mode",
     "probe_address",
+    "sigterm_interrupts",
     "take_sigterm",
     "token_available",
     "wait_for_nodes",
@@ -170,7 +172,9 @@ def connect_ray(config: ExperimentConfig, address: str | None) -> bool:
             Ray (``address="local"``: always a fresh instance, never a stray head on this machine).
 
     Returns:
-        True when this call initialised Ray (the caller shuts it down).
+        True when this call initialised Ray (the caller shuts it down). Inside
+        :func:`sigterm_interrupts`, the SIGTERM handler ``ray.init`` installs (``sys.exit``) is
+        replaced by natsray's again.
 
     Raises:
         ClusterError: one line, when the cluster cannot be reached within
@@ -212,7 +216,8 @@ def connect_ray(config: ExperimentConfig, address: str | None) -> bool:
     except ClusterError:
         ray.shutdown()
         raise
-    _sigterm_as_interrupt()
+    if _sigterm["active"] and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)  # ray.init installed its own (sys.exit)
     if not address:
         _STARTED_HERE.clear()
         _STARTED_HERE.append(ray.get_runtime_context().gcs_address)
@@ -271,9 +276,14 @@ def actor_runtime_env(runtime_env: Mapping[str, Any] | None) -> dict[str, Any] |
 _DEFER_LIMIT = 100
 """Re-deliveries of a SIGTERM (0.1 s apart) before it interrupts wherever the driver is."""
 
-_deferred = [0]
-_sigterm = {"requested": False, "raised": False}
-"""A SIGTERM arrived / its interrupt was raised (later re-deliveries are then ignored)."""
+_sigterm: dict[str, Any] = {
+    "active": False,  # inside a sigterm_interrupts scope (its handler installed)
+    "requested": False,  # a SIGTERM arrived in this scope
+    "raised": False,  # ... and its interrupt was raised (later re-deliveries are then ignored)
+    "deferred": 0,  # re-deliveries so far
+    "scope": 0,  # scopes entered in this process: a re-delivery from an ended scope is dropped
+    "timer": None,  # the pending re-delivery
+}
 
 
 class ConsistentInterrupt(KeyboardInterrupt):
@@ -290,41 +300,94 @@ def _interrupt(signum: int, frame: Any) -> None:
     so the checkpoint written on the way out matches the journal; inside natsray code the signal
     is sent again 0.1 s later (at most :data:`_DEFER_LIMIT` times).
     """
-    import ray
-
     if _sigterm["raised"]:
         return
     _sigterm["requested"] = True  # the runner raises it at its next consistent point (take_sigterm)
+    if not _sigterm["active"]:  # the scope is ending: it raises the interrupt itself
+        return
+    import ray
+
     in_ray = frame is not None and frame.f_code.co_filename.startswith(str(Path(ray.__file__).parent))
     if in_ray:
         _sigterm["raised"] = True
         raise ConsistentInterrupt
-    if _deferred[0] >= _DEFER_LIMIT:
+    if _sigterm["deferred"] >= _DEFER_LIMIT:
         _sigterm["raised"] = True
         raise KeyboardInterrupt
-    _deferred[0] += 1
-    timer = threading.Timer(0.1, os.kill, (os.getpid(), signum))
+    _sigterm["deferred"] += 1
+    timer = threading.Timer(0.1, _redeliver, (signum, _sigterm["scope"]))
     timer.daemon = True
+    _sigterm["timer"] = timer
     timer.start()
 
 
-def _sigterm_as_interrupt() -> None:
-    """SIGTERM (``scancel``, a time limit, ``kill``) stops the run like Ctrl-C: checkpointed, exit 130.
+_REDELIVERING = threading.Lock()
+"""Held by a re-delivery from its check to its kill: a scope that ends waits for it (no re-delivery
+lands after the scope has put back the handler it replaced, e.g. the default one, which ends the process)."""
+
+
+def _redeliver(signum: int, scope: int) -> None:
+    with _REDELIVERING:
+        if _sigterm["active"] and _sigterm["scope"] == scope:
+            os.kill(os.getpid(), signum)
+
+
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """Inside, SIGTERM (``scancel``, a time limit, ``kill``) stops a run like Ctrl-C: checkpointed, exit 130.
 
     Ray's driver otherwise aborts on SIGTERM (its failure handler prints a stack and dumps core);
-    the journal would still let ``natsray resume`` continue, but from an older checkpoint.
+    the journal would still let ``natsray resume`` continue, but from an older checkpoint. The
+    signal is raised as :class:`ConsistentInterrupt` while the driver waits inside Ray, or where the
+    runner next calls :func:`take_sigterm`. Enter the scope before :func:`connect_ray`, which
+    installs the handler again over the one ``ray.init`` sets (``sys.exit``).
+
+    Each scope starts afresh (a SIGTERM that stopped an earlier run in this process is spent) and
+    ends by putting back the SIGTERM handler the process had when it began (``ray.shutdown`` leaves
+    SIGTERM at the system's default otherwise): between runs, and in a run outside any scope, a
+    SIGTERM does what it does in this process without natsray (by default it ends the process at
+    once; a notebook's or a script's own handler gets it). A SIGTERM that arrived inside and was not
+    raised yet (the body ended before its next consistent point) is raised as
+    :class:`ConsistentInterrupt` as the scope ends, so none is lost (unless the body ends with an
+    exception, which stops the run anyway). A scope inside another one, or entered outside the main
+    thread or in a Ray worker, changes nothing.
+
+    Raises:
+        ConsistentInterrupt: on leaving, when a SIGTERM arrived inside and was not raised yet.
     """
-    if threading.current_thread() is threading.main_thread():
-        _deferred[0] = 0
-        _sigterm.update(requested=False, raised=False)
-        signal.signal(signal.SIGTERM, _interrupt)
+    if _sigterm["active"] or threading.current_thread() is not threading.main_thread() or _in_ray_worker():
+        yield
+        return
+    _sigterm.update(active=True, requested=False, raised=False, deferred=0, scope=_sigterm["scope"] + 1)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        _sigterm["active"] = False  # a SIGTERM from here on is only recorded, never raised mid-way
+        with _REDELIVERING:  # a re-delivery under way lands while this scope's handler is installed
+            timer, _sigterm["timer"] = _sigterm["timer"], None
+        if timer is not None:
+            timer.cancel()
+        # a handler installed outside Python reads as None: the default is the closest to it
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+    if _sigterm["requested"] and not _sigterm["raised"]:
+        _sigterm["raised"] = True
+        raise ConsistentInterrupt
+
+
+def _in_ray_worker() -> bool:
+    """True in a Ray worker process (a run started by a Ray task): Ray's own SIGTERM handling stays."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return False
+    return ray._private.worker.global_worker.mode == ray.WORKER_MODE
 
 
 def take_sigterm() -> bool:
     """True (once) when a SIGTERM is waiting to interrupt the run: the caller, at a point where its state
     is consistent, raises :class:`ConsistentInterrupt` (a driver busy in natsray code would otherwise
     meet the signal only inside Ray, or after :data:`_DEFER_LIMIT` tries, unchecked)."""
-    if _sigterm["requested"] and not _sigterm["raised"]:
+    if _sigterm["active"] and _sigterm["requested"] and not _sigterm["raised"]:
         _sigterm["raised"] = True
         return True
     return False

@@ -39,7 +39,13 @@ from natsray.engine.checkpoint import (
     atomic_write_json,
     read_json,
 )
-from natsray.engine.cluster import ConsistentInterrupt, actor_runtime_env, connect_ray, take_sigterm
+from natsray.engine.cluster import (
+    ConsistentInterrupt,
+    actor_runtime_env,
+    connect_ray,
+    sigterm_interrupts,
+    take_sigterm,
+)
 from natsray.engine.progress import Progress
 from natsray.engine.scheduler import Scheduler
 from natsray.engine.simulation import SimulatedPool, run_simulated
@@ -616,24 +622,25 @@ def _run_ray(session: _Session, evaluator_cls: type[BaseEvaluator], address: str
     """The asynchronous ``ray.wait`` loop over ``{ref: (actor, generation, batch, submit time)}``."""
     import ray
 
-    owner = connect_ray(session.config, address)
-    pool = None
-    try:
-        # Ray started by someone else (a notebook, a sweep) runs without the config's runtime_env: the
-        # actors are given it, so they import the user's code from where the driver does
-        runtime_env = None if owner else actor_runtime_env(session.config.ray.runtime_env)
-        pool = _ActorPool(session, evaluator_cls, runtime_env)  # the actors start while the driver prepares
-        shared = session.shared  # given: already prepared (e.g. by the CLI's pre-flight)
-        if shared is None:
-            shared = evaluator_cls.prepare_shared(session.config.evaluator)
-        pool.start(ray.put(shared))
-        session.actors_alive = len(pool.actors)
-        _loop(session, pool)
-    finally:
-        if pool is not None:
-            pool.shutdown()
-        if owner:
-            ray.shutdown()
+    with sigterm_interrupts():  # this run's own: a SIGTERM that stopped an earlier one is spent
+        owner = connect_ray(session.config, address)
+        pool = None
+        try:
+            # Ray started by someone else (a notebook, a sweep) runs without the config's runtime_env: the
+            # actors are given it, so they import the user's code from where the driver does
+            runtime_env = None if owner else actor_runtime_env(session.config.ray.runtime_env)
+            pool = _ActorPool(session, evaluator_cls, runtime_env)  # actors start while the driver prepares
+            shared = session.shared  # given: already prepared (e.g. by the CLI's pre-flight)
+            if shared is None:
+                shared = evaluator_cls.prepare_shared(session.config.evaluator)
+            pool.start(ray.put(shared))
+            session.actors_alive = len(pool.actors)
+            _loop(session, pool)
+        finally:
+            if pool is not None:
+                pool.shutdown()
+            if owner:
+                ray.shutdown()
 
 
 def _loop(session: _Session, pool: _ActorPool) -> None:

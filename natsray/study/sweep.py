@@ -597,28 +597,30 @@ def _run_on_ray(
 ) -> None:
     import ray
 
-    from natsray.engine.cluster import local_ray_started_here
+    from natsray.engine.cluster import local_ray_started_here, sigterm_interrupts
     from natsray.engine.runner import connect_ray
 
     first = runs[todo[0]].config
     assert first is not None
-    started = connect_ray(first, address)
-    try:
-        tasks = [i for i in todo if _local(runs[i].config)]  # type: ignore[arg-type]
-        if tasks:
-            _task_loop(runs, tasks, out, parallel, record, shared=shared, warm_up=local_ray_started_here())
-        for i in [i for i in todo if i not in set(tasks)]:  # actor-based runs: one at a time
-            run = runs[i]
-            try:
-                evaluations = execute_run(run.config, run.run_dir, address=address)  # type: ignore[arg-type]
-            except Exception as exc:
-                record(i, RunOutcome(str(run.run_dir), "failed", _one_line(exc)))
-            else:
-                node = ray.get_runtime_context().get_node_id()
-                record(i, RunOutcome(str(run.run_dir), "done", node=node, evaluations=evaluations))
-    finally:
-        if started:
-            ray.shutdown()
+    with sigterm_interrupts():  # the sweep's, its actor-based runs included
+        started = connect_ray(first, address)
+        try:
+            tasks = [i for i in todo if _local(runs[i].config)]  # type: ignore[arg-type]
+            if tasks:
+                warm_up = local_ray_started_here()
+                _task_loop(runs, tasks, out, parallel, record, shared=shared, warm_up=warm_up)
+            for i in [i for i in todo if i not in set(tasks)]:  # actor-based runs: one at a time
+                run = runs[i]
+                try:
+                    evaluations = execute_run(run.config, run.run_dir, address=address)  # type: ignore[arg-type]
+                except Exception as exc:
+                    record(i, RunOutcome(str(run.run_dir), "failed", _one_line(exc)))
+                else:
+                    node = ray.get_runtime_context().get_node_id()
+                    record(i, RunOutcome(str(run.run_dir), "done", node=node, evaluations=evaluations))
+        finally:
+            if started:
+                ray.shutdown()
 
 
 class _Queue:
