@@ -65,6 +65,38 @@ def test_resume_records_stored_runs_whose_outcome_was_lost(
     ]
 
 
+def test_resume_from_another_directory_matches_relative_and_moved_outcome_lines(
+    full_table: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Outcome lines naming their run relative to the directory their writer ran in (``natsray run
+    --out sweep`` from ``tmp_path``), or by the absolute path of a sweep directory since moved: a resume
+    from elsewhere finds each run recorded (it used to resolve them against its own working directory
+    and write every run's ``done`` line again)."""
+    runs, _ = planned(full_table, tmp_path, "0-3")
+    out = tmp_path / "sweep"
+    assert [run.status for run in run_sweep(runs, out, parallel=1, progress=False).runs] == ["done"] * 4
+    status = out / "sweep-runs.jsonl"
+    lines = [json.loads(line) for line in status.read_text().splitlines()]
+    assert [line["run_dir"] for line in lines] == [str(run.run_dir) for run in runs]
+    for line in lines:
+        line["run_dir"] = os.path.relpath(line["run_dir"], tmp_path)  # "sweep/seed-N"
+    status.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["resume", str(out), "--no-progress"]) == 0, capsys.readouterr().err
+    assert status.read_text().splitlines() == [json.dumps(line) for line in lines]  # nothing added
+    assert main(["resume", "../sweep", "--no-progress"]) == 0, capsys.readouterr().err
+    assert status.read_text().splitlines() == [json.dumps(line) for line in lines]
+    moved = tmp_path / "moved"
+    for line in lines:
+        line["run_dir"] = str(tmp_path / line["run_dir"])  # absolute, where the sweep was
+    status.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    out.rename(moved)
+    assert main(["resume", str(moved), "--no-progress"]) == 0, capsys.readouterr().err
+    assert (moved / "sweep-runs.jsonl").read_text().splitlines() == [json.dumps(line) for line in lines]
+
+
 def test_a_full_disk_under_the_outcome_log_stops_the_sweep_with_how_to_resume(
     full_table: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -446,19 +446,29 @@ def run_sweep(
 
 def _unrecorded(finished: list[int], runs: Sequence[PlannedRun], out: Path) -> list[int]:
     """Those of the ``finished`` runs with no ``done`` line in ``out/sweep-runs.jsonl``: a run a Ray task
-    stored before the sweep was interrupted, whose outcome the driver never received."""
+    stored before the sweep was interrupted, whose outcome the driver never received.
+
+    A line's ``run_dir`` is the sweep directory as its writer was given it joined with the run's path
+    inside it (:attr:`PlannedRun.name`): relative to the directory the writer ran in, which the line
+    does not record, when that was relative (``natsray run --out REL``; ``natsray resume REL`` before
+    2026-12-03), or an absolute path that no longer holds the sweep once its directory is moved. So a
+    line is matched to its run by its last parts, the run's path inside the sweep directory (each line
+    is about one of this sweep's runs), never resolved against this process's working directory.
+    """
     if not finished:
         return []
+    depths = {len(Path(runs[i].name).parts) for i in finished}
     path = out / STATUS_FILE
     recorded = set()
     for line in path.read_text(encoding="utf-8").splitlines() if path.is_file() else ():
         try:
             outcome = json.loads(line)
             if outcome["status"] == "done":
-                recorded.add(Path(outcome["run_dir"]).resolve())
+                parts = Path(outcome["run_dir"]).parts
+                recorded.update(parts[-depth:] for depth in depths)
         except (ValueError, KeyError, TypeError):
             continue
-    return [i for i in finished if runs[i].run_dir.resolve() not in recorded]
+    return [i for i in finished if Path(runs[i].name).parts not in recorded]
 
 
 def _callbacks(runs: Sequence[PlannedRun]) -> list[Callback]:
