@@ -1,0 +1,31 @@
+"""``natsray report``: tables and plots of stored runs (compared when several), or of one sweep."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from natsray.cli.inputs import existing_dir, reading_inputs, writable
+
+__all__ = ["cmd_report"]
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """``natsray report``: a run's files, several runs compared, or a sweep's comparative report."""
+    run_dirs = [existing_dir(path, "run") for path in args.run_dirs]
+    from natsray.study.grid import SWEEP_FILE
+
+    out = Path(args.out) if args.out else None
+    if out is not None:
+        writable(out, "--out")
+    if len(run_dirs) == 1 and (run_dirs[0] / SWEEP_FILE).is_file():
+        from natsray.study.report import sweep_report
+
+        with reading_inputs(""):
+            sweep_report(run_dirs[0], out)
+        return 0
+    from natsray.experiment.report import report
+
+    with reading_inputs(""):
+        report(run_dirs, out)
+    return 0
