@@ -113,7 +113,7 @@ def _run_serial(
     """:func:`run_simulated` with one simulated worker and a :attr:`~Scheduler.serial` scheduler (the
     NATS-Bench protocol): each evaluation starts when the one before it finished, so the event heap
     would always hold one event and is skipped. The same candidates, journal lines, clock and
-    checkpoints as the general loop (tested side by side), with about half its per-evaluation work.
+    checkpoints as the general loop (tested side by side), with less work per evaluation.
     """
     deliver, evaluate, now = scheduler.deliver, evaluator.evaluate, time.time
     queue, outstanding = scheduler.queue, scheduler.outstanding  # take(1), inlined: nothing is alone
