@@ -82,6 +82,28 @@ def test_no_answer_in_time_stops_the_child_and_answers_all_false(tmp_path: Path)
     started.close()
 
 
+@pytest.mark.parametrize("where", ["working directory", "sys.path"])
+def test_a_folder_named_natsray_does_not_shadow_the_parents_natsray(
+    where: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``python -m`` searched the working directory first: a user's folder named natsray there (a
+    clone, a project) made the child fail ("No module named natsray.study.plot_process"). Nor does
+    one put before this natsray on ``sys.path`` after it was imported."""
+    stray = tmp_path / "natsray" / "study"
+    stray.mkdir(parents=True)
+    (tmp_path / "natsray" / "__init__.py").write_text("")
+    (stray / "__init__.py").write_text("raise ImportError('the stray natsray was imported')\n")
+    monkeypatch.chdir(tmp_path)
+    if where == "sys.path":
+        monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])
+    started = PlotProcess.start()
+    assert started is not None
+    started.submit(_jobs(tmp_path)[0])
+    assert started.results() == [True]
+    started.close()
+    assert (tmp_path / "time.png").is_file()
+
+
 def test_the_child_ends_with_its_parent(tmp_path: Path) -> None:
     code = textwrap.dedent(
         """

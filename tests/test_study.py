@@ -486,3 +486,45 @@ def test_t_quantile_equals_scipys() -> None:
     values = np.random.default_rng(0).normal(size=(30, 2))
     expected = stats.t.ppf(0.975, 29) * values.std(axis=0, ddof=1) / np.sqrt(30)
     assert ci95(values) == pytest.approx(expected, rel=1e-10)
+
+
+def test_the_most_frequent_best_cell_breaks_ties_by_the_mean_metric_then_the_lower_index() -> None:
+    """Documented in docs/sweeps.md: equally frequent best cells go to the better mean report metric,
+    then to the lower nats_index, whatever order the runs finished in (the first in seed order won)."""
+    import itertools
+
+    import pyarrow as pa
+
+    from natsray.records import Objective
+    from natsray.study.grid import GridPoint
+    from natsray.study.report import PointRuns, _point_row
+    from natsray.study.stats import most_frequent
+
+    def best(metric: str, runs: list[tuple[int | None, float]]) -> dict[str, Any]:
+        data = [
+            RunData(
+                Path(f"seed-{seed}"),
+                pa.table({}),
+                {"best_metrics": {metric: score, "nats_index": cell}, "best_objectives": {}},
+                None,
+                (Objective("valid_accuracy"),),
+            )
+            for seed, (cell, score) in enumerate(runs)
+        ]
+        point = GridPoint((), {})
+        rows = [_point_row(PointRuns(point, tuple(order), 0)) for order in itertools.permutations(data)]
+        answers = {json.dumps(row["most frequent best nats_index"]) for row in rows}
+        assert len(answers) == 1  # the same for every order the runs could finish in
+        return json.loads(answers.pop())
+
+    tie = [(7, 90.0), (3, 91.0), (7, 90.0), (3, 91.0), (11, 95.0)]
+    assert best("test_accuracy@200", tie) == {"value": 3, "seeds": 2, "of": 5}  # higher accuracy
+    assert best("test_loss", tie) == {"value": 7, "seeds": 2, "of": 5}  # a loss: lower is better
+    assert best("test_accuracy@200", [(7, 90.0), (3, 90.0), (11, 89.0), (None, 99.0)]) == {
+        "value": 3,  # equal means: the lower nats_index; a run without a cell counts in "of" only
+        "seeds": 1,
+        "of": 4,
+    }
+    assert most_frequent([5, 2, 5, 2], [float("nan"), None, 80.0, 70.0]) == (5, 2)  # means of finite scores
+    assert most_frequent([5, 2], [None, 70.0]) == (2, 1)  # a cell with a score beats one without
+    assert most_frequent([None], [1.0]) is None

@@ -8,10 +8,13 @@ process writes its tables. Nothing depends on it: when it cannot start, dies, an
 error, or does not answer within :data:`ANSWER_S`, the caller draws in its own process
 (:func:`natsray.study.plots.plot_anytime`, the same function, so the same PNG bytes).
 
-The child is ``python -m natsray.study.plot_process`` (never a fork of a process that may hold Ray's
-threads, and never a re-import of the user's ``__main__``, as ``multiprocessing``'s spawn does).
-Jobs and answers are pickles on its stdin and stdout; it ignores SIGINT (Ctrl-C is the parent's
-to handle) and exits when its stdin closes, so it ends with the parent however the parent ends.
+The child is a fresh ``python -c`` (never a fork of a process that may hold Ray's threads, and
+never a re-import of the user's ``__main__``, as ``multiprocessing``'s spawn does) that imports
+the very natsray its parent runs (:func:`_child_path`), not one that the working directory holds:
+``python -m`` would search the working directory first, and a folder named ``natsray`` there
+(a clone, a project of that name) would shadow the parent's. Jobs and answers are pickles on its
+stdin and stdout; it ignores SIGINT (Ctrl-C is the parent's to handle) and exits when its stdin
+closes, so it ends with the parent however the parent ends.
 """
 
 from __future__ import annotations
@@ -33,6 +36,15 @@ ANSWER_S = 120.0
 
 _CLOSE_S = 5.0
 
+_CHILD = (
+    "import sys\n"
+    "if sys.path[:1] == ['']:\n"  # what -c puts first (unless PYTHONSAFEPATH): the working directory
+    "    del sys.path[0]\n"
+    "from natsray.study.plot_process import _serve\n"
+    "_serve()\n"
+)
+"""The child's program: :func:`_serve`, imported from :func:`_child_path`, not the working directory."""
+
 
 class PlotProcess:
     """The figure-drawing child of a sweep's front door (``natsray run --seeds``, :func:`natsray.sweep`).
@@ -52,14 +64,14 @@ class PlotProcess:
     @classmethod
     def start(cls) -> PlotProcess | None:
         """Start the child, or return None: on a one-core machine (it would only take the runs' core)
-        or when the interpreter cannot be started. The child imports from this process's ``sys.path``
-        (as ``multiprocessing``'s spawn does), so it finds the same natsray however that was found."""
+        or when the interpreter cannot be started. The child imports this process's natsray and
+        searches this process's ``sys.path`` for the rest (:func:`_child_path`)."""
         if (os.cpu_count() or 1) < 2:
             return None
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(path for path in sys.path if path)}
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(_child_path())}
         try:
             process = subprocess.Popen(
-                [sys.executable, "-m", "natsray.study.plot_process"],
+                [sys.executable, "-c", _CHILD],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 env=env,
@@ -132,6 +144,25 @@ class _Gone:
     """The child's answers have ended (it exited, was killed, or was given up on)."""
 
 
+def _child_path() -> list[str]:
+    """The child's ``PYTHONPATH``: this process's ``sys.path`` (relative entries, ``''`` included,
+    made absolute: they name this process's working directory, which the child shares), so that it
+    imports the same matplotlib and numpy.
+
+    When that search would not find this very natsray first (it was imported from a path since
+    removed or put later, or by an editable install's finder), the directory this natsray package
+    sits in goes first.
+    """
+    from importlib.machinery import PathFinder
+
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    paths = list(dict.fromkeys(os.path.abspath(path) for path in sys.path if isinstance(path, str)))
+    found = PathFinder.find_spec("natsray", paths)
+    if found is None or found.origin is None or os.path.dirname(found.origin) != package:
+        paths.insert(0, os.path.dirname(package))
+    return paths
+
+
 def _send(stream: IO[bytes], value: Any) -> None:
     pickle.dump(value, stream, protocol=pickle.HIGHEST_PROTOCOL)
     stream.flush()
@@ -163,7 +194,3 @@ def _serve() -> None:
             print(f"natsray: plot process: {type(exc).__name__}: {exc}", file=sys.stderr)
             error = str(exc) or type(exc).__name__
         _send(answers, error)
-
-
-if __name__ == "__main__":
-    _serve()

@@ -6,7 +6,9 @@ journal: after each evaluation, the report metric of the best cell so far (by th
 objective), against the evaluation count and against the simulated clock. Across the seeds
 of a grid point: mean, sample std and the 95% confidence interval of the mean (Student t,
 ``t(0.975, n-1) * std / sqrt(n)``). Identifiers (``nats_index``) are never averaged: the
-table gives the most frequent best cell and how many seeds found it. Counts stay integers.
+table gives the most frequent best cell and how many seeds found it (a tie goes to the better
+mean report metric, then to the lower ``nats_index``: :func:`natsray.study.stats.most_frequent`).
+Counts stay integers.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import math
-from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -30,8 +31,9 @@ from natsray.engine.checkpoint import atomic_write_json
 from natsray.experiment.arrow_columns import booleans, floats
 from natsray.experiment.arrow_columns import column as arrow_column
 from natsray.experiment.run_data import RunData, load_run, run_from_parts
+from natsray.records import Objective
 from natsray.study.grid import GridPoint, PlannedRun, load_plan, plan_runs
-from natsray.study.stats import ci95
+from natsray.study.stats import ci95, most_frequent
 from natsray.study.store import read_stored_tables, stored_runs
 from natsray.study.sweep import run_state
 
@@ -207,18 +209,28 @@ def _point_row(group: PointRuns) -> dict[str, Any]:
     objective = _objective_label(runs[0])
     summaries = [run.summary or {} for run in runs]
     row["metric"] = metric
-    row[metric] = _stats([(s.get("best_metrics") or {}).get(metric) for s in summaries])
+    scores = [(s.get("best_metrics") or {}).get(metric) for s in summaries]
+    row[metric] = _stats(scores)
     name = runs[0].objectives[0].name
     row[f"best {objective}"] = _stats([(s.get("best_objectives") or {}).get(name) for s in summaries])
     row["evaluations"] = _stats([s.get("evaluations") for s in summaries])
     row["simulated_seconds"] = _stats([s.get("simulated_seconds") for s in summaries])
     for identifier in _IDENTIFIERS:
-        found = Counter((s.get("best_metrics") or {}).get(identifier) for s in summaries)
-        found.pop(None, None)
-        if found:
-            value, count = found.most_common(1)[0]
+        cells = [(s.get("best_metrics") or {}).get(identifier) for s in summaries]
+        found = most_frequent(cells, scores, _maximized(metric, runs[0]))
+        if found is not None:
+            value, count = found
             row[f"most frequent best {identifier}"] = {"value": value, "seeds": count, "of": len(runs)}
     return row
+
+
+def _maximized(metric: str, run: RunData) -> bool:
+    """Whether a higher ``metric`` is better: as the run's objective of that name is directed, else
+    by natsray's rule for objectives named without a direction (:meth:`Objective.parse`)."""
+    for objective in run.objectives:
+        if objective.name == metric:
+            return objective.maximize
+    return Objective.parse(metric.replace(":", "_")).maximize
 
 
 def _text(value: Any, digits: int = 2) -> str:
