@@ -82,7 +82,7 @@ def most_frequent(
     ``maximize``, else lower; a cell without a finite score ranks below one with), then to the
     lowest cell (the lowest ``nats_index``). The answer depends only on which (cell, score) pairs
     there are, never on their order (a parallel sweep's runs finish in any order): the means are
-    ``math.fsum`` sums, exact whatever the order.
+    ``math.fsum`` sums, correctly rounded whatever the order.
 
     Args:
         cells: One per seed: its best cell's identifier (``nats_index``), None where it has none
