@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import pytest
 
 from natsray.search_space import NUM_ARCHS, OPS, Arch, all_archs
@@ -18,6 +20,19 @@ def test_string_and_code_round_trip_for_every_cell() -> None:
         assert Arch.from_str(arch.to_str()) == arch
         assert Arch.from_indices(arch.op_indices) == arch
     assert len({arch.to_str() for arch in archs}) == NUM_ARCHS
+
+
+def test_interned_cells_match_validated_construction() -> None:
+    """The cells built in bulk (no validation) equal cells built one by one through the constructor:
+    the same ops, code, hash and NATS string, and one object per code (also after pickling)."""
+    for code in range(0, NUM_ARCHS, 7):
+        interned = Arch.from_code(code)
+        built = Arch(tuple(OPS[(code // 5**power) % 5] for power in range(5, -1, -1)))
+        assert (interned.ops, interned.code, hash(interned)) == (built.ops, built.code, code)
+        text = "|{}~0|+|{}~0|{}~1|+|{}~0|{}~1|{}~2|".format(*built.ops)
+        assert interned.to_str() == built.to_str() == text
+        assert Arch.from_code(code) is interned
+        assert pickle.loads(pickle.dumps(built)) is interned
 
 
 def test_parse_example() -> None:

@@ -199,11 +199,15 @@ def _chunk_task(
 
 
 def _warm_up() -> None:
-    """Ray task: import what a run task needs. A worker's first task waits ~0.5-1 s to be leased
-    and then imports the engine; sent ahead, this overlaps both with the driver's preparation."""
+    """Ray task: import what a run task needs and build the interned cells and their strings. A
+    worker's first task waits ~0.5-1 s to be leased and then imports the engine; sent ahead, this
+    overlaps both with the driver's preparation."""
     import natsray.engine.runner
     import natsray.engine.simulation
     import natsray.experiment.journal_table  # noqa: F401
+    from natsray.search_space import Arch
+
+    Arch.from_code(0).to_str()
 
     time.sleep(0.05)  # hold the slot a moment, so each warm-up lands on a different worker
 
