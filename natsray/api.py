@@ -394,13 +394,16 @@ def sweep(
     Raises:
         ConfigError: no seeds/grid/``sweep`` section, an invalid config at every grid point, or a
             malformed axis.
+        ValueError: ``parallel`` is not a positive integer.
         RunDirError: ``out`` already holds a sweep or a run (and not ``overwrite``).
         RunInUseError: with ``overwrite``, another process holds the sweep or one of its runs.
     """
     from natsray.study import run_sweep
     from natsray.study.plot_process import PlotProcess
     from natsray.study.report import sweep_report
+    from natsray.study.sweep import check_parallel
 
+    check_parallel(parallel)  # before the sweep's directory is made
     data, source = _raw(config)
     seed_spec = seeds if seeds is None or isinstance(seeds, str) else _seed_text(seeds)
     root, runs = plan_sweep(

@@ -16,6 +16,8 @@ import yaml
 from natsray.cli import UsageError, main, parse_seeds
 from natsray.engine.cluster import local_nodes
 
+ROOT = Path(__file__).resolve().parents[1]
+NATS_SWEEP = ROOT / "configs" / "sweeps" / "nats-bench-rea-random.yaml"
 ARCH = "|nor_conv_3x3~0|+|none~0|skip_connect~1|+|nor_conv_1x1~0|avg_pool_3x3~1|none~2|"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "nats-tss"
 
@@ -294,7 +296,11 @@ def test_run_seeds_aggregate_refuse_and_resume(
         json.loads(line) for line in (out_dir / "seed-0" / "evaluations.jsonl").read_text().splitlines()
     ]
     assert sorted(r["candidate_id"] for r in records) == [0, 1, 2, 3, 4]
-    assert_bad_input(capsys, ["resume", str(out_dir.parent)], "not a run directory (no config.yaml)")
+    assert_bad_input(
+        capsys,
+        ["resume", str(out_dir.parent)],
+        f"{out_dir.parent}: not a run or sweep directory (no config.yaml or sweep.yaml)",
+    )
 
 
 def test_failure_during_the_run_is_one_line_exit_1(
@@ -333,3 +339,158 @@ def test_python_dash_m_natsray_is_the_natsray_command() -> None:
         cwd=Path(__file__).resolve().parents[1],
     )
     assert done.returncode == 0 and done.stdout.startswith("OK: configs/quickstart.yaml"), done.stderr
+
+
+# --------------------------------------------------------------------------- sweeps: --set, --parallel, .lock
+
+
+@pytest.mark.parametrize(
+    ("item", "expected"),
+    [
+        ("strategy.populaton=5", "strategy.populaton: unknown key (did you mean 'population'?)"),
+        ("strategy.population=abc", "strategy.population: expected an integer, got 'abc'"),
+        (
+            "evaluator.dataset=cifar11",
+            "evaluator.dataset: 'cifar11' is not one of cifar10, cifar100, ImageNet16-120",
+        ),
+        ("budget.simulated_seconds=-3", "budget.simulated_seconds: must be > 0, got -3.0"),
+    ],
+)
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_sweep_refuses_a_bad_set_of_a_key_its_grid_sets(
+    command: str,
+    item: str,
+    expected: str,
+    full_table: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The shipped NATS sweep's grid sets the strategy section, evaluator.dataset and the budget: a
+    misspelt key or a bad value given for them with --set is refused, not discarded by the grid."""
+    argv = [command, str(NATS_SWEEP), "--set", f"evaluator.table={full_table}", "--set", item]
+    if command == "run":
+        argv += ["--seeds", "0", "--out", str(tmp_path / "sweep"), "--no-progress"]
+    assert_bad_input(capsys, argv, f"natsray: error: {NATS_SWEEP}: {expected}\n")
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_a_set_that_the_sweep_grid_overrides_is_one_warning_and_the_grid_wins(
+    full_table: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    table = f"evaluator.table={full_table}"
+    code, _, err = run_cli(
+        capsys, "validate", str(NATS_SWEEP), "--set", table,
+        "--set", "evaluator.dataset=cifar100", "--set", "strategy.population=5",
+    )  # fmt: skip
+    assert code == 0, err
+    assert err.splitlines() == [
+        "natsray: warning: --set evaluator.dataset=cifar100 is overridden by the sweep's grid "
+        "(evaluator.dataset: cifar10, cifar100, ImageNet16-120)",
+        "natsray: warning: --set strategy.population=5 is overridden by the sweep's grid "
+        "(strategy replaced by grid points strategy=rea, strategy=random)",
+    ]
+    sweep = tmp_path / "sweep"
+    code, _, err = run_cli(
+        capsys, "run", str(NATS_SWEEP), "--set", table, "--set", "budget.simulated_seconds=100",
+        "--seeds", "0", "--parallel", "1", "--out", str(sweep), "--no-progress",
+    )  # fmt: skip
+    assert code == 0, err
+    assert err.splitlines() == [
+        "natsray: warning: --set budget.simulated_seconds=100 is overridden by the sweep's grid "
+        "(budget.simulated_seconds: 20000, 40000, 120000)"
+    ]
+    import natsray
+
+    runs = natsray.load_sweep(sweep).runs
+    assert len(runs) == 6 and all(run.summary["simulated_seconds"] > 10_000 for run in runs)
+    assert not list(sweep.rglob(".lock"))  # nothing holds the finished sweep
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "two", "1.5"])
+@pytest.mark.parametrize("command", ["run", "resume"])
+def test_parallel_is_a_positive_integer(
+    command: str, value: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [
+        "run",
+        str(write_config(tmp_path, base_config())),
+        "--seeds",
+        "0-1",
+        "--out",
+        str(tmp_path / "runs"),
+    ]
+    if command == "resume":
+        argv = ["resume", str(tmp_path)]
+    assert_bad_input(
+        capsys,
+        [*argv, "--parallel", value],
+        f"natsray: error: --parallel: expected a positive integer, got {value}\n",
+    )
+    assert not (tmp_path / "runs").exists()
+
+
+def test_parallel_and_seeds_of_the_python_api_are_checked_before_a_file_is_made(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import natsray
+    from natsray.study.sweep import run_sweep
+
+    for parallel in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match=rf"^parallel: expected a positive integer, got {parallel!r}$"):
+            natsray.sweep(base_config(), out=tmp_path / "sweep", seeds="0-1", parallel=parallel)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="parallel: expected a positive integer"):
+            run_sweep([], tmp_path / "sweep", parallel=parallel)  # type: ignore[arg-type]
+    assert not (tmp_path / "sweep").exists()
+    config = str(write_config(tmp_path, base_config()))
+    assert_bad_input(
+        capsys,
+        ["run", config, "--seeds", "0-4294967295"],
+        f"natsray: error: {config}: --seeds '0-4294967295': more than 1,000,000 seeds in one sweep\n",
+    )
+
+
+def test_a_finished_sweep_keeps_no_lock_and_a_killed_holders_lock_blocks_no_resume(
+    full_table: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The sweep's ``.lock`` is removed when the sweep ends; one left by a SIGKILLed holder (its
+    ``flock`` gone with it) does not stop ``natsray resume``, a live holder does."""
+    config = base_config()
+    config["evaluator"] = {"type": "table", "table": str(full_table), "objective": ["valid_accuracy"]}
+    config["engine"] = {"mode": "simulated"}
+    sweep = tmp_path / "sweep"
+    argv = ["--seeds", "0-1", "--parallel", "1", "--out", str(sweep), "--no-progress"]
+    code, _, err = run_cli(capsys, "run", str(write_config(tmp_path, config)), *argv)
+    assert code == 0, err
+    assert sorted(path.name for path in sweep.iterdir()) == [
+        "aggregate.json",
+        "report",
+        "store",
+        "sweep-runs.jsonl",
+        "sweep.yaml",
+    ]
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from natsray.engine.checkpoint import RunLock; lock = RunLock(sys.argv[1]); "
+            "print('held', flush=True); time.sleep(120)",
+            str(sweep),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        assert_bad_input(
+            capsys,
+            ["resume", str(sweep), "--no-progress"],
+            f"{sweep}: in use by another process (pid {holder.pid})",
+        )
+    finally:
+        holder.kill()
+        holder.wait()
+    assert (sweep / ".lock").read_text() == str(holder.pid)  # left by the killed holder
+    code, _, err = run_cli(capsys, "resume", str(sweep), "--no-progress")
+    assert code == 0, err
+    assert not (sweep / ".lock").exists()

@@ -50,6 +50,8 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     run = root / "run"
     assert main(["run", str(config), "--out", str(run), "--no-progress"]) == 0
     (root / "not-a-run").mkdir()
+    (root / "sweep").mkdir()
+    (root / "sweep" / "sweep.yaml").write_text("version: 1\n")  # what report and resume look for
     (root / "a-file").write_text("x")
     record = root / "000005.pickle.pbz2"  # what a NATS-Bench archive holds per cell
     record.write_bytes(bz2.compress(pickle.dumps({"12": {}, "200": {}})))
@@ -59,6 +61,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "table_config": table,
         "run": run,
         "not_run": root / "not-a-run",
+        "sweep": root / "sweep",
         "file": root / "a-file",
         "record": record,
         "read_only": _read_only(root),
@@ -66,9 +69,26 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 CASES: dict[str, tuple[Callable[[dict[str, Path]], list[str]], Callable[[dict[str, Path]], str]]] = {
-    "report on a directory that is not a run": (
+    "report on a directory that is neither a run nor a sweep": (
         lambda f: ["report", str(f["not_run"])],
-        lambda f: f"{f['not_run']}: not a run directory",
+        lambda f: (
+            f"{f['not_run']}: not a run or sweep directory "
+            "(no evaluations.jsonl, summary.json, config.yaml or sweep.yaml)\n"
+        ),
+    ),
+    "report of several runs, one not a run": (  # several: runs only
+        lambda f: ["report", str(f["run"]), str(f["not_run"])],
+        lambda f: (
+            f"{f['not_run']}: not a run directory (no evaluations.jsonl, summary.json or config.yaml)\n"
+        ),
+    ),
+    "report of a sweep among runs": (
+        lambda f: ["report", str(f["run"]), str(f["sweep"])],
+        lambda f: f"{f['sweep']}: a sweep directory is reported alone: natsray report {f['sweep']}\n",
+    ),
+    "resume on a directory that is neither a run nor a sweep": (
+        lambda f: ["resume", str(f["not_run"])],
+        lambda f: f"{f['not_run']}: not a run or sweep directory (no config.yaml or sweep.yaml)\n",
     ),
     "report --out a file": (
         lambda f: ["report", str(f["run"]), "--out", str(f["file"])],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -25,7 +26,13 @@ from toy_evaluator import trajectory, trajectory_of
 from natsray.cli import main
 from natsray.config import ConfigError
 from natsray.experiment.run_data import RunData
-from natsray.study.grid import load_plan, parse_grid_option, plan_runs, sweep_from_config
+from natsray.study.grid import (
+    GridOverrideWarning,
+    load_plan,
+    parse_grid_option,
+    plan_runs,
+    sweep_from_config,
+)
 from natsray.study.report import load_sweep_runs
 from natsray.study.store import STORE_DIR
 from natsray.study.sweep import run_state
@@ -83,6 +90,37 @@ def test_grid_points_names_and_per_value_settings(tmp_path: Path) -> None:
     assert last.config.search_space.dedup == "arch" and last.config.seed == 1
     assert last.config.output.dir == str(last.run_dir)
     assert sweep_from_config(base(tmp_path / "t.npz")) is None  # no sweep asked for
+
+
+def test_a_set_key_the_grid_sets_is_checked_in_every_grid_point(tmp_path: Path) -> None:
+    """A ``--set`` that some grid points override: one warning naming them; a value no grid point
+    accepts (overridden or not): refused in one line; one that a grid point accepts: kept."""
+    data = base(tmp_path / "t.npz")
+    (tmp_path / "t.npz").write_bytes(b"")  # paths are checked for existence only
+    data["sweep"] = {"grid": {"size": {"small": {"strategy.population": 4}, "default": {}}}}
+    with pytest.warns(GridOverrideWarning) as warned:
+        plan = sweep_from_config(data, ["strategy.population=6"], source="x.yaml")
+    assert [str(w.message) for w in warned] == [
+        "--set strategy.population=6 is overridden by the sweep's grid in 1 of 2 grid points "
+        "(strategy.population: 4)"
+    ]
+    assert plan is not None and [run.config.strategy.population for run in plan_runs(plan, tmp_path)] == [
+        4,
+        6,
+    ]
+    for item, error in [
+        ("strategy.population=abc", "strategy.population: expected an integer, got 'abc'"),
+        ("strategy.populaton=4", "strategy.populaton: unknown key (did you mean 'population'?)"),
+    ]:
+        data["sweep"] = {"grid": {"strategy": {"rea": {"strategy": {"name": "regularized_evolution"}}}}}
+        with pytest.raises(ConfigError, match=rf"^x\.yaml: {re.escape(error)}$"):
+            sweep_from_config(data, [item], source="x.yaml")
+    # sample_size 8 is valid only with a grid point's population (20), not with the base's (5)
+    data["sweep"] = {
+        "grid": {"size": {"big": {"strategy": {"name": "regularized_evolution", "population": 20}}}}
+    }
+    with pytest.warns(GridOverrideWarning, match=r"strategy replaced by grid points size=big\)$"):
+        assert sweep_from_config(data, ["strategy.sample_size=8"]) is not None
 
 
 @pytest.mark.parametrize(

@@ -68,8 +68,8 @@ class Stopped(Exception):
 
 
 def one_line_warnings() -> None:
-    """A plugin shadowed by a built-in, or a corrupt line in a sweep's store, is reported as
-    ``natsray: warning: ...`` (one line, no source)."""
+    """A plugin shadowed by a built-in, a corrupt line in a sweep's store, or a ``--set`` key that a
+    sweep's grid overrides, is reported as ``natsray: warning: ...`` (one line, no source)."""
     import warnings
 
     from natsray.registry import ShadowedPluginWarning
@@ -80,7 +80,12 @@ def one_line_warnings() -> None:
 
     def showwarning(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
         store = sys.modules.get("natsray.study.store")  # loaded when it warns (imported lazily)
-        one_line = (ShadowedPluginWarning,) + ((store.StoreWarning,) if store is not None else ())
+        grid = sys.modules.get("natsray.study.grid")
+        one_line = (
+            (ShadowedPluginWarning,)
+            + ((store.StoreWarning,) if store is not None else ())
+            + ((grid.GridOverrideWarning,) if grid is not None else ())
+        )
         if issubclass(category, one_line):
             print(f"natsray: warning: {message}", file=sys.stderr)
         else:

@@ -24,6 +24,21 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see {self.prog} --help)")
 
 
+def _positive(option: str) -> Callable[[str], int]:
+    """An argparse ``type`` for a positive integer option: anything else is one line naming ``option``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise UsageError(f"{option}: expected a positive integer, got {text}")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``natsray`` parser: each command with its options, help texts and handler (``args.handler``)."""
     parser = _Parser(
@@ -68,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--parallel",
-        type=int,
+        type=_positive("--parallel"),
         metavar="N",
         help="a sweep runs at most N runs at once; 1: all in this process, no Ray (default: short runs "
         "here, the rest on a local Ray once they would pay for its start-up)",
@@ -85,7 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
         "run_dir", metavar="RUN_DIR", help="a run directory, or a sweep directory (sweep.yaml)"
     )
     resume.add_argument(
-        "--parallel", type=int, metavar="N", help="a sweep runs at most N runs at once (as for run)"
+        "--parallel",
+        type=_positive("--parallel"),
+        metavar="N",
+        help="a sweep runs at most N runs at once (as for run)",
     )
     resume.add_argument(
         "--set",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from natsray.cli.errors import UsageError
 from natsray.cli.inputs import existing_dir, reading_inputs, writable
 
 __all__ = ["cmd_report"]
@@ -13,8 +14,16 @@ __all__ = ["cmd_report"]
 def cmd_report(args: argparse.Namespace) -> int:
     """``natsray report``: a run's files, several runs compared, or a sweep's comparative report."""
     run_dirs = [existing_dir(path, "run") for path in args.run_dirs]
+    from natsray.experiment.run_data import RUN_FILES, is_run_dir
     from natsray.study.grid import SWEEP_FILE
 
+    for run_dir in run_dirs if len(run_dirs) > 1 else ():
+        if (run_dir / SWEEP_FILE).is_file():
+            raise UsageError(f"{run_dir}: a sweep directory is reported alone: natsray report {run_dir}")
+    if len(run_dirs) == 1 and not is_run_dir(run_dirs[0]) and not (run_dirs[0] / SWEEP_FILE).is_file():
+        raise UsageError(
+            f"{run_dirs[0]}: not a run or sweep directory (no {', '.join(RUN_FILES)} or {SWEEP_FILE})"
+        )
     out = Path(args.out) if args.out else None
     if out is not None:
         writable(out, "--out")

@@ -68,7 +68,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
                 f"{run_dir}: holds {len(seeds)} seed runs ({names}), not one run; resume each, "
                 f"e.g. natsray resume {seeds[0]}"
             )
-        raise UsageError(f"{run_dir}: not a run directory (no config.yaml)")
+        raise UsageError(f"{run_dir}: not a run or sweep directory (no config.yaml or {SWEEP_FILE})")
     # where the run continues is where the user is now (--address, RAY_ADDRESS or a local Ray),
     # never an address stored in an older run directory (a SLURM job's head is gone after the job)
     config = with_address(resume_config(run_dir, args.set), args.address)

@@ -61,7 +61,10 @@ class RunLock:
     """An exclusive lock on a run (or sweep) directory, so two processes never append to one journal.
 
     ``fcntl.flock`` on ``run_dir/.lock``: the operating system releases it when its holder
-    exits, however it exits (a SIGKILLed driver, an orphaned Ray worker that outlived it).
+    exits, however it exits (a SIGKILLed driver, an orphaned Ray worker that outlived it), so a
+    file left by a killed holder blocks nothing. :meth:`release` removes the file (nothing reads it
+    once no process holds it); a taker that opened the file just before it was removed finds its
+    lock on a name no longer in the directory and takes it again on the new file.
     Taking it waits at most ``timeout`` seconds (0: one try).
 
     Args:
@@ -77,27 +80,43 @@ class RunLock:
         import time
 
         self.path = Path(run_dir) / LOCK_FILE
-        self._handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held until release
         deadline = time.monotonic() + timeout
         while True:
+            self._handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held until release
             try:
                 fcntl.flock(self._handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     self._handle.seek(0)
                     holder = self._handle.read().strip() or "?"
                     self._handle.close()
                     raise RunInUseError(run_dir, holder, timeout) from None
+                self._handle.close()
                 time.sleep(0.1)
+                continue
+            if self._current():
+                break
+            self._handle.close()  # its holder removed it as it released it: the lock is on a new file
         self._handle.seek(0)
         self._handle.truncate()
         self._handle.write(str(os.getpid()))
         self._handle.flush()
 
+    def _current(self) -> bool:
+        """Whether the held file is still the directory's lock file (not removed or replaced)."""
+        try:
+            return os.stat(self.path).st_ino == os.fstat(self._handle.fileno()).st_ino
+        except FileNotFoundError:
+            return False
+
     def release(self) -> None:
-        """Give the lock back (also happens when the process exits)."""
+        """Give the lock back and remove its file (a process that exits without this releases it too)."""
         if not self._handle.closed:
+            try:
+                if self._current():
+                    self.path.unlink()
+            except OSError:  # a directory removed or made read-only under it: the lock goes all the same
+                pass
             self._handle.close()
 
 

@@ -24,7 +24,10 @@ from natsray.engine.checkpoint import JOURNAL_FILE, SUMMARY_FILE, read_journal, 
 from natsray.experiment.journal_table import read_table, row_record
 from natsray.records import Objective
 
-__all__ = ["RunData", "load_run", "run_from_parts"]
+__all__ = ["RUN_FILES", "RunData", "is_run_dir", "load_run", "run_from_parts"]
+
+RUN_FILES = (JOURNAL_FILE, SUMMARY_FILE, "config.yaml")
+"""The files of which a run directory holds at least one (a run that started, finished or was planned)."""
 
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 """libyaml's safe loader where PyYAML has it (~10x faster: a sweep report reads a config per run)."""
@@ -143,6 +146,11 @@ def run_from_parts(
     return RunData(Path(path), table, summary, config, _objectives(summary, config, table))
 
 
+def is_run_dir(path: Path) -> bool:
+    """Whether ``path`` holds one of the :data:`RUN_FILES`."""
+    return any((path / name).is_file() for name in RUN_FILES)
+
+
 def load_run(run_dir: str | Path) -> RunData:
     """Read a run directory (finished, interrupted or still running).
 
@@ -153,8 +161,8 @@ def load_run(run_dir: str | Path) -> RunData:
     if not path.is_dir():
         raise ValueError(f"{path}: no such run directory")
     journal = path / JOURNAL_FILE
-    if not journal.exists() and not any((path / name).is_file() for name in (SUMMARY_FILE, "config.yaml")):
-        raise ValueError(f"{path}: not a run directory (no {JOURNAL_FILE}, {SUMMARY_FILE} or config.yaml)")
+    if not journal.exists() and not is_run_dir(path):
+        raise ValueError(f"{path}: not a run directory (no {', '.join(RUN_FILES[:-1])} or {RUN_FILES[-1]})")
     table = read_table(journal)
     summary = read_json(path / SUMMARY_FILE)
     if summary is not None and summary.get("evaluations") not in (None, _evaluated_rows(table)):

@@ -17,6 +17,10 @@ value replaces a whole section, e.g. ``strategy: {name: random}``). Run director
 ``OUT/<axis>=<label>__<axis>=<label>/seed-<N>`` (``OUT/seed-<N>`` without a grid).
 The plan is written to ``OUT/sweep.yaml`` so that ``natsray resume OUT`` and
 ``natsray report OUT`` rebuild it. See ``docs/sweeps.md``.
+
+A ``--set`` key that the grid also sets (the key itself, or a section the grid replaces) is still
+checked: refused when it makes the config invalid in every grid point (a misspelt key, a bad value),
+otherwise it stays a default that the grid overrides, said by one :class:`GridOverrideWarning`.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import dataclasses
 import itertools
 import json
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,8 +47,10 @@ from natsray.config import (
 )
 
 __all__ = [
+    "MAX_SEEDS",
     "SWEEP_FILE",
     "Axis",
+    "GridOverrideWarning",
     "GridPoint",
     "PlannedRun",
     "SweepPlan",
@@ -58,6 +65,12 @@ __all__ = [
 SWEEP_FILE = "sweep.yaml"
 _VERSION = 1
 _SAFE_LABEL = re.compile(r"^[A-Za-z0-9_.+@-]+$")
+MAX_SEEDS = 1_000_000
+"""Most seeds one sweep may list: a larger range (``0-4294967295``, a typo) is refused unexpanded."""
+
+
+class GridOverrideWarning(UserWarning):
+    """A ``--set`` key that the sweep's grid sets too: the grid's value wins where it sets it."""
 
 
 @dataclass(frozen=True)
@@ -143,13 +156,14 @@ def parse_seeds(spec: str | int | Sequence[int], what: str = "--seeds") -> tuple
     """Seeds from ``0-99`` (inclusive range), ``0,3,5``, a mix such as ``0-4,10``, an int or a list.
 
     Raises:
-        ConfigError: one line naming ``what`` for malformed, negative or repeated seeds.
+        ConfigError: one line naming ``what`` for malformed, negative or repeated seeds, or more than
+            :data:`MAX_SEEDS`.
     """
     if isinstance(spec, bool):
         raise ConfigError(f"{what} {spec!r}: expected seeds like 0-99, 0,3,5 or 0-4,10")
     if isinstance(spec, int):
         spec = str(spec)
-    seeds: list[int] = []
+    ranges: list[tuple[int, int]] = []  # inclusive, expanded once their size is known
     try:
         if isinstance(spec, str):
             for part in spec.split(","):
@@ -157,15 +171,20 @@ def parse_seeds(spec: str | int | Sequence[int], what: str = "--seeds") -> tuple
                 low, high = int(first), int(last) if sep else int(first)
                 if low < 0 or high < low:
                     raise ValueError
-                seeds.extend(range(low, high + 1))
+                ranges.append((low, high))
         else:
-            seeds = [int(seed) for seed in spec if not isinstance(seed, bool) and int(seed) >= 0]
-            if len(seeds) != len(spec):
+            ranges = [
+                (int(seed), int(seed)) for seed in spec if not isinstance(seed, bool) and int(seed) >= 0
+            ]
+            if len(ranges) != len(spec):
                 raise ValueError
     except (ValueError, TypeError):
         raise ConfigError(
             f"{what} {spec!r}: expected non-negative seeds like 0-99, 0,3,5 or 0-4,10"
         ) from None
+    if sum(high - low + 1 for low, high in ranges) > MAX_SEEDS:
+        raise ConfigError(f"{what} {spec!r}: more than {MAX_SEEDS:,} seeds in one sweep")
+    seeds = [seed for low, high in ranges for seed in range(low, high + 1)]
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"{what} {spec!r}: a seed is listed twice")
     return tuple(seeds)
@@ -268,12 +287,93 @@ def sweep_from_config(
         base = apply_overrides(data, overrides)
     except ConfigError as exc:
         raise exc.with_source(source) from None
-    return SweepPlan(base, tuple(axes), seed_list, source)
+    plan = SweepPlan(base, tuple(axes), seed_list, source)
+    for warning in _check_overridden(plan, overrides):
+        warnings.warn(warning, GridOverrideWarning, stacklevel=2)
+    return plan
 
 
 def _settings_overrides(settings: Mapping[str, Any]) -> list[str]:
     """Settings as ``--set`` items (JSON is valid YAML flow syntax)."""
     return [f"{key}={json.dumps(value)}" for key, value in settings.items()]
+
+
+def _point_data(plan: SweepPlan, point: GridPoint) -> dict[str, Any]:
+    """A grid point's raw config: the base with the point's settings applied."""
+    return apply_overrides(plan.base, _settings_overrides(point.settings))
+
+
+def _overriding(item: str, settings: Mapping[str, Any]) -> list[str]:
+    """The keys of ``settings`` that override the ``--set`` item's key: the key itself or a section
+    holding it (``strategy`` replaces ``strategy.population``)."""
+    parts = item.partition("=")[0].strip().split(".")
+    return [key for key in settings if key.split(".") == parts[: len(key.split("."))]]
+
+
+def _check_overridden(plan: SweepPlan, overrides: Sequence[str]) -> list[str]:
+    """Check the ``--set`` items against every grid point; the warning line of each item the grid sets.
+
+    Each point's config is checked with ``overrides`` applied after the point's settings (as if they
+    won there; as :func:`config_from_dict` checks a run's config): so a misspelt key or a bad value is
+    refused even where the grid discards it, while a value that some grid point accepts (a default
+    the grid overrides) stays a warning.
+
+    Raises:
+        ConfigError: the ``--set`` items make the config invalid in every grid point whose own config
+            is valid: the first such point's error.
+    """
+    points = plan.points()
+    items = [item for item in overrides if any(_overriding(item, point.settings) for point in points)]
+    if not items:
+        return []  # each point's config holds every item: plan_runs checks them
+    error: ConfigError | None = None
+    for point in points:
+        data = _point_data(plan, point)
+        try:
+            config_from_dict(apply_overrides(data, overrides), source=plan.source)
+        except ConfigError as exc:
+            try:
+                config_from_dict(data)
+            except ConfigError:
+                continue  # invalid without them too: plan_runs reports it
+            error = error or exc
+        else:
+            break
+    else:
+        if error is not None:
+            raise error
+    return [_override_warning(plan, points, item) for item in items]
+
+
+def _override_warning(plan: SweepPlan, points: Sequence[GridPoint], item: str) -> str:
+    """One line: ``--set KEY=V is overridden by the sweep's grid (KEY: v1, v2)``, naming each grid key
+    that sets the key (its values) or replaces a section holding it (its grid points)."""
+    key = item.partition("=")[0].strip()
+    grid: dict[str, list[str]] = {}  # grid key -> its values, or the points setting it to a mapping
+    mappings = set()
+    for axis in plan.axes:
+        for label, settings in axis.values:
+            for setting in _overriding(item, settings):
+                value = settings[setting]
+                if isinstance(value, Mapping):
+                    mappings.add(setting)
+                text = f"{axis.name}={label}" if isinstance(value, Mapping) else _flow(value)
+                if text not in grid.setdefault(setting, []):
+                    grid[setting].append(text)
+    parts = [
+        f"{setting} {'set' if setting == key else 'replaced'} by grid points {', '.join(texts)}"
+        if setting in mappings
+        else f"{setting}: {', '.join(texts)}"
+        for setting, texts in grid.items()
+    ]
+    setting = sum(1 for point in points if _overriding(item, point.settings))
+    where = "" if setting == len(points) else f" in {setting} of {len(points)} grid points"
+    return f"--set {item} is overridden by the sweep's grid{where} ({'; '.join(parts)})"
+
+
+def _flow(value: Any) -> str:
+    """A grid value as YAML flow text (``cifar10``, ``20000``, ``[a, b]``)."""
+    return yaml.safe_dump(value, default_flow_style=True, width=10**6).strip().removesuffix("\n...").strip()
 
 
 def plan_runs(plan: SweepPlan, out: Path) -> list[PlannedRun]:
@@ -285,7 +385,7 @@ def plan_runs(plan: SweepPlan, out: Path) -> list[PlannedRun]:
     for point in plan.points():
         point_dir = out / point.name if point.name else out
         try:
-            data = apply_overrides(plan.base, _settings_overrides(point.settings))
+            data = _point_data(plan, point)
             config = config_from_dict(data, source=plan.source)
             check_paths(config, plan.source)
             config = resolve_paths(config)

@@ -42,7 +42,7 @@ from natsray.engine.checkpoint import (
 from natsray.study.grid import PlannedRun
 from natsray.study.store import StoreWriter, stored_runs, write_run_dir
 
-__all__ = ["RunOutcome", "SweepOutcome", "execute_run", "run_state", "run_sweep"]
+__all__ = ["RunOutcome", "SweepOutcome", "check_parallel", "execute_run", "run_state", "run_sweep"]
 
 STATUS_FILE = "sweep-runs.jsonl"
 TASK_RETRIES = 3
@@ -343,6 +343,17 @@ def _prepare_shared(runs: Sequence[PlannedRun]) -> dict[str, Any]:
     return prepared
 
 
+def check_parallel(parallel: int | None) -> None:
+    """Refuse a ``parallel`` that is not None or a positive integer (``-1`` would wait forever, ``0``
+    would mean "no limit").
+
+    Raises:
+        ValueError: one line naming ``parallel`` and the value.
+    """
+    if parallel is not None and (isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 1):
+        raise ValueError(f"parallel: expected a positive integer, got {parallel!r}")
+
+
 def run_sweep(
     runs: Sequence[PlannedRun],
     out: Path,
@@ -371,8 +382,10 @@ def run_sweep(
         Every run's outcome in plan order. A run that fails does not stop the others.
 
     Raises:
+        ValueError: ``parallel`` is not a positive integer.
         RunInUseError: another process is running this sweep (it holds ``out/.lock``).
     """
+    check_parallel(parallel)
     outcomes: dict[int, RunOutcome] = {}
     todo: list[int] = []
     stored = stored_runs(out)
