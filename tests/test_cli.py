@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -375,20 +376,29 @@ def test_sweep_refuses_a_bad_set_of_a_key_its_grid_sets(
 
 
 def test_a_set_that_the_sweep_grid_overrides_is_one_warning_and_the_grid_wins(
-    full_table: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    full_table: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    table = f"evaluator.table={full_table}"
-    code, _, err = run_cli(
-        capsys, "validate", str(NATS_SWEEP), "--set", table,
-        "--set", "evaluator.dataset=cifar100", "--set", "strategy.population=5",
-    )  # fmt: skip
+    """docs/sweeps.md's validate command (its output as documented), its refusal of a misspelt key,
+    and a sweep whose grid overrides a --set: one warning, the grid's values run."""
+    doc = (ROOT / "docs" / "sweeps.md").read_text()
+    block = next(b for b in doc.split("```bash\n")[1:] if "is overridden by the sweep's grid" in b).split(
+        "```"
+    )[0]
+    command = " ".join(line.rstrip("\\") for line in block.splitlines() if not line.startswith("#"))
+    expected = [line.removeprefix("# ") for line in block.splitlines() if line.startswith("#")]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "configs").symlink_to(ROOT / "configs")
+    (tmp_path / "nats-tss.npz").symlink_to(full_table)
+    code, _, err = run_cli(capsys, *shlex.split(command)[1:])
     assert code == 0, err
-    assert err.splitlines() == [
-        "natsray: warning: --set evaluator.dataset=cifar100 is overridden by the sweep's grid "
-        "(evaluator.dataset: cifar10, cifar100, ImageNet16-120)",
-        "natsray: warning: --set strategy.population=5 is overridden by the sweep's grid "
-        "(strategy replaced by grid points strategy=rea, strategy=random)",
-    ]
+    assert err.splitlines() == expected and len(expected) == 2
+    assert_bad_input(
+        capsys,
+        [*shlex.split(command)[1:5], "--set", "strategy.populaton=5"],
+        "natsray: error: configs/sweeps/nats-bench-rea-random.yaml: strategy.populaton: unknown key "
+        "(did you mean 'population'?)\n",
+    )
+    table = f"evaluator.table={full_table}"
     sweep = tmp_path / "sweep"
     code, _, err = run_cli(
         capsys, "run", str(NATS_SWEEP), "--set", table, "--set", "budget.simulated_seconds=100",
