@@ -22,9 +22,10 @@ import importlib
 import inspect
 import sys
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, is_dataclass
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 __all__ = [
@@ -49,19 +50,69 @@ def is_import_path(name: str) -> bool:
     return bool(sep and module and attr)
 
 
-def _cwd_hint(module: str) -> str:
-    """A hint when the missing module lies in the current directory, which is not on the path."""
-    from pathlib import Path
+def _package_has(package: str, paths: Iterable[str], child: str) -> str:
+    """``package 'p' at DIR has: a, b, ...; did you mean 'p.b'?``: the public modules and subpackages
+    of a package, found on its ``paths`` without importing them, and the one closest to ``child``."""
+    import pkgutil
 
-    top = module.partition(".")[0]
+    paths = list(paths)
+    names = sorted({info.name for info in pkgutil.iter_modules(paths) if not info.name.startswith("_")})
+    listed = ", ".join(names[:_LISTED]) + (f", ... ({len(names)} in all)" if len(names) > _LISTED else "")
+    close = difflib.get_close_matches(child, names, n=1)
+    mean = f"; did you mean {package + '.' + close[0]!r}?" if close else ""
+    return f"package {package!r} at {paths[0] if paths else '?'} " + (
+        f"has: {listed}{mean}" if names else "has no modules"
+    )
+
+
+_LISTED = 12
+"""Most modules a missing-module hint names."""
+
+
+def _missing_hint(missing: str, wanted: str) -> str:
+    """What is true and useful to say about a module ``missing`` that did not import (``wanted``:
+    the module asked for, ``missing`` or one inside it).
+
+    * its parent package imports: which modules that package does have (and the closest one);
+    * its top-level package lies in the current directory, which is not on ``sys.path``: how to put
+      it there (and, when ``wanted`` is not in it, what the package there does have).
+    """
+    parent_name, _, child = missing.rpartition(".")
+    parent = sys.modules.get(parent_name) if parent_name else None
+    if parent is not None and hasattr(parent, "__path__"):
+        return f" ({_package_has(parent_name, parent.__path__, child)})"
     here = Path.cwd()
-    if (here / f"{top}.py").is_file() or (here / top / "__init__.py").is_file():
-        return (
-            f"; it is in the current directory ({here}), which is not on the import path: add "
-            "'ray: {runtime_env: {working_dir: .}}' to the config (the driver and the Ray actors then "
-            "import it from there)"
-        )
-    return ""
+    if parent_name or _on_path(here):
+        return ""
+    add = (
+        "which is not on the import path: add 'ray: {runtime_env: {working_dir: .}}' to the config "
+        "(the driver and the Ray actors then import it from there)"
+    )
+    parts = wanted.split(".")
+    found = 0  # how many leading parts of ``wanted`` are packages (or, the last, a module) in here
+    while found < len(parts) and _module_path(here, parts[: found + 1]) is not None:
+        found += 1
+    if found == len(parts):
+        return f"; it is in the current directory ({here}), {add}"
+    if found == 0:
+        return ""
+    package = ".".join(parts[:found])
+    inside = _package_has(package, [str(here.joinpath(*parts[:found]))], parts[found])
+    return f"; {parts[0]!r} is in the current directory ({here}), {add}; it has no {wanted!r} ({inside})"
+
+
+def _on_path(directory: Path) -> bool:
+    """Whether ``directory`` is on ``sys.path`` (``""`` and ``"."`` stand for the current directory)."""
+    target = directory.resolve()
+    return any(Path(entry or ".").resolve() == target for entry in sys.path if isinstance(entry, str))
+
+
+def _module_path(root: Path, parts: Sequence[str]) -> Path | None:
+    """The module file or package directory ``root/a/b(.py)`` of the dotted name ``parts``, if present."""
+    path = root.joinpath(*parts)
+    if path.with_suffix(".py").is_file():
+        return path.with_suffix(".py")
+    return path if (path / "__init__.py").is_file() else None
 
 
 def import_object(spec: str) -> Any:
@@ -81,7 +132,8 @@ def import_object(spec: str) -> Any:
         missing = exc.name or module_name
         own = missing == module_name or module_name.startswith(missing + ".")
         where = "" if own else f" (imported by {module_name!r})"
-        raise ImportPathError(f"{spec!r}: no module named {missing!r}{where}{_cwd_hint(missing)}") from None
+        hint = _missing_hint(missing, module_name if own else missing)
+        raise ImportPathError(f"{spec!r}: no module named {missing!r}{where}{hint}") from None
     except Exception as exc:  # the user's module raised while importing
         raise ImportPathError(
             f"{spec!r}: importing {module_name!r} raised {type(exc).__name__}: {exc}"

@@ -23,6 +23,7 @@ from ray_head import Head, clean_env, running_head
 from toy_evaluator import trajectory
 
 from natsray.cli import main
+from natsray.registry import ImportPathError, import_object
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-c", "import sys; from natsray.cli import main; sys.exit(main())"]
@@ -197,7 +198,15 @@ def error_line(done: subprocess.CompletedProcess) -> str:
 @pytest.mark.parametrize(
     ("override", "expected"),
     [
-        ("evaluator.type=labplug.nothere:X", "'labplug.nothere:X': no module named 'labplug.nothere'"),
+        (  # working_dir: . put the directory on the path: the package's own modules are listed
+            "evaluator.type=labplug.nothere:X",
+            "'labplug.nothere:X': no module named 'labplug.nothere' (package 'labplug' at ",
+        ),
+        (
+            "evaluator.type=labplug.scorng:EdgeScore",
+            "no module named 'labplug.scorng' (package 'labplug' at {project}/labplug has: functions, "
+            "scoring, search; did you mean 'labplug.scoring'?)",
+        ),
         ("evaluator.type=labplug.scoring:Missing", "module 'labplug.scoring' has no attribute 'Missing'"),
         (
             "evaluator.type=labplug.scoring:NotAnEvaluator",
@@ -227,7 +236,7 @@ def test_bad_plugins_are_refused_at_validation_in_one_line(
     assert main(["validate", str(path), "--set", override]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"natsray: error: {path}: "), lines
-    assert expected in lines[0]
+    assert expected.format(project=project) in lines[0] and "current directory" not in lines[0]
     if "did you mean" in expected or "not one of" in expected:
         return
     assert main(["run", str(path), "--set", override, "--out", str(project / "never")]) == 2  # run: the same
@@ -257,6 +266,41 @@ def test_without_working_dir_the_module_is_not_found(project: Path, tmp_path: Pa
         "which is not on the import path: add 'ray: {runtime_env: {working_dir: .}}' to the config "
         "(the driver and the Ray actors then import it from there)"
     )
+
+
+def test_a_missing_module_gets_a_true_hint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The current directory is named only when the module is there and the directory is off the path;
+    a typo in a submodule of a package that imports lists the package's modules instead."""
+    package = tmp_path / "hintlab"
+    package.mkdir()
+    for name in ("__init__", "hill", "evals", "_private"):
+        (package / f"{name}.py").write_text("X = 1\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [entry for entry in sys.path if entry not in ("", ".")])
+    monkeypatch.delitem(sys.modules, "hintlab", raising=False)
+    off_path = "which is not on the import path: add 'ray: {runtime_env: {working_dir: .}}'"
+    listing = f"package 'hintlab' at {package} has: evals, hill; did you mean 'hintlab.hill'?"
+    try:
+        with pytest.raises(ImportPathError) as info:
+            import_object("hintlab.hill:X")
+        assert f"no module named 'hintlab'; it is in the current directory ({tmp_path}), {off_path}" in str(
+            info.value
+        )
+        with pytest.raises(ImportPathError) as info:
+            import_object("hintlab.hil:X")  # the package is here, the module is not
+        assert str(info.value).startswith(
+            f"'hintlab.hil:X': no module named 'hintlab'; 'hintlab' is in the current directory "
+            f"({tmp_path}), {off_path}"
+        )
+        assert str(info.value).endswith(f"; it has no 'hintlab.hil' ({listing})")
+        monkeypatch.syspath_prepend(str(tmp_path))
+        with pytest.raises(ImportPathError) as info:
+            import_object("hintlab.hil:X")
+        assert str(info.value) == f"'hintlab.hil:X': no module named 'hintlab.hil' ({listing})"
+        assert import_object("hintlab.hill:X") == 1
+    finally:
+        for name in [name for name in sys.modules if name.partition(".")[0] == "hintlab"]:
+            del sys.modules[name]
 
 
 # --------------------------------------------------------------------------- runs
