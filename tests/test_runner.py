@@ -141,12 +141,12 @@ def test_dedup_never_evaluates_a_cell_twice(tmp_path):
     assert (none.evaluations, none.cached) == (len(codes), 0)
 
 
-def test_a_strategy_stuck_on_cached_cells_stops_as_space_exhausted(tmp_path):
+def test_a_strategy_stuck_on_cached_cells_stops_saying_so(tmp_path):
     config = make_config(
         strategy=FixedListConfig(codes=(5,), repeat=True), engine=EngineConfig(in_process=True)
     )
     summary = run_experiment(config, tmp_path)
-    assert summary.stop_reason == "space exhausted"
+    assert summary.stop_reason == "strategy repeated cached cells (10,000 in a row)"  # one cell seen: not all
     assert (summary.evaluations, summary.cached) == (1, MAX_CACHE_STREAK)
 
 

@@ -15,7 +15,8 @@ simulated clock or a journal being replayed on resume:
   cells only. A strategy that proposes a cell (class) anyway — a third-party strategy that
   ignores the seen-set — is answered from the run's cache: told the earlier result, counted
   in ``cached``, never journaled, never charged as an evaluation. After
-  :data:`MAX_CACHE_STREAK` such answers in a row the run stops ("space exhausted").
+  :data:`MAX_CACHE_STREAK` such answers in a row the run stops: "space exhausted" when the
+  seen-set covers the space, else "strategy repeated cached cells (10,000 in a row)".
 * a candidate with a :attr:`~natsray.records.Candidate.budget` (a multi-fidelity strategy's)
   is cached under (cell key, budget): the same cell at another budget is evaluated again.
 
@@ -42,7 +43,8 @@ from natsray.strategies import Strategy
 __all__ = ["MAX_CACHE_STREAK", "Scheduler"]
 
 MAX_CACHE_STREAK = 10_000
-"""Consecutive proposals answered from the cache after which the run stops ("space exhausted")."""
+"""Consecutive proposals answered from the cache after which the run stops ("space exhausted" when
+every cell (class) has been seen, else "strategy repeated cached cells (10,000 in a row)")."""
 
 
 class Scheduler:
@@ -238,7 +240,9 @@ class Scheduler:
         if self.strategy.finished:
             return self._finished_reason()
         if self.cache_streak >= MAX_CACHE_STREAK:
-            return "space exhausted"
+            if self.seen is not None and self.seen.exhausted:
+                return "space exhausted"
+            return f"strategy repeated cached cells ({MAX_CACHE_STREAK:,} in a row)"
         return None
 
     def _finished_reason(self) -> str:
