@@ -195,6 +195,19 @@ def test_unknown_extra_metric_names_the_columns(built, tmp_path: Path) -> None:
         TableConfig(table="t.npz", extra_key="name")
 
 
+def test_an_extra_column_no_row_has_names_the_csv(built, tmp_path: Path) -> None:
+    csv_path = write_csv(tmp_path / "header-only.csv", "index,gpu_ms,cpu_ms", [])
+    config = TableConfig(
+        table=str(built[1]), extra_csv=csv_path, extra_key="index", objective=("gpu_ms",), report=("cpu_ms",)
+    )
+    with pytest.raises(EvaluatorError) as info:
+        TableEvaluator.prepare_shared(config)
+    assert str(info.value) == (
+        f"evaluator: objective 'gpu_ms', report 'cpu_ms' not in extra_csv {csv_path} "
+        "(no row has a value in that column)"
+    )
+
+
 # --- table errors ----------------------------------------------------------------------------
 
 

@@ -306,26 +306,33 @@ class MetricQuery:
         divisor = float(HP_EPOCHS[hp]) if base == "epoch_time" else 1.0
         return _Metric(name, _metric_keys(base, self.config.dataset, hp), divisor)
 
-    def require(self, record: Mapping[str, np.ndarray], source: str) -> None:
+    def require(self, record: Mapping[str, np.ndarray], source: str, extra_source: str | None = None) -> None:
         """Check ``record`` holds every requested metric and the cost (e.g. at setup).
 
         Args:
             record: A probe record.
             source: Where it came from, for the message (e.g. ``archive X (record 000000 lacks it)``).
+            extra_source: Where the extra columns came from (e.g. ``extra_csv X (...)``), named for
+                those absent instead of ``source``.
 
         Raises:
-            EvaluatorError: one line naming every absent metric.
+            EvaluatorError: one line naming every absent metric and where it was looked for.
         """
-        absent = [
-            f"{kind} {self._describe(metric.name)}"
-            for kind, metrics in (("objective", self._objectives), ("report", self._report))
-            for metric in metrics
-            if self._value(metric, record, None) is None
-        ]
+        absent: dict[str, list[str]] = {}
+        for kind, metrics in (("objective", self._objectives), ("report", self._report)):
+            for metric in metrics:
+                if self._value(metric, record, None) is None:
+                    if extra_source is not None and parse_metric(metric.name, self.extra)[0] in self.extra:
+                        absent.setdefault(extra_source, []).append(f"{kind} {metric.name!r}")
+                    else:
+                        absent.setdefault(source, []).append(f"{kind} {self._describe(metric.name)}")
         if self._cost(record, None) is None:
-            absent.append(f"cost_s (train and validation times of {self.config.dataset} hp {self.config.hp})")
+            absent.setdefault(source, []).append(
+                f"cost_s (train and validation times of {self.config.dataset} hp {self.config.hp})"
+            )
         if absent:
-            raise EvaluatorError(f"evaluator: {', '.join(absent)} not in {source}")
+            parts = [f"{', '.join(names)} not in {where}" for where, names in absent.items()]
+            raise EvaluatorError(f"evaluator: {'; '.join(parts)}")
 
     def _describe(self, name: str) -> str:
         base, hp = parse_metric(name, self.extra)

@@ -331,7 +331,11 @@ class TableEvaluator(BaseEvaluator):
         keys = [key for key in query.all_keys() if not key.startswith(_EXTRA_PREFIX)]
         shared = {key: table[key] for key in ("nats_index", "has_record", *keys)}
         shared.update({_EXTRA_PREFIX + name: column for name, column in extra.items()})
-        query.require(_column_probe(shared, query.keys), f"table {config.table} (no row has it)")
+        query.require(
+            _column_probe(shared, query.keys),
+            f"table {config.table} (no row has it)",
+            f"extra_csv {config.extra_csv} (no row has a value in that column)",
+        )
         return shared
 
     @classmethod
