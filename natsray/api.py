@@ -231,17 +231,28 @@ def _raw(config: ConfigLike) -> tuple[dict[str, Any], str | None]:
     )
 
 
-def _with_evaluator(data: dict[str, Any], evaluator: Scorer | str | None) -> dict[str, Any]:
-    """``data`` whose evaluator is the function evaluator scoring with ``evaluator`` (if given)."""
+def _with_evaluator(data: dict[str, Any], evaluator: Scorer | type | str | None) -> dict[str, Any]:
+    """``data`` whose evaluator is the function evaluator scoring with ``evaluator``, or the evaluator
+    class ``evaluator`` (by its import path), if given."""
     if evaluator is None:
         return data
+    from natsray.evaluators import BaseEvaluator
+
+    if isinstance(evaluator, BaseEvaluator):
+        name = type(evaluator).__name__
+        raise ConfigError(
+            f"evaluator: got an instance of {name}; pass the class (evaluator={name}): each Ray actor builds "
+            "its own from the config's evaluator section"
+        )
     if not callable(evaluator) and not isinstance(evaluator, str):
         raise ConfigError(
-            f"evaluator: expected a callable (arch, context) -> mapping or 'package.module:function', "
-            f"got {type(evaluator).__name__}"
+            f"evaluator: expected a callable (arch, context) -> mapping, 'package.module:function' or a "
+            f"natsray.BaseEvaluator subclass, got {type(evaluator).__name__}"
         )
     section = data.get("evaluator")
     section = dict(section) if isinstance(section, Mapping) else {}
+    if isinstance(evaluator, type):
+        return {**data, "evaluator": {**section, "type": _class_type(evaluator, section.get("type"))}}
     if section.setdefault("type", "function") != "function":
         raise ConfigError(
             f"evaluator.type: {section['type']!r}, but evaluator= gives a scoring function "
@@ -251,12 +262,45 @@ def _with_evaluator(data: dict[str, Any], evaluator: Scorer | str | None) -> dic
     return {**data, "evaluator": section}
 
 
+def _class_type(cls: type, given: Any) -> str:
+    """The ``evaluator.type`` naming the evaluator class ``cls``: its built-in short name if it has one,
+    else its import path ``"module:Class"`` (what ``config.yaml`` records, the Ray actors import and a
+    resume from the shell reads).
+
+    Raises:
+        ConfigError: ``cls`` is not a :class:`~natsray.evaluators.BaseEvaluator` subclass, has no
+            import path (defined in ``__main__`` or inside a function), or ``given`` (the section's
+            ``type``) names another.
+    """
+    from natsray.evaluators import EVALUATOR_TYPES, BaseEvaluator
+
+    path = f"{cls.__module__}:{cls.__qualname__}"
+    if not issubclass(cls, BaseEvaluator):
+        raise ConfigError(
+            f"evaluator: {path} is a class, neither a scoring function (arch, context) -> mapping nor a "
+            "natsray.BaseEvaluator subclass"
+        )
+    if cls.__module__ == "__main__" or "<locals>" in cls.__qualname__:
+        where = "__main__" if cls.__module__ == "__main__" else "a function"
+        raise ConfigError(
+            f"evaluator: {cls.__qualname__} is defined in {where}, so the Ray actors and a resumed run "
+            "cannot import it: define it in a module of your own and pass it (or set evaluator.type: "
+            "'module:Class')"
+        )
+    name = next((short for short, target in EVALUATOR_TYPES.items() if target == path), path)
+    if given is not None and given not in (name, path):
+        raise ConfigError(
+            f"evaluator.type: {given!r}, but evaluator= gives the class {path}; drop one of them"
+        )
+    return name
+
+
 def run(
     config: ConfigLike,
     *,
     out: str | Path | None = None,
     overrides: Sequence[str] = (),
-    evaluator: Scorer | str | None = None,
+    evaluator: Scorer | type | str | None = None,
     callbacks: Iterable[Callback] = (),
     progress: bool = True,
     overwrite: bool = False,
@@ -273,6 +317,9 @@ def run(
             shipped to the Ray actors by cloudpickle; or ``"package.module:function"``): the run's
             evaluator becomes ``type: function`` with this function; the ``evaluator`` section, if
             any, gives its other keys (``objective`` default ``score``, ``cheap``, ``params``, ...).
+            Or a :class:`~natsray.evaluators.BaseEvaluator` subclass defined in a module: the run's
+            ``evaluator.type`` becomes its import path ``"module:Class"`` (as in YAML), the section
+            gives its ``Config`` keys.
         callbacks: :class:`~natsray.Callback` objects called on each result and at the end, after
             those of the config's ``callbacks`` section (``docs/callbacks.md``).
         progress: Show a progress bar (tqdm; a widget in Jupyter when ipywidgets is installed).
@@ -284,7 +331,8 @@ def run(
         The finished :class:`Run`.
 
     Raises:
-        ConfigError: one line naming the key and what was expected.
+        ConfigError: one line naming the key and what was expected (also: ``evaluator`` an
+            evaluator instance, a class that is no evaluator, or one without an import path).
         RunDirError: ``out`` already holds a run (and not ``overwrite``).
         EvaluatorError: the evaluator cannot be set up (e.g. its function does not import on the
             actors).
@@ -299,7 +347,8 @@ def run(
     shared = _preflight(parsed, address)
     parsed = new_run(parsed, run_dir, overwrite=overwrite)
     execute(parsed, run_dir, resume=False, progress=progress, callbacks=tuple(callbacks), shared=shared)
-    return Run(run_dir, evaluator=evaluator if callable(evaluator) else None)
+    function = evaluator if callable(evaluator) and not isinstance(evaluator, type) else None
+    return Run(run_dir, evaluator=function)
 
 
 def load_run(run_dir: str | Path) -> Run:

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 import pytest
 import yaml
-from toy_evaluator import local_ray_session, trajectory
+from toy_evaluator import ToyConfig, ToyEvaluator, local_ray_session, trajectory
 
 import natsray
 from natsray.cli import main
@@ -28,6 +28,10 @@ from natsray.search_space import Arch
 def cell_score(arch: Arch, context: Any) -> dict[str, float]:
     """A scoring function reached by import path (``test_api:cell_score``): workers import this module."""
     return {"score": float(sum(op.startswith("nor_conv") for op in arch.ops)) + arch.code / 100_000}
+
+
+class EdgeCount(ToyEvaluator):
+    """An evaluator class of the user's own, reached by import path (``test_api:EdgeCount``)."""
 
 
 def base(evaluations: int = 12, **engine: Any) -> dict[str, Any]:
@@ -122,6 +126,22 @@ def test_a_run_from_python_resumes_and_reports_with_the_cli(tmp_path: Path, caps
     assert "wrote " in capsys.readouterr().out
 
 
+def test_an_evaluator_class_becomes_the_runs_evaluator_type(tmp_path: Path) -> None:
+    """``evaluator=Class`` is ``evaluator.type: 'module:Class'``: the same run, resumable from the shell."""
+    config = {**base(6, in_process=True), "evaluator": {"sleep_s": 0.001}}
+    run = natsray.run(config, evaluator=EdgeCount, out=tmp_path / "class", progress=False)
+    assert (run.config["evaluator"]["type"], run.config["evaluator"]["sleep_s"]) == (
+        "test_api:EdgeCount",
+        0.001,
+    )
+    assert run.summary["failed"] == 0 and run.best is not None
+    named = {**config, "evaluator": {**config["evaluator"], "type": "test_api:EdgeCount"}}
+    natsray.run(named, out=tmp_path / "named", progress=False)
+    assert trajectory(tmp_path / "class") == trajectory(tmp_path / "named")
+    assert main(["resume", str(tmp_path / "class"), "--set", "budget.evaluations=8", "--no-progress"]) == 0
+    assert natsray.load_run(tmp_path / "class").summary["evaluations"] == 8
+
+
 class Interrupt:
     """A cheap scoring function that raises KeyboardInterrupt (Ctrl-C) at its ``at``-th call."""
 
@@ -162,6 +182,27 @@ def test_bad_calls_are_one_line(tmp_path: Path) -> None:
         natsray.run(table, evaluator=score, out=tmp_path / "a")
     with pytest.raises(ConfigError, match=r"^evaluator: expected a callable"):
         natsray.run(base(), evaluator=3, out=tmp_path / "a")  # type: ignore[arg-type]
+
+    class Local(ToyEvaluator):
+        pass
+
+    for evaluator, words in [
+        (
+            EdgeCount(ToyConfig()),
+            r"^evaluator: got an instance of EdgeCount; pass the class \(evaluator=EdgeCount\)",
+        ),
+        (
+            Local,
+            r"^evaluator: .*Local is defined in a function, so the Ray actors and a resumed run cannot",
+        ),
+        (Interrupt, r"^evaluator: test_api:Interrupt is a class, neither a scoring function"),
+    ]:
+        with pytest.raises(ConfigError, match=words):
+            natsray.run(base(), evaluator=evaluator, out=tmp_path / "a")
+    with pytest.raises(
+        ConfigError, match=r"^evaluator.type: 'table', but evaluator= gives the class test_api:EdgeCount"
+    ):
+        natsray.run(table, evaluator=EdgeCount, out=tmp_path / "a")
     with pytest.raises(
         ConfigError, match=r"^config: expected a mapping, a YAML file's path or an ExperimentConfig"
     ):
