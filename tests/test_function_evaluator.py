@@ -114,7 +114,8 @@ def experiment(function: str, **evaluator: Any) -> dict[str, Any]:
         ("nopkg.scoring:convs", "evaluator.function: 'nopkg.scoring:convs': no module named 'nopkg'"),
         (
             "userpkg.nomodule:convs",
-            "evaluator.function: 'userpkg.nomodule:convs': no module named 'userpkg.nomodule'",
+            "evaluator.function: 'userpkg.nomodule:convs': no module named 'userpkg.nomodule' "
+            "(package 'userpkg' at {package}/userpkg has: scoring)",
         ),
         (
             "userpkg.scoring:convz",
@@ -137,7 +138,7 @@ def test_a_bad_function_path_is_one_line_and_exit_2_at_validation(
     path.write_text(yaml.safe_dump(experiment(function)))
     assert main(["validate", str(path)]) == 2
     err = capsys.readouterr().err
-    assert err == f"natsray: error: {path}: {message}\n"
+    assert err == f"natsray: error: {path}: {message.format(package=package)}\n"
 
 
 def test_a_missing_function_key_is_one_line(package: Path, tmp_path: Path, capsys) -> None:
