@@ -389,11 +389,11 @@ class Sweep:
         from natsray.study import load_plan, plan_runs
         from natsray.study.store import stored_runs, write_run_dir
 
-        planned = plan_runs(load_plan(self.path), self.path)
+        planned = plan_runs(load_plan(self.path), self.path, typed=False)  # no plugin imported
         stored = stored_runs(self.path)
         for run in planned:
             if run.name in stored and not run.run_dir.is_dir():
-                write_run_dir(self.path, run.run_dir, run.config, stored)
+                write_run_dir(self.path, run.run_dir, run.data, stored)
         return [Run(run.run_dir) for run in planned]
 
     def report(self, out: str | Path | None = None) -> dict[str, Any]:

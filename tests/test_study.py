@@ -218,22 +218,23 @@ def test_incumbent_curves_of_all_runs_at_once_equal_each_runs_own(tmp_path: Path
         assert rows[1][2:].tolist() == [41.0, 41.0, 41.0] and np.isnan(rows[0][0])
 
 
-def test_sweep_run_configs_are_converted_once_per_grid_point(tmp_path: Path) -> None:
-    """The report converts each grid point's config once, not each run's: every run's dict still equals
-    config_to_dict of its own config (seed, output.dir, key order)."""
+def test_a_reports_plain_configs_equal_the_parsed_ones_of_built_in_components(tmp_path: Path) -> None:
+    """``plan_runs(typed=False)`` (what a report reads, no class imported): each run's plain config
+    equals config_to_dict of its parsed config (defaults filled in, seed, output.dir, key order),
+    ``ray.address`` None as in config.yaml."""
     from natsray.config import config_to_dict
-    from natsray.study.report import _config_dicts
 
     (tmp_path / "t.npz").write_bytes(b"")
     data = base(tmp_path / "t.npz")
     data["sweep"] = {"seeds": "0-2", "grid": {"strategy.name": ["regularized_evolution", "random"]}}
     plan = sweep_from_config(data)
     assert plan is not None
-    convert = _config_dicts()
-    for run in plan_runs(plan, tmp_path / "sweep"):
+    typed, plain = plan_runs(plan, tmp_path / "sweep"), plan_runs(plan, tmp_path / "sweep", typed=False)
+    for run, other in zip(typed, plain, strict=True):
+        assert other.config is None and other.run_dir == run.run_dir
         want = config_to_dict(run.config)
         want["ray"]["address"] = None
-        got = convert(run.config)
+        got = other.data
         assert got == want and list(got) == list(want) and list(got["output"]) == list(want["output"])
         assert got["seed"] == run.seed and got["output"]["dir"] == str(run.run_dir)
 
@@ -269,7 +270,7 @@ def write(path: Path, data: dict[str, Any]) -> Path:
 
 def stored(sweep_dir: Path, name: str) -> RunData:
     """A finished run of a sweep as ``natsray report`` reads it (from the store or its directory)."""
-    runs = plan_runs(load_plan(sweep_dir), sweep_dir)
+    runs = plan_runs(load_plan(sweep_dir), sweep_dir, typed=False)
     loaded = dict(zip([run.name for run in runs], load_sweep_runs(sweep_dir, runs), strict=True))
     data = loaded[name]
     assert data is not None, f"{name} has not finished"

@@ -106,7 +106,9 @@ def finish_sweep(runs: Sequence[Any], out: Path, args: argparse.Namespace) -> in
             if exc.errno in PATH_ERRNOS and exc.filename is not None:
                 raise  # a path refused: bad input, reported as such
             raise Stopped(exc, f"after fixing the cause, 'natsray resume {out}' runs what is left") from None
-        loaded = load_sweep_runs(out, plan_runs(load_plan(out), out))  # read once, for the report and below
+        loaded = load_sweep_runs(
+            out, plan_runs(load_plan(out), out, typed=False)
+        )  # read once, for the report and below
         sweep_report(out, loaded=loaded, plotter=plotter)
     finally:
         if plotter is not None:

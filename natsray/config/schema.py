@@ -45,6 +45,7 @@ __all__ = [
     "apply_overrides",
     "check_engine",
     "check_paths",
+    "config_data",
     "config_from_dict",
     "config_to_dict",
     "dump_config",
@@ -420,6 +421,39 @@ def config_from_dict(data: Any, source: str | None = None) -> ExperimentConfig:
     )
 
 
+def config_data(data: Any, source: str | None = None) -> dict[str, Any]:
+    """A raw config as plain data, without importing user code: what a report needs of a run's config.
+
+    The sections of natsray's own are parsed and checked as :func:`config_from_dict` does (defaults
+    filled in, so a built-in strategy or evaluator section equals :func:`config_to_dict`'s); a
+    ``strategy`` / ``evaluator`` section naming a class by import path or plugin entry point, and the
+    ``callbacks`` list, are kept as given (their classes' defaults absent): a finished run or sweep is
+    read and reported without its plugin modules. ``ray.address`` is None, as in ``config.yaml``.
+
+    Raises:
+        ConfigError: one line naming the source and the YAML path of a malformed section.
+    """
+    try:
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"expected a mapping of config sections, got {describe_value(data)}")
+        sections = {k: v for k, v in data.items() if k not in ("callbacks", "objectives")}
+        raw = parse_dataclass(ExperimentConfig, sections, exclude=("objectives", "callbacks"))
+        parsed: dict[str, Any] = {}
+        for section in ("strategy", "evaluator"):
+            _check_selector(section, getattr(raw, section))
+            key, registry = _registry(section)
+            given = getattr(raw, section)
+            builtin = given[key] in registry.builtins  # a plugin's class is never imported here
+            parsed[section] = _component(section, given)[1] if builtin else dict(given)
+    except ConfigError as exc:
+        raise exc.with_source(source) from None
+    result = config_to_dict(dataclasses.replace(raw, **parsed))
+    result["ray"]["address"] = None
+    if data.get("callbacks") is not None:
+        result["callbacks"] = _plain(data["callbacks"])
+    return result
+
+
 def _callbacks(data: Any) -> tuple[CallbackSpec, ...]:
     """The ``callbacks`` list: each entry ``"package.module:Class"``, a shipped name, or a mapping
     ``{class: ..., <keyword arguments>}``, checked against its class (:meth:`CallbackSpec.parse`)."""
@@ -652,15 +686,16 @@ def config_to_dict(config: ExperimentConfig) -> dict[str, Any]:
     return {name: data[name] for name in _SECTION_ORDER if name != "callbacks" or config.callbacks}
 
 
-def dump_config(config: ExperimentConfig, path: str | Path) -> None:
-    """Write the resolved config as YAML (a run directory's ``config.yaml``).
+def dump_config(config: ExperimentConfig | Mapping[str, Any], path: str | Path) -> None:
+    """Write the resolved config as YAML (a run directory's ``config.yaml``); or a config as plain
+    data (:func:`config_data`: a sweep's stored run written without its plugin).
 
     ``ray.address`` is written as null: a run directory does not pin where it ran (a SLURM
     job's Ray head is gone once the job ends), so ``natsray resume`` connects where the user
     is then (``--address``, ``RAY_ADDRESS``, or a local Ray).
     """
     path = Path(path)
-    data = config_to_dict(config)
+    data = config_to_dict(config) if isinstance(config, ExperimentConfig) else _plain(config)
     data["ray"]["address"] = None
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(yaml.dump(data, Dumper=_ConfigDumper, sort_keys=False), encoding="utf-8")

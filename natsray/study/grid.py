@@ -42,6 +42,7 @@ from natsray.config import (
     ExperimentConfig,
     apply_overrides,
     check_paths,
+    config_data,
     config_from_dict,
     resolve_paths,
 )
@@ -138,6 +139,8 @@ class PlannedRun:
         config: The run's config (paths resolved, ``output.dir`` = ``run_dir``), None when
             the grid point's config is invalid.
         error: The one-line config error of an invalid grid point.
+        data: The run's config as plain data (:func:`~natsray.config.config_data`: no plugin
+            imported), when planned with ``typed=False`` (then ``config`` is None); what a report reads.
     """
 
     point: GridPoint
@@ -145,6 +148,7 @@ class PlannedRun:
     run_dir: Path
     config: ExperimentConfig | None
     error: str | None = None
+    data: Mapping[str, Any] | None = None
 
     @property
     def name(self) -> str:
@@ -376,29 +380,40 @@ def _flow(value: Any) -> str:
     return yaml.safe_dump(value, default_flow_style=True, width=10**6).strip().removesuffix("\n...").strip()
 
 
-def plan_runs(plan: SweepPlan, out: Path) -> list[PlannedRun]:
+def plan_runs(plan: SweepPlan, out: Path, *, typed: bool = True) -> list[PlannedRun]:
     """Every (grid point, seed) run with its directory and config, grid points in order.
 
     A grid point whose config is invalid yields runs with ``error`` set instead of a config.
+
+    Args:
+        typed: Parse each point's config (:func:`~natsray.config.config_from_dict`: imports its
+            strategy and evaluator classes, plugins included). False: give each run its config as
+            plain data (:attr:`PlannedRun.data`) instead, importing no user code (for reports).
     """
     runs = []
     for point in plan.points():
         point_dir = out / point.name if point.name else out
+        config, data = None, None
         try:
-            data = _point_data(plan, point)
-            config = config_from_dict(data, source=plan.source)
-            check_paths(config, plan.source)
-            config = resolve_paths(config)
+            raw = _point_data(plan, point)
+            if typed:
+                config = config_from_dict(raw, source=plan.source)
+                check_paths(config, plan.source)
+                config = resolve_paths(config)
+            else:
+                data = config_data(raw, source=plan.source)
             error = None
         except (ConfigError, ValueError) as exc:
-            config, error = None, str(exc).splitlines()[0]
+            error = str(exc).splitlines()[0]
         for seed in plan.seeds:
             run_dir = point_dir / f"seed-{seed}"
-            run_config = None
+            run_config, run_data = None, None
             if config is not None:
                 output = dataclasses.replace(config.output, dir=str(run_dir))
                 run_config = dataclasses.replace(config, seed=seed, output=output)
-            runs.append(PlannedRun(point, seed, run_dir, run_config, error))
+            if data is not None:
+                run_data = {**data, "seed": seed, "output": {**data["output"], "dir": str(run_dir)}}
+            runs.append(PlannedRun(point, seed, run_dir, run_config, error, run_data))
     return runs
 
 

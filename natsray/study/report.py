@@ -14,9 +14,8 @@ Counts stay integers.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from natsray.config import ExperimentConfig, config_to_dict
+from natsray.config import config_to_dict
 from natsray.engine.checkpoint import atomic_write_json
 from natsray.experiment.arrow_columns import booleans, floats
 from natsray.experiment.arrow_columns import column as arrow_column
@@ -48,7 +47,6 @@ _IDENTIFIERS = ("nats_index",)
 _OK = arrow_column(["ok"])[0]
 """The status of a successful evaluation as an Arrow scalar (a Python one makes pyarrow import pandas)."""
 _TIME_STEPS = 200
-_PER_RUN = ("seed", "output")
 
 
 @dataclass(frozen=True)
@@ -247,10 +245,12 @@ def _text(value: Any, digits: int = 2) -> str:
 def _table(rows: Sequence[Mapping[str, Any]], axes: Sequence[str]) -> tuple[list[str], list[list[str]]]:
     """Header and text cells: axes, seeds, then per metric 'mean ± std' (and the 95% CI of the first)."""
     stats = list(dict.fromkeys(k for row in rows for k, v in row.items() if isinstance(v, Mapping)))
+    identifiers = {k for row in rows for k, v in row.items() if isinstance(v, Mapping) and "value" in v}
+    metric = next((row["metric"] for row in rows if "metric" in row), None)  # a point may have no runs
     header = [*axes, "seeds", "unfinished"]
     for key in stats:
-        header.append(f"{key} (mean ± std)" if "value" not in str(rows[0].get(key, {})) else key)
-        if key == rows[0].get("metric"):
+        header.append(key if key in identifiers else f"{key} (mean ± std)")
+        if key == metric:
             header.append(f"{key} 95% CI")
     lines = []
     for row in rows:
@@ -258,7 +258,7 @@ def _table(rows: Sequence[Mapping[str, Any]], axes: Sequence[str]) -> tuple[list
         for key in stats:
             digits = 0 if key in ("evaluations", "simulated_seconds") else 2
             line.append(_text(row.get(key), digits))
-            if key == rows[0].get("metric"):
+            if key == metric:
                 value = row.get(key) or {}
                 line.append("n/a" if value.get("ci95") is None else f"± {value['ci95']:.2f}")
         lines.append(line)
@@ -289,46 +289,46 @@ def _write_tables(rows: list[dict[str, Any]], axes: list[str], out: Path) -> str
     return markdown
 
 
-def _config_dicts() -> Callable[[ExperimentConfig], dict[str, Any]]:
-    """``config_to_dict`` with ``ray.address`` None, converted once per group of configs that differ
-    only in ``seed`` and ``output.dir`` (a sweep's runs of one grid point share every other section
-    object: ``plan_runs``); the runs' dicts share those sections' (read-only) dicts."""
-    converted: dict[tuple[int, ...], tuple[ExperimentConfig, dict[str, Any]]] = {}  # (the ids' holder, dict)
-
-    def convert(config: ExperimentConfig) -> dict[str, Any]:
-        output = config.output
-        key = tuple(id(getattr(config, f.name)) for f in dataclasses.fields(config) if f.name not in _PER_RUN)
-        key += tuple(id(getattr(output, f.name)) for f in dataclasses.fields(output) if f.name != "dir")
-        if key not in converted:
-            data = config_to_dict(config)
-            data["ray"]["address"] = None
-            converted[key] = (config, data)
-        data = converted[key][1]
-        return {**data, "seed": config.seed, "output": {**data["output"], "dir": output.dir}}
-
-    return convert
-
-
 def load_sweep_runs(sweep_dir: str | Path, runs: Sequence[PlannedRun]) -> list[RunData | None]:
     """Each planned run as read back (from the sweep's store or its run directory), None when it
     has not finished.
 
+    Args:
+        runs: The sweep's planned runs, ``plan_runs(load_plan(sweep_dir), sweep_dir, typed=False)``:
+            a stored run's config is their plain data (no strategy or evaluator class imported, so a
+            sweep of a plugin is read without it); typed ones (``typed=True``) are converted.
+
     Raises:
-        ValueError: one line naming the file when a store file or run directory is unreadable.
+        ValueError: one line naming the file when a store file or run directory is unreadable, or
+            naming the run when a stored run's grid point has no valid config.
     """
     stored = stored_runs(sweep_dir)
     tables = read_stored_tables({run.name: stored[run.name] for run in runs if run.name in stored})
-    config_dict = _config_dicts()
     loaded: list[RunData | None] = []
     for run in runs:
-        if run.name in stored and run.config is not None:
-            config = config_dict(run.config)
+        if run.name in stored:
+            config = _plain_config(run)
+            if config is None:
+                raise ValueError(
+                    f"{run.run_dir}: finished, but its config in sweep.yaml is invalid: {run.error}"
+                )
             loaded.append(run_from_parts(run.run_dir, tables[run.name], stored[run.name].summary, config))
         elif run_state(run.run_dir) in ("finalized", "finished"):
             loaded.append(load_run(run.run_dir))
         else:
             loaded.append(None)
     return loaded
+
+
+def _plain_config(run: PlannedRun) -> Mapping[str, Any] | None:
+    """A planned run's config as plain data (``ray.address`` None, as its ``config.yaml`` holds it)."""
+    if run.data is not None:
+        return run.data
+    if run.config is None:
+        return None
+    data = config_to_dict(run.config)
+    data["ray"]["address"] = None
+    return data
 
 
 def _groups(runs: Sequence[PlannedRun], loaded: Sequence[RunData | None]) -> list[PointRuns]:
@@ -420,7 +420,8 @@ def sweep_report(
         sweep_dir: The sweep directory.
         out_dir: Where to write (default ``SWEEP_DIR/report``).
         loaded: :func:`load_sweep_runs` of the sweep's planned runs (``plan_runs(load_plan(sweep_dir),
-            sweep_dir)``, in that order) when the caller has read them already (read here otherwise).
+            sweep_dir, typed=False)``, in that order) when the caller has read them already (read
+            here otherwise).
         plotter: A :class:`~natsray.study.plot_process.PlotProcess` to draw the figures while this
             process writes the tables (a figure it does not write is drawn here).
 
@@ -435,7 +436,7 @@ def sweep_report(
 
     sweep_dir = Path(sweep_dir)
     plan = load_plan(sweep_dir)
-    planned = plan_runs(plan, sweep_dir)
+    planned = plan_runs(plan, sweep_dir, typed=False)  # no plugin imported: the stored results suffice
     if loaded is None:
         loaded = load_sweep_runs(sweep_dir, planned)
     elif len(loaded) != len(planned) or any(

@@ -361,7 +361,9 @@ def write_run_dir(
     Args:
         sweep_dir: The sweep directory (holds ``sweep.yaml``).
         run_dir: One of its runs' directories.
-        config: The run's :class:`~natsray.config.ExperimentConfig` (default: from ``sweep.yaml``).
+        config: The run's :class:`~natsray.config.ExperimentConfig`, or its config as plain data
+            (:attr:`~natsray.study.grid.PlannedRun.data`) (default: the plain data from ``sweep.yaml``,
+            no plugin imported).
         stored: :func:`stored_runs` of the sweep, when the caller has it (default: read here).
 
     Returns:
@@ -381,10 +383,12 @@ def write_run_dir(
     if run is None:
         return False
     if config is None:
-        planned = [p for p in plan_runs(load_plan(sweep_dir), sweep_dir) if p.name == name and p.config]
+        planned = [
+            p for p in plan_runs(load_plan(sweep_dir), sweep_dir, typed=False) if p.name == name and p.data
+        ]
         if not planned:
             return False
-        config = planned[0].config
+        config = planned[0].data
     run_dir.mkdir(parents=True, exist_ok=True)
     dump_config(config, run_dir / "config.yaml")
     partial = run_dir / (JOURNAL_FILE + ".partial")
