@@ -360,3 +360,47 @@ def test_cli_report_of_seed_runs_prints_a_mean_std_line(tmp_path: Path, capsys) 
         "regularized_evolution/table: 3 runs, mean ± std: valid_accuracy 92 ± 2, test_accuracy@200 91 ± 2"
         in lines
     )
+
+
+def test_runs_compared_never_average_nats_index_but_give_the_most_frequent_best_cell(
+    tmp_path: Path, capsys
+) -> None:
+    """As a sweep's report does (the same code): a group's most frequent best ``nats_index``, a tie
+    going to the better mean report metric; the per-run rows keep each run's own index."""
+    from natsray.cli import main
+
+    def run(name: str, seed: int, strategy: str, index: int, test: float) -> Path:
+        summary = {
+            "best_candidate_id": 0,
+            "best_objectives": {"valid_accuracy": test - 10},
+            "best_metrics": {"nats_index": index, "test_accuracy@200": test},
+            "evaluations": 1,
+            "objectives": ["valid_accuracy:max"],
+            "stop_reason": "budget: evaluations",
+        }
+        records = [record(0, test - 10, nats_index=index)]
+        return write_run(tmp_path / name, records, cfg=config(seed, strategy), summary=summary)
+
+    dirs = [
+        run("hill-0", 0, "random", 9000, 90.0),
+        run("hill-1", 1, "random", 20, 95.0),  # a tie of 1 seed each: the better test accuracy wins
+        run("rea-0", 0, "regularized_evolution", 7000, 99.0),
+        run("rea-1", 1, "regularized_evolution", 300, 91.0),
+        run("rea-2", 2, "regularized_evolution", 300, 92.0),  # found by 2 of 3 seeds
+    ]
+    assert main(["report", *map(str, dirs), "--out", str(tmp_path / "cmp")]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert (
+        "random/table: 2 runs, mean ± std: valid_accuracy 82.5 ± 3.5, test_accuracy@200 92.5 ± 3.5; "
+        "most frequent best nats_index 20 (1 of 2 seeds)" in printed
+    )
+    assert any(line.endswith("; most frequent best nats_index 300 (2 of 3 seeds)") for line in printed)
+    assert not any("nats_index 4" in line or "nats_index 2.5" in line for line in printed)
+    result = json.loads((tmp_path / "cmp" / "report.json").read_text())
+    metrics = {group["name"]: group["metrics"] for group in result["groups"]}
+    assert metrics["random/table"]["most frequent best nats_index"] == {"value": 20, "seeds": 1, "of": 2}
+    assert all("best_metric.nats_index" not in found for found in metrics.values())
+    assert [row["best_metric.nats_index"] for row in result["runs"]] == [9000, 20, 7000, 300, 300]
+    aggregated = aggregate_runs(dirs[2:])["metrics"]
+    assert aggregated["most frequent best nats_index"] == {"value": 300, "seeds": 2, "of": 3}
+    assert "best_metric.nats_index" not in aggregated

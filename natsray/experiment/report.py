@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 
 from natsray.compat import save_arch
 from natsray.engine.checkpoint import atomic_write_json
+from natsray.experiment.best_cells import IDENTIFIERS, describe, most_frequent_best
 from natsray.experiment.journal_table import write_csv
 from natsray.experiment.plots import plot_best, plot_pareto, plot_population, plot_seeds
 from natsray.experiment.run_data import RunData, load_run
@@ -108,10 +109,31 @@ def _final(run: RunData) -> dict[str, float]:
         "wall_seconds": summary.get("wall_seconds"),
     }
     objectives = summary.get("best_objectives") or best.get("objectives") or {}
-    metrics = summary.get("best_metrics") or best.get("metrics") or {}
+    metrics = _best_metrics(run, best)
     values.update({f"best.{name}": value for name, value in objectives.items()})
     values.update({f"best_metric.{name}": value for name, value in metrics.items()})
     return {key: float(value) for key, value in values.items() if isinstance(value, int | float)}
+
+
+def _best_metrics(run: RunData, best: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
+    """The report metrics of the run's best cell (``best``: its :func:`best_record`, when known)."""
+    found = (run.summary or {}).get("best_metrics")
+    if found:
+        return found
+    record = best_record(run) if best is None else best
+    return (record or {}).get("metrics") or {}
+
+
+def _group_metrics(runs: Sequence[RunData]) -> dict[str, dict[str, Any]]:
+    """A group's statistics: :func:`_stats` of the runs' final numbers, identifiers (``nats_index``)
+    left out and given instead as the most frequent best cell, as a sweep's report does
+    (:func:`~natsray.experiment.best_cells.most_frequent_best`)."""
+    skipped = {f"best_metric.{identifier}" for identifier in IDENTIFIERS}
+    finals = [{k: v for k, v in _final(run).items() if k not in skipped} for run in runs]
+    metrics: dict[str, dict[str, Any]] = dict(_stats(finals))
+    if runs:
+        metrics.update(most_frequent_best([_best_metrics(run) for run in runs], runs[0]))
+    return metrics
 
 
 def _stats(rows: Sequence[Mapping[str, float]]) -> dict[str, dict[str, float]]:
@@ -142,13 +164,15 @@ def aggregate_runs(
 
     Returns:
         ``{"runs": [dir, ...], "seeds": [...], "metrics": {name: {mean, std, min, max, n}}}``,
-        names like ``best.valid_accuracy``, ``best_metric.test_accuracy@200``, ``evaluations``.
+        names like ``best.valid_accuracy``, ``best_metric.test_accuracy@200``, ``evaluations``;
+        an identifier is never averaged: ``"most frequent best nats_index": {value, seeds, of}``
+        instead (:mod:`natsray.experiment.best_cells`).
     """
     runs = [path if isinstance(path, RunData) else load_run(path) for path in run_dirs]
     result = {
         "runs": [str(run.path) for run in runs],
         "seeds": [run.seed for run in runs],
-        "metrics": _stats([_final(run) for run in runs]),
+        "metrics": _group_metrics(runs),
     }
     if out_path is not None:
         atomic_write_json(out_path, result)
@@ -187,7 +211,10 @@ def _print_group(group: Mapping[str, Any]) -> None:
         for name, stats in group["metrics"].items()
         if name.startswith(("best.", "best_metric."))
     ]
-    print(f"{group['name']}: {len(group['runs'])} runs, mean ± std: {', '.join(parts) or '-'}")
+    cells = [f"; {name} {describe(entry)}" for name, entry in group["metrics"].items() if "value" in entry]
+    print(
+        f"{group['name']}: {len(group['runs'])} runs, mean ± std: {', '.join(parts) or '-'}{''.join(cells)}"
+    )
 
 
 def _format(value: Any) -> str:
@@ -237,7 +264,7 @@ def report(run_dirs: Sequence[str | Path], out_dir: str | Path | None = None) ->
             {
                 "name": name,
                 "runs": [rows[i]["run"] for i in members],
-                "metrics": _stats([_final(runs[i]) for i in members]),
+                "metrics": _group_metrics([runs[i] for i in members]),
             }
             for name, members in groups.items()
         ],

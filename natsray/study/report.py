@@ -7,7 +7,7 @@ objective), against the evaluation count and against the simulated clock. Across
 of a grid point: mean, sample std and the 95% confidence interval of the mean (Student t,
 ``t(0.975, n-1) * std / sqrt(n)``). Identifiers (``nats_index``) are never averaged: the
 table gives the most frequent best cell and how many seeds found it (a tie goes to the better
-mean report metric, then to the lower ``nats_index``: :func:`natsray.study.stats.most_frequent`).
+mean report metric, then to the lower ``nats_index``: :func:`natsray.experiment.best_cells.most_frequent`).
 Counts stay integers.
 """
 
@@ -29,10 +29,10 @@ from natsray.config import config_to_dict
 from natsray.engine.checkpoint import atomic_write_json
 from natsray.experiment.arrow_columns import booleans, floats
 from natsray.experiment.arrow_columns import column as arrow_column
+from natsray.experiment.best_cells import describe, most_frequent_best, report_metric
 from natsray.experiment.run_data import RunData, load_run, run_from_parts
-from natsray.records import Objective
 from natsray.study.grid import GridPoint, PlannedRun, load_plan, plan_runs
-from natsray.study.stats import ci95, most_frequent
+from natsray.study.stats import ci95
 from natsray.study.store import read_stored_tables, stored_runs
 from natsray.study.sweep import run_state
 
@@ -43,7 +43,6 @@ __all__ = ["EVALUATIONS_FILE", "PointRuns", "load_sweep_runs", "sweep_report", "
 
 EVALUATIONS_FILE = "evaluations.parquet"
 
-_IDENTIFIERS = ("nats_index",)
 _OK = arrow_column(["ok"])[0]
 """The status of a successful evaluation as an Arrow scalar (a Python one makes pyarrow import pandas)."""
 _TIME_STEPS = 200
@@ -67,12 +66,6 @@ def _objective_label(run: RunData) -> str:
     hp = ((run.config or {}).get("evaluator") or {}).get("hp")
     scheduled = name in METRICS and name not in COST_QUANTITIES
     return f"{name}@{hp}" if scheduled and hp is not None else name
-
-
-def _report_metric(run: RunData) -> str:
-    """The first report metric that is not an identifier (else the first objective)."""
-    metrics = [m for m in ((run.summary or {}).get("best_metrics") or {}) if m not in _IDENTIFIERS]
-    return metrics[0] if metrics else run.objectives[0].name
 
 
 def _journals(runs: Sequence[RunData]) -> pa.Table:
@@ -203,7 +196,7 @@ def _point_row(group: PointRuns) -> dict[str, Any]:
     row["unfinished"] = group.unfinished
     if not runs:
         return row
-    metric = _report_metric(runs[0])
+    metric = report_metric(runs[0])
     objective = _objective_label(runs[0])
     summaries = [run.summary or {} for run in runs]
     row["metric"] = metric
@@ -213,22 +206,8 @@ def _point_row(group: PointRuns) -> dict[str, Any]:
     row[f"best {objective}"] = _stats([(s.get("best_objectives") or {}).get(name) for s in summaries])
     row["evaluations"] = _stats([s.get("evaluations") for s in summaries])
     row["simulated_seconds"] = _stats([s.get("simulated_seconds") for s in summaries])
-    for identifier in _IDENTIFIERS:
-        cells = [(s.get("best_metrics") or {}).get(identifier) for s in summaries]
-        found = most_frequent(cells, scores, _maximized(metric, runs[0]))
-        if found is not None:
-            value, count = found
-            row[f"most frequent best {identifier}"] = {"value": value, "seeds": count, "of": len(runs)}
+    row.update(most_frequent_best([s.get("best_metrics") for s in summaries], runs[0]))
     return row
-
-
-def _maximized(metric: str, run: RunData) -> bool:
-    """Whether a higher ``metric`` is better: as the run's objective of that name is directed, else
-    by natsray's rule for objectives named without a direction (:meth:`Objective.parse`)."""
-    for objective in run.objectives:
-        if objective.name == metric:
-            return objective.maximize
-    return Objective.parse(metric.replace(":", "_")).maximize
 
 
 def _text(value: Any, digits: int = 2) -> str:
@@ -238,7 +217,7 @@ def _text(value: Any, digits: int = 2) -> str:
         std = "n/a" if value["std"] is None else f"{value['std']:,.{digits}f}"
         return f"{value['mean']:,.{digits}f} ± {std}"
     if isinstance(value, Mapping) and "value" in value:
-        return f"{value['value']} ({value['seeds']} of {value['of']} seeds)"
+        return describe(value)
     return "-" if value is None else str(value)
 
 
@@ -392,7 +371,7 @@ def _figure_jobs(
     finished = [g for g in groups if g.runs]
     if not finished:
         return
-    metric = _report_metric(finished[0].runs[0])
+    metric = report_metric(finished[0].runs[0])
     objective = _objective_label(finished[0].runs[0])
     for by_time, name in ((True, "anytime_time.png"), (False, "anytime_evaluations.png")):
         found = _incumbents(finished_runs, metric, by_time, journals)

@@ -1,13 +1,15 @@
-"""Statistics across seeds: confidence intervals of means, the most frequent best cell."""
+"""Statistics across seeds: confidence intervals of means, the most frequent best cell
+(:func:`most_frequent`, from :mod:`natsray.experiment.best_cells`, which run comparisons share)."""
 
 from __future__ import annotations
 
 import functools
 import math
 import warnings
-from collections.abc import Hashable, Sequence
 
 import numpy as np
+
+from natsray.experiment.best_cells import most_frequent
 
 __all__ = ["ci95", "most_frequent", "t_quantile_975"]
 
@@ -70,51 +72,3 @@ def ci95(values: np.ndarray, axis: int = 0) -> np.ndarray:
         std = np.nanstd(values, axis=axis, ddof=1)
         half = np.vectorize(quantiles.__getitem__, otypes=[float])(dfs) * std / np.sqrt(n)
     return np.where(n > 1, half, 0.0)
-
-
-def most_frequent(
-    cells: Sequence[Hashable | None], scores: Sequence[float | None], maximize: bool = True
-) -> tuple[Hashable, int] | None:
-    """The cell that is the best cell of the most seeds, and of how many: a sweep report's
-    "most frequent best nats_index".
-
-    A tie in that count goes to the cell whose seeds' mean score is better (higher when
-    ``maximize``, else lower; a cell without a finite score ranks below one with), then to the
-    lowest cell (the lowest ``nats_index``). The answer depends only on which (cell, score) pairs
-    there are, never on their order (a parallel sweep's runs finish in any order): the means are
-    ``math.fsum`` sums, correctly rounded whatever the order.
-
-    Args:
-        cells: One per seed: its best cell's identifier (``nats_index``), None where it has none
-            (left out, as is its score).
-        scores: One per seed, in the same order: its best cell's report metric (e.g.
-            ``test_accuracy@200``, percent); None or NaN where missing.
-        maximize: Whether a higher score is better.
-
-    Returns:
-        ``(cell, seeds that found it)``, or None when no seed has a cell.
-
-    Raises:
-        ValueError: ``cells`` and ``scores`` differ in length.
-    """
-    if len(cells) != len(scores):
-        raise ValueError(f"most_frequent: {len(cells)} cells but {len(scores)} scores")
-    found: dict[Hashable, list[float]] = {}
-    counts: dict[Hashable, int] = {}
-    for cell, score in zip(cells, scores, strict=True):
-        if cell is None:
-            continue
-        counts[cell] = counts.get(cell, 0) + 1
-        values = found.setdefault(cell, [])
-        if score is not None and math.isfinite(score):
-            values.append(float(score))
-
-    def rank(cell: Hashable) -> tuple[int, bool, float, Hashable]:
-        values = found[cell]
-        mean = math.fsum(values) / len(values) if values else 0.0
-        return (-counts[cell], not values, -mean if maximize else mean, cell)
-
-    if not counts:
-        return None
-    best = min(counts, key=rank)
-    return best, counts[best]
