@@ -396,11 +396,12 @@ class Sweep:
                 write_run_dir(self.path, run.run_dir, run.data, stored)
         return [Run(run.run_dir) for run in planned]
 
-    def report(self, out: str | Path | None = None) -> dict[str, Any]:
-        """Write (and print) the comparative report (``natsray report SWEEP_DIR``); its rows."""
+    def report(self, out: str | Path | None = None, *, show: bool = False) -> dict[str, Any]:
+        """Write the comparative report (``natsray report SWEEP_DIR``; default ``SWEEP_DIR/report``);
+        its rows. Prints nothing unless ``show``: then the Markdown table, as the command does."""
         from natsray.study.report import sweep_report
 
-        return sweep_report(self.path, None if out is None else Path(out))
+        return sweep_report(self.path, None if out is None else Path(out), show=show)
 
     def resume(self, *, parallel: int | None = None, progress: bool = True) -> Sweep:
         """Run what is left of the sweep (``natsray resume SWEEP_DIR``)."""
@@ -436,7 +437,8 @@ def sweep(
         parallel: At most this many runs at once.
         progress: Show the runs-done bar.
         overwrite: Delete runs (and a sweep plan) already in ``out``.
-        report: Write the comparative report when done.
+        report: Write the comparative report when done (``SWEEP_DIR/report``; nothing printed:
+            ``sweep.report(show=True)`` prints its table).
         callbacks: :class:`~natsray.Callback` objects called on this process as runs end and at
             the sweep's end (``docs/callbacks.md``).
 

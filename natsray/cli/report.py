@@ -31,7 +31,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         from natsray.study.report import sweep_report
 
         with reading_inputs(""):
-            sweep_report(run_dirs[0], out)
+            sweep_report(run_dirs[0], out, show=True)
         return 0
     from natsray.experiment.report import report
 

@@ -109,7 +109,7 @@ def finish_sweep(runs: Sequence[Any], out: Path, args: argparse.Namespace) -> in
         loaded = load_sweep_runs(
             out, plan_runs(load_plan(out), out, typed=False)
         )  # read once, for the report and below
-        sweep_report(out, loaded=loaded, plotter=plotter)
+        sweep_report(out, loaded=loaded, plotter=plotter, show=True)
     finally:
         if plotter is not None:
             plotter.close()

@@ -388,12 +388,13 @@ def sweep_report(
     *,
     loaded: Sequence[RunData | None] | None = None,
     plotter: PlotProcess | None = None,
+    show: bool = False,
 ) -> dict[str, Any]:
     """Tabulate and plot a sweep directory (finished runs; unfinished ones are counted).
 
     Writes ``sweep_report.{md,csv,json}``, ``anytime_time.png``, ``anytime_evaluations.png`` and
     ``evaluations.parquet`` (:func:`write_evaluations`) to ``out_dir`` (default
-    ``SWEEP_DIR/report``) and prints the Markdown table.
+    ``SWEEP_DIR/report``); prints nothing unless ``show``.
 
     Args:
         sweep_dir: The sweep directory.
@@ -403,6 +404,7 @@ def sweep_report(
             here otherwise).
         plotter: A :class:`~natsray.study.plot_process.PlotProcess` to draw the figures while this
             process writes the tables (a figure it does not write is drawn here).
+        show: Print the Markdown table and where it was written to stdout (``natsray report`` does).
 
     Returns:
         ``{"points": [row, ...], "runs": [per-run row, ...]}`` as in ``sweep_report.json``.
@@ -443,12 +445,15 @@ def sweep_report(
             "runs": [{**dict(g.point.labels), **_run_row(run)} for g in groups for run in g.runs],
         }
         atomic_write_json(out / "sweep_report.json", result)
-        print(_write_tables(rows, axes, out))
+        markdown = _write_tables(rows, axes, out)
+        if show:
+            print(markdown)
         if plotter is not None and figures:
             drawn = plotter.results()
         for job, done in zip(figures, drawn, strict=True):
             if not done:
                 plot_anytime(*job)
         written.result()
-    print(f"wrote {out}")
+    if show:
+        print(f"wrote {out}")
     return result
