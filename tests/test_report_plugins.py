@@ -189,3 +189,21 @@ def test_a_stored_run_without_a_valid_config_stops_the_report_and_keeps_the_old_
     assert "seed-0: finished, but its config in sweep.yaml is invalid" in lines[0]
     assert "budget" in lines[0] and "evaluations" in lines[0]
     assert {path.name: path.read_bytes() for path in (copy / "report").iterdir()} == before
+
+
+def test_a_sweep_of_an_entry_point_plugin_not_installed_is_reported(swept: Path, tmp_path: Path) -> None:
+    """A plugin named by its entry point's short name (``strategy.name: lucky``), its distribution
+    not installed where the report runs: the name is kept as given, never looked up."""
+    copy = tmp_path / "sweep"
+    shutil.copytree(swept, copy)
+    plan = (copy / "sweep.yaml").read_text()
+    assert "strategy.name: luckylab.lucky:Lucky" in plan
+    (copy / "sweep.yaml").write_text(
+        plan.replace("strategy.name: luckylab.lucky:Lucky", "strategy.name: lucky")
+    )
+    done = report_without_plugin(copy, tmp_path / "again", tmp_path)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert "finished 4 of 4" in done.stdout
+    assert (tmp_path / "again" / "sweep_report.md").read_text() == (
+        swept / "report" / "sweep_report.md"
+    ).read_text()

@@ -440,11 +440,17 @@ def config_data(data: Any, source: str | None = None) -> dict[str, Any]:
         raw = parse_dataclass(ExperimentConfig, sections, exclude=("objectives", "callbacks"))
         parsed: dict[str, Any] = {}
         for section in ("strategy", "evaluator"):
-            _check_selector(section, getattr(raw, section))
             key, registry = _registry(section)
             given = getattr(raw, section)
-            builtin = given[key] in registry.builtins  # a plugin's class is never imported here
-            parsed[section] = _component(section, given)[1] if builtin else dict(given)
+            if (
+                isinstance(given, Mapping)
+                and isinstance(given.get(key), str)
+                and given[key] not in registry.builtins
+            ):
+                parsed[section] = dict(given)  # a plugin's: never imported, nor looked up (it may be gone)
+            else:
+                _check_selector(section, given)
+                parsed[section] = _component(section, given)[1]
     except ConfigError as exc:
         raise exc.with_source(source) from None
     result = config_to_dict(dataclasses.replace(raw, **parsed))
