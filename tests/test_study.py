@@ -218,14 +218,17 @@ def test_incumbent_curves_of_all_runs_at_once_equal_each_runs_own(tmp_path: Path
         assert rows[1][2:].tolist() == [41.0, 41.0, 41.0] and np.isnan(rows[0][0])
 
 
-def test_a_reports_plain_configs_equal_the_parsed_ones_of_built_in_components(tmp_path: Path) -> None:
+def test_a_reports_plain_configs_equal_the_parsed_ones_of_built_in_components(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """``plan_runs(typed=False)`` (what a report reads, no class imported): each run's plain config
-    equals config_to_dict of its parsed config (defaults filled in, seed, output.dir, key order),
-    ``ray.address`` None as in config.yaml."""
+    equals config_to_dict of its parsed config (defaults filled in, paths made absolute, seed,
+    output.dir, key order), ``ray.address`` None as in config.yaml."""
     from natsray.config import config_to_dict
 
+    monkeypatch.chdir(tmp_path)
     (tmp_path / "t.npz").write_bytes(b"")
-    data = base(tmp_path / "t.npz")
+    data = base("t.npz")  # relative: both resolve it
     data["sweep"] = {"seeds": "0-2", "grid": {"strategy.name": ["regularized_evolution", "random"]}}
     plan = sweep_from_config(data)
     assert plan is not None
@@ -237,6 +240,7 @@ def test_a_reports_plain_configs_equal_the_parsed_ones_of_built_in_components(tm
         got = other.data
         assert got == want and list(got) == list(want) and list(got["output"]) == list(want["output"])
         assert got["seed"] == run.seed and got["output"]["dir"] == str(run.run_dir)
+        assert got["evaluator"]["table"] == str(tmp_path / "t.npz")
 
 
 # --------------------------------------------------------------------------- on Ray

@@ -421,7 +421,7 @@ def config_from_dict(data: Any, source: str | None = None) -> ExperimentConfig:
     )
 
 
-def config_data(data: Any, source: str | None = None) -> dict[str, Any]:
+def config_data(data: Any, source: str | None = None, *, resolve: bool = False) -> dict[str, Any]:
     """A raw config as plain data, without importing user code: what a report needs of a run's config.
 
     The sections of natsray's own are parsed and checked as :func:`config_from_dict` does (defaults
@@ -429,6 +429,7 @@ def config_data(data: Any, source: str | None = None) -> dict[str, Any]:
     ``strategy`` / ``evaluator`` section naming a class by import path or plugin entry point, and the
     ``callbacks`` list, are kept as given (their classes' defaults absent): a finished run or sweep is
     read and reported without its plugin modules. ``ray.address`` is None, as in ``config.yaml``.
+    With ``resolve``, its paths are made absolute as :func:`resolve_paths` does.
 
     Raises:
         ConfigError: one line naming the source and the YAML path of a malformed section.
@@ -453,7 +454,8 @@ def config_data(data: Any, source: str | None = None) -> dict[str, Any]:
                 parsed[section] = _component(section, given)[1]
     except ConfigError as exc:
         raise exc.with_source(source) from None
-    result = config_to_dict(dataclasses.replace(raw, **parsed))
+    partial = dataclasses.replace(raw, **parsed)
+    result = config_to_dict(resolve_paths(partial) if resolve else partial)
     result["ray"]["address"] = None
     if data.get("callbacks") is not None:
         result["callbacks"] = _plain(data["callbacks"])
@@ -655,12 +657,16 @@ def resolve_paths(config: ExperimentConfig) -> ExperimentConfig:
     The evaluator's :data:`PATH_FIELDS`, ``weights_dir`` and ``state_dir``, and the local paths
     of ``ray.runtime_env``: actors may run elsewhere, and a run directory's ``config.yaml`` must
     mean the same when ``natsray resume`` reads it from another directory. (``output.dir`` is
-    kept as written: ``natsray resume RUN_DIR`` is told where the run is.)
+    kept as written: ``natsray resume RUN_DIR`` is told where the run is.) An evaluator section
+    kept as plain data (:func:`config_data`'s of a plugin) has its text values of those names resolved.
     """
+    evaluator = config.evaluator
+    plain = isinstance(evaluator, Mapping)
     paths = {
         name: _absolute(value)
         for name in (*PATH_FIELDS, "weights_dir", "state_dir")
-        if (value := getattr(config.evaluator, name, None)) is not None
+        if (value := evaluator.get(name) if plain else getattr(evaluator, name, None)) is not None
+        and (isinstance(value, str) or not plain)
     }
     ray = config.ray
     if ray.runtime_env:
@@ -671,7 +677,8 @@ def resolve_paths(config: ExperimentConfig) -> ExperimentConfig:
             else:
                 runtime_env[key] = _absolute(value)
         ray = dataclasses.replace(ray, runtime_env=runtime_env)
-    return dataclasses.replace(config, evaluator=dataclasses.replace(config.evaluator, **paths), ray=ray)
+    evaluator = {**evaluator, **paths} if plain else dataclasses.replace(evaluator, **paths)
+    return dataclasses.replace(config, evaluator=evaluator, ray=ray)
 
 
 def _plain(value: Any) -> Any:

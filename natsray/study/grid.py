@@ -401,7 +401,7 @@ def plan_runs(plan: SweepPlan, out: Path, *, typed: bool = True) -> list[Planned
                 check_paths(config, plan.source)
                 config = resolve_paths(config)
             else:
-                data = config_data(raw, source=plan.source)
+                data = config_data(raw, source=plan.source, resolve=True)
             error = None
         except (ConfigError, ValueError) as exc:
             error = str(exc).splitlines()[0]
