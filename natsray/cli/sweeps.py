@@ -106,9 +106,8 @@ def finish_sweep(runs: Sequence[Any], out: Path, args: argparse.Namespace) -> in
             if exc.errno in PATH_ERRNOS and exc.filename is not None:
                 raise  # a path refused: bad input, reported as such
             raise Stopped(exc, f"after fixing the cause, 'natsray resume {out}' runs what is left") from None
-        loaded = load_sweep_runs(
-            out, plan_runs(load_plan(out), out, typed=False)
-        )  # read once, for the report and below
+        planned = plan_runs(load_plan(out), out, typed=False)  # as natsray report reads them
+        loaded = load_sweep_runs(out, planned)  # read once, for the report and below
         sweep_report(out, loaded=loaded, plotter=plotter, show=True)
     finally:
         if plotter is not None:
