@@ -151,7 +151,9 @@ def cmd_measure_latency(args: argparse.Namespace) -> int:
         if bar is None:
             from tqdm import tqdm
 
-            bar = tqdm(total=total, unit="cell", desc="measure-latency", file=sys.stderr, dynamic_ncols=True)
+            from natsray.bars import bar_options
+
+            bar = tqdm(total=total, unit="cell", desc="measure-latency", **bar_options(sys.stderr))
         bar.update(done - bar.n)
 
     try:

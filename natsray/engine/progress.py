@@ -9,6 +9,8 @@ import sys
 
 from tqdm.auto import tqdm
 
+from natsray.bars import bar_options
+
 __all__ = ["Progress"]
 
 
@@ -39,9 +41,7 @@ class Progress:
                 total=self._total,
                 initial=self._count,
                 unit="eval",
-                file=sys.stderr,
-                dynamic_ncols=True,
-                mininterval=0.5,
+                **bar_options(sys.stderr, tqdm),
             )
         postfix = {"best": "-" if best is None else f"{best:.4g}"}
         if actors is not None:

@@ -14,6 +14,7 @@ import csv
 import itertools
 import math
 import os
+import sys
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
+from natsray.bars import bar_options
 from natsray.evaluators.archive import open_archive, read_record, record_file
 from natsray.evaluators.base import BaseEvaluator, EvaluatorError, Score
 from natsray.evaluators.metrics import (
@@ -84,7 +86,8 @@ def export_table(archive: str | Path, out: str | Path, *, progress: bool = True)
     nats_index = np.full(NUM_ARCHS, -1, dtype=np.int64)
     has_record = np.zeros(NUM_ARCHS, dtype=bool)
     columns: dict[str, dict[int, np.ndarray]] = {key: {} for key in keys}
-    for index in tqdm(range(len(api.meta_archs)), desc="export-table", unit="cell", disable=not progress):
+    cells, options = range(len(api.meta_archs)), bar_options(sys.stderr)
+    for index in tqdm(cells, desc="export-table", unit="cell", disable=not progress, **options):
         row = Arch.from_str(api.meta_archs[index]).code
         nats_index[row] = index
         if not record_file(api.archive_dir, index).is_file():

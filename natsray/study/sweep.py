@@ -310,7 +310,10 @@ class _Bar:
     def __init__(self, enabled: bool, total: int, initial: int) -> None:
         from tqdm import tqdm
 
-        self._bar = tqdm(total=total, initial=initial, unit="run", file=sys.stderr, disable=not enabled)
+        from natsray.bars import bar_options
+
+        options = bar_options(sys.stderr)
+        self._bar = tqdm(total=total, initial=initial, unit="run", disable=not enabled, **options)
         self.failed = 0
 
     def step(self, failed: bool) -> None:
