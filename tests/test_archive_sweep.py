@@ -61,7 +61,7 @@ def journaled(record: dict) -> dict:
 
 
 def test_cache_location_identity_and_invalidation(
-    tmp_path_factory: pytest.TempPathFactory, cache: Path, monkeypatch
+    tmp_path_factory: pytest.TempPathFactory, cache: Path, monkeypatch, capsys
 ) -> None:
     assert cache_dir() == cache
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("other")))
@@ -69,10 +69,15 @@ def test_cache_location_identity_and_invalidation(
     root = tmp_path_factory.mktemp("archive")
     factory.write_archive(root, 3)
     assert cached_table(root, export=False) is None
+    capsys.readouterr()
     path = cached_table(root)
     assert path is not None and path.parent == cache / "tables" and path.suffix == ".npz"
+    said = capsys.readouterr()  # an export says so before its wait (a sweep's bar would sit at 0)
+    assert said.out == "" and said.err.startswith(f"natsray: reading the archive {root.resolve()} once")
+    assert said.err.count("\n") == 2 and "natsray: table cached in " in said.err
     stamp = path.stat().st_mtime_ns
     assert cached_table(root) == path and path.stat().st_mtime_ns == stamp  # reused, not exported again
+    assert capsys.readouterr().err == ""  # a cached table: nothing to say
     meta = root / "meta.pickle.pbz2"
     os.utime(meta, ns=(meta.stat().st_atime_ns, meta.stat().st_mtime_ns + 10**9))  # the meta file changed
     fresh = cached_table(root)

@@ -17,6 +17,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import sys
+import time
 from pathlib import Path
 
 from natsray.evaluators.archive import META_FILE
@@ -47,6 +49,14 @@ def archive_identity(archive: str | Path) -> str:
     stat, directory = meta.stat(), root.stat()
     records = sum(1 for name in os.listdir(root) if name.endswith(".pickle.pbz2")) - 1
     return f"{root}|{stat.st_size}|{stat.st_mtime_ns}|{directory.st_mtime_ns}|{records}"
+
+
+def _say(line: str) -> None:
+    """One line on stderr, above any progress bar (a sweep's runs bar is up while its first run
+    prepares its inputs)."""
+    from tqdm import tqdm
+
+    tqdm.write(line, file=sys.stderr)
 
 
 def _key(text: str) -> str:
@@ -86,7 +96,14 @@ def cached_table(archive: str | Path, *, export: bool = True) -> Path | None:
                 for stale in tables.glob(f"{prefix}-*.npz"):
                     with contextlib.suppress(OSError):
                         stale.unlink()
+                root = Path(archive).expanduser().resolve()
+                _say(
+                    f"natsray: reading the archive {root} once into the table cache ({path}): "
+                    "about a minute; later runs on this archive read the table"
+                )
+                start = time.perf_counter()
                 export_table(archive, path, progress=False)
+                _say(f"natsray: table cached in {time.perf_counter() - start:.0f} s")
     except OSError as exc:
         raise EvaluatorError(f"table cache {tables}: {exc}".splitlines()[0]) from None
     return path
