@@ -571,3 +571,23 @@ def test_the_most_frequent_best_cell_breaks_ties_by_the_mean_metric_then_the_low
     assert most_frequent([5, 2, 5, 2], [float("nan"), None, 80.0, 70.0]) == (5, 2)  # means of finite scores
     assert most_frequent([5, 2], [None, 70.0]) == (2, 1)  # a cell with a score beats one without
     assert most_frequent([None], [1.0]) is None
+
+
+def test_plot_legends_name_a_fields_value_and_leave_out_the_panels_dataset() -> None:
+    """A grid on a field (``--grid search_space.dedup=none,arch``) is told apart by field=value in the
+    legend (a bare ``none`` says nothing); a named axis's label stands alone; the dataset, which has
+    its own panel, is left out."""
+    from types import SimpleNamespace
+
+    from natsray.study.grid import GridPoint
+    from natsray.study.report import PointRuns, _legend
+
+    def group(*labels: tuple[str, str]) -> PointRuns:
+        run = SimpleNamespace(config={"evaluator": {"dataset": "cifar100"}})
+        return PointRuns(GridPoint(labels, {}), (run,), 0)  # type: ignore[arg-type]
+
+    assert _legend(group(("search_space.dedup", "none"), ("evaluator.dataset", "cifar100"))) == (
+        "search_space.dedup=none"
+    )
+    assert _legend(group(("strategy", "rea"), ("dataset", "cifar100"))) == "rea"
+    assert _legend(group(("strategy", "rea"), ("strategy.population", "20"))) == "rea, strategy.population=20"

@@ -357,9 +357,13 @@ def _dataset(group: PointRuns) -> str:
 
 
 def _legend(group: PointRuns) -> str:
-    """The point's labels, less the dataset (each dataset has its own panel)."""
+    """The point's labels, less the dataset (each dataset has its own panel): a named axis's label
+    alone (``rea``), a field's value with its field (``search_space.dedup=none``: a bare ``none``
+    says nothing)."""
     dataset = _dataset(group)
-    labels = [label for _, label in group.point.labels if label != dataset]
+    labels = [
+        f"{axis}={label}" if "." in axis else label for axis, label in group.point.labels if label != dataset
+    ]
     return ", ".join(labels) or (group.point.name or "all seeds")
 
 
