@@ -17,9 +17,21 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from natsray.errors import EvaluatorError
 from natsray.search_space import Arch
 
-__all__ = ["Candidate", "Objective", "Result", "Status", "candidate_seed", "candidate_seeds", "fitness_of"]
+__all__ = [
+    "Candidate",
+    "Objective",
+    "Result",
+    "Status",
+    "candidate_seed",
+    "candidate_seeds",
+    "checked_fitness",
+    "checked_number",
+    "fitness_of",
+    "missing_objectives",
+]
 
 
 _MASK64 = (1 << 64) - 1
@@ -107,6 +119,7 @@ class _EmptyMapping(dict):  # type: ignore[type-arg]
 
 
 _EMPTY: Mapping[str, Any] = _EmptyMapping()
+_MISSING = object()
 
 
 class Status(str, enum.Enum):
@@ -218,5 +231,78 @@ def fitness_of(result: Result, objectives: Sequence[Objective]) -> tuple[float, 
         number = float(value)
         if math.isnan(number):
             return None
+        values.append(number if objective.maximize else -number)
+    return tuple(values)
+
+
+def checked_number(value: Any, key: str, source: str, *, finite: bool) -> float:
+    """``value``, a metric an evaluator returned, as a float; what is wrong with it otherwise.
+
+    A number is an ``int`` or ``float`` or a scalar that converts to one (numpy, torch), not a
+    ``bool``, ``str`` or ``bytes``; NaN is refused, and so is ``inf`` / ``-inf`` when ``finite``.
+
+    Args:
+        value: The value returned.
+        key: How the message names it: ``"'loss'"``, ``"objective 'accuracy'"``.
+        source: Who returned it (an evaluator class or a scoring function, as ``module:name``).
+        finite: Refuse ``inf`` / ``-inf`` too.
+
+    Raises:
+        EvaluatorError: one line, e.g. ``mylab.evals:Convs returned objective 'convs' = 'high' (str),
+            expected a number``.
+    """
+    if isinstance(value, float):
+        number = value
+    else:
+        try:
+            if isinstance(value, bool | str | bytes):
+                raise TypeError
+            number = float(value)
+        except (TypeError, ValueError):
+            raise EvaluatorError(
+                f"{source} returned {key} = {value!r} ({type(value).__name__}), expected a number"
+            ) from None
+    if math.isnan(number) or (finite and math.isinf(number)):
+        expected = "a finite number" if finite else "a number, not NaN"
+        raise EvaluatorError(f"{source} returned {key} = {number}, expected {expected}")
+    return number
+
+
+def missing_objectives(source: str, names: Sequence[str], returned: Mapping[str, Any]) -> EvaluatorError:
+    """The error of an evaluation that lacks objectives the run needs, naming what it did return:
+    ``myscore:score_cell did not return objective 'accuracy' (it returned: loss, params)``."""
+    plural = "s" if len(names) > 1 else ""
+    given = ", ".join(map(str, returned)) or "nothing"
+    return EvaluatorError(
+        f"{source} did not return objective{plural} {', '.join(map(repr, names))} (it returned: {given})"
+    )
+
+
+def checked_fitness(result: Result, objectives: Sequence[Objective], source: str) -> tuple[float, ...] | None:
+    """:func:`fitness_of` of a fresh result, whose objectives must all be there and be numbers.
+
+    The engine calls it once per distinct score (results of one cell share their dicts), so an
+    evaluator's bad value makes its evaluation ``FAILED`` with this message instead of stopping the
+    run. ``inf`` / ``-inf`` are allowed (ordered: e.g. ``naswot`` of a cell whose output ignores its
+    input); metrics are not checked (NaN marks a value the benchmark lacks).
+
+    Args:
+        result: An evaluator's result (None is returned for a failed one).
+        objectives: The run's objectives.
+        source: The evaluator, for the message (``module:Class``).
+
+    Raises:
+        EvaluatorError: one line naming the objective, its value and type, and ``source``
+            (:func:`checked_number`, :func:`missing_objectives`).
+    """
+    if not result.ok:
+        return None
+    given = result.objectives
+    values = []
+    for objective in objectives:
+        value = given.get(objective.name, _MISSING)
+        if value is _MISSING:
+            raise missing_objectives(source, [o.name for o in objectives if o.name not in given], given)
+        number = checked_number(value, f"objective {objective.name!r}", source, finite=False)
         values.append(number if objective.maximize else -number)
     return tuple(values)

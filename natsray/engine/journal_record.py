@@ -22,7 +22,8 @@ from collections.abc import Mapping, Sequence
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
-from natsray.records import Candidate, Objective, Result, Status, fitness_of
+from natsray.errors import EvaluatorError
+from natsray.records import Candidate, Objective, Result, Status, checked_fitness
 
 __all__ = ["MAPPING_PREFIXES", "Entry", "RecordEncoder", "encode_record", "evaluation_columns"]
 
@@ -57,7 +58,7 @@ _ALWAYS = ("candidate_id", "arch", "status", "fitness", "cost_s", "wall_s", "wor
 """The columns of :func:`evaluation_columns` that no entry can leave out."""
 _CACHE = 20_000
 """Encoded per-cell pieces kept (cleared when full; the space has 15,625 cells)."""
-_CACHES: dict[tuple[Objective, ...], tuple[dict[int, list[Any]], dict[tuple[Any, ...], str]]] = {}
+_CACHES: dict[tuple[Any, ...], tuple[dict[int, list[Any]], dict[tuple[Any, ...], str]]] = {}
 _KEPT_CACHES = 8
 
 
@@ -65,17 +66,21 @@ class RecordEncoder:
     """Builds the records of one run's evaluations (its objectives give each record's fitness).
 
     Args:
-        objectives: What fitness is computed from (:func:`natsray.records.fitness_of`).
+        objectives: What fitness is computed from (:func:`natsray.records.checked_fitness`).
+        source: The evaluator, as the message of a bad objective value names it (``module:Class``).
     """
 
-    def __init__(self, objectives: Sequence[Objective]) -> None:
+    def __init__(self, objectives: Sequence[Objective], source: str = "the evaluator") -> None:
         self.objectives = tuple(objectives)
+        self.source = source
         # Shared by the encoders of one process with the same objectives (a sweep's task runs many
         # runs, its evaluator's memo outlives each): id(result.objectives) -> [objectives, metrics,
-        # cost_s, fitness, encoded fragment or None], as results of one cell share their dicts.
-        if self.objectives not in _CACHES and len(_CACHES) >= _KEPT_CACHES:
+        # cost_s, fitness, encoded fragment or None, error or None], as results of one cell share
+        # their dicts.
+        key = (self.objectives, source)
+        if key not in _CACHES and len(_CACHES) >= _KEPT_CACHES:
             _CACHES.clear()
-        self._same, self._fragments = _CACHES.setdefault(self.objectives, ({}, {}))
+        self._same, self._fragments = _CACHES.setdefault(key, ({}, {}))
         # self._fragments: by content (results unpickled from actors hold fresh dicts)
         self._wall: tuple[float | None, str | None, str] = (None, None, "")
         self._extra: tuple[Any, str] = (None, "")
@@ -88,15 +93,25 @@ class RecordEncoder:
         if len(self._same) >= _CACHE:
             self._same.clear()
         # the entry pins the dicts, so their ids cannot be reused while it exists
-        fitness = fitness_of(result, self.objectives)
-        same = self._same[id(objectives)] = [objectives, metrics, cost, fitness, None]
+        try:  # once per distinct score: a bad objective value fails every evaluation that shares it
+            fitness, error = checked_fitness(result, self.objectives, self.source), None
+        except EvaluatorError as exc:
+            fitness, error = None, f"EvaluatorError: {exc}"
+        same = self._same[id(objectives)] = [objectives, metrics, cost, fitness, None, error]
         return same
 
-    def fitness(self, result: Result) -> tuple[float, ...] | None:
-        """The result's fitness (:func:`~natsray.records.fitness_of`), cached per cell."""
+    def checked(self, result: Result) -> tuple[Result, tuple[float, ...] | None]:
+        """``(result, its fitness)``; cached per cell. A result whose objectives are missing or not
+        numbers (:func:`~natsray.records.checked_fitness`) comes back ``FAILED``, with the one-line
+        reason, its cost, wall time and worker kept."""
         if result.status is not Status.OK:
-            return None
-        return self._entry(result)[3]
+            return result, None
+        same = self._entry(result)
+        error = same[5]
+        if error is None:
+            return result, same[3]
+        failed = Result(result.candidate_id, Status.FAILED, cost_s=result.cost_s, wall_s=result.wall_s)
+        return failed._replace(error=error, worker=result.worker), None
 
     def record(
         self,

@@ -23,6 +23,7 @@ import contextlib
 import os
 import pickle
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -53,6 +54,7 @@ from natsray.engine.summary import RunSummary
 from natsray.engine.weights import TopKWeights
 from natsray.engine.wire import ScoreDecoder, ScoreEncoder, pack_candidates, unpack_candidates
 from natsray.evaluators import BaseEvaluator, EvaluatorError, evaluator_class
+from natsray.evaluators.base import EvaluatorSetupError, build_evaluator, evaluator_name
 from natsray.records import Candidate, Objective, Result
 from natsray.strategies import strategy_class
 
@@ -310,6 +312,7 @@ class _Session:
             max_retries=engine.max_retries,
             elapsed=self.elapsed,
             sim_used=(lambda: self.pool.clock) if self.pool else None,
+            source=evaluator_name(evaluator_cls),
         )
         self.top_k = self._top_k_weights(config)
         self._restore(checkpoint)
@@ -456,8 +459,7 @@ def _run_local(session: _Session, evaluator_cls: type[BaseEvaluator], *, simulat
         shared = session.shared
         if shared is None:
             shared = evaluator_cls.prepare_shared(evaluator_config)
-        evaluator = evaluator_cls(evaluator_config, shared)
-        evaluator.setup()
+        evaluator = build_evaluator(evaluator_cls, evaluator_config, shared)
     scheduler = session.scheduler
     if simulated:
         run_simulated(scheduler, evaluator, session.pool, session.event)
@@ -500,6 +502,14 @@ def _describe(exc: BaseException) -> str:
 # --------------------------------------------------------------------------- Ray
 
 
+class _RemoteTraceback(Exception):
+    """The traceback of an exception raised on a Ray actor, as text (shown as the cause of the
+    driver's error, as ``concurrent.futures`` shows a worker process's)."""
+
+    def __str__(self) -> str:
+        return f'\n"""\n{self.args[0]}\n"""'
+
+
 class _EvaluatorActor:
     """Ray actor body: builds its evaluator once; import and setup errors are reported, not raised.
 
@@ -525,14 +535,18 @@ class _EvaluatorActor:
             self.error = f"evaluator.type: {target}: cannot be loaded on the Ray actor: {_describe(exc)}"
             return
 
-    def setup(self, shared: Any) -> str | None:
-        """Build and set up the evaluator on ``shared``; None when it is ready, else its one-line error."""
+    def setup(self, shared: Any) -> str | tuple[str, str] | None:
+        """Build and set up the evaluator on ``shared``: None when it is ready, else its one-line error,
+        or, when the evaluator's own ``__init__`` / ``setup`` raised (:func:`build_evaluator`), the
+        line and the traceback (text) of what it raised."""
         if self.error is not None:
             return self.error  # the class could not be loaded
         try:
-            self.evaluator = self.evaluator_cls(self.config, shared)
-            self.evaluator.setup()
+            self.evaluator = build_evaluator(self.evaluator_cls, self.config, shared)
             self.encoder = ScoreEncoder(self.evaluator.per_cell())
+        except EvaluatorSetupError as exc:
+            self.error = str(exc)
+            return self.error, "".join(traceback.format_exception(exc.__cause__)).rstrip()
         except Exception as exc:
             self.error = _one_line(exc) if isinstance(exc, ValueError) else _describe(exc)
         return self.error
@@ -595,6 +609,9 @@ class _ActorPool:
         except ray.exceptions.RayError as exc:
             raise EvaluatorError(f"evaluator actor failed to start: {_one_line(exc)}") from None
         for error in errors:
+            if isinstance(error, tuple):  # the evaluator's own code raised: its traceback is the cause
+                line, trace = error
+                raise EvaluatorSetupError(line) from _RemoteTraceback(trace)
             if error is not None:
                 raise EvaluatorError(error)
 

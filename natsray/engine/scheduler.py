@@ -61,6 +61,8 @@ class Scheduler:
         max_retries: Re-submissions of a candidate whose worker died before it fails.
         elapsed: Wall seconds used so far (for ``budget.wall_seconds``).
         sim_used: Simulated seconds used so far; None counts the told results' cost.
+        source: The evaluator (``module:Class``, or a scoring function's name), as the one-line error
+            of an evaluation whose objective is missing or not a number names it.
     """
 
     def __init__(
@@ -76,6 +78,7 @@ class Scheduler:
         max_retries: int,
         elapsed: Callable[[], float],
         sim_used: Callable[[], float] | None = None,
+        source: str = "the evaluator",
     ) -> None:
         self.strategy = strategy
         self.objectives = tuple(objectives)
@@ -110,7 +113,7 @@ class Scheduler:
         self.best: tuple[float, ...] | None = None
         self.stop_reason: str | None = None
         self.replaying = False
-        self.encoder = RecordEncoder(self.objectives)
+        self.encoder = RecordEncoder(self.objectives, source)
         self._unwritten: list[Entry] = []
         self._checked_objectives = False
         self.observer: Callable[[Candidate, Result], None] | None = None
@@ -373,6 +376,7 @@ class Scheduler:
         """
         outstanding, tail, attempts = self.outstanding, self._tail, self.attempts
         fitnesses = []
+        delivered = []  # the results as journaled (one with a bad objective value failed)
         observed: list[tuple[Candidate, Result]] = []
         for result in results:
             candidate = outstanding.get(result.candidate_id)
@@ -383,11 +387,14 @@ class Scheduler:
             if tail and result.candidate_id in tail:  # replayed on resume: journaled already
                 record = tail.pop(result.candidate_id)
                 self._note(record)
+                delivered.append(result)
                 fitnesses.append(None if record.get("fitness") is None else tuple(record["fitness"]))
                 continue
             extra = extras.get(result.candidate_id) if extras else None
             charged = attempts.get(candidate.id, 0) if attempts else 0
-            fitnesses.append(self._record(candidate, result, extra, charged))
+            result, fitness = self._record(candidate, result, extra, charged)
+            delivered.append(result)
+            fitnesses.append(fitness)
             if self.observer is not None:
                 observed.append((candidate, result))
         if self._unwritten:
@@ -396,7 +403,7 @@ class Scheduler:
         for candidate, result in observed:
             self.observer(candidate, result)  # type: ignore[misc]
         seen, ready = self.seen, self.ready
-        for result, fitness in zip(results, fitnesses, strict=True):
+        for result, fitness in zip(delivered, fitnesses, strict=True):
             candidate_id = result.candidate_id
             if self.replaying and self.queue and candidate_id in self.queue:
                 self.queue.remove(candidate_id)  # restored as queued, but it did finish
@@ -437,7 +444,7 @@ class Scheduler:
             raise self._not_outstanding(result)
         if not self._checked_objectives:
             self._check_objectives(result)
-        fitness = self._record(candidate, result, extra, 0)
+        result, fitness = self._record(candidate, result, extra, 0)
         self.journal.add(self._unwritten, self.encoder)
         self._unwritten = []
         del self.outstanding[candidate.id]
@@ -448,11 +455,12 @@ class Scheduler:
 
     def _record(
         self, candidate: Candidate, result: Result, extra: Mapping[str, Any] | None, charged: int
-    ) -> tuple[float, ...] | None:
-        """Add a fresh result's journal entry to the unwritten ones and count it; its fitness."""
+    ) -> tuple[Result, tuple[float, ...] | None]:
+        """Add a fresh result's journal entry to the unwritten ones and count it: ``(the result as
+        journaled, its fitness)`` (``FAILED`` when an objective is missing or not a number)."""
         arch = candidate.arch.to_str()
         encoder = self.encoder
-        fitness = encoder.fitness(result)
+        result, fitness = encoder.checked(result)
         self._unwritten.append((candidate, arch, result, fitness, extra, charged))
         budget = candidate.budget
         if self.stats.count(arch, result.status is Status.OK, result.cost_s, fitness, budget):
@@ -460,7 +468,7 @@ class Scheduler:
             self.stats.keep(arch, fitness, record, budget)  # type: ignore[arg-type]
             if self.best is None or fitness > self.best:  # type: ignore[operator]
                 self.best = fitness
-        return fitness
+        return result, fitness
 
     def _not_outstanding(self, result: Result) -> ValueError:
         return ValueError(

@@ -10,17 +10,28 @@ handed to every actor through Ray's object store.
 from __future__ import annotations
 
 import os
+import sysconfig
 import time
+import traceback
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 from typing import Any, ClassVar
 
-from natsray.errors import EvaluatorError
+from natsray.errors import EvaluatorError, EvaluatorSetupError
 from natsray.records import Candidate, Result, Status
 
-__all__ = ["BaseEvaluator", "EvaluatorError", "Score"]
+__all__ = [
+    "BaseEvaluator",
+    "EvaluatorError",
+    "EvaluatorSetupError",
+    "Score",
+    "build_evaluator",
+    "evaluator_name",
+    "failure_line",
+]
 
 _PROBE_CODES = (1234, 7777, 15000)
 """Cells (codes) :meth:`BaseEvaluator.preflight` evaluates: three ordinary cells of the space."""
@@ -96,13 +107,13 @@ class BaseEvaluator(ABC):
 
         Raises:
             EvaluatorError: ``strategy.budgets: rung B: <the error every probe got there>``.
+            EvaluatorSetupError: the evaluator's ``__init__`` or ``setup`` raised (:func:`build_evaluator`).
         """
         if not cls.is_cheap(config):
             return []
         from natsray.search_space import Arch
 
-        evaluator = cls(config, shared)
-        evaluator.setup()
+        evaluator = build_evaluator(cls, config, shared)
         if not budgets:
             return []
         probes = [
@@ -149,10 +160,12 @@ class BaseEvaluator(ABC):
             try:
                 score = self.score(candidate)
             except Exception as exc:
-                message = f"{type(exc).__name__}: {exc}".splitlines()[0]
                 results.append(
                     Result.failed(
-                        candidate.id, message, wall_s=time.perf_counter() - start, worker=self.worker
+                        candidate.id,
+                        failure_line(exc),
+                        wall_s=time.perf_counter() - start,
+                        worker=self.worker,
                     )
                 )
                 continue
@@ -212,6 +225,73 @@ class BaseEvaluator(ABC):
             score = self.score(candidate)
             answer: Score | str = Score(dict(score.objectives), dict(score.metrics), float(score.cost_s))
         except Exception as exc:
-            answer = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            answer = failure_line(exc)
         self._scores[code] = answer
         return answer
+
+
+_PACKAGE = str(Path(__file__).resolve().parents[1]) + os.sep
+"""The natsray package's directory: frames here are not the user's code."""
+_LIBRARIES = tuple(
+    dict.fromkeys(
+        str(Path(sysconfig.get_paths()[name]).resolve()) + os.sep
+        for name in ("stdlib", "platstdlib", "purelib", "platlib")
+    )
+)
+"""Python's standard library and installed packages (numpy, torch, Ray)."""
+
+
+def _user_frame(tb: TracebackType | None) -> str | None:
+    """``file basename:line`` of the innermost frame of the user's code in ``tb``: outside natsray,
+    the standard library and installed packages (else the innermost frame outside natsray)."""
+    fallback = None
+    for frame, line in reversed(list(traceback.walk_tb(tb))):
+        path = frame.f_code.co_filename
+        if path.startswith(_PACKAGE):
+            continue
+        where = f"{os.path.basename(path)}:{line}"
+        if not path.startswith(_LIBRARIES):
+            return where
+        fallback = fallback or where
+    return fallback
+
+
+def failure_line(exc: BaseException) -> str:
+    """The one-line error of a failed evaluation: the exception's type and the first line of its
+    message, then where the user's code raised it, e.g. ``KeyError: 'lr' (myscore.py:12)`` (the
+    innermost frame outside the natsray package; none when natsray raised it on its own, e.g. a
+    scoring function's result refused)."""
+    line = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    where = _user_frame(exc.__traceback__)
+    return f"{line} ({where})" if where else line
+
+
+def evaluator_name(cls: type) -> str:
+    """``module:Class``: how messages name an evaluator class (as ``evaluator.type`` can)."""
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def build_evaluator(cls: type[BaseEvaluator], config: Any, shared: Any = None) -> BaseEvaluator:
+    """``cls(config, shared)``, then its :meth:`~BaseEvaluator.setup`: an evaluator ready to score.
+
+    Raises:
+        EvaluatorError: raised by either (bad input: a missing file, a bad value), passed on.
+        EvaluatorSetupError: anything else either raised (the user's code failing):
+            ``evaluator mylab.evals:Broken: __init__ raised KeyError: 'licence' (evals.py:46)``,
+            from the exception.
+    """
+    method = "__init__"
+    try:
+        evaluator = cls(config, shared)
+        method = "setup"
+        evaluator.setup()
+    except EvaluatorError:
+        raise
+    except Exception as exc:
+        raise setup_error(cls, method, exc) from exc
+    return evaluator
+
+
+def setup_error(cls: type, method: str, exc: BaseException) -> EvaluatorSetupError:
+    """The :class:`EvaluatorSetupError` of ``cls.method`` having raised ``exc``."""
+    return EvaluatorSetupError(f"evaluator {evaluator_name(cls)}: {method} raised {failure_line(exc)}")

@@ -17,7 +17,6 @@ replaced and its candidate retried, as for the built-in evaluators. See ``docs/e
 from __future__ import annotations
 
 import functools
-import math
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -27,7 +26,7 @@ from types import MappingProxyType
 from typing import Any, ClassVar, Literal
 
 from natsray.evaluators.base import BaseEvaluator, EvaluatorError, Score
-from natsray.records import Candidate
+from natsray.records import Candidate, checked_number, missing_objectives
 from natsray.registry import ImportPathError, import_object, is_import_path
 from natsray.search_space import Arch
 
@@ -251,20 +250,6 @@ def _device(setting: str) -> str:
     return "cuda" if gpus else "cpu"
 
 
-def _number(value: Any, key: str, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        try:
-            value = float(value)  # numpy and torch scalars
-        except (TypeError, ValueError):
-            raise EvaluatorError(
-                f"{name} returned {key!r} = {value!r} ({type(value).__name__}), expected a number"
-            ) from None
-    value = float(value)
-    if not math.isfinite(value):
-        raise EvaluatorError(f"{name} returned {key!r} = {value}, expected a finite number")
-    return value
-
-
 class FunctionEvaluator(BaseEvaluator):
     """Calls ``config.function(arch, context)`` per candidate and checks what it returns."""
 
@@ -337,19 +322,18 @@ class FunctionEvaluator(BaseEvaluator):
             raise EvaluatorError(
                 f"{name} returned {type(values).__name__}, expected a mapping of metric name -> number"
             )
-        missing = [key for key in config.objective_names if key not in values]
+        objective_names = config.objective_names
+        missing = [key for key in objective_names if key not in values]
         if missing:
-            returned = ", ".join(map(str, values)) or "nothing"
-            raise EvaluatorError(
-                f"{name} returned no {', '.join(map(repr, missing))} (objective); it returned: {returned}"
-            )
+            raise missing_objectives(name, missing, values)
         metrics: dict[str, float | None] = {}
         for key, value in values.items():
-            metrics[str(key)] = (
-                None
-                if value is None and key not in config.objective_names
-                else _number(value, str(key), name)
-            )
+            if key in objective_names:
+                metrics[str(key)] = checked_number(value, f"objective {key!r}", name, finite=True)
+            else:
+                metrics[str(key)] = (
+                    None if value is None else checked_number(value, repr(key), name, finite=True)
+                )
         objectives = {key: metrics[key] for key in config.objective_names}
         cost = seconds
         if config.cost_metric is not None:

@@ -216,15 +216,14 @@ def _reusable_evaluator(config: ExperimentConfig, shared: Any) -> Any:
     """One evaluator for all runs of a task (their evaluator configs are equal), set up once: a cheap
     (look-up) evaluator whose run needs no run-directory defaults; None otherwise."""
     from natsray.evaluators import evaluator_class
+    from natsray.evaluators.base import build_evaluator
 
     evaluator_cls = evaluator_class(config.evaluator.type)
     if not (evaluator_cls.cheap and _local(config)):
         return None
     if evaluator_cls.for_run(config.evaluator, Path(config.output.dir)) != config.evaluator:
         return None
-    evaluator = evaluator_cls(config.evaluator, shared)
-    evaluator.setup()
-    return evaluator
+    return build_evaluator(evaluator_cls, config.evaluator, shared)
 
 
 def _execute_all(
