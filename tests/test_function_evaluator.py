@@ -61,6 +61,11 @@ def a_list(arch, context):
     return [1.0]
 
 
+def needs_lr(arch, context):
+    lr = context.params["lr"]
+    return {"score": lr}
+
+
 def no_objective(arch, context):
     return {"accuracy": 1.0}
 
@@ -79,6 +84,11 @@ def text(arch, context):
 
 NOT_CALLABLE = 3
 """
+
+
+def line_of(text: str) -> str:
+    """``scoring.py:N``: where ``text`` is in the module SCORING."""
+    return f"scoring.py:{next(i for i, line in enumerate(SCORING.splitlines(), 1) if text in line)}"
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +163,8 @@ def test_a_missing_function_key_is_one_line(package: Path, tmp_path: Path, capsy
 @pytest.mark.parametrize(
     ("function", "error"),
     [
-        ("raises", "RuntimeError: out of memory"),
+        ("raises", f"RuntimeError: out of memory ({line_of('out of memory')})"),  # where it raised
+        ("needs_lr", f"KeyError: 'lr' ({line_of('lr = context')})"),
         (
             "a_list",
             "EvaluatorError: userpkg.scoring:a_list returned list, "
@@ -161,12 +172,19 @@ def test_a_missing_function_key_is_one_line(package: Path, tmp_path: Path, capsy
         ),
         (
             "no_objective",
-            "EvaluatorError: userpkg.scoring:no_objective returned no 'score' (objective); "
-            "it returned: accuracy",
+            "EvaluatorError: userpkg.scoring:no_objective did not return objective 'score' "
+            "(it returned: accuracy)",
         ),
-        ("nan", "EvaluatorError: userpkg.scoring:nan returned 'score' = nan, expected a finite number"),
+        (
+            "nan",
+            "EvaluatorError: userpkg.scoring:nan returned objective 'score' = nan, expected a finite number",
+        ),
         ("inf", "EvaluatorError: userpkg.scoring:inf returned 'loss' = -inf, expected a finite number"),
-        ("text", "EvaluatorError: userpkg.scoring:text returned 'score' = 'high' (str), expected a number"),
+        (
+            "text",
+            "EvaluatorError: userpkg.scoring:text returned objective 'score' = 'high' (str), "
+            "expected a number",
+        ),
     ],
 )
 @pytest.mark.parametrize("cheap", [True, False])

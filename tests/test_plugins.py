@@ -50,6 +50,7 @@ class EdgeScoreConfig:
     sleep_s: float = 0.0
     kill_on: int | None = None  # SIGKILL the process scoring this candidate id...
     marker: str | None = None  # ...while this file does not exist (then create it)
+    bad_on: int = -1  # this candidate id gets a score that is not a number
 
 
 class EdgeScore(BaseEvaluator):
@@ -63,10 +64,20 @@ class EdgeScore(BaseEvaluator):
             os.kill(os.getpid(), signal.SIGKILL)
         if config.sleep_s:
             time.sleep(config.sleep_s)
+        if candidate.id == config.bad_on:
+            return Score({"score": "high"}, {}, cost_s=1.0)
         arch = candidate.arch
         convs = sum(op.startswith("nor_conv") for op in arch.ops)
         value = convs + (arch.code * 7919 % 1000) / 10_000 + config.bonus
         return Score({"score": value}, {"plugin_pid": float(os.getpid())}, cost_s=1.0 + convs)
+
+
+class Unlicensed(EdgeScore):
+    cheap = False  # not built in the driver's pre-flight: only on the actors
+
+    def __init__(self, config, shared=None):
+        super().__init__(config, shared)
+        self.key = {}["licence"]
 
 
 class NotAnEvaluator:
@@ -450,6 +461,41 @@ def test_a_class_the_actors_cannot_import_fails_fast_in_one_line(cluster: Head, 
         "actor's node"
     ), done.stderr[-3000:]
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_on_actors_a_bad_score_fails_its_candidate_and_a_failing_init_is_one_line(
+    cluster: Head, project: Path
+) -> None:
+    path = on_cluster(project, "bad-score", engine={"mode": "async"}, evaluator={"bad_on": 7})
+    done = natsray("run", path.name, "--address", cluster.address, cwd=project, env=cluster.env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = {
+        r["candidate_id"]: r for r in map(json.loads, (project / "runs/bad-score/evaluations.jsonl").open())
+    }
+    assert [i for i, r in sorted(records.items()) if r["status"] != "ok"] == [7] and len(records) == 30
+    assert records[7]["error"] == (
+        "EvaluatorError: labplug.scoring:EdgeScore returned objective 'score' = 'high' (str), "
+        "expected a number"
+    )
+    # __init__ raising on the actors: the user's code failed (exit 1, as in-process), in one line naming it
+    line = next(i for i, text in enumerate(textwrap.dedent(SCORING).splitlines(), 1) if "licence" in text)
+    path = on_cluster(project, "unlicensed", evaluator={"type": "labplug.scoring:Unlicensed"})
+    done = natsray("run", path.name, "--address", cluster.address, cwd=project, env=cluster.env)
+    assert (done.returncode, done.stderr.strip().splitlines()[-1]) == (
+        1,
+        "natsray: failed: EvaluatorSetupError: evaluator labplug.scoring:Unlicensed: __init__ raised "
+        f"KeyError: 'licence' (scoring.py:{line}) (NATSRAY_DEBUG=1 shows the traceback)",
+    ), done.stderr[-3000:]
+    debug = {**cluster.env, "NATSRAY_DEBUG": "1"}
+    done = natsray(
+        "run", path.name, "--address", cluster.address, "--out", "runs/dbg", cwd=project, env=debug
+    )
+    assert done.returncode == 1
+    assert f'scoring.py", line {line}, in __init__' in done.stderr, done.stderr[
+        -3000:
+    ]  # the actor's traceback
 
 
 USER_RAY = """

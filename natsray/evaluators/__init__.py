@@ -8,7 +8,7 @@ never imports torch: a built-in's short name, a short name an installed package 
 
 from __future__ import annotations
 
-from natsray.evaluators.base import BaseEvaluator, EvaluatorError, Score
+from natsray.evaluators.base import BaseEvaluator, EvaluatorError, EvaluatorSetupError, Score
 from natsray.registry import ComponentError, ComponentRegistry
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "REGISTRY",
     "BaseEvaluator",
     "EvaluatorError",
+    "EvaluatorSetupError",
     "Score",
     "evaluator_class",
 ]
