@@ -31,6 +31,7 @@ __all__ = [
     "checked_number",
     "fitness_of",
     "missing_objectives",
+    "plain_scores",
 ]
 
 
@@ -306,3 +307,40 @@ def checked_fitness(result: Result, objectives: Sequence[Objective], source: str
         number = checked_number(value, f"objective {objective.name!r}", source, finite=False)
         values.append(number if objective.maximize else -number)
     return tuple(values)
+
+
+_PLAIN = (float, int, str, list, tuple, dict)
+"""Value types a journal line encodes (with None); bool is an int."""
+
+
+def plain_scores(
+    objectives: Mapping[str, Any], metrics: Mapping[str, Any], source: str
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """A score's objectives and metrics with numpy / torch scalars as Python numbers (``.item()``);
+    None when every value is plain already (what JSON encodes: numbers, strings, lists, dicts, None).
+
+    Raises:
+        EvaluatorError: a value that is neither plain nor a scalar, e.g. ``mylab.evals:Convs returned
+            metric 'loss' = tensor([0.1, 0.2]) (Tensor), expected a number``.
+    """
+    if all(value is None or isinstance(value, _PLAIN) for value in (*objectives.values(), *metrics.values())):
+        return None
+    return _plain(objectives, "objective", source), _plain(metrics, "metric", source)
+
+
+def _plain(mapping: Mapping[str, Any], kind: str, source: str) -> dict[str, Any]:
+    plain = {}
+    for key, value in mapping.items():
+        if value is not None and not isinstance(value, _PLAIN):
+            try:
+                value = value.item()
+            except Exception:
+                value = None
+            if not isinstance(value, int | float):
+                given = mapping[key]
+                raise EvaluatorError(
+                    f"{source} returned {kind} {key!r} = {given!r} ({type(given).__name__}), "
+                    "expected a number"
+                )
+        plain[key] = value
+    return plain

@@ -30,6 +30,8 @@ EVALS = '''
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from natsray import Arch, BaseEvaluator, Candidate, Score, Strategy
 
 BAD = {"text": "high", "nan": math.nan, "none": None, "inf": math.inf}
@@ -58,6 +60,10 @@ class Convs(BaseEvaluator):
             return Score({"convs": convs}, metrics, cost_s=1.0)
         if self.config.bad == "missing":
             return Score({"params": 1.0}, metrics, cost_s=1.0)
+        if self.config.bad == "numpy":  # scalars of numpy (or torch): numbers
+            return Score({"convs": np.float32(convs)}, {"size": np.int64(3)}, cost_s=1.0)
+        if self.config.bad == "array":  # a metric that is no number
+            return Score({"convs": convs}, {"size": np.array([1.0, 2.0])}, cost_s=1.0)
         return Score({"convs": BAD[self.config.bad]}, metrics, cost_s=1.0)
 
 
@@ -171,6 +177,20 @@ def test_an_infinite_objective_value_is_a_value(package: Path, tmp_path: Path) -
     assert [r["status"] for r in records] == ["ok"] * 9
     assert [r["fitness"] for r in records[1::3]] == [[float("inf")]] * 3
     assert summary.best_arch == Arch.from_code(CODES[1]).to_str()
+
+
+def test_numpy_scalars_are_numbers_and_an_array_metric_is_not(package: Path, tmp_path: Path) -> None:
+    run_experiment(config_from_dict(experiment(IN_PROCESS, 3, bad="numpy")), tmp_path / "numpy")
+    record = read_journal(tmp_path / "numpy" / "evaluations.jsonl")[1]
+    assert (record["status"], record["objectives"], record["metrics"]) == ("ok", {"convs": 0.0}, {"size": 3})
+    assert record["fitness"] == [0.0] and type(record["metrics"]["size"]) is int
+    run_experiment(config_from_dict(experiment(IN_PROCESS, 3, bad="array")), tmp_path / "array")
+    records = read_journal(tmp_path / "array" / "evaluations.jsonl")
+    assert [r["status"] for r in records] == ["ok", "failed", "ok"]
+    assert (
+        records[1]["error"]
+        == f"{CONVS} returned metric 'size' = array([1., 2.]) (ndarray), expected a number"
+    )
 
 
 def test_a_run_with_a_bad_value_resumes(package: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -79,7 +80,8 @@ class _HalfBroken(BaseEvaluator):
 def test_base_evaluator_turns_exceptions_into_failed_results() -> None:
     results = _HalfBroken({}).evaluate([Candidate(i, ARCH) for i in range(4)])
     assert [r.status for r in results] == [Status.OK, Status.FAILED, Status.OK, Status.FAILED]
-    assert results[1].error == "RuntimeError: odd id"
+    line = next(i for i, text in enumerate(Path(__file__).read_text().splitlines(), 1) if "odd id\\n" in text)
+    assert results[1].error == f"RuntimeError: odd id (test_records.py:{line})"  # first line, and where
     assert results[2].objectives == {"valid_accuracy": 2.0}
     assert all(r.worker for r in results)
 

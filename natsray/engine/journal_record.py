@@ -23,7 +23,7 @@ from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from natsray.errors import EvaluatorError
-from natsray.records import Candidate, Objective, Result, Status, checked_fitness
+from natsray.records import Candidate, Objective, Result, Status, checked_fitness, plain_scores
 
 __all__ = ["MAPPING_PREFIXES", "Entry", "RecordEncoder", "encode_record", "evaluation_columns"]
 
@@ -75,8 +75,8 @@ class RecordEncoder:
         self.source = source
         # Shared by the encoders of one process with the same objectives (a sweep's task runs many
         # runs, its evaluator's memo outlives each): id(result.objectives) -> [objectives, metrics,
-        # cost_s, fitness, encoded fragment or None, error or None], as results of one cell share
-        # their dicts.
+        # cost_s, fitness, encoded fragment or None, verdict (see checked)], as results of one cell
+        # share their dicts.
         key = (self.objectives, source)
         if key not in _CACHES and len(_CACHES) >= _KEPT_CACHES:
             _CACHES.clear()
@@ -93,25 +93,38 @@ class RecordEncoder:
         if len(self._same) >= _CACHE:
             self._same.clear()
         # the entry pins the dicts, so their ids cannot be reused while it exists
-        try:  # once per distinct score: a bad objective value fails every evaluation that shares it
-            fitness, error = checked_fitness(result, self.objectives, self.source), None
+        verdict: Any = None  # once per distinct score: a bad value fails every evaluation that shares it
+        try:
+            fitness = checked_fitness(result, self.objectives, self.source)
+            if result.status is Status.OK:  # numpy / torch scalars -> the same score with plain numbers
+                verdict = plain_scores(objectives, metrics, self.source)
         except EvaluatorError as exc:
-            fitness, error = None, f"EvaluatorError: {exc}"
-        same = self._same[id(objectives)] = [objectives, metrics, cost, fitness, None, error]
+            fitness, verdict = None, f"EvaluatorError: {exc}".splitlines()[0]
+        same = self._same[id(objectives)] = [objectives, metrics, cost, fitness, None, verdict]
         return same
+
+    def fitness(self, result: Result) -> tuple[float, ...] | None:
+        """The result's fitness, cached per cell: None when it failed or an objective is missing or not
+        a number (:meth:`checked` turns such a result into a failed one)."""
+        if result.status is not Status.OK:
+            return None
+        return self._entry(result)[3]
 
     def checked(self, result: Result) -> tuple[Result, tuple[float, ...] | None]:
         """``(result, its fitness)``; cached per cell. A result whose objectives are missing or not
-        numbers (:func:`~natsray.records.checked_fitness`) comes back ``FAILED``, with the one-line
-        reason, its cost, wall time and worker kept."""
+        numbers (:func:`~natsray.records.checked_fitness`), or whose metrics hold a value that is no
+        number (:func:`~natsray.records.plain_scores`), comes back ``FAILED`` with the one-line reason,
+        its cost, wall time and worker kept; numpy / torch scalars come back as Python numbers."""
         if result.status is not Status.OK:
             return result, None
         same = self._entry(result)
-        error = same[5]
-        if error is None:
+        verdict = same[5]  # None: as it is; a str: why it failed; else its plain (objectives, metrics)
+        if verdict is None:
             return result, same[3]
+        if type(verdict) is not str:
+            return result._replace(objectives=verdict[0], metrics=verdict[1]), same[3]
         failed = Result(result.candidate_id, Status.FAILED, cost_s=result.cost_s, wall_s=result.wall_s)
-        return failed._replace(error=error, worker=result.worker), None
+        return failed._replace(error=verdict, worker=result.worker), None
 
     def record(
         self,
