@@ -18,7 +18,7 @@ from __future__ import annotations
 from natsray.api import Best, Run, Sweep, load_run, load_sweep, run, sweep
 from natsray.callbacks import Callback
 from natsray.compat import NatsbenchTssSearchSpace, NatsModel, load_arch, save_arch
-from natsray.evaluators.base import BaseEvaluator, EvaluatorError, Score
+from natsray.evaluators.base import BaseEvaluator, EvaluatorError, EvaluatorSetupError, Score
 from natsray.evaluators.function import ScoringContext
 from natsray.records import Candidate, Objective, Result, Status
 from natsray.search_space import NUM_ARCHS, OPS, Arch
@@ -33,6 +33,7 @@ __all__ = [
     "Callback",
     "Candidate",
     "EvaluatorError",
+    "EvaluatorSetupError",
     "Fitness",
     "NatsModel",
     "NatsbenchTssSearchSpace",

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 import yaml
 
+from natsray import EvaluatorSetupError
 from natsray.cli import main
 from natsray.config import config_from_dict
 from natsray.engine.checkpoint import read_journal
 from natsray.engine.runner import run_experiment
-from natsray.evaluators import EvaluatorSetupError
 from natsray.search_space import Arch
 
 CODES = (1234, 7777, 15000)
