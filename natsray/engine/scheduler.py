@@ -387,7 +387,7 @@ class Scheduler:
             if tail and result.candidate_id in tail:  # replayed on resume: journaled already
                 record = tail.pop(result.candidate_id)
                 self._note(record)
-                delivered.append(result)
+                delivered.append(result if record["status"] == "ok" else Result.from_dict(record))
                 fitnesses.append(None if record.get("fitness") is None else tuple(record["fitness"]))
                 continue
             extra = extras.get(result.candidate_id) if extras else None

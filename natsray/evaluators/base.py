@@ -242,25 +242,21 @@ _LIBRARIES = tuple(
 
 
 def _user_frame(tb: TracebackType | None) -> str | None:
-    """``file basename:line`` of the innermost frame of the user's code in ``tb``: outside natsray,
-    the standard library and installed packages (else the innermost frame outside natsray)."""
-    fallback = None
+    """``file basename:line`` of the innermost frame of the user's code in ``tb``: outside natsray, the
+    standard library and installed packages (None when it has no such frame)."""
     for frame, line in reversed(list(traceback.walk_tb(tb))):
         path = frame.f_code.co_filename
-        if path.startswith(_PACKAGE):
-            continue
-        where = f"{os.path.basename(path)}:{line}"
-        if not path.startswith(_LIBRARIES):
-            return where
-        fallback = fallback or where
-    return fallback
+        if not path.startswith(_PACKAGE) and not path.startswith(_LIBRARIES):
+            return f"{os.path.basename(path)}:{line}"
+    return None
 
 
 def failure_line(exc: BaseException) -> str:
     """The one-line error of a failed evaluation: the exception's type and the first line of its
-    message, then where the user's code raised it, e.g. ``KeyError: 'lr' (myscore.py:12)`` (the
-    innermost frame outside the natsray package; none when natsray raised it on its own, e.g. a
-    scoring function's result refused)."""
+    message, then where the user's code raised it, e.g. ``KeyError: 'lr' (myscore.py:12)``: the
+    innermost frame outside the natsray package, Python's standard library and installed packages
+    (none when natsray raised it on its own, e.g. a scoring function's result refused, or a library
+    called by natsray did)."""
     line = f"{type(exc).__name__}: {exc}".splitlines()[0]
     where = _user_frame(exc.__traceback__)
     return f"{line} ({where})" if where else line
