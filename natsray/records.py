@@ -217,8 +217,9 @@ class Objective:
 def fitness_of(result: Result, objectives: Sequence[Objective]) -> tuple[float, ...] | None:
     """The result as a tuple to MAXIMISE (minimised objectives negated); None if it failed.
 
-    An objective that is missing or NaN (a diverged training run, a proxy's 0/0) also gives None:
-    NaN has no order, so no strategy may rank it; the journal keeps the value as reported.
+    An objective that is missing or NaN also gives None: NaN has no order, so no strategy may rank it.
+    (A run's engine fails such a fresh result instead, :func:`checked_fitness`; this reads journal
+    records, including those of older runs that kept them as ``ok``.)
     ``inf`` / ``-inf`` (e.g. ``naswot`` of a cell whose output ignores its input) are kept: they
     are ordered, and selection treats them as extremes.
     """

@@ -2,7 +2,9 @@
 
 Bad input (:class:`UsageError`, a config, evaluator, cluster or run-directory error, a path the file
 system refuses) exits 2; a failure during the command exits 1 (``NATSRAY_DEBUG=1`` raises it, with its
-traceback); Ctrl-C exits 130, naming how to continue where there is a way (:class:`Interrupted`).
+traceback), among them the user's own code failing at set-up (an evaluator's ``__init__`` or ``setup``:
+``EvaluatorSetupError``; a strategy's ``__init__``); Ctrl-C exits 130, naming how to continue where there
+is a way (:class:`Interrupted`).
 """
 
 from __future__ import annotations
