@@ -478,6 +478,14 @@ def test_a_finished_sweep_keeps_no_lock_and_a_killed_holders_lock_blocks_no_resu
         "sweep-runs.jsonl",
         "sweep.yaml",
     ]
+    assert_bad_input(  # a run the sweep has not finished (here: not one of its runs at all)
+        capsys,
+        ["report", str(sweep / "seed-7")],
+        f"{sweep / 'seed-7'}: no such run directory, and the sweep {sweep} has no finished run of that name "
+        f"(a run not finished yet: natsray resume {sweep})",
+    )
+    code, _, err = run_cli(capsys, "report", str(sweep / "seed-1"))  # written from the store
+    assert code == 0 and (sweep / "seed-1" / "summary.json").is_file(), err
     holder = subprocess.Popen(
         [
             sys.executable,

@@ -67,8 +67,16 @@ def with_address(config: ExperimentConfig, address: str | None) -> ExperimentCon
 def existing_dir(path: str, what: str) -> Path:
     """``path`` as a directory that exists (a sweep's run is first written from the sweep's store)."""
     directory = Path(path)
-    if not directory.is_dir() and not (what == "run" and _from_sweep_store(directory)):
+    if directory.is_dir():
+        return directory
+    sweep_dir = _sweep_of(directory) if what == "run" else None
+    if sweep_dir is None:
         raise UsageError(f"{path}: no such {what} directory")
+    if not _from_sweep_store(sweep_dir, directory):
+        raise UsageError(
+            f"{path}: no such run directory, and the sweep {sweep_dir} has no finished run of that name "
+            f"(a run not finished yet: natsray resume {sweep_dir})"
+        )
     return directory
 
 
@@ -111,15 +119,19 @@ def reading_inputs(what: str) -> Iterator[None]:
         raise UsageError(f"{what}: {exc}" if what else str(exc)) from None
 
 
-def _from_sweep_store(run_dir: Path) -> bool:
-    """Write a sweep's run directory from the sweep's store, where the run finished (docs/sweeps.md)."""
+def _sweep_of(run_dir: Path) -> Path | None:
+    """The sweep directory a run's path lies in (``OUT/seed-N``, ``OUT/POINT/seed-N``), if any."""
     from natsray.study.grid import SWEEP_FILE
+
+    return next((folder for folder in run_dir.parents[:2] if (folder / SWEEP_FILE).is_file()), None)
+
+
+def _from_sweep_store(sweep_dir: Path, run_dir: Path) -> bool:
+    """Write a sweep's run directory from the sweep's store, where the run finished (docs/sweeps.md);
+    False when the store has no such finished run."""
     from natsray.study.store import write_run_dir
 
-    for sweep_dir in run_dir.parents[:2]:
-        if (sweep_dir / SWEEP_FILE).is_file():
-            try:
-                return write_run_dir(sweep_dir, run_dir)
-            except (ConfigError, ValueError) as exc:
-                raise UsageError(f"{run_dir}: cannot be read from the sweep's store: {exc}") from None
-    return False
+    try:
+        return write_run_dir(sweep_dir, run_dir)
+    except (ConfigError, ValueError) as exc:
+        raise UsageError(f"{run_dir}: cannot be read from the sweep's store: {exc}") from None
