@@ -443,8 +443,8 @@ def sweep(
             the sweep's end (``docs/callbacks.md``).
 
     Raises:
-        ConfigError: no seeds/grid/``sweep`` section, an invalid config at every grid point, or a
-            malformed axis.
+        ConfigError: no seeds/grid/``sweep`` section, a grid point whose config is invalid (one line
+            naming it and the field; nothing run or written), or a malformed axis.
         ValueError: ``parallel`` is not a positive integer.
         RunDirError: ``out`` already holds a sweep or a run (and not ``overwrite``).
         RunInUseError: with ``overwrite``, another process holds the sweep or one of its runs.
@@ -504,12 +504,12 @@ def plan_sweep(
         ``(sweep directory, planned runs)`` (``natsray.study.grid.PlannedRun``).
 
     Raises:
-        ConfigError: no sweep asked for, every grid point invalid, or a malformed axis.
+        ConfigError: no sweep asked for, a grid point whose config is invalid (named), or a malformed axis.
         RunDirError: ``out`` already holds a sweep or a run (and not ``overwrite``).
     """
     from natsray.engine.checkpoint import check_not_in_use
     from natsray.study import plan_runs, sweep_from_config
-    from natsray.study.grid import SWEEP_FILE, write_plan
+    from natsray.study.grid import SWEEP_FILE, point_error, write_plan
     from natsray.study.store import STORE_DIR
 
     function = (
@@ -525,6 +525,9 @@ def plan_sweep(
         raise ConfigError("sweep: give seeds, a grid or a 'sweep' section in the config")
     root = Path(out if out is not None else (plan.base.get("output") or {}).get("dir") or "runs/run")
     runs = plan_runs(plan, root.resolve() if absolute else root)
+    invalid = next((planned for planned in runs if planned.config is None), None)
+    if invalid is not None:  # every grid point must be valid before anything runs or is written
+        raise ConfigError(point_error(invalid, plan.source))
     if check is not None:
         runs = check(runs)
     if all(planned.config is None for planned in runs):

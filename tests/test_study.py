@@ -28,10 +28,12 @@ from natsray.config import ConfigError
 from natsray.experiment.run_data import RunData
 from natsray.study.grid import (
     GridOverrideWarning,
+    SweepPlan,
     load_plan,
     parse_grid_option,
     plan_runs,
     sweep_from_config,
+    write_plan,
 )
 from natsray.study.report import load_sweep_runs
 from natsray.study.store import STORE_DIR
@@ -343,23 +345,74 @@ def test_sweep_runs_equal_single_runs_and_report(
     assert code == 2 and "already holds" in err
 
 
-@pytest.mark.ray
-@pytest.mark.slow
-def test_a_failing_grid_point_is_reported_and_the_others_finish(
-    ray_session: None, table: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_a_bad_grid_value_is_refused_up_front_and_resume_is_advised_only_where_it_helps(
+    table: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A grid value that makes one grid point's config invalid: run, validate (same options) and
+    natsray.sweep refuse it in one line naming the point, before a file is made. A run failing at run
+    time (pre-flight of one point) keeps the others; its resume advice holds (resume runs it once fixed);
+    an invalid point in an older sweep.yaml is not advised to resume. More seeds: edit sweep.yaml's seeds
+    and resume (docs/sweeps.md)."""
+    import natsray
+
+    monkeypatch.chdir(tmp_path)
     config = write(tmp_path / "exp.yaml", base(table, evaluations=10))
     sweep = tmp_path / "sweep"
-    code, _, err = run_cli(
-        capsys, "run", str(config), "--seeds", "0-1", "--grid", "strategy.sample_size=2,9",
-        "--out", str(sweep), "--no-progress",
-    )  # fmt: skip
+    options = ["--seeds", "0-1", "--grid", "strategy.sample_size=2,9"]
+    line = (
+        f"natsray: error: {config}: grid point strategy.sample_size=9: strategy.sample_size: "
+        "must be in 1..population (5), got 9\n"
+    )
+    for argv in (["run", *options, "--out", str(sweep), "--no-progress"], ["validate", *options]):
+        code, out, err = run_cli(capsys, argv[0], str(config), *argv[1:])
+        assert (code, out, err) == (2, "", line)
+    with pytest.raises(ConfigError, match=r"grid point strategy.sample_size=9: strategy.sample_size: must"):
+        natsray.sweep(str(config), out=sweep, seeds="0-1", grid=["strategy.sample_size=2,9"], progress=False)
+    grid = {"evaluator.dataset": ["cifar10", "cifar11"]}
+    section = {**base(table), "sweep": {"seeds": "0-1", "grid": grid}}
+    code, _, err = run_cli(capsys, "run", str(write(tmp_path / "s.yaml", section)), "--out", str(sweep))
+    assert (code, err) == (
+        2,
+        f"natsray: error: {tmp_path / 's.yaml'}: grid point evaluator.dataset=cifar11: evaluator.dataset: "
+        "'cifar11' is not one of cifar10, cifar100, ImageNet16-120\n",
+    )
+    assert not sweep.exists()
+    code, _, err = run_cli(capsys, "run", str(config), "--seeds", "5-1")
+    assert (code, err) == (2, "natsray: error: --seeds: 5-1 is a reversed range; did you mean 1-5?\n")
+
+    # a failure at run time (pre-flight refuses one point's extra_csv): resume runs it once fixed
+    (tmp_path / "bad.csv").write_text("arch,score\n|x|,1\n")
+    argv = ["--seeds", "0-1", "--grid", "evaluator.extra_csv=null,bad.csv", "--parallel", "1"]
+    code, _, err = run_cli(capsys, "run", str(config), *argv, "--out", "sweep", "--no-progress")
     assert code == 1
-    failures = [line for line in err.splitlines() if line.startswith("natsray: run failed:")]
-    assert len(failures) == 2 and all("strategy.sample_size=9" in line for line in failures)
-    assert "2 of 4 runs failed" in err
-    done = [o for o in outcomes(sweep) if o["status"] == "done"]
-    assert len(done) == 2 and all("sample_size=2" in o["run_dir"] for o in done)
+    assert err.splitlines()[-1] == (
+        "natsray: 2 of 4 runs failed (listed above and in sweep/sweep-runs.jsonl); "
+        "after fixing the cause, 'natsray resume sweep' runs them"
+    )
+    (tmp_path / "bad.csv").write_text("arch,score\n")
+    code, _, err = run_cli(capsys, "resume", "sweep", "--no-progress")
+    assert code == 0, err
+    assert [o["status"] for o in outcomes(sweep)] == ["done"] * 4  # (refused runs get no line)
+
+    # more seeds for the finished sweep, as docs/sweeps.md says: its seeds edited, then resume
+    plan = yaml.safe_load((sweep / "sweep.yaml").read_text())
+    (sweep / "sweep.yaml").write_text(yaml.safe_dump({**plan, "seeds": "0-2"}, sort_keys=False))
+    code, out, err = run_cli(capsys, "resume", "sweep", "--no-progress")
+    assert code == 0, err
+    assert len(outcomes(sweep)) == 6  # the two new runs only
+    assert [row.split(" | ")[1] for row in out.splitlines()[2:4]] == ["3", "3"]  # seeds per grid point
+
+    # an invalid grid point in a sweep.yaml (written before run checked every point): no resume advice
+    old = SweepPlan(plan["base"], (parse_grid_option("strategy.sample_size=2,9"),), (0,), str(config))
+    write_plan(old, tmp_path / "old")
+    code, _, err = run_cli(capsys, "resume", str(tmp_path / "old"), "--parallel", "1", "--no-progress")
+    assert code == 1
+    assert err.splitlines()[-1] == (
+        f"natsray: 1 of 2 runs failed (listed above and in {tmp_path / 'old' / 'sweep-runs.jsonl'}); "
+        "resume cannot run the 1 of grid point(s) strategy.sample_size=9: their config in "
+        f"{tmp_path / 'old' / 'sweep.yaml'} is invalid (printed above); "
+        "run a corrected grid with another --out"
+    )
 
 
 @pytest.mark.ray

@@ -63,6 +63,19 @@ def build_parser() -> argparse.ArgumentParser:
             help="override a config value (YAML syntax), e.g. --set strategy.population=50; repeatable",
         )
 
+    def sweep_options(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--seeds", help="a sweep: one run per seed, in parallel on Ray: 0-99, 0,3,5; run dirs OUT/seed-N"
+        )
+        sub.add_argument(
+            "--grid",
+            action="append",
+            default=[],
+            metavar="KEY.PATH=V1,V2",
+            help="a sweep axis, e.g. --grid strategy.name=random,regularized_evolution; repeatable "
+            "(run dirs OUT/KEY.PATH=V__.../seed-N; see docs/sweeps.md)",
+        )
+
     run = command("run", cmd_run, "run an experiment from a YAML config")
     run.add_argument("config", help="experiment YAML file (see docs/config.md)")
     overrides(run)
@@ -70,17 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--address", help="Ray cluster address (default: ray.address, RAY_ADDRESS, or a local Ray)"
     )
     run.add_argument("--out", help="run directory (default: output.dir of the config)")
-    run.add_argument(
-        "--seeds", help="a sweep: one run per seed, in parallel on Ray: 0-99, 0,3,5; run dirs OUT/seed-N"
-    )
-    run.add_argument(
-        "--grid",
-        action="append",
-        default=[],
-        metavar="KEY.PATH=V1,V2",
-        help="a sweep axis, e.g. --grid strategy.name=random,regularized_evolution; repeatable "
-        "(run dirs OUT/KEY.PATH=V__.../seed-N; see docs/sweeps.md)",
-    )
+    sweep_options(run)
     run.add_argument(
         "--parallel",
         type=_positive("--parallel"),
@@ -128,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate = command("validate", cmd_validate, "check a config (types, values, files) without running it")
     validate.add_argument("config", help="experiment YAML file")
     overrides(validate)
+    sweep_options(validate)
     validate.add_argument(
         "--address",
         help="the cluster the run will join: resources are then checked there at run time, "

@@ -16,7 +16,7 @@ from natsray.cli.inputs import writable
 from natsray.cli.outcome import FAILED_FRACTION, mostly_failed
 from natsray.config import ConfigError, read_yaml
 
-__all__ = ["finish_sweep", "has_sweep_section", "preflight_sweep", "run_sweep_command", "sweep_error"]
+__all__ = ["finish_sweep", "has_sweep_section", "preflight_sweep", "run_sweep_command"]
 
 
 def has_sweep_section(path: str) -> bool:
@@ -30,11 +30,12 @@ def has_sweep_section(path: str) -> bool:
 def run_sweep_command(args: argparse.Namespace) -> int:
     """``run`` with ``--seeds`` / ``--grid`` / a ``sweep`` section: plan, refuse clashes, execute, report."""
     from natsray.api import plan_sweep
+    from natsray.study.grid import point_error
 
     def check(runs: list[Any]) -> list[Any]:  # before the sweep's directory is made
         runs = preflight_sweep(runs, args.address)
         if all(run.config is None for run in runs):
-            raise UsageError(sweep_error(args.config, runs[0]))
+            raise UsageError(point_error(runs[0], args.config))
         return runs
 
     if args.out:
@@ -80,7 +81,7 @@ def preflight_sweep(runs: Sequence[Any], address: str | None) -> list[Any]:
 def finish_sweep(runs: Sequence[Any], out: Path, args: argparse.Namespace) -> int:
     """Execute a planned sweep, print its comparative report; exit code 1 when a run failed."""
     from natsray.experiment.report import aggregate_runs
-    from natsray.study.grid import load_plan, plan_runs
+    from natsray.study.grid import invalid_points, load_plan, plan_runs
     from natsray.study.plot_process import PlotProcess
     from natsray.study.report import load_sweep_runs, sweep_report
     from natsray.study.sweep import run_sweep
@@ -116,12 +117,21 @@ def finish_sweep(runs: Sequence[Any], out: Path, args: argparse.Namespace) -> in
     if finished and all(not run.point.labels for run in runs):  # seeds only: the per-seed aggregate too
         aggregate_runs(finished, out / "aggregate.json")
         print(f"aggregate     {out / 'aggregate.json'} ({len(finished)} seeds)")
-    failed = outcome.failed
+    failed = [(run, done) for run, done in zip(runs, outcome.runs, strict=True) if done.status == "failed"]
     if failed:
+        invalid = invalid_points(load_plan(out))  # resume re-reads sweep.yaml: these it cannot run
+        stuck = [run for run, _ in failed if run.point.name in invalid]
+        hint = f"after fixing the cause, 'natsray resume {out}' runs them"
+        if stuck:
+            names = list(dict.fromkeys(run.point.name or "(seeds only)" for run in stuck))
+            hint = (
+                f"resume cannot run the {len(stuck)} of grid point(s) {', '.join(names[:3])}"
+                f"{', ...' if len(names) > 3 else ''}: their config in {out / 'sweep.yaml'} is invalid "
+                "(printed above); run a corrected grid with another --out"
+            ) + (f"; for the other {len(failed) - len(stuck)}, {hint}" if len(stuck) < len(failed) else "")
         print(
             f"natsray: {len(failed)} of {len(runs)} runs failed "
-            f"(listed above and in {out / 'sweep-runs.jsonl'}); "
-            f"after fixing the cause, 'natsray resume {out}' runs them",
+            f"(listed above and in {out / 'sweep-runs.jsonl'}); {hint}",
             file=sys.stderr,
         )
         return 1
@@ -135,11 +145,3 @@ def finish_sweep(runs: Sequence[Any], out: Path, args: argparse.Namespace) -> in
         )
         return 1
     return 0
-
-
-def sweep_error(source: str, run: Any) -> str:
-    """The one line of a planned run without config: the config file, its grid point, the error."""
-    error = str(run.error or "no runs")
-    if error.startswith(f"{source}:"):  # a config error names the file (and the key) already
-        return error
-    return f"{source}: " + (f"grid point {run.point.name}: " if run.point.name else "") + error

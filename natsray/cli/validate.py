@@ -9,7 +9,7 @@ from pathlib import Path
 
 from natsray.cli.errors import UsageError
 from natsray.cli.inputs import load_config, preflight_config
-from natsray.cli.sweeps import has_sweep_section, preflight_sweep, sweep_error
+from natsray.cli.sweeps import has_sweep_section, preflight_sweep
 from natsray.config import read_yaml
 
 __all__ = ["cmd_validate"]
@@ -17,7 +17,7 @@ __all__ = ["cmd_validate"]
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """``natsray validate``: one line saying what the run would do, or what it would refuse."""
-    if has_sweep_section(args.config):
+    if args.seeds is not None or args.grid or has_sweep_section(args.config):
         return _validate_sweep(args)
     config = load_config(args.config, args.set)
     budget = ", ".join(
@@ -45,15 +45,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _validate_sweep(args: argparse.Namespace) -> int:
-    """``validate`` of a config with a ``sweep`` section: every grid point as ``run`` will see it."""
-    from natsray.study.grid import plan_runs, sweep_from_config
+    """``validate`` of a sweep (a ``sweep`` section, ``--seeds``, ``--grid``): every grid point as
+    ``run`` will see it."""
+    from natsray.study.grid import plan_runs, point_error, sweep_from_config
 
-    plan = sweep_from_config(read_yaml(Path(args.config)), args.set, (), None, args.config)
+    plan = sweep_from_config(read_yaml(Path(args.config)), args.set, args.grid, args.seeds, args.config)
     assert plan is not None
     runs = preflight_sweep(plan_runs(plan, Path("sweep")), args.address)
     for run in runs:
         if run.config is None:
-            raise UsageError(sweep_error(args.config, run))
+            raise UsageError(point_error(run, args.config))
     points = len({run.point.name for run in runs})
     print(
         f"OK: {args.config}: sweep of {len(runs)} runs ({points} grid point(s) x {len(plan.seeds)} seed(s))"

@@ -55,10 +55,12 @@ __all__ = [
     "GridPoint",
     "PlannedRun",
     "SweepPlan",
+    "invalid_points",
     "load_plan",
     "parse_grid_option",
     "parse_seeds",
     "plan_runs",
+    "point_error",
     "sweep_from_config",
     "write_plan",
 ]
@@ -163,17 +165,21 @@ def parse_seeds(spec: str | int | Sequence[int], what: str = "--seeds") -> tuple
         ConfigError: one line naming ``what`` for malformed, negative or repeated seeds, or more than
             :data:`MAX_SEEDS`.
     """
+    text = spec if isinstance(spec, str) else repr(spec)
     if isinstance(spec, bool):
-        raise ConfigError(f"{what} {spec!r}: expected seeds like 0-99, 0,3,5 or 0-4,10")
+        raise ConfigError(f"{what}: {text}: expected seeds like 0-99, 0,3,5 or 0-4,10")
     if isinstance(spec, int):
-        spec = str(spec)
+        spec = text = str(spec)
     ranges: list[tuple[int, int]] = []  # inclusive, expanded once their size is known
     try:
         if isinstance(spec, str):
             for part in spec.split(","):
                 first, sep, last = part.strip().partition("-")
                 low, high = int(first), int(last) if sep else int(first)
-                if low < 0 or high < low:
+                if 0 <= high < low:
+                    reversed_range = f"{part.strip()} is a reversed range"
+                    raise ConfigError(f"{what}: {reversed_range}; did you mean {high}-{low}?")
+                if low < 0:
                     raise ValueError
                 ranges.append((low, high))
         else:
@@ -182,15 +188,15 @@ def parse_seeds(spec: str | int | Sequence[int], what: str = "--seeds") -> tuple
             ]
             if len(ranges) != len(spec):
                 raise ValueError
-    except (ValueError, TypeError):
-        raise ConfigError(
-            f"{what} {spec!r}: expected non-negative seeds like 0-99, 0,3,5 or 0-4,10"
-        ) from None
+    except (ValueError, TypeError) as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"{what}: {text}: expected non-negative seeds like 0-99, 0,3,5 or 0-4,10") from None
     if sum(high - low + 1 for low, high in ranges) > MAX_SEEDS:
-        raise ConfigError(f"{what} {spec!r}: more than {MAX_SEEDS:,} seeds in one sweep")
+        raise ConfigError(f"{what}: {text}: more than {MAX_SEEDS:,} seeds in one sweep")
     seeds = [seed for low, high in ranges for seed in range(low, high + 1)]
     if len(set(seeds)) != len(seeds):
-        raise ConfigError(f"{what} {spec!r}: a seed is listed twice")
+        raise ConfigError(f"{what}: {text}: a seed is listed twice")
     return tuple(seeds)
 
 
@@ -284,13 +290,13 @@ def sweep_from_config(
         names = [axis.name for axis in axes]
         if len(set(names)) != len(names):
             raise ConfigError(f"grid axis listed twice ({', '.join(names)})")
-        if seeds is not None:
-            seed_list = parse_seeds(seeds)
-        else:
+        if seeds is None:
             seed_list = parse_seeds(section.get("seeds", data.get("seed", 0)), "sweep.seeds")
         base = apply_overrides(data, overrides)
     except ConfigError as exc:
         raise exc.with_source(source) from None
+    if seeds is not None:
+        seed_list = parse_seeds(seeds)  # a command-line option, not a line of the file
     plan = SweepPlan(base, tuple(axes), seed_list, source)
     for warning in _check_overridden(plan, overrides):
         warnings.warn(warning, GridOverrideWarning, stacklevel=2)
@@ -415,6 +421,27 @@ def plan_runs(plan: SweepPlan, out: Path, *, typed: bool = True) -> list[Planned
                 run_data = {**data, "seed": seed, "output": {**data["output"], "dir": str(run_dir)}}
             runs.append(PlannedRun(point, seed, run_dir, run_config, error, run_data))
     return runs
+
+
+def point_error(run: PlannedRun, source: str) -> str:
+    """The one line of a planned run without config: ``SOURCE: grid point NAME: error`` (the error's
+    own ``SOURCE:`` prefix dropped; no grid point named in a seeds-only sweep)."""
+    error = str(run.error or "no runs").removeprefix(f"{source}: ")
+    return f"{source}: " + (f"grid point {run.point.name}: " if run.point.name else "") + error
+
+
+def invalid_points(plan: SweepPlan) -> dict[str, str]:
+    """The grid points whose config is invalid as the plan gives it (types and values; files are not
+    checked): point name -> one line (:func:`point_error`). No resume can run them: their config is
+    re-read from the plan."""
+    errors = {}
+    for point in plan.points():
+        try:
+            config_from_dict(_point_data(plan, point), source=plan.source)
+        except ConfigError as exc:
+            run = PlannedRun(point, 0, Path(), None, str(exc).splitlines()[0])
+            errors[point.name] = point_error(run, plan.source)
+    return errors
 
 
 def write_plan(plan: SweepPlan, out: Path) -> None:
