@@ -15,10 +15,11 @@ can host pending forever; :func:`wait_for_resources` instead fails with one line
 resource, the amount asked and the amount available, after waiting at most
 ``ray.resource_wait_s`` for a joined (possibly autoscaling) cluster to grow.
 
-Inside :func:`sigterm_interrupts` (a run's or a sweep's time on Ray), SIGTERM (``scancel``, a time
-limit) interrupts the driver like Ctrl-C, at a moment its state is consistent, instead of Ray's abort;
-the SIGTERM handler it replaced is back when it ends. :func:`wait_for_nodes` (``python -m
-natsray.engine.cluster wait-nodes ADDRESS COUNT [TIMEOUT_S]``) is the bounded wait of
+Inside :func:`sigterm_interrupts` (a run or a sweep, on Ray or in this process), SIGTERM (``scancel``,
+a time limit, ``timeout``) interrupts the driver like Ctrl-C, at a moment its state is consistent, instead
+of Ray's abort or the default silent exit; the SIGTERM handler it replaced is back when it ends.
+:func:`wait_for_nodes` (``python -m natsray.engine.cluster wait-nodes ADDRESS COUNT [TIMEOUT_S]``) is
+the bounded wait of
 ``launch/slurm.sbatch`` for its Ray nodes. Ray is imported only inside the functions that use it.
 """
 
@@ -297,17 +298,21 @@ def _interrupt(signum: int, frame: Any) -> None:
     """SIGTERM -> KeyboardInterrupt, raised only while the driver is inside Ray (waiting on it).
 
     There natsray's own state is consistent (a result is either delivered or still outstanding),
-    so the checkpoint written on the way out matches the journal; inside natsray code the signal
-    is sent again 0.1 s later (at most :data:`_DEFER_LIMIT` times).
+    so the checkpoint written on the way out matches the journal; inside natsray code (all of a run
+    without Ray) the signal is sent again 0.1 s later (at most :data:`_DEFER_LIMIT` times) until the
+    runner takes it (:func:`take_sigterm`) after its next delivered batch.
     """
     if _sigterm["raised"]:
         return
     _sigterm["requested"] = True  # the runner raises it at its next consistent point (take_sigterm)
     if not _sigterm["active"]:  # the scope is ending: it raises the interrupt itself
         return
-    import ray
-
-    in_ray = frame is not None and frame.f_code.co_filename.startswith(str(Path(ray.__file__).parent))
+    ray = sys.modules.get("ray")  # a run or a sweep without Ray never imports it (not here either)
+    in_ray = (
+        ray is not None
+        and frame is not None
+        and frame.f_code.co_filename.startswith(str(Path(ray.__file__).parent))
+    )
     if in_ray:
         _sigterm["raised"] = True
         raise ConsistentInterrupt
@@ -336,8 +341,10 @@ def _redeliver(signum: int, scope: int) -> None:
 def sigterm_interrupts() -> Iterator[None]:
     """Inside, SIGTERM (``scancel``, a time limit, ``kill``) stops a run like Ctrl-C: checkpointed, exit 130.
 
-    Ray's driver otherwise aborts on SIGTERM (its failure handler prints a stack and dumps core);
-    the journal would still let ``natsray resume`` continue, but from an older checkpoint. The
+    Ray's driver otherwise aborts on SIGTERM (its failure handler prints a stack and dumps core), and a
+    run or a sweep without Ray ends at once with 143 and no message; the journal would still let
+    ``natsray resume`` continue, but from an older checkpoint. The runner enters it for every run
+    (in-process, simulated, on Ray), a sweep once for all of its runs. The
     signal is raised as :class:`ConsistentInterrupt` while the driver waits inside Ray, or where the
     runner next calls :func:`take_sigterm`. Enter the scope before :func:`connect_ray`, which
     installs the handler again over the one ``ray.init`` sets (``sys.exit``).

@@ -195,12 +195,13 @@ def _run_locked(
         hooks.run_start(run_dir, config)
     session.evaluator = evaluator
     try:
-        if session.simulated:
-            _run_local(session, evaluator_cls, simulated=True)
-        elif config.engine.in_process:
-            _run_local(session, evaluator_cls, simulated=False)
-        else:
-            _run_ray(session, evaluator_cls, address)
+        with sigterm_interrupts():  # this run's own (a sweep's, when it runs in one): SIGTERM is Ctrl-C
+            if session.simulated:
+                _run_local(session, evaluator_cls, simulated=True)
+            elif config.engine.in_process:
+                _run_local(session, evaluator_cls, simulated=False)
+            else:
+                _run_ray(session, evaluator_cls, address)
     except ConsistentInterrupt as exc:
         session.checkpoint(finished=False)
         hooks.run_error(run_dir, exc)
@@ -639,25 +640,24 @@ def _run_ray(session: _Session, evaluator_cls: type[BaseEvaluator], address: str
     """The asynchronous ``ray.wait`` loop over ``{ref: (actor, generation, batch, submit time)}``."""
     import ray
 
-    with sigterm_interrupts():  # this run's own: a SIGTERM that stopped an earlier one is spent
-        owner = connect_ray(session.config, address)
-        pool = None
-        try:
-            # Ray started by someone else (a notebook, a sweep) runs without the config's runtime_env: the
-            # actors are given it, so they import the user's code from where the driver does
-            runtime_env = None if owner else actor_runtime_env(session.config.ray.runtime_env)
-            pool = _ActorPool(session, evaluator_cls, runtime_env)  # actors start while the driver prepares
-            shared = session.shared  # given: already prepared (e.g. by the CLI's pre-flight)
-            if shared is None:
-                shared = evaluator_cls.prepare_shared(session.config.evaluator)
-            pool.start(ray.put(shared))
-            session.actors_alive = len(pool.actors)
-            _loop(session, pool)
-        finally:
-            if pool is not None:
-                pool.shutdown()
-            if owner:
-                ray.shutdown()
+    owner = connect_ray(session.config, address)  # inside the run's sigterm_interrupts: SIGTERM stays ours
+    pool = None
+    try:
+        # Ray started by someone else (a notebook, a sweep) runs without the config's runtime_env: the
+        # actors are given it, so they import the user's code from where the driver does
+        runtime_env = None if owner else actor_runtime_env(session.config.ray.runtime_env)
+        pool = _ActorPool(session, evaluator_cls, runtime_env)  # actors start while the driver prepares
+        shared = session.shared  # given: already prepared (e.g. by the CLI's pre-flight)
+        if shared is None:
+            shared = evaluator_cls.prepare_shared(session.config.evaluator)
+        pool.start(ray.put(shared))
+        session.actors_alive = len(pool.actors)
+        _loop(session, pool)
+    finally:
+        if pool is not None:
+            pool.shutdown()
+        if owner:
+            ray.shutdown()
 
 
 def _loop(session: _Session, pool: _ActorPool) -> None:

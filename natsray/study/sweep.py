@@ -39,6 +39,7 @@ from natsray.engine.checkpoint import (
     drop_torn_line,
     read_json,
 )
+from natsray.engine.cluster import sigterm_interrupts
 from natsray.study.grid import PlannedRun
 from natsray.study.store import StoreWriter, stored_runs, write_run_dir
 
@@ -437,17 +438,20 @@ def run_sweep(
                 on_outcome(outcomes[i])
         for i in [i for i in outcomes if outcomes[i].status == "skipped"]:
             run_end(i)
-        if todo and _in_driver(runs, todo, parallel, address):
-            _run_in_driver(runs, todo, out, record)
-        elif todo and _may_start_ray_later(runs, todo, parallel, address):
-            cores = runs[todo[0]].config.resources.num_cpus  # type: ignore[union-attr]
-            shared = _prepare_shared([runs[i] for i in todo])  # for the runs on Ray too
-            until = _ray_pays_off(len(todo), cores)
-            rest = _run_in_driver(runs, todo, out, record, until=until, shared=shared)
-            if rest:
-                _run_on_ray(runs, rest, out, parallel, address, record, shared=shared)
-        elif todo:
-            _run_on_ray(runs, todo, out, parallel, address, record)
+        # SIGTERM (scancel, timeout) stops the sweep as Ctrl-C does, whether its runs run here or on Ray:
+        # a run in this process is checkpointed after its current batch, one on Ray resumes from its own
+        with sigterm_interrupts():
+            if todo and _in_driver(runs, todo, parallel, address):
+                _run_in_driver(runs, todo, out, record)
+            elif todo and _may_start_ray_later(runs, todo, parallel, address):
+                cores = runs[todo[0]].config.resources.num_cpus  # type: ignore[union-attr]
+                shared = _prepare_shared([runs[i] for i in todo])  # for the runs on Ray too
+                until = _ray_pays_off(len(todo), cores)
+                rest = _run_in_driver(runs, todo, out, record, until=until, shared=shared)
+                if rest:
+                    _run_on_ray(runs, rest, out, parallel, address, record, shared=shared)
+            elif todo:
+                _run_on_ray(runs, todo, out, parallel, address, record)
     finally:
         if bar is not None:
             bar.close()
@@ -626,30 +630,29 @@ def _run_on_ray(
 ) -> None:
     import ray
 
-    from natsray.engine.cluster import local_ray_started_here, sigterm_interrupts
+    from natsray.engine.cluster import local_ray_started_here
     from natsray.engine.runner import connect_ray
 
     first = runs[todo[0]].config
     assert first is not None
-    with sigterm_interrupts():  # the sweep's, its actor-based runs included
-        started = connect_ray(first, address)
-        try:
-            tasks = [i for i in todo if _local(runs[i].config)]  # type: ignore[arg-type]
-            if tasks:
-                warm_up = local_ray_started_here()
-                _task_loop(runs, tasks, out, parallel, record, shared=shared, warm_up=warm_up)
-            for i in [i for i in todo if i not in set(tasks)]:  # actor-based runs: one at a time
-                run = runs[i]
-                try:
-                    evaluations = execute_run(run.config, run.run_dir, address=address)  # type: ignore[arg-type]
-                except Exception as exc:
-                    record(i, RunOutcome(str(run.run_dir), "failed", _one_line(exc)))
-                else:
-                    node = ray.get_runtime_context().get_node_id()
-                    record(i, RunOutcome(str(run.run_dir), "done", node=node, evaluations=evaluations))
-        finally:
-            if started:
-                ray.shutdown()
+    started = connect_ray(first, address)  # inside run_sweep's sigterm_interrupts: SIGTERM stays natsray's
+    try:
+        tasks = [i for i in todo if _local(runs[i].config)]  # type: ignore[arg-type]
+        if tasks:
+            warm_up = local_ray_started_here()
+            _task_loop(runs, tasks, out, parallel, record, shared=shared, warm_up=warm_up)
+        for i in [i for i in todo if i not in set(tasks)]:  # actor-based runs: one at a time
+            run = runs[i]
+            try:
+                evaluations = execute_run(run.config, run.run_dir, address=address)  # type: ignore[arg-type]
+            except Exception as exc:
+                record(i, RunOutcome(str(run.run_dir), "failed", _one_line(exc)))
+            else:
+                node = ray.get_runtime_context().get_node_id()
+                record(i, RunOutcome(str(run.run_dir), "done", node=node, evaluations=evaluations))
+    finally:
+        if started:
+            ray.shutdown()
 
 
 class _Queue:
