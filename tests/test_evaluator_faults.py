@@ -6,13 +6,12 @@ traceback under ``NATSRAY_DEBUG=1``. (On Ray actors: test_plugins.py.)"""
 
 from __future__ import annotations
 
-import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from user_package import user_package
 
 from natsray import EvaluatorSetupError
 from natsray.cli import main
@@ -107,15 +106,8 @@ class Cycle(Strategy):
 @pytest.fixture(scope="module")
 def package(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """``faultpkg.evals`` in a temp dir on ``sys.path`` (as a user's project directory)."""
-    root = tmp_path_factory.mktemp("project")
-    (root / "faultpkg").mkdir()
-    (root / "faultpkg" / "__init__.py").write_text("")
-    (root / "faultpkg" / "evals.py").write_text(textwrap.dedent(EVALS))
-    sys.path.insert(0, str(root))
-    yield root
-    sys.path.remove(str(root))
-    for name in [name for name in sys.modules if name.startswith("faultpkg")]:
-        del sys.modules[name]
+    with user_package(tmp_path_factory.mktemp("project"), "faultpkg", {"evals": EVALS}) as root:
+        yield root
 
 
 def line_of(text: str) -> str:

@@ -9,12 +9,12 @@ params, a per-candidate directory and the cell's network. (On Ray actors: test_f
 from __future__ import annotations
 
 import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from user_package import user_package
 
 from natsray.cli import main
 from natsray.config import config_from_dict
@@ -94,15 +94,8 @@ def line_of(text: str) -> str:
 @pytest.fixture(scope="module")
 def package(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """``userpkg.scoring`` in a temp dir on ``sys.path`` (as a user's project directory)."""
-    root = tmp_path_factory.mktemp("project")
-    (root / "userpkg").mkdir()
-    (root / "userpkg" / "__init__.py").write_text("")
-    (root / "userpkg" / "scoring.py").write_text(textwrap.dedent(SCORING))
-    sys.path.insert(0, str(root))
-    yield root
-    sys.path.remove(str(root))
-    for name in [name for name in sys.modules if name.startswith("userpkg")]:
-        del sys.modules[name]
+    with user_package(tmp_path_factory.mktemp("project"), "userpkg", {"scoring": SCORING}) as root:
+        yield root
 
 
 def experiment(function: str, **evaluator: Any) -> dict[str, Any]:

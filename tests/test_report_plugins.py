@@ -16,13 +16,13 @@ import os
 import shutil
 import subprocess
 import sys
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from user_package import user_package
 
 import natsray
 from natsray.cli import main
@@ -51,15 +51,8 @@ class Lucky(RandomSearch):
 @pytest.fixture(scope="module")
 def plugin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """``luckylab.lucky:Lucky`` importable in this process (a folder on ``sys.path``), only here."""
-    lib = tmp_path_factory.mktemp("lib")
-    (lib / "luckylab").mkdir()
-    (lib / "luckylab" / "__init__.py").write_text("")
-    (lib / "luckylab" / "lucky.py").write_text(textwrap.dedent(PLUGIN))
-    sys.path.insert(0, str(lib))
-    yield
-    sys.path.remove(str(lib))
-    for name in [name for name in sys.modules if name.startswith("luckylab")]:
-        del sys.modules[name]
+    with user_package(tmp_path_factory.mktemp("lib"), "luckylab", {"lucky": PLUGIN}):
+        yield
 
 
 def config(table: Path) -> dict[str, Any]:
