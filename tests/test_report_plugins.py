@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 import yaml
+from table_config import table_evaluator
 from user_package import user_package
 
 import natsray
@@ -60,14 +61,7 @@ def config(table: Path) -> dict[str, Any]:
     return {
         "search_space": {"dedup": "arch"},
         "strategy": {"name": "random"},
-        "evaluator": {
-            "type": "table",
-            "table": str(table),
-            "dataset": "cifar10",
-            "hp": "12",
-            "objective": ["valid_accuracy"],
-            "report": ["test_accuracy@200"],
-        },
+        "evaluator": table_evaluator(table),
         "budget": {"evaluations": 12},
         "engine": {"mode": "simulated", "simulated_workers": 1},
         "output": {"progress": False, "plots": False},

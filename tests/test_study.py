@@ -21,6 +21,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from table_config import table_evaluator
 from toy_evaluator import trajectory, trajectory_of
 
 from natsray.cli import main
@@ -46,14 +47,7 @@ def base(table: str | Path, evaluations: int = 40) -> dict[str, Any]:
     return {
         "search_space": {"dedup": "none"},
         "strategy": {"name": "regularized_evolution", "population": 5, "sample_size": 2},
-        "evaluator": {
-            "type": "table",
-            "table": str(table),
-            "dataset": "cifar10",
-            "hp": "12",
-            "objective": ["valid_accuracy"],
-            "report": ["test_accuracy@200"],
-        },
+        "evaluator": table_evaluator(table),
         "budget": {"evaluations": evaluations},
         "engine": {"mode": "simulated", "simulated_workers": 1},
         "output": {"dir": "runs/x", "progress": False},
