@@ -56,6 +56,8 @@ MAPPING_PREFIXES = {"objectives": "objective", "metrics": "metric"}
 _STATUS = {status: status.value for status in Status}
 _ALWAYS = ("candidate_id", "arch", "status", "fitness", "cost_s", "wall_s", "worker", "parents", "seed")
 """The columns of :func:`evaluation_columns` that no entry can leave out."""
+_PLAIN_SCALARS = frozenset((float, int, str, type(None)))
+"""Value types that :func:`~natsray.records.plain_scores` keeps as they are (bool is left to it)."""
 _CACHE = 20_000
 """Encoded per-cell pieces kept (cleared when full; the space has 15,625 cells)."""
 _CACHES: dict[tuple[Any, ...], tuple[dict[int, list[Any]], dict[tuple[Any, ...], str]]] = {}
@@ -73,6 +75,7 @@ class RecordEncoder:
     def __init__(self, objectives: Sequence[Objective], source: str = "the evaluator") -> None:
         self.objectives = tuple(objectives)
         self.source = source
+        self._directions = [(objective.name, objective.maximize) for objective in self.objectives]
         # Shared by the encoders of one process with the same objectives (a sweep's task runs many
         # runs, its evaluator's memo outlives each): id(result.objectives) -> [objectives, metrics,
         # cost_s, fitness, encoded fragment or None, verdict (see checked)], as results of one cell
@@ -94,14 +97,32 @@ class RecordEncoder:
             self._same.clear()
         # the entry pins the dicts, so their ids cannot be reused while it exists
         verdict: Any = None  # once per distinct score: a bad value fails every evaluation that shares it
-        try:
-            fitness = checked_fitness(result, self.objectives, self.source)
-            if result.status is Status.OK:  # numpy / torch scalars -> the same score with plain numbers
-                verdict = plain_scores(objectives, metrics, self.source)
-        except EvaluatorError as exc:
-            fitness, verdict = None, f"EvaluatorError: {exc}".splitlines()[0]
+        fitness = self._plain_fitness(objectives, metrics)
+        if fitness is None:  # not all plain: what checked_fitness and plain_scores make of it
+            try:
+                fitness = checked_fitness(result, self.objectives, self.source)
+                if result.status is Status.OK:  # numpy / torch scalars -> the same score with plain numbers
+                    verdict = plain_scores(objectives, metrics, self.source)
+            except EvaluatorError as exc:
+                fitness, verdict = None, f"EvaluatorError: {exc}".splitlines()[0]
         same = self._same[id(objectives)] = [objectives, metrics, cost, fitness, None, verdict]
         return same
+
+    def _plain_fitness(
+        self, objectives: Mapping[str, Any], metrics: Mapping[str, Any]
+    ) -> tuple[float, ...] | None:
+        """The fitness of an OK result whose objectives are all ``float`` (not NaN) and whose values are
+        all plain scalars (``float``, ``int``, ``str``, None): what :func:`checked_fitness` gives it, and
+        :func:`plain_scores` has nothing to change. None for any other result (the checked path)."""
+        if not set(map(type, objectives.values())).union(map(type, metrics.values())) <= _PLAIN_SCALARS:
+            return None
+        values = []
+        for name, maximize in self._directions:
+            value = objectives.get(name)
+            if type(value) is not float or value != value:  # missing, an int, NaN: the checked path
+                return None
+            values.append(value if maximize else -value)
+        return tuple(values)
 
     def fitness(self, result: Result) -> tuple[float, ...] | None:
         """The result's fitness, cached per cell: None when it failed or an objective is missing or not
