@@ -114,3 +114,36 @@ def test_a_deferred_journal_keeps_evaluations_and_writes_their_lines_when_materi
     assert journal.path.read_text() == "".join(encoder.line(entry) for entry in evaluations)
     with pytest.raises(ValueError, match="on disk"):
         journal.text()
+
+
+def test_checked_gives_what_checked_fitness_and_plain_scores_give_for_every_kind_of_value() -> None:
+    """The shortcut for scores of plain floats must not change a verdict: each result's ``checked``
+    equals the reference (checked_fitness, then plain_scores, an EvaluatorError making it FAILED)."""
+    import numpy as np
+
+    from natsray.errors import EvaluatorError
+    from natsray.records import checked_fitness, plain_scores
+
+    objective_values = [91.5, -0.0, math.inf, -math.inf, math.nan, 7, True, np.float32(3.5), None, "high"]
+    metric_values = [{}, {"n": 3, "s": "x", "none": None, "nan": math.nan}, {"b": False}, {"np": np.int64(4)}]
+    cases = [({"valid_accuracy": v, "latency": 0.25}, m) for v in objective_values for m in metric_values]
+    cases += [({"latency": 0.25}, {}), ({"valid_accuracy": 1.0, "latency": np.float64(0.5)}, {})]
+    for i, (objectives, metrics) in enumerate(cases):
+        result = ok(i, objectives, metrics, 1.0, 0.1, "w")
+        try:
+            fitness = checked_fitness(result, OBJECTIVES, "lab:Ev")
+            plain = plain_scores(objectives, metrics, "lab:Ev")
+            expected = (
+                result if plain is None else result._replace(objectives=plain[0], metrics=plain[1]),
+                fitness,
+            )
+        except EvaluatorError as exc:
+            failed = Result(
+                i, Status.FAILED, cost_s=1.0, wall_s=0.1, error=f"EvaluatorError: {exc}", worker="w"
+            )
+            expected = (failed, None)
+        got = RecordEncoder(OBJECTIVES, "lab:Ev").checked(result)
+        assert repr(got) == repr(expected), (objectives, metrics)
+        assert [type(v) for v in got[0].objectives.values()] == [
+            type(v) for v in expected[0].objectives.values()
+        ]
