@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from natsray.study.plot_process import PlotProcess
+from natsray.study.plot_process import NICENESS, PlotProcess
 from natsray.study.plots import plot_anytime
 
 
@@ -52,6 +52,14 @@ def test_the_child_writes_the_same_png_bytes_as_this_process(plotter: PlotProces
         plot_anytime(*job)
     for name in ("time.png", "evaluations.png"):
         assert (tmp_path / "child" / name).read_bytes() == (tmp_path / "here" / name).read_bytes()
+
+
+@pytest.mark.skipif(not hasattr(os, "getpriority"), reason="no process priorities here")
+def test_the_child_runs_below_its_parents_priority(plotter: PlotProcess, tmp_path: Path) -> None:
+    plotter.submit(_jobs(tmp_path)[0])  # answered: the child has set its priority
+    assert plotter.results() == [True]
+    mine = os.getpriority(os.PRIO_PROCESS, 0)
+    assert os.getpriority(os.PRIO_PROCESS, plotter._process.pid) == min(mine + NICENESS, 19)
 
 
 def test_ctrl_c_is_left_to_the_parent(plotter: PlotProcess, tmp_path: Path) -> None:
@@ -108,7 +116,7 @@ def test_the_child_ends_with_its_parent(tmp_path: Path) -> None:
     code = textwrap.dedent(
         """
         import os, sys
-        from natsray.study.plot_process import PlotProcess
+        from natsray.study.plot_process import NICENESS, PlotProcess
         child = PlotProcess.start()
         print(child._process.pid, flush=True)
         os._exit(0)  # no close(): as if killed

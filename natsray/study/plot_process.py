@@ -4,7 +4,9 @@ Importing matplotlib and drawing the two anytime figures is most of what ``sweep
 after a sweep of table look-ups (about 0.7 s to import and 0.4 s a figure on the development
 machine, against 0.5 s for everything else). A :class:`PlotProcess` started when the sweep starts
 imports matplotlib on a core the runs leave free, then draws the figures while the report's own
-process writes its tables. Nothing depends on it: when it cannot start, dies, answers with an
+process writes its tables. It runs :data:`NICENESS` steps below its parent's priority, so that where the
+runs take every core (a sweep on a local Ray) the import takes what they leave instead of a third of
+each core. Nothing depends on it: when it cannot start, dies, answers with an
 error, or does not answer within :data:`ANSWER_S`, the caller draws in its own process
 (:func:`natsray.study.plots.plot_anytime`, the same function, so the same PNG bytes).
 
@@ -29,12 +31,16 @@ import threading
 import time
 from typing import IO, Any
 
-__all__ = ["ANSWER_S", "PlotProcess"]
+__all__ = ["ANSWER_S", "NICENESS", "PlotProcess"]
 
 ANSWER_S = 120.0
 """The longest wait, in seconds, for the child's answers to the figures asked of it (its imports included)."""
 
 _CLOSE_S = 5.0
+
+NICENESS = 5
+"""How much lower than its parent's the child's scheduling priority is (``os.nice``): competing with
+one run for a core it gets about a quarter of it (Linux's weights: 335 against 1,024), never none."""
 
 _CHILD = (
     "import sys\n"
@@ -173,6 +179,8 @@ def _serve() -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with contextlib.suppress(AttributeError, OSError):  # no os.nice (Windows): the parent's priority
+        os.nice(NICENESS)
     jobs, answers = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # anything printed while drawing must not mix with the answers
     try:
