@@ -26,7 +26,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from natsray.engine.cluster import token_available
+from natsray.engine.cluster import AUTH_HINT, token_available, token_problem
 
 __all__ = ["SubmitError", "auth_env", "build_command", "main"]
 
@@ -38,12 +38,6 @@ class SubmitError(SystemExit):
     """Bad input or a refused submission: ``main`` prints its one-line message and exits 2."""
 
 
-AUTH_HINT = (
-    "the cluster uses token authentication: set RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, "
-    "or copy the cluster's ~/.ray/auth_token (on the head: ray get-auth-token)"
-)
-
-
 def auth_env(env: Mapping[str, str]) -> dict[str, str]:
     """The environment for ``ray job submit``: ``RAY_AUTH_MODE=token`` added when a token exists.
 
@@ -51,11 +45,11 @@ def auth_env(env: Mapping[str, str]) -> dict[str, str]:
         SystemExit: one line when ``RAY_AUTH_MODE=token`` is set but no token can be found.
     """
     result = dict(env)
-    mode = result.get("RAY_AUTH_MODE")
-    if mode is None and token_available(result):
+    problem = token_problem(result)
+    if problem:
+        raise SubmitError(f"submit: {problem}")
+    if result.get("RAY_AUTH_MODE") is None and token_available(result):
         result["RAY_AUTH_MODE"] = "token"
-    elif mode == "token" and not token_available(result):
-        raise SubmitError(f"submit: RAY_AUTH_MODE=token but no token: {AUTH_HINT.split(': ', 1)[1]}")
     return result
 
 
@@ -178,7 +172,9 @@ def _main(argv: Sequence[str] | None) -> int:
             or "the default address"
         )
         hint = (
-            AUTH_HINT if "auth" in error.lower() else "check that the head's dashboard and its agent are up"
+            f"the cluster uses token authentication: {AUTH_HINT}"
+            if "auth" in error.lower()
+            else "check that the head's dashboard and its agent are up"
         )
         raise SubmitError(f"submit: ray job submit to {where} failed: {error}; {hint} (docs/cluster.md)")
     if code == 0 and not args.wait:

@@ -474,6 +474,7 @@ def test_a_finished_sweep_keeps_no_lock_and_a_killed_holders_lock_blocks_no_resu
     code, _, err = run_cli(capsys, "run", str(write_config(tmp_path, config)), *argv)
     assert code == 0, err
     assert sorted(path.name for path in sweep.iterdir()) == [
+        ".gitignore",  # '*': a sweep's results stay out of git and of a Ray working_dir upload
         "aggregate.json",
         "report",
         "store",

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 from archive_factory import write_archive
-from ray_head import Head, clean_env, free_port, running_head
+from ray_head import RAY, Head, clean_env, free_port, running_head
 
 from natsray.config import EngineConfig, load_config
 from natsray.engine.cluster import (
@@ -107,6 +107,74 @@ def test_validate_and_run_check_resources_against_this_machine_before_ray(tmp_pa
     assert done.returncode == 2 and "resources.gpus_per_actor: 1000 GPU asked per actor" in done.stderr
     done = natsray("validate", str(SMOKE), "--set", "resources.gpus_per_actor=1000", "--address", "h:6379")
     assert done.returncode == 0 and "resources checked when the run joins h:6379" in done.stdout
+
+
+def test_outputs_stay_out_of_a_working_dir_upload_and_a_failed_upload_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every run and sweep directory natsray makes holds a ``.gitignore`` of ``*``, which Ray's packaging
+    of a ``working_dir`` honours; the run's own directory is also in the ``excludes`` natsray passes."""
+    import zipfile
+
+    import ray
+    import toy_evaluator  # noqa: F401 - registers evaluator.type toy
+    from ray._private.runtime_env.packaging import create_package
+
+    from natsray.cli import main
+    from natsray.engine.cluster import connect_ray
+
+    project = tmp_path / "project"
+    (project / "mylab").mkdir(parents=True)
+    (project / "mylab" / "hill.py").write_text("X = 1\n")
+    config = project / "toy.yaml"
+    toy = {"strategy": {"name": "random"}, "evaluator": {"type": "toy"}, "budget": {"evaluations": 4}}
+    config.write_text(yaml.safe_dump({**toy, "engine": {"in_process": True}}))
+    argv = ["run", str(config), "--no-progress", "--out"]
+    assert main([*argv, str(project / "runs" / "one")]) == 0
+    assert main([*argv, str(project / "runs" / "sweep"), "--seeds", "0-1", "--parallel", "1"]) == 0
+    for made in ("runs/one", "runs/sweep"):
+        assert (project / made / ".gitignore").read_text().splitlines()[-1] == "*"
+    assert main(["report", str(project / "runs" / "one")]) == 0  # the readers do not mind it
+    assert main(["resume", str(project / "runs" / "one"), "--set", "budget.evaluations=6"]) == 0
+    create_package(str(project), tmp_path / "pkg.zip", include_gitignore=True)
+    shipped = {name for name in zipfile.ZipFile(tmp_path / "pkg.zip").namelist() if not name.endswith("/")}
+    assert shipped == {"toy.yaml", "mylab/hill.py"}, shipped
+    # a directory made before (no .gitignore): the run's own output is excluded from the upload
+    old = project / "runs" / "old"
+    old.mkdir()
+    (old / "evaluations.jsonl").write_text("{}\n")
+    kwargs: dict = {}
+
+    def init(**given: object) -> None:
+        kwargs.update(given)
+        raise RuntimeError("not started")
+
+    monkeypatch.setattr(ray, "init", init)
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    loaded = load_config(config, [f"ray.runtime_env.working_dir={project}"])
+    with pytest.raises(ClusterError):
+        connect_ray(loaded, None, old)
+    excludes = kwargs["runtime_env"]["excludes"]
+    assert excludes == ["/runs/old/"]
+    create_package(str(project), tmp_path / "pkg2.zip", include_gitignore=True, excludes=excludes)
+    assert "runs/old/evaluations.jsonl" not in zipfile.ZipFile(tmp_path / "pkg2.zip").namelist()
+
+    # an upload Ray refuses: the cause in one line, not only "Failed to set up runtime environment."
+    def too_big(**_: object) -> None:
+        raise ray.exceptions.RuntimeEnvSetupError(
+            f"Failed to upload working_dir {project} to the Ray cluster: Package size (749.79MiB) exceeds "
+            "the maximum size of 512.00MiB. To exclude large files, add them to '.gitignore' or '.rayignore'"
+        )
+
+    monkeypatch.setattr(ray, "init", too_big)
+    with pytest.raises(ClusterError) as error:
+        connect_ray(loaded, None)
+    assert str(error.value) == (
+        f"ray.address: cannot start or join a local Ray instance: ray.runtime_env: Failed to upload "
+        f"working_dir {project} to the Ray cluster: Package size (749.79MiB) exceeds the maximum size of "
+        "512.00MiB; leave large files out with ray.runtime_env.excludes, a .gitignore or a .rayignore "
+        "(docs/cluster.md)"
+    )
 
 
 # --- paths resolved at load, in validate as in run ---------------------------------------
@@ -212,6 +280,91 @@ def test_run_joins_a_token_head_by_address_and_resumes_by_ray_address(head: Head
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "evaluations   5 (0 failed" in done.stdout
+
+
+@pytest.mark.ray
+def test_a_driver_without_the_token_with_a_wrong_one_or_an_http_address_fails_in_one_line(
+    head: Head, tmp_path: Path
+) -> None:
+    no_home = str(tmp_path / "nohome")  # no ~/.ray/auth_token there
+    hint = "set RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, or copy the cluster's ~/.ray/auth_token"
+    cases = {
+        "missing": (clean_env(HOME=no_home), "the cluster uses token authentication and no token was found"),
+        "wrong": (clean_env(HOME=no_home, RAY_AUTH_TOKEN="0" * 64), "the cluster rejected the token from "),
+        "mode": (clean_env(HOME=no_home, RAY_AUTH_MODE="token"), "RAY_AUTH_MODE=token but no token: "),
+    }
+    for name, (env, expected) in cases.items():
+        done = natsray(
+            "run", str(SMOKE), "--address", head.address, "--out", str(tmp_path / name),
+            "--set", "ray.connect_timeout_s=10", env=env, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 2, done.stderr[-3000:]
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1, done.stderr[-3000:]  # none of Ray's gcs_client retry warnings
+        assert lines[0].startswith(f"natsray: error: ray address {head.address}: {expected}"), lines
+        assert hint in lines[0] and done.seconds < 30
+    http = ("--address", head.dashboard, "--out", str(tmp_path / "http"))
+    done = natsray("run", str(SMOKE), *http, env=head.env)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert done.stderr.strip().splitlines() == [
+        f"natsray: error: ray address {head.dashboard}: an HTTP address is the job server's (for ray job "
+        "submit); a driver joins the head's GCS address HOST:PORT (e.g. 127.0.0.1:6379)"
+    ]
+
+
+PLUGIN = """
+import os
+from dataclasses import dataclass
+
+import ray
+
+from natsray import BaseEvaluator, Candidate, Score
+
+
+@dataclass(frozen=True)
+class ActorScoreConfig:
+    type: str = "jobplug.scoring:ActorScore"
+    objective: tuple[str, ...] = ("score",)
+
+
+class ActorScore(BaseEvaluator):
+    Config = ActorScoreConfig
+
+    def score(self, candidate: Candidate) -> Score:
+        in_actor = ray.is_initialized() and ray.get_runtime_context().get_actor_id() is not None
+        return Score({"score": candidate.arch.code % 97}, {"in_actor": float(in_actor)}, cost_s=1.0)
+"""
+
+
+@pytest.mark.ray
+def test_a_plugin_config_with_working_dir_runs_as_a_ray_job(head: Head, tmp_path: Path) -> None:
+    """docs/extending.md's ``ray: {runtime_env: {working_dir: .}}`` under ``ray job submit --working-dir``:
+    the job's working_dir wins (Ray refuses the same key from ray.init), and the actors import the plugin."""
+    project = tmp_path / "project"
+    (project / "jobplug").mkdir(parents=True)
+    (project / "jobplug" / "__init__.py").write_text("")
+    (project / "jobplug" / "scoring.py").write_text(PLUGIN)
+    config = {
+        "strategy": {"name": "random"},
+        "evaluator": {"type": "jobplug.scoring:ActorScore"},
+        "budget": {"evaluations": 4},
+        "resources": {"actors": 1, "cpus_per_actor": 1},
+        "ray": {"runtime_env": {"working_dir": "."}},
+        "output": {"progress": False},
+    }
+    (project / "plugin.yaml").write_text(yaml.safe_dump(config))
+    run_dir = tmp_path / "run"
+    runtime_env = {"env_vars": {"PYTHONPATH": str(REPO)}}  # natsray itself, as installed on a cluster
+    done = subprocess.run(
+        [*RAY, "job", "submit", "--address", head.dashboard, "--working-dir", str(project),
+         "--runtime-env-json", json.dumps(runtime_env), "--",
+         "python", "-m", "natsray", "run", "plugin.yaml", "--out", str(run_dir)],
+        env={**head.env, "RAY_AUTH_MODE": "token"}, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    records = [json.loads(line) for line in (run_dir / "evaluations.jsonl").read_text().splitlines()]
+    assert [r["status"] for r in records] == ["ok"] * 4
+    assert all(r["metrics"]["in_actor"] == 1.0 for r in records)  # scored by the actors, which import it
 
 
 @pytest.mark.ray

@@ -37,6 +37,7 @@ __all__ = [
     "drop_torn_line",
     "encode_record",
     "lock_holder",
+    "make_output_dir",
     "read_journal",
     "read_json",
 ]
@@ -45,6 +46,23 @@ JOURNAL_FILE = "evaluations.jsonl"
 CHECKPOINT_FILE = "checkpoint.json"
 SUMMARY_FILE = "summary.json"
 LOCK_FILE = ".lock"
+
+
+IGNORE_FILE = ".gitignore"
+_IGNORE_ALL = "# natsray output: kept out of git and of Ray's working_dir upload\n*\n"
+
+
+def make_output_dir(directory: str | Path) -> Path:
+    """Create a run or sweep directory (and its parents); a new or empty one gets a ``.gitignore`` of
+    ``*``, as pytest's cache and a virtualenv do, so neither git nor Ray's upload of a ``working_dir``
+    (which honours ``.gitignore`` files at every level) takes natsray's results along. A directory that
+    already holds something (a resumed run, a user's folder) is left as it is."""
+    directory = Path(directory)
+    fresh = not directory.is_dir() or next(directory.iterdir(), None) is None
+    directory.mkdir(parents=True, exist_ok=True)
+    if fresh:
+        (directory / IGNORE_FILE).write_text(_IGNORE_ALL, encoding="utf-8")
+    return directory
 
 
 class RunInUseError(ValueError):

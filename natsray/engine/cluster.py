@@ -4,9 +4,12 @@
 ``RAY_ADDRESS``, in that order), with Ray 2.60's token authentication handled as
 ``launch/submit.py`` does: when ``RAY_AUTH_MODE`` is unset and a token exists
 (``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH`` or ``~/.ray/auth_token``), token mode is switched
-on for this process. Ray itself retries an address where nothing listens forever; here the
-address is probed first for at most ``ray.connect_timeout_s`` seconds and then fails with one
-line naming it.
+on for this process. Ray itself retries an address where nothing listens forever, and a head that
+refuses the token for ~20 s of warnings; here the address is probed first for at most
+``ray.connect_timeout_s`` seconds, then asked once whether it takes the token, and either fails with
+one line naming it (a job server's ``http://`` address too). Inside a Ray job the job's runtime env
+wins over the config's (:func:`_driver_runtime_env`); a run's or sweep's directory inside a local
+``working_dir`` is never uploaded.
 
 :func:`check_resources` compares what the run asks for (``resources.actors`` actors of
 ``cpus_per_actor`` CPUs and ``gpus_per_actor`` GPUs) with the nodes of a cluster (or of this
@@ -26,6 +29,7 @@ the bounded wait of
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import os
@@ -69,13 +73,37 @@ class ClusterError(ValueError):
     """A cluster that cannot be reached or cannot host the run: one line, exit code 2."""
 
 
+AUTH_HINT = (
+    "set RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, or copy the cluster's ~/.ray/auth_token "
+    "(on the head: ray get-auth-token)"
+)
+"""Where a Ray token goes: the end of every one-line token error (``natsray run``, ``launch/submit.py``)."""
+
+
+def _token(env: Mapping[str, str]) -> tuple[str, str] | None:
+    """``(token, its source)``: ``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH`` or ``~/.ray/auth_token``."""
+    if env.get("RAY_AUTH_TOKEN", "").strip():
+        return env["RAY_AUTH_TOKEN"].strip(), "RAY_AUTH_TOKEN"
+    path = env.get("RAY_AUTH_TOKEN_PATH") or str(Path(env.get("HOME", Path.home())) / ".ray" / "auth_token")
+    try:
+        token = Path(path).read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return (token, path) if token else None
+
+
 def token_available(env: Mapping[str, str] | None = None) -> bool:
     """Whether a Ray token is set: ``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH`` or ``~/.ray/auth_token``."""
+    return _token(os.environ if env is None else env) is not None
+
+
+def token_problem(env: Mapping[str, str] | None = None) -> str | None:
+    """The one-line problem when ``RAY_AUTH_MODE=token`` is set but no token can be found, else None
+    (shared by ``natsray run`` joining a cluster and ``launch/submit.py``)."""
     env = os.environ if env is None else env
-    if env.get("RAY_AUTH_TOKEN", "").strip():
-        return True
-    path = env.get("RAY_AUTH_TOKEN_PATH") or str(Path(env.get("HOME", Path.home())) / ".ray" / "auth_token")
-    return Path(path).is_file() and Path(path).stat().st_size > 0
+    if env.get("RAY_AUTH_MODE") == "token" and not token_available(env):
+        return f"RAY_AUTH_MODE=token but no token: {AUTH_HINT}"
+    return None
 
 
 def _set_token_mode() -> None:
@@ -112,8 +140,14 @@ def probe_address(address: str, timeout: float) -> None:
     Raises:
         ClusterError: one line naming the address when nothing answers in time.
     """
+    scheme = address.split("://", 1)[0].lower() if "://" in address else ""
+    if scheme in ("http", "https"):
+        raise ClusterError(
+            f"ray address {address}: an HTTP address is the job server's (for ray job submit); a driver "
+            "joins the head's GCS address HOST:PORT (e.g. 127.0.0.1:6379)"
+        )
     target = _host_port(address)
-    if target is None:
+    if target is None or scheme not in ("", "ray"):
         raise ClusterError(f"ray address {address!r}: expected HOST:PORT, ray://HOST:PORT or auto")
     deadline = time.monotonic() + timeout
     while True:
@@ -131,10 +165,51 @@ def probe_address(address: str, timeout: float) -> None:
 
 
 def _prepare_join(address: str, timeout: float) -> None:
-    """Before ``ray.init(address)``: probe the address, switch token mode on when a token exists."""
+    """Before ``ray.init(address)``: probe the address, switch token mode on when a token exists, and
+    check that the head takes this process's token (Ray itself retries a refused one for ~20 s)."""
     probe_address(address, timeout)
+    problem = token_problem()
+    if problem:
+        raise ClusterError(f"ray address {address}: {problem}")
     if "RAY_AUTH_MODE" not in os.environ and token_available():
         _set_token_mode()
+    if not address.startswith("ray://"):
+        _check_token(address, timeout)
+
+
+def _check_token(address: str, timeout: float) -> None:
+    """Ask the GCS at ``address`` for its cluster id with this process's token (if any): one line when
+    the head refuses it. Any other failure is left to ``ray.init``, which names it."""
+    try:
+        import grpc
+        from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
+    except ImportError:  # pragma: no cover - both come with ray
+        return
+    mode = os.environ.get("RAY_AUTH_MODE", "token")
+    found = _token(os.environ) if mode == "token" else None
+    metadata = (("authorization", f"Bearer {found[0]}"),) if found else ()
+    try:
+        with grpc.insecure_channel(address) as channel:
+            stub = gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel)
+            stub.GetClusterId(
+                gcs_service_pb2.GetClusterIdRequest(), timeout=max(1.0, timeout), metadata=metadata
+            )
+    except grpc.RpcError as exc:
+        if exc.code() != grpc.StatusCode.UNAUTHENTICATED:
+            return
+        if mode != "token":
+            raise ClusterError(
+                f"ray address {address}: the cluster uses token authentication but RAY_AUTH_MODE={mode}: "
+                "set RAY_AUTH_MODE=token (or unset it)"
+            ) from None
+        if found:
+            raise ClusterError(
+                f"ray address {address}: the cluster rejected the token from {found[1]}: {AUTH_HINT}"
+            ) from None
+        raise ClusterError(
+            f"ray address {address}: the cluster uses token authentication and no token was found: "
+            f"{AUTH_HINT}; natsray then sets RAY_AUTH_MODE=token itself"
+        ) from None
 
 
 @contextlib.contextmanager
@@ -164,13 +239,88 @@ def _resolve_auto() -> str:
     return found
 
 
-def connect_ray(config: ExperimentConfig, address: str | None) -> bool:
+def _job_runtime_env() -> dict[str, Any] | None:
+    """The runtime env of the Ray job this driver runs in (``ray job submit``), else None.
+
+    Ray's job supervisor hands it to the entrypoint in ``RAY_JOB_CONFIG_JSON_ENV_VAR``; ``ray.init``
+    merges it with its own ``runtime_env`` and refuses any key both set (``env_vars``: any variable).
+    """
+    from ray._private.runtime_env.constants import RAY_JOB_CONFIG_JSON_ENV_VAR
+
+    text = os.environ.get(RAY_JOB_CONFIG_JSON_ENV_VAR)
+    if not text:
+        return None
+    try:
+        env = json.loads(text).get("runtime_env")
+    except (ValueError, AttributeError):
+        return None
+    return env if isinstance(env, dict) else {}
+
+
+def _driver_runtime_env(runtime_env: Mapping[str, Any] | None, output: Path | None) -> dict[str, Any]:
+    """The ``runtime_env`` natsray passes to ``ray.init``: the config's, where
+
+    * inside a Ray job, the keys (and ``env_vars`` variables) the job already sets are left out: the
+      job's win (its ``working_dir`` / ``py_modules`` already ship the user's code, uploaded once by
+      ``ray job submit``; Ray refuses the same key twice);
+    * a local ``working_dir`` holding ``output`` (the run's or the sweep's directory) gets it in
+      ``excludes``: natsray's results are never uploaded (each of its output directories also holds a
+      ``.gitignore`` of ``*``, which Ray honours, as git does).
+    """
+    env = dict(runtime_env or {})
+    job = _job_runtime_env()
+    if job is not None:
+        env = {key: value for key, value in env.items() if key == "env_vars" or key not in job}
+        if "env_vars" in env:
+            taken = job.get("env_vars") or {}
+            env["env_vars"] = {k: v for k, v in env["env_vars"].items() if k not in taken}
+            if not env["env_vars"]:
+                del env["env_vars"]
+        if "working_dir" not in env and "py_modules" not in env:
+            env.pop("excludes", None)
+    return _exclude_output(env, output)
+
+
+def _exclude_output(env: dict[str, Any], output: str | Path | None) -> dict[str, Any]:
+    """``env`` with ``output`` added to its ``excludes`` when it lies inside its local ``working_dir``."""
+    working_dir = env.get("working_dir")
+    if output is None or not isinstance(working_dir, str) or "://" in working_dir:
+        return env
+    try:
+        inside = Path(output).resolve().relative_to(Path(working_dir).resolve())
+    except ValueError:
+        return env
+    if inside.parts:
+        env["excludes"] = [*env.get("excludes", []), f"/{inside.as_posix()}/"]
+    return env
+
+
+def _error_line(exc: BaseException) -> str:
+    """One line for an exception of ``ray.init``: its first line, except for a runtime env that could
+    not be set up, where the first line is only 'Failed to set up runtime environment.' and the next
+    one says why (e.g. ``Package size (749.79MiB) exceeds the maximum size of 512.00MiB``)."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()] or [type(exc).__name__]
+    if lines[0].startswith("Failed to set up runtime environment") and len(lines) > 1:
+        cause = lines[1].split(". To exclude large files", 1)[0]
+        hint = ""
+        if "exceeds the maximum size" in cause:
+            hint = (
+                "; leave large files out with ray.runtime_env.excludes, a .gitignore or a .rayignore "
+                "(docs/cluster.md)"
+            )
+        return f"ray.runtime_env: {cause}{hint}"
+    return lines[0]
+
+
+def connect_ray(config: ExperimentConfig, address: str | None, output: str | Path | None = None) -> bool:
     """Initialise Ray unless it already is: join ``address`` or start a local Ray, then check resources.
 
     Args:
         config: Its ``ray`` section (runtime env, timeouts, dashboard) and ``resources``.
         address: ``--address``; default ``config.ray.address``, then ``RAY_ADDRESS``, else a local
             Ray (``address="local"``: always a fresh instance, never a stray head on this machine).
+        output: The directory natsray writes to (default ``config.output.dir``): left out of the
+            upload of a local ``working_dir`` that holds it (see :func:`_driver_runtime_env`).
 
     Returns:
         True when this call initialised Ray (the caller shuts it down). Inside
@@ -189,8 +339,9 @@ def connect_ray(config: ExperimentConfig, address: str | None) -> bool:
     # Ray's INFO lines ("Started a local Ray instance", runtime_env packaging) are noise on a user's
     # terminal; warnings and the actors' own output still come through.
     kwargs: dict[str, Any] = {"log_to_driver": True, "logging_level": logging.WARNING}
-    if config.ray.runtime_env:
-        kwargs["runtime_env"] = dict(config.ray.runtime_env)
+    runtime_env = _driver_runtime_env(config.ray.runtime_env, Path(output or config.output.dir))
+    if runtime_env:
+        kwargs["runtime_env"] = runtime_env
     if address:
         target = _resolve_auto() if address == "auto" else address
         _prepare_join(target, config.ray.connect_timeout_s)
@@ -210,8 +361,7 @@ def connect_ray(config: ExperimentConfig, address: str | None) -> bool:
             )
     except Exception as exc:
         where = f"cluster {address}" if address else "a local Ray instance"
-        lines = str(exc).strip().splitlines() or [type(exc).__name__]
-        raise ClusterError(f"ray.address: cannot start or join {where}: {lines[0]}") from None
+        raise ClusterError(f"ray.address: cannot start or join {where}: {_error_line(exc)}") from None
     try:
         wait_for_resources(config, _ray_nodes, config.ray.resource_wait_s if address else 0.0)
     except ClusterError:
@@ -241,19 +391,22 @@ def local_ray_started_here() -> bool:
     )
 
 
-def actor_runtime_env(runtime_env: Mapping[str, Any] | None) -> dict[str, Any] | None:
+def actor_runtime_env(
+    runtime_env: Mapping[str, Any] | None, output: str | Path | None = None
+) -> dict[str, Any] | None:
     """``runtime_env`` for the actors of a Ray session natsray joined but did not start.
 
     Such a session (``ray.init`` in a notebook or a script) has its own job-level runtime env, not the
     config's; the actors are given the config's instead, with its local ``working_dir`` / ``py_modules``
-    uploaded first as ``ray.init`` does for a job (Ray accepts local paths only there).
+    uploaded first as ``ray.init`` does for a job (Ray accepts local paths only there), without
+    ``output`` (the run's directory) when the ``working_dir`` holds it.
 
     Raises:
         ClusterError: one line, when the local paths cannot be uploaded.
     """
     if not runtime_env:
         return None
-    env = dict(runtime_env)
+    env = _exclude_output(dict(runtime_env), output)
     if not any(key in env for key in ("working_dir", "py_modules")):
         return env
     try:
@@ -265,10 +418,9 @@ def actor_runtime_env(runtime_env: Mapping[str, Any] | None) -> dict[str, Any] |
         env = upload_py_modules_if_needed(env, include_gitignore=True, scratch_dir=scratch)
         env = upload_working_dir_if_needed(env, include_gitignore=True, scratch_dir=scratch)
     except Exception as exc:
-        lines = str(exc).strip().splitlines() or [type(exc).__name__]
         raise ClusterError(
             f"ray.runtime_env: cannot ship working_dir / py_modules to the actors of this Ray session "
-            f"({lines[0]}); pass the runtime_env to ray.init, or let natsray start Ray"
+            f"({_error_line(exc)}); pass the runtime_env to ray.init, or let natsray start Ray"
         ) from None
     env.pop("excludes", None)
     return env

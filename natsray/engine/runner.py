@@ -38,6 +38,7 @@ from natsray.engine.checkpoint import (
     Journal,
     RunLock,
     atomic_write_json,
+    make_output_dir,
     read_json,
 )
 from natsray.engine.cluster import (
@@ -148,7 +149,7 @@ def run_experiment(
     if journal is not None and journal.deferred:
         journal.on_materialize(lambda: locks.append(RunLock(run_dir)))
     else:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        make_output_dir(run_dir)
         locks.append(RunLock(run_dir))
         journal = journal or Journal(journal_path, durable=durable)
     try:
@@ -645,7 +646,7 @@ def _run_ray(session: _Session, evaluator_cls: type[BaseEvaluator], address: str
     try:
         # Ray started by someone else (a notebook, a sweep) runs without the config's runtime_env: the
         # actors are given it, so they import the user's code from where the driver does
-        runtime_env = None if owner else actor_runtime_env(session.config.ray.runtime_env)
+        runtime_env = None if owner else actor_runtime_env(session.config.ray.runtime_env, session.run_dir)
         pool = _ActorPool(session, evaluator_cls, runtime_env)  # actors start while the driver prepares
         shared = session.shared  # given: already prepared (e.g. by the CLI's pre-flight)
         if shared is None:

@@ -25,7 +25,7 @@ from natsray.config import (
     read_yaml,
     resolve_paths,
 )
-from natsray.engine.checkpoint import check_not_in_use
+from natsray.engine.checkpoint import check_not_in_use, make_output_dir
 
 __all__ = [
     "CONFIG_FILE",
@@ -100,7 +100,7 @@ def new_run(config: ExperimentConfig, run_dir: str | Path, *, overwrite: bool = 
     run_dir = Path(run_dir)
     clear_run_dir(run_dir, overwrite=overwrite)
     config = dataclasses.replace(config, output=dataclasses.replace(config.output, dir=str(run_dir)))
-    run_dir.mkdir(parents=True, exist_ok=True)
+    make_output_dir(run_dir)
     dump_config(config, run_dir / CONFIG_FILE)
     return config
 

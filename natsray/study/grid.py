@@ -46,6 +46,7 @@ from natsray.config import (
     config_from_dict,
     resolve_paths,
 )
+from natsray.engine.checkpoint import make_output_dir
 
 __all__ = [
     "MAX_SEEDS",
@@ -453,7 +454,7 @@ def write_plan(plan: SweepPlan, out: Path) -> None:
         "grid": {axis.name: {label: dict(settings) for label, settings in axis.values} for axis in plan.axes},
         "seeds": list(plan.seeds),
     }
-    out.mkdir(parents=True, exist_ok=True)
+    make_output_dir(out)
     tmp = out / (SWEEP_FILE + ".tmp")
     tmp.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     tmp.replace(out / SWEEP_FILE)

@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from natsray.engine.checkpoint import encode_record
+from natsray.engine.checkpoint import encode_record, make_output_dir
 from natsray.experiment.journal_table import table_from_lines, table_records
 
 __all__ = [
@@ -389,7 +389,7 @@ def write_run_dir(
         if not planned:
             return False
         config = planned[0].data
-    run_dir.mkdir(parents=True, exist_ok=True)
+    make_output_dir(run_dir)
     dump_config(config, run_dir / "config.yaml")
     partial = run_dir / (JOURNAL_FILE + ".partial")
     partial.write_bytes(journal_lines(run))

@@ -37,6 +37,7 @@ from natsray.engine.checkpoint import (
     Journal,
     RunLock,
     drop_torn_line,
+    make_output_dir,
     read_json,
 )
 from natsray.engine.cluster import sigterm_interrupts
@@ -97,7 +98,7 @@ def _one_line(exc: BaseException) -> str:
 
 def _materialize(config: ExperimentConfig, run_dir: Path) -> None:
     """Give a deferred run its directory and ``config.yaml`` (it reached a checkpoint)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
+    make_output_dir(run_dir)
     if not (run_dir / "config.yaml").exists():
         dump_config(config, run_dir / "config.yaml")
 
@@ -399,7 +400,7 @@ def run_sweep(
             outcomes[i] = RunOutcome(str(run.run_dir), "skipped")
         else:
             todo.append(i)
-    out.mkdir(parents=True, exist_ok=True)
+    make_output_dir(out)
     lock = RunLock(out, timeout=0)  # one process per sweep directory; released however this ends
     bar: _Bar | None = None
     status: IO[str] | None = None
@@ -635,7 +636,8 @@ def _run_on_ray(
 
     first = runs[todo[0]].config
     assert first is not None
-    started = connect_ray(first, address)  # inside run_sweep's sigterm_interrupts: SIGTERM stays natsray's
+    # inside run_sweep's sigterm_interrupts: SIGTERM stays natsray's
+    started = connect_ray(first, address, out)
     try:
         tasks = [i for i in todo if _local(runs[i].config)]  # type: ignore[arg-type]
         if tasks:
