@@ -262,6 +262,28 @@ def _with_evaluator(data: dict[str, Any], evaluator: Scorer | type | str | None)
     return {**data, "evaluator": section}
 
 
+def _with_dataset(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` whose ``evaluator.dataset``, if a Python callable (a dataset plugin: a function or
+    class defined in a module), is its import path ``"module:qualname"`` (what ``config.yaml`` records
+    and a resumed run imports again), as an evaluator class given to :func:`run` becomes its path.
+
+    Raises:
+        ConfigError: ``evaluator.dataset: ...``: defined in ``__main__`` or inside a function, or no
+            callable.
+    """
+    section = data.get("evaluator")
+    dataset = section.get("dataset") if isinstance(section, Mapping) else None
+    if dataset is None or isinstance(dataset, str):
+        return data
+    from natsray.datasets.plugin import dataset_path
+
+    try:
+        path = dataset_path(dataset)
+    except ValueError as exc:
+        raise ConfigError(str(exc).removeprefix("dataset: "), path="evaluator.dataset") from None
+    return {**data, "evaluator": {**section, "dataset": path}}
+
+
 def _class_type(cls: type, given: Any) -> str:
     """The ``evaluator.type`` naming the evaluator class ``cls``: its built-in short name if it has one,
     else its import path ``"module:Class"`` (what ``config.yaml`` records, the Ray actors import and a
@@ -320,6 +342,10 @@ def run(
             Or a :class:`~natsray.evaluators.BaseEvaluator` subclass defined in a module: the run's
             ``evaluator.type`` becomes its import path ``"module:Class"`` (as in YAML), the section
             gives its ``Config`` keys.
+
+            The evaluator section's ``dataset`` (``type: train`` / ``proxy``) may likewise be a dataset
+            plugin given as the Python function or class itself, defined in a module: it becomes its
+            import path ``"module:function"`` (``docs/training.md``).
         callbacks: :class:`~natsray.Callback` objects called on each result and at the end, after
             those of the config's ``callbacks`` section (``docs/callbacks.md``).
         progress: Show a progress bar (tqdm; a widget in Jupyter when ipywidgets is installed).
@@ -339,7 +365,7 @@ def run(
         KeyboardInterrupt: interrupted; the run directory is kept: ``load_run(out).resume()``.
     """
     data, source = _raw(config)
-    data = apply_overrides(_with_evaluator(data, evaluator), overrides)
+    data = apply_overrides(_with_dataset(_with_evaluator(data, evaluator)), overrides)
     parsed = checked_config(data, source)
     if address is not None:
         parsed = dataclasses.replace(parsed, ray=dataclasses.replace(parsed.ray, address=address))
@@ -456,6 +482,7 @@ def sweep(
 
     check_parallel(parallel)  # before the sweep's directory is made
     data, source = _raw(config)
+    data = _with_dataset(data)
     seed_spec = seeds if seeds is None or isinstance(seeds, str) else _seed_text(seeds)
     root, runs = plan_sweep(
         data,

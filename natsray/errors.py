@@ -1,5 +1,6 @@
 """The error of bad evaluator input, at the bottom of the layering: the evaluators raise it, and so do
-the dataset readers they use (``natsray.datasets``), which sit below them.
+the dataset readers they use (``natsray.datasets``), which sit below them; and
+:func:`failure_line`, the one-line form of an exception the user's code raised.
 
 Import it as ``natsray.evaluators.EvaluatorError`` (or ``natsray.evaluators.base.EvaluatorError``):
 the same class.
@@ -7,7 +8,13 @@ the same class.
 
 from __future__ import annotations
 
-__all__ = ["EvaluatorError", "EvaluatorSetupError"]
+import os
+import sysconfig
+import traceback
+from pathlib import Path
+from types import TracebackType
+
+__all__ = ["EvaluatorError", "EvaluatorSetupError", "failure_line"]
 
 
 class EvaluatorError(ValueError):
@@ -26,3 +33,35 @@ class EvaluatorSetupError(RuntimeError):
     input (an :class:`EvaluatorError` raised there is passed on as it is): the CLI reports it as a
     failure, exit code 1, and ``NATSRAY_DEBUG=1`` shows the traceback.
     """
+
+
+_PACKAGE = str(Path(__file__).resolve().parent) + os.sep
+"""The natsray package's directory: frames here are not the user's code."""
+_LIBRARIES = tuple(
+    dict.fromkeys(
+        str(Path(sysconfig.get_paths()[name]).resolve()) + os.sep
+        for name in ("stdlib", "platstdlib", "purelib", "platlib")
+    )
+)
+"""Python's standard library and installed packages (numpy, torch, Ray)."""
+
+
+def _user_frame(tb: TracebackType | None) -> str | None:
+    """``file basename:line`` of the innermost frame of the user's code in ``tb``: outside natsray, the
+    standard library and installed packages (None when it has no such frame)."""
+    for frame, line in reversed(list(traceback.walk_tb(tb))):
+        path = frame.f_code.co_filename
+        if not path.startswith(_PACKAGE) and not path.startswith(_LIBRARIES):
+            return f"{os.path.basename(path)}:{line}"
+    return None
+
+
+def failure_line(exc: BaseException) -> str:
+    """The one-line error of a failed evaluation: the exception's type and the first line of its
+    message, then where the user's code raised it, e.g. ``KeyError: 'lr' (myscore.py:12)``: the
+    innermost frame outside the natsray package, Python's standard library and installed packages
+    (none when natsray raised it on its own, e.g. a scoring function's result refused, or a library
+    called by natsray did)."""
+    line = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    where = _user_frame(exc.__traceback__)
+    return f"{line} ({where})" if where else line

@@ -225,11 +225,11 @@ def test_the_package_keeps_its_public_names_and_imports_only_downwards() -> None
     import natsray.datasets as package
 
     public = ["DATASETS", "SPLIT_SEED", "USER_DATASETS", "DatasetInfo", "ImageDataset", "ImageSplit"]
-    public += ["check_dataset", "check_image_size", "load_dataset"]
+    public += ["check_dataset", "check_image_size", "is_dataset_plugin", "load_dataset"]
     assert sorted(package.__all__) == sorted(public)
     assert all(hasattr(package, name) for name in public)
     # its modules, lowest first
-    floors = ["image_dataset", "pixels", "builtin", "user_data", "arrays", "folder", "loading"]
+    floors = ["image_dataset", "pixels", "builtin", "user_data", "arrays", "folder", "plugin", "loading"]
     folder = Path(package.__file__).parent
     assert sorted(path.stem for path in folder.glob("*.py")) == sorted([*floors, "__init__"])
     for module in floors:
@@ -239,7 +239,8 @@ def test_the_package_keeps_its_public_names_and_imports_only_downwards() -> None
 
 def test_the_package_needs_nothing_of_natsray_but_its_error() -> None:
     """The dataset readers sit below the evaluators that use them: they import only ``natsray.errors``
-    (the evaluators and datasets folders used to import each other)."""
+    and ``natsray.registry`` (a dataset plugin's name; the evaluators and datasets folders used to
+    import each other)."""
     import natsray.datasets as package
 
     outside = set()
@@ -249,4 +250,4 @@ def test_the_package_needs_nothing_of_natsray_but_its_error() -> None:
             if isinstance(node, ast.ImportFrom) and not node.level:
                 names = [node.module or ""]
             outside |= {n for n in names if n.startswith("natsray") and not n.startswith("natsray.datasets")}
-    assert outside == {"natsray.errors"}
+    assert outside == {"natsray.errors", "natsray.registry"}

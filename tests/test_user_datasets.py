@@ -341,7 +341,7 @@ def test_a_corrupt_image_body_fails_when_the_driver_reads_it_naming_the_file(tmp
     [
         (
             {"dataset": "digits", "image_size": 16},
-            "image_size: only for dataset arrays or folder, not 'digits'",
+            "image_size: only for dataset arrays, folder or a dataset plugin, not 'digits'",
         ),
         ({"dataset": "arrays", "image_size": 10}, "image_size: must be a multiple of 4"),
         ({"dataset": "folder", "flip": "yes"}, "flip: must be true, false or null"),
@@ -354,10 +354,13 @@ def test_config_rejects_bad_dataset_fields(fields: dict, match: str) -> None:
 
 def test_user_datasets_are_for_training_and_proxies_not_for_the_cost_evaluator() -> None:
     with pytest.raises(
-        ValueError, match=r"dataset: 'arrays' is not one of .* \(arrays and folder: type train or"
+        ValueError,
+        match=r"dataset: 'arrays' is not one of .* \(arrays, folder and dataset plugins: type train",
     ):
         CostConfig(dataset="arrays")
-    with pytest.raises(ValueError, match="image_size: only for dataset arrays or folder, not 'cifar10'"):
+    with pytest.raises(
+        ValueError, match="image_size: only for dataset arrays, folder or a dataset plugin, not 'cifar10'"
+    ):
         ProxyConfig(dataset="cifar10", image_size=16)
 
 

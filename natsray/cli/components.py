@@ -1,5 +1,5 @@
-"""``natsray components``: the evaluator types, strategies and callbacks a config may name, built-ins
-and plugins (entry points), with the name a shadowed plugin is still reached by."""
+"""``natsray components``: the evaluator types, strategies, callbacks and datasets a config may name,
+built-ins and plugins (entry points), with the name a shadowed plugin is still reached by."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ __all__ = ["cmd_components"]
 def cmd_components(args: argparse.Namespace) -> int:
     """``natsray components``: each registry's names, import targets and origins (built-in or plugin)."""
     from natsray.callbacks import REGISTRY as callbacks
+    from natsray.datasets.plugin import REGISTRY as datasets
     from natsray.evaluators import REGISTRY as evaluators
     from natsray.strategies import REGISTRY as strategies
 
-    kinds = {"evaluators": evaluators, "strategies": strategies, "callbacks": callbacks}
+    kinds = {"evaluators": evaluators, "strategies": strategies, "callbacks": callbacks, "datasets": datasets}
     chosen = [args.kind] if args.kind else list(kinds)
     for kind in chosen:
         registry = kinds[kind]
@@ -27,5 +28,8 @@ def cmd_components(args: argparse.Namespace) -> int:
             if component.shadowed_by:
                 line += f" (not used by this name: {component.shadowed_by}; give {component.target})"
             print(line.rstrip())
-    print("any 'package.module:Class' import path works too (docs/extending.md)")
+    print(
+        "any 'package.module:Class' ('package.module:function' for a dataset) import path works too "
+        "(docs/extending.md)"
+    )
     return 0

@@ -149,12 +149,12 @@ def build_parser() -> argparse.ArgumentParser:
     components = command(
         "components",
         cmd_components,
-        "list the evaluator types, strategies and callbacks a config may name: built-ins and plugins",
+        "list the evaluator types, strategies, callbacks and datasets a config names: built-ins and plugins",
     )
     components.add_argument(
         "kind",
         nargs="?",
-        choices=["evaluators", "strategies", "callbacks"],
+        choices=["evaluators", "strategies", "callbacks", "datasets"],
         help="list only these (default: all)",
     )
     latency = command(

@@ -628,7 +628,8 @@ def check_paths(config: ExperimentConfig, source: str | None = None) -> None:
                 source=source,
             )
     dataset = getattr(config.evaluator, "dataset", None)
-    needs_data = hasattr(config.evaluator, "data_dir") and dataset not in (None, "digits")
+    plugin = bool(getattr(config.evaluator, "dataset_plugin", False))
+    needs_data = hasattr(config.evaluator, "data_dir") and dataset not in (None, "digits") and not plugin
     if needs_data and not config.evaluator.data_dir:
         raise ConfigError(
             f"dataset {dataset!r} needs its {'.npz file' if dataset == 'arrays' else 'directory'} "
@@ -641,7 +642,8 @@ def check_paths(config: ExperimentConfig, source: str | None = None) -> None:
         try:
             check_data()
         except ValueError as exc:  # EvaluatorError is one
-            raise ConfigError(str(exc), path="evaluator.data_dir", source=source) from None
+            field_name = "evaluator.dataset" if plugin else "evaluator.data_dir"
+            raise ConfigError(str(exc), path=field_name, source=source) from None
     for key, value, must_exist in _runtime_env_paths(config.ray.runtime_env or {}):
         if must_exist and not Path(value).expanduser().exists():
             raise ConfigError(

@@ -41,6 +41,10 @@ images are replicated, as the digits are. Classes and the per-channel mean / std
 training split) come from the data. :func:`check_dataset` checks such a dataset cheaply (file
 headers, labels, folder structure; no image decoded) so a run can refuse it before it starts.
 
+A dataset plugin (``dataset: "package.module:function"`` or a short name an installed package
+registers under the entry-point group ``natsray.datasets``) is the user's callable returning the
+same arrays in memory (:mod:`natsray.datasets.plugin`), checked by the ``.npz`` rules.
+
 The package, lowest module first (imports only run downwards):
 
 - :mod:`~natsray.datasets.image_dataset`: :class:`ImageDataset` / :class:`ImageSplit`, the
@@ -50,6 +54,8 @@ The package, lowest module first (imports only run downwards):
 - :mod:`~natsray.datasets.user_data`: what ``arrays`` and ``folder`` share (:class:`DatasetInfo`,
   :func:`check_image_size`).
 - :mod:`~natsray.datasets.arrays` and :mod:`~natsray.datasets.folder`: the user's two formats.
+- :mod:`~natsray.datasets.plugin`: a dataset plugin, the user's function returning the arrays in
+  memory (``dataset: "package.module:function"``, entry-point group ``natsray.datasets``).
 - :mod:`~natsray.datasets.loading`: :func:`load_dataset` and :func:`check_dataset` by name.
 """
 
@@ -58,6 +64,7 @@ from __future__ import annotations
 from natsray.datasets.builtin import DATASETS, SPLIT_SEED
 from natsray.datasets.image_dataset import ImageDataset, ImageSplit
 from natsray.datasets.loading import check_dataset, load_dataset
+from natsray.datasets.plugin import is_dataset_plugin
 from natsray.datasets.user_data import USER_DATASETS, DatasetInfo, check_image_size
 
 __all__ = [
@@ -69,5 +76,6 @@ __all__ = [
     "ImageSplit",
     "check_dataset",
     "check_image_size",
+    "is_dataset_plugin",
     "load_dataset",
 ]

@@ -5,12 +5,15 @@ checks the user's own cheaply before a run starts.
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from natsray.datasets.arrays import inspect_arrays, load_arrays
 from natsray.datasets.builtin import DATASETS, load_cifar10, load_cifar100, load_digits, load_imagenet16
 from natsray.datasets.folder import load_folder, scan_folder
 from natsray.datasets.image_dataset import ImageDataset
+from natsray.datasets.plugin import is_dataset_plugin, load_plugin, unknown_dataset
 from natsray.datasets.user_data import USER_DATASETS, DatasetInfo
 from natsray.errors import EvaluatorError
 
@@ -23,18 +26,22 @@ def load_dataset(
     *,
     digits_size: int = 32,
     image_size: int | None = None,
+    params: Mapping[str, Any] | None = None,
 ) -> ImageDataset:
     """Read a dataset into memory.
 
     Args:
-        name: One of :data:`DATASETS` or :data:`USER_DATASETS`.
+        name: One of :data:`DATASETS` or :data:`USER_DATASETS`, or a dataset plugin: an import path
+            ``"package.module:function"`` or a short name registered under the entry-point group
+            ``natsray.datasets`` (:mod:`natsray.datasets.plugin`), called here with ``params``.
         data_dir: Directory of ``cifar10`` / ``cifar100`` / ``ImageNet16-120`` (the directory
             holding the pickles or its parent), the ``.npz`` file of ``arrays``, the root
             directory of ``folder``; ignored for ``digits``.
         digits_size: Height = width the 8x8 digits are upsampled to (8, 16 or 32).
         image_size: ``arrays`` / ``folder`` only: height = width every image is resized to (a
             multiple of 4); None keeps the images' own size, which must then be one square
-            size, a multiple of 4.
+            size, a multiple of 4. Also for a dataset plugin.
+        params: A dataset plugin's keyword arguments.
 
     Raises:
         EvaluatorError: one line naming the dataset, the path (for a bad image, the file) and
@@ -42,8 +49,10 @@ def load_dataset(
     """
     if name == "digits":
         return load_digits(digits_size)
+    if is_dataset_plugin(name):
+        return load_plugin(name, params, image_size)
     if name not in DATASETS + USER_DATASETS:
-        raise EvaluatorError(f"dataset: {name!r} is not one of {', '.join(DATASETS + USER_DATASETS)}")
+        raise EvaluatorError(f"dataset: {unknown_dataset(name, DATASETS + USER_DATASETS)}")
     if image_size is not None and name not in USER_DATASETS:
         raise EvaluatorError(f"image_size: only for dataset {' or '.join(USER_DATASETS)}, not {name!r}")
     if data_dir is None:

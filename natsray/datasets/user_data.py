@@ -29,7 +29,7 @@ class DatasetInfo:
 
     Attributes:
         name: ``arrays`` or ``folder``.
-        path: The ``.npz`` file or the folder root.
+        path: The ``.npz`` file or the folder root (None: a dataset plugin's data).
         num_classes: ``C``: labels are ``0..C-1``.
         channels: Channels of the stored images (1 or 3; the network always sees 3).
         image_size: Height = width the network sees (after resizing).
@@ -38,7 +38,7 @@ class DatasetInfo:
     """
 
     name: str
-    path: Path
+    path: Path | None
     num_classes: int
     channels: int
     image_size: int

@@ -10,17 +10,14 @@ handed to every actor through Ray's object store.
 from __future__ import annotations
 
 import os
-import sysconfig
 import time
-import traceback
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any, ClassVar
 
-from natsray.errors import EvaluatorError, EvaluatorSetupError
+from natsray.errors import EvaluatorError, EvaluatorSetupError, failure_line
 from natsray.records import Candidate, Result, Status
 
 __all__ = [
@@ -228,38 +225,6 @@ class BaseEvaluator(ABC):
             answer = failure_line(exc)
         self._scores[code] = answer
         return answer
-
-
-_PACKAGE = str(Path(__file__).resolve().parents[1]) + os.sep
-"""The natsray package's directory: frames here are not the user's code."""
-_LIBRARIES = tuple(
-    dict.fromkeys(
-        str(Path(sysconfig.get_paths()[name]).resolve()) + os.sep
-        for name in ("stdlib", "platstdlib", "purelib", "platlib")
-    )
-)
-"""Python's standard library and installed packages (numpy, torch, Ray)."""
-
-
-def _user_frame(tb: TracebackType | None) -> str | None:
-    """``file basename:line`` of the innermost frame of the user's code in ``tb``: outside natsray, the
-    standard library and installed packages (None when it has no such frame)."""
-    for frame, line in reversed(list(traceback.walk_tb(tb))):
-        path = frame.f_code.co_filename
-        if not path.startswith(_PACKAGE) and not path.startswith(_LIBRARIES):
-            return f"{os.path.basename(path)}:{line}"
-    return None
-
-
-def failure_line(exc: BaseException) -> str:
-    """The one-line error of a failed evaluation: the exception's type and the first line of its
-    message, then where the user's code raised it, e.g. ``KeyError: 'lr' (myscore.py:12)``: the
-    innermost frame outside the natsray package, Python's standard library and installed packages
-    (none when natsray raised it on its own, e.g. a scoring function's result refused, or a library
-    called by natsray did)."""
-    line = f"{type(exc).__name__}: {exc}".splitlines()[0]
-    where = _user_frame(exc.__traceback__)
-    return f"{line} ({where})" if where else line
 
 
 def evaluator_name(cls: type) -> str:

@@ -18,6 +18,7 @@ from typing import ClassVar, Literal
 import torch
 
 from natsray.datasets import DATASETS, USER_DATASETS, DatasetInfo, check_dataset, check_image_size
+from natsray.datasets.plugin import dataset_function, dataset_path, is_dataset_plugin, unknown_dataset
 from natsray.evaluators.base import BaseEvaluator, EvaluatorError, Score
 from natsray.models import build_model, count_params_flops
 from natsray.records import Candidate, Objective
@@ -111,20 +112,51 @@ class NetworkConfig:
     objective: tuple[str, ...] = ()
     report: tuple[str, ...] = ()
 
+    @property
+    def takes_user_data(self) -> bool:
+        """Whether this evaluator reads the user's own data (``arrays``, ``folder``, a dataset plugin)."""
+        return set(USER_DATASETS) <= set(self.datasets)
+
+    @property
+    def dataset_plugin(self) -> bool:
+        """Whether :attr:`dataset` names a dataset plugin (:mod:`natsray.datasets.plugin`)."""
+        return self.takes_user_data and is_dataset_plugin(self.dataset)
+
     def __post_init__(self) -> None:
-        if self.dataset not in self.datasets:
-            only = " (arrays and folder: type train or proxy)" if self.dataset in USER_DATASETS else ""
+        if callable(self.dataset) and self.takes_user_data:  # from Python: the plugin itself
+            object.__setattr__(self, "dataset", dataset_path(self.dataset))
+        if self.dataset not in self.datasets and not self.dataset_plugin:
+            if not isinstance(self.dataset, str):
+                raise ValueError(f"dataset: expected a string, got {type(self.dataset).__name__}")
+            if self.takes_user_data:
+                raise ValueError(f"dataset: {unknown_dataset(self.dataset, self.datasets)}")
+            only = (
+                " (arrays, folder and dataset plugins: type train or proxy)"
+                if self.dataset in USER_DATASETS or is_dataset_plugin(self.dataset)
+                else ""
+            )
             raise ValueError(f"dataset: {self.dataset!r} is not one of {', '.join(self.datasets)}{only}")
         if self.digits_size not in (8, 16, 32):
             raise ValueError(f"digits_size: must be 8, 16 or 32, got {self.digits_size!r}")
+        user_data = self.dataset in USER_DATASETS or self.dataset_plugin
         image_size = getattr(self, "image_size", None)
         if image_size is not None:
-            if self.dataset not in USER_DATASETS:
+            if not user_data:
                 raise ValueError(
-                    f"image_size: only for dataset {' or '.join(USER_DATASETS)}, not {self.dataset!r}"
-                    + (" (digits: digits_size)" if self.dataset == "digits" else "")
+                    f"image_size: only for dataset {', '.join(USER_DATASETS)} or a dataset plugin, "
+                    f"not {self.dataset!r}" + (" (digits: digits_size)" if self.dataset == "digits" else "")
                 )
             check_image_size(image_size, "image_size")
+        params = getattr(self, "dataset_params", None)
+        if params and not self.dataset_plugin:
+            raise ValueError(
+                f"dataset_params: only for a dataset plugin ('package.module:function'), not {self.dataset!r}"
+            )
+        if self.dataset_plugin and getattr(self, "data_dir", None) is not None:
+            raise ValueError(
+                f"data_dir: not read by the dataset plugin {self.dataset} (give it its arguments, a path "
+                "among them, in dataset_params)"
+            )
         _positive_int("C", self.C)
         _positive_int("N", self.N)
         if self.device not in ("auto", "cpu", "cuda"):
@@ -152,7 +184,8 @@ class NetworkConfig:
         return self.metrics
 
     def check_data(self) -> DatasetInfo | None:
-        """Check the user's dataset (``arrays`` / ``folder``) before a run starts; None for the others.
+        """Check the user's dataset (``arrays`` / ``folder``) before a run starts; None for the others
+        (a dataset plugin: imported, checked to be callable; the driver calls it in the pre-flight).
 
         ``natsray validate`` and ``run`` call it (through :func:`natsray.config.check_paths`),
         so malformed data is refused before Ray starts. Cheap: headers, labels, folder
@@ -162,6 +195,9 @@ class NetworkConfig:
         Raises:
             EvaluatorError: one line naming the file and what was expected.
         """
+        if self.dataset_plugin:  # importable and callable; what it returns is checked when called
+            dataset_function(self.dataset)
+            return None
         data_dir = getattr(self, "data_dir", None)
         if self.dataset not in USER_DATASETS or data_dir is None:
             return None

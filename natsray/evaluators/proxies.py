@@ -23,8 +23,8 @@ import contextlib
 import copy
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import ClassVar, Literal
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -253,8 +253,9 @@ class ProxyConfig(NetworkConfig):
         proxies: Proxies computed (and recorded) for every candidate.
         data_dir: Dataset directory (not needed for ``digits``); for ``dataset: arrays`` the
             ``.npz`` file, for ``dataset: folder`` the root of the image-folder tree.
-        image_size: ``arrays`` / ``folder``: height = width every image is resized to (a
-            multiple of 4); None keeps the images' own size.
+        dataset_params: A dataset plugin's keyword arguments (called once per actor, in its setup).
+        image_size: ``arrays`` / ``folder`` / a dataset plugin: height = width every image is
+            resized to (a multiple of 4); None keeps the images' own size.
         batch_size: Images in the one minibatch (zero-cost-nas: 64; NASWOT paper: 128).
     """
 
@@ -263,6 +264,7 @@ class ProxyConfig(NetworkConfig):
     type: Literal["proxy"] = "proxy"
     proxies: tuple[str, ...] = PROXIES
     data_dir: str | None = None
+    dataset_params: dict[str, Any] = field(default_factory=dict)
     image_size: int | None = None
     batch_size: int = 64
     objective: tuple[str, ...] = ("synflow",)
@@ -307,9 +309,13 @@ class ProxyEvaluator(BaseEvaluator):
         self.device = resolve_device(config.device)
         data = None
         # the user's own data says its classes and size only when read (for synflow too)
-        if config.dataset in USER_DATASETS or not set(config.proxies) <= {"synflow"}:
+        if config.dataset not in DATASETS or not set(config.proxies) <= {"synflow"}:
             data = load_dataset(
-                config.dataset, config.data_dir, digits_size=config.digits_size, image_size=config.image_size
+                config.dataset,
+                config.data_dir,
+                digits_size=config.digits_size,
+                image_size=config.image_size,
+                params=config.dataset_params,
             )
             self.num_classes, size = data.num_classes, data.input_size
         else:

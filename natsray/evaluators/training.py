@@ -13,7 +13,7 @@ import contextlib
 import math
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -69,7 +69,9 @@ class TrainingConfig(NetworkConfig):
         type: ``train``.
         data_dir: Dataset directory (not needed for ``digits``); for ``dataset: arrays`` the
             ``.npz`` file, for ``dataset: folder`` the root of the image-folder tree.
-        image_size: ``arrays`` / ``folder``: height = width every image is resized to (a
+        dataset_params: A dataset plugin's keyword arguments (``dataset: "package.module:function"``,
+            :mod:`natsray.datasets.plugin`; called once, in the driver).
+        image_size: ``arrays`` / ``folder`` / a dataset plugin: height = width every image is resized to (a
             multiple of 4); None keeps the images' own size, which must then be one square
             size for all of them.
         flip: Whether augmentation flips horizontally; None: the dataset's default (off for
@@ -104,6 +106,7 @@ class TrainingConfig(NetworkConfig):
 
     type: Literal["train"] = "train"
     data_dir: str | None = None
+    dataset_params: dict[str, Any] = field(default_factory=dict)
     image_size: int | None = None
     flip: bool | None = None
     epochs: int = 1
@@ -226,11 +229,12 @@ class TrainingEvaluator(BaseEvaluator):
 
     @classmethod
     def for_run(cls, config: TrainingConfig, run_dir: Path) -> TrainingConfig:
-        """Weights in ``<run dir>/weights``, training states in ``<run dir>/training_state`` by default."""
+        """Weights in ``<run dir>/weights``, training states in ``<run dir>/training_state`` by default
+        (absolute: the actors run in Ray's copy of ``ray.runtime_env.working_dir`` when one is set)."""
         if config.save_top_k and config.weights_dir is None:
-            config = replace(config, weights_dir=str(run_dir / "weights"))
+            config = replace(config, weights_dir=str(Path(run_dir).resolve() / "weights"))
         if config.checkpoint_epochs and config.state_dir is None:
-            config = replace(config, state_dir=str(run_dir / "training_state"))
+            config = replace(config, state_dir=str(Path(run_dir).resolve() / "training_state"))
         return config
 
     @classmethod
@@ -244,7 +248,11 @@ class TrainingEvaluator(BaseEvaluator):
             EvaluatorError: one line, for a missing or malformed dataset.
         """
         data = load_dataset(
-            config.dataset, config.data_dir, digits_size=config.digits_size, image_size=config.image_size
+            config.dataset,
+            config.data_dir,
+            digits_size=config.digits_size,
+            image_size=config.image_size,
+            params=config.dataset_params,
         )
         _require_test_split(config, len(data.test), data.split_source)
         if config.flip is not None:
