@@ -29,12 +29,15 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "DATASET_REGISTRY",
+    "DATASET_TARGETS",
     "Component",
     "ComponentError",
     "ComponentRegistry",
     "ImportPathError",
     "ShadowedPluginWarning",
     "import_object",
+    "is_dataset_plugin",
     "is_import_path",
     "prepend_import_roots",
 ]
@@ -316,3 +319,29 @@ def prepend_import_roots(paths: Iterable[str]) -> list[str]:
     if added:
         importlib.invalidate_caches()
     return added
+
+
+DATASET_TARGETS: dict[str, str] = {
+    "digits": "natsray.datasets.builtin:load_digits",
+    "cifar10": "natsray.datasets.builtin:load_cifar10",
+    "cifar100": "natsray.datasets.builtin:load_cifar100",
+    "ImageNet16-120": "natsray.datasets.builtin:load_imagenet16",
+    "arrays": "natsray.datasets.arrays:load_arrays",
+    "folder": "natsray.datasets.folder:load_folder",
+}
+"""The built-in datasets (``natsray.datasets.DATASETS`` + ``USER_DATASETS``, in order) and the functions
+that read them (what ``natsray components`` lists). Here, without torch: listing names imports nothing."""
+
+DATASET_REGISTRY = ComponentRegistry(
+    "dataset", "evaluator.dataset", DATASET_TARGETS, "natsray.datasets", object
+)
+"""Every dataset name: the built-ins, then dataset plugins registered under the entry-point group
+``natsray.datasets``; import paths ``"package.module:function"`` as given (``natsray.datasets.plugin``)."""
+
+
+def is_dataset_plugin(name: object) -> bool:
+    """Whether ``name`` names a dataset plugin: an import path, or a short name an installed package
+    registers that no built-in dataset has. Nothing is imported."""
+    if not isinstance(name, str) or name in DATASET_TARGETS:
+        return False
+    return is_import_path(name) or name in DATASET_REGISTRY.names()

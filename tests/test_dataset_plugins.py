@@ -337,6 +337,20 @@ def test_docs_training_plugin_section_runs(tmp_path: Path) -> None:
         assert list((work / "runs" / name / "weights").glob("*.pt"))  # not in Ray's copy of working_dir
 
 
+def test_components_lists_datasets_without_importing_torch() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import argparse, sys; from natsray.cli.components import cmd_components; "
+        "cmd_components(argparse.Namespace(kind=None)); print('torch' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    lines = [" ".join(line.split()) for line in done.stdout.splitlines()]
+    assert "datasets (evaluator.dataset):" in lines and lines[-1] == "False", done.stderr[-2000:]
+    assert "folder natsray.datasets.folder:load_folder built-in" in lines
+
+
 # --- a training search on the plugin's data ------------------------------------------------------------
 
 

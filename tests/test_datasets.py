@@ -227,6 +227,9 @@ def test_the_package_keeps_its_public_names_and_imports_only_downwards() -> None
     public = ["DATASETS", "SPLIT_SEED", "USER_DATASETS", "DatasetInfo", "ImageDataset", "ImageSplit"]
     public += ["check_dataset", "check_image_size", "is_dataset_plugin", "load_dataset"]
     assert sorted(package.__all__) == sorted(public)
+    from natsray.registry import DATASET_TARGETS  # the names natsray components lists, without torch
+
+    assert tuple(DATASET_TARGETS) == package.DATASETS + package.USER_DATASETS
     assert all(hasattr(package, name) for name in public)
     # its modules, lowest first
     floors = ["image_dataset", "pixels", "builtin", "user_data", "arrays", "folder", "plugin", "loading"]

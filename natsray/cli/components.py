@@ -11,8 +11,8 @@ __all__ = ["cmd_components"]
 def cmd_components(args: argparse.Namespace) -> int:
     """``natsray components``: each registry's names, import targets and origins (built-in or plugin)."""
     from natsray.callbacks import REGISTRY as callbacks
-    from natsray.datasets.plugin import REGISTRY as datasets
     from natsray.evaluators import REGISTRY as evaluators
+    from natsray.registry import DATASET_REGISTRY as datasets
     from natsray.strategies import REGISTRY as strategies
 
     kinds = {"evaluators": evaluators, "strategies": strategies, "callbacks": callbacks, "datasets": datasets}

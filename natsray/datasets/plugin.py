@@ -27,12 +27,18 @@ import numpy as np
 import torch
 
 from natsray.datasets.arrays import ArrayHeader, inspect_members, pixels_nchw
-from natsray.datasets.builtin import DATASETS
 from natsray.datasets.image_dataset import ImageDataset, ImageSplit
 from natsray.datasets.pixels import resized
-from natsray.datasets.user_data import USER_DATASETS, DatasetInfo, user_dataset
+from natsray.datasets.user_data import DatasetInfo, user_dataset
 from natsray.errors import EvaluatorError, failure_line
-from natsray.registry import ComponentError, ComponentRegistry, ImportPathError, import_object, is_import_path
+from natsray.registry import (
+    DATASET_REGISTRY,
+    DATASET_TARGETS,
+    ComponentError,
+    ImportPathError,
+    import_object,
+    is_dataset_plugin,
+)
 
 __all__ = [
     "DATASET_TARGETS",
@@ -44,20 +50,9 @@ __all__ = [
     "load_plugin",
 ]
 
-DATASET_TARGETS: dict[str, str] = {
-    "digits": "natsray.datasets.builtin:load_digits",
-    "cifar10": "natsray.datasets.builtin:load_cifar10",
-    "cifar100": "natsray.datasets.builtin:load_cifar100",
-    "ImageNet16-120": "natsray.datasets.builtin:load_imagenet16",
-    "arrays": "natsray.datasets.arrays:load_arrays",
-    "folder": "natsray.datasets.folder:load_folder",
-}
-"""The built-in datasets and the functions that read them (what ``natsray components`` lists)."""
-
-ENTRY_POINT_GROUP = "natsray.datasets"
+ENTRY_POINT_GROUP = DATASET_REGISTRY.group
 """Entry-point group in which installed packages register dataset plugins by short name."""
-
-REGISTRY = ComponentRegistry("dataset", "evaluator.dataset", DATASET_TARGETS, ENTRY_POINT_GROUP, object)
+REGISTRY = DATASET_REGISTRY
 """Every dataset name: the built-ins, then entry points; import paths as given."""
 
 _KEYS = ("x_train", "y_train", "x_valid", "y_valid", "x_test", "y_test")
@@ -66,14 +61,6 @@ _EXPECTED = (
     "a mapping with x_train, y_train, x_valid, y_valid (optional x_test, y_test, classes, mean, std), "
     "a tuple (x_train, y_train, x_valid, y_valid[, x_test, y_test]) or an object with those attributes"
 )
-
-
-def is_dataset_plugin(name: object) -> bool:
-    """Whether ``name`` names a dataset plugin: an import path, or a short name an installed package
-    registers (not a built-in dataset). Nothing is imported."""
-    if not isinstance(name, str) or name in DATASETS + USER_DATASETS:
-        return False
-    return is_import_path(name) or name in REGISTRY.names()
 
 
 def unknown_dataset(name: str, builtins: tuple[str, ...]) -> str:
