@@ -18,6 +18,7 @@ from __future__ import annotations
 from natsray.api import Best, Run, Sweep, load_run, load_sweep, run, sweep
 from natsray.callbacks import Callback
 from natsray.compat import NatsbenchTssSearchSpace, NatsModel, load_arch, save_arch
+from natsray.errors import FailFastConfigError, FailFastError
 from natsray.evaluators.base import BaseEvaluator, EvaluatorError, EvaluatorSetupError, Score
 from natsray.evaluators.function import ScoringContext
 from natsray.records import Candidate, Objective, Result, Status
@@ -34,6 +35,8 @@ __all__ = [
     "Candidate",
     "EvaluatorError",
     "EvaluatorSetupError",
+    "FailFastConfigError",
+    "FailFastError",
     "Fitness",
     "NatsModel",
     "NatsbenchTssSearchSpace",

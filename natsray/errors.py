@@ -1,6 +1,7 @@
 """The error of bad evaluator input, at the bottom of the layering: the evaluators raise it, and so do
-the dataset readers they use (``natsray.datasets``), which sit below them; and
-:func:`failure_line`, the one-line form of an exception the user's code raised.
+the dataset readers they use (``natsray.datasets``), which sit below them; :func:`failure_line`, the
+one-line form of an exception the user's code raised; and the errors of a run that ``engine.fail_fast``
+stopped (:class:`FailFastError`).
 
 Import it as ``natsray.evaluators.EvaluatorError`` (or ``natsray.evaluators.base.EvaluatorError``):
 the same class.
@@ -14,7 +15,7 @@ import traceback
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ["EvaluatorError", "EvaluatorSetupError", "failure_line"]
+__all__ = ["EvaluatorError", "EvaluatorSetupError", "FailFastConfigError", "FailFastError", "failure_line"]
 
 
 class EvaluatorError(ValueError):
@@ -33,6 +34,32 @@ class EvaluatorSetupError(RuntimeError):
     input (an :class:`EvaluatorError` raised there is passed on as it is): the CLI reports it as a
     failure, exit code 1, and ``NATSRAY_DEBUG=1`` shows the traceback.
     """
+
+
+class FailFastError(RuntimeError):
+    """A run stopped by ``engine.fail_fast``: the first N evaluations of its start (or of a resume) all
+    failed with the same one-line error, so the rest of its budget would most likely fail alike.
+
+    The run is checkpointed (every finished evaluation journaled; evaluations asked but not run are
+    run by ``natsray resume``). Its message is one line: the error, that the first N evaluations all
+    failed with it, and what to do. The CLI exits 1 (``natsray: failed: ...``).
+
+    Attributes:
+        error: The evaluations' one-line error, as journaled.
+        count: N (``engine.fail_fast``).
+        run_dir: The run directory.
+    """
+
+    def __init__(self, message: str, *, error: str, count: int, run_dir: str) -> None:
+        super().__init__(message)
+        self.error, self.count, self.run_dir = error, count, run_dir
+
+
+class FailFastConfigError(FailFastError, EvaluatorError):
+    """A :class:`FailFastError` whose error is a config mismatch: the evaluator does not return an
+    objective the config names (or ``evaluator.cost_metric``). Bad input, hence also an
+    :class:`EvaluatorError` (a ``ValueError``): the CLI exits 2 with
+    ``natsray: error: evaluator.objective: ...``."""
 
 
 _PACKAGE = str(Path(__file__).resolve().parent) + os.sep

@@ -29,6 +29,7 @@ __all__ = [
     "candidate_seeds",
     "checked_fitness",
     "checked_number",
+    "config_mismatch",
     "fitness_of",
     "missing_objectives",
     "plain_scores",
@@ -270,14 +271,37 @@ def checked_number(value: Any, key: str, source: str, *, finite: bool) -> float:
     return number
 
 
+_NOT_RETURNED = " did not return objective"
+_NO_COST = " (evaluator.cost_metric)"
+
+
 def missing_objectives(source: str, names: Sequence[str], returned: Mapping[str, Any]) -> EvaluatorError:
     """The error of an evaluation that lacks objectives the run needs, naming what it did return:
     ``myscore:score_cell did not return objective 'accuracy' (it returned: loss, params)``."""
     plural = "s" if len(names) > 1 else ""
     given = ", ".join(map(str, returned)) or "nothing"
     return EvaluatorError(
-        f"{source} did not return objective{plural} {', '.join(map(repr, names))} (it returned: {given})"
+        f"{source}{_NOT_RETURNED}{plural} {', '.join(map(repr, names))} (it returned: {given})"
     )
+
+
+def missing_cost(source: str, key: str) -> EvaluatorError:
+    """The error of an evaluation that lacks its ``evaluator.cost_metric`` key."""
+    return EvaluatorError(f"{source} returned no {key!r}{_NO_COST}")
+
+
+def config_mismatch(error: str) -> str | None:
+    """What config key a failed evaluation's one-line error blames, when the evaluator's result did not
+    match the config (a config mismatch, bad input): ``"evaluator.objective"`` for an objective it did
+    not return (:func:`missing_objectives`), ``"evaluator.cost_metric"`` for a missing cost key; else
+    None."""
+    if not error.startswith("EvaluatorError: "):
+        return None
+    if _NOT_RETURNED in error and " (it returned: " in error:
+        return "evaluator.objective"
+    if error.endswith(_NO_COST):
+        return "evaluator.cost_metric"
+    return None
 
 
 def checked_fitness(result: Result, objectives: Sequence[Objective], source: str) -> tuple[float, ...] | None:

@@ -8,6 +8,7 @@ params, a per-candidate directory and the cell's network. (On Ray actors: test_f
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from natsray.cli import main
 from natsray.config import config_from_dict
 from natsray.engine.checkpoint import read_journal
 from natsray.engine.runner import run_experiment
+from natsray.errors import FailFastConfigError, FailFastError
 from natsray.evaluators.function import FunctionConfig, FunctionEvaluator
 from natsray.records import Candidate, candidate_seed
 from natsray.search_space import Arch
@@ -80,6 +82,13 @@ def inf(arch, context):
 
 def text(arch, context):
     return {"score": "high"}
+
+
+def counts(arch, context):
+    import numpy as np
+
+    convs = sum(op.startswith("nor_conv") for op in arch.ops)
+    return {"score": convs, "n_params": 33660 + convs, "n_ops": np.int64(6), "ratio": 0.5}
 
 
 NOT_CALLABLE = 3
@@ -191,10 +200,12 @@ def test_a_bad_return_is_a_failed_evaluation_with_one_line(
         results = evaluator.evaluate([Candidate(i, Arch.from_code(i * 7), seed=i) for i in range(3)])
         assert [(r.status.value, r.error) for r in results] == [("failed", error)] * 3
         return
-    summary = run_experiment(config, tmp_path / "run")
+    with pytest.raises(FailFastError) as info:  # the same error 3 times: engine.fail_fast stops the run
+        run_experiment(config, tmp_path / "run")
+    assert info.value.error == error  # a missing objective is bad input (exit 2), the rest a failure (1)
+    assert isinstance(info.value, FailFastConfigError) == (function == "no_objective")
     records = read_journal(tmp_path / "run" / "evaluations.jsonl")
-    assert (summary.evaluations, summary.failed) == (6, 6)
-    assert {r["error"] for r in records} == {error}
+    assert len(records) >= 3 and {r["error"] for r in records} == {error}
 
 
 def test_objectives_are_the_named_keys_and_the_rest_are_metrics(package: Path, tmp_path: Path) -> None:
@@ -332,11 +343,30 @@ def test_from_yaml_in_process_in_the_users_project_directory(
     assert all(r["metrics"]["seed"] == r["seed"] for r in records)
 
 
+def test_integers_returned_are_recorded_as_integers(package: Path, tmp_path: Path) -> None:
+    """``n_params`` returned as an int (Python or numpy) stays one in the journal and the summary, not
+    ``33660.0``; an int objective too (its fitness is a float). Every returned key is under ``metrics``,
+    the objectives also under ``objectives`` (as the training evaluator records them)."""
+    summary = run_experiment(config_from_dict(experiment("userpkg.scoring:counts")), tmp_path / "run")
+    for record in read_journal(tmp_path / "run" / "evaluations.jsonl"):
+        convs = sum(op.startswith("nor_conv") for op in Arch.from_str(record["arch"]).ops)
+        assert record["objectives"] == {"score": convs} and type(record["objectives"]["score"]) is int
+        assert record["fitness"] == [float(convs)] and type(record["fitness"][0]) is float
+        metrics = record["metrics"]
+        assert metrics == {"score": convs, "n_params": 33660 + convs, "n_ops": 6, "ratio": 0.5}
+        assert [type(metrics[key]) for key in ("n_params", "n_ops", "ratio")] == [int, int, float]
+    best = json.loads((tmp_path / "run" / "summary.json").read_text())["best_metrics"]
+    assert type(best["n_params"]) is int and best == summary.best_metrics
+
+
 def test_a_run_whose_evaluations_all_fail_exits_1_and_names_the_commonest_error(
     package: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """(With engine.fail_fast off: with it, the third evaluation stops the run, test_fail_fast.py.)"""
     path = tmp_path / "x.yaml"
-    path.write_text(yaml.safe_dump(experiment("userpkg.scoring:a_list")))
+    data = experiment("userpkg.scoring:a_list")
+    data["engine"]["fail_fast"] = 0
+    path.write_text(yaml.safe_dump(data))
     assert main(["run", str(path), "--out", str(tmp_path / "run")]) == 1
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("natsray: 6 of 6 evaluations failed (more than 50%), 6 of them: EvaluatorError: ")

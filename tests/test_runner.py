@@ -17,6 +17,7 @@ from natsray.engine.cluster import ConsistentInterrupt, sigterm_interrupts
 from natsray.engine.runner import DEFAULT_BATCH, IN_PROCESS_BATCH, _batch_and_window, run_experiment
 from natsray.engine.scheduler import MAX_CACHE_STREAK
 from natsray.engine.summary import pareto_front
+from natsray.errors import FailFastConfigError
 from natsray.evaluators import EvaluatorError
 from natsray.records import Objective
 from natsray.search_space import Arch
@@ -180,14 +181,32 @@ def test_evaluator_setup_failure_is_the_evaluators_one_line_error(tmp_path):
     assert str(info.value) == "evaluator.archive: /nonexistent/archive does not exist"
 
 
-def test_objective_the_evaluator_does_not_produce_is_a_one_line_error(tmp_path):
-    config = make_config(objectives=(Objective.parse("accuracy"),), engine=EngineConfig(in_process=True))
-    with pytest.raises(
-        ValueError,
-        match=r"^objectives: accuracy not produced by the evaluator \(it returns: "
-        r"score, params\)$",
-    ):
+@pytest.mark.parametrize("mode", ["async", "ordered"])
+def test_fail_fast_on_two_actors_waits_for_what_is_in_flight_and_resumes(tmp_path, mode):
+    """The first 3 evaluations fail alike (a misnamed objective: bad input): the run stops with every
+    finished evaluation journaled (the other actor's, in flight then, too), those asked but not run
+    left outstanding in the checkpoint, and a resume evaluates each id once."""
+    config = make_config(
+        objectives=(Objective.parse("accuracy"),),
+        evaluator=ToyConfig(sleep_s=0.05),
+        engine=EngineConfig(mode=mode, batch_size=1, max_in_flight=6),
+        budget=BudgetConfig(evaluations=12),
+        actors=2,
+    )
+    with pytest.raises(FailFastConfigError, match=r"^evaluator\.objective: the first 3 evaluations all "):
         run_experiment(config, tmp_path)
+    records = read_journal(tmp_path / "evaluations.jsonl")
+    checkpoint = json.loads((tmp_path / "checkpoint.json").read_text())
+    assert checkpoint["journal_lines"] == len(records) >= 3 and not checkpoint["finished"]
+    assert {r["status"] for r in records} == {"failed"}
+    outstanding = {entry["candidate"]["id"] for entry in checkpoint["engine"]["outstanding"]}
+    journaled = {r["candidate_id"] for r in records}
+    asked = outstanding | journaled
+    assert outstanding and outstanding.isdisjoint(journaled) and asked == set(range(len(asked)))
+    with pytest.raises(FailFastConfigError):  # not fixed: the resume's first 3 fail alike again
+        run_experiment(config, tmp_path, resume=True)
+    ids = [r["candidate_id"] for r in read_journal(tmp_path / "evaluations.jsonl")]
+    assert len(ids) == len(set(ids)) >= len(records) + 3 and asked <= set(ids)  # the outstanding ran
 
 
 class _Terminate(Callback):

@@ -77,6 +77,9 @@ class ToyConfig:
         fail_setup: Raise an :class:`EvaluatorError` in ``setup`` (a missing archive).
         sleep_s: Real seconds per evaluation.
         shared_size: Length of a read-only array produced once by ``prepare_shared``.
+        fail: Raise ``RuntimeError(fail)`` for cells whose code is a multiple of ``fail_every``
+            (default: every cell), while the file ``fail_until`` (if given) does not exist: a user's
+            bug, fixed by creating the file.
     """
 
     type: str = "toy"
@@ -87,6 +90,9 @@ class ToyConfig:
     fail_setup: bool = False
     sleep_s: float = 0.0
     shared_size: int = 0
+    fail: str | None = None
+    fail_every: int = 1
+    fail_until: str | None = None
 
 
 class ToyEvaluator(BaseEvaluator):
@@ -126,6 +132,9 @@ class ToyEvaluator(BaseEvaluator):
             os._exit(1)
         if config.sleep_s:
             time.sleep(config.sleep_s)
+        failing = config.fail and candidate.arch.code % config.fail_every == 0
+        if failing and (config.fail_until is None or not Path(config.fail_until).exists()):
+            raise RuntimeError(config.fail)
         arch = candidate.arch
         ToyEvaluator.calls.append((arch.code, candidate.budget))
         noise = (arch.code * 7919 % 1000) / 10_000

@@ -3,8 +3,10 @@
 Bad input (:class:`UsageError`, a config, evaluator, cluster or run-directory error, a path the file
 system refuses) exits 2; a failure during the command exits 1 (``NATSRAY_DEBUG=1`` raises it, with its
 traceback), among them the user's own code failing at set-up (an evaluator's ``__init__`` or ``setup``:
-``EvaluatorSetupError``; a strategy's ``__init__``); Ctrl-C exits 130, naming how to continue where there
-is a way (:class:`Interrupted`).
+``EvaluatorSetupError``; a strategy's ``__init__``), and a run that ``engine.fail_fast`` stopped
+(``FailFastError``: its one line only, there is no traceback of use; one whose evaluations lacked an
+objective the config names is bad input, ``FailFastConfigError``, exit 2); Ctrl-C exits 130, naming
+how to continue where there is a way (:class:`Interrupted`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from natsray.cli.pipes import stdout_closed
 from natsray.config import ConfigError
 from natsray.engine.checkpoint import RunInUseError
 from natsray.engine.cluster import ClusterError
+from natsray.errors import FailFastError
 from natsray.evaluators.base import EvaluatorError
 from natsray.experiment.lifecycle import RunDirError
 
@@ -107,8 +110,11 @@ def exit_code(command: Callable[[], int]) -> int:
     except Stopped as exc:
         return one_line_failure(exc.cause, exc.hint)
     except (UsageError, ConfigError, EvaluatorError, ClusterError, RunDirError, RunInUseError) as exc:
-        print(f"natsray: error: {exc}", file=sys.stderr)
+        print(f"natsray: error: {exc}", file=sys.stderr)  # a FailFastConfigError too
         return 2
+    except FailFastError as exc:  # the user's code failed alike N times: the line says what, and what to do
+        print(f"natsray: failed: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         if exc.errno not in PATH_ERRNOS or exc.filename is None:
             return one_line_failure(exc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,11 @@ FAILED_FRACTION = 0.5
 """A run in which more than this fraction of the evaluations failed exits with code 1 (its files are
 kept): the search learned from too few results to be trusted (e.g. an extra_csv covering 4 % of the
 space). A sweep exits 1 when more than this fraction of its runs failed or mostly failed."""
+
+
+_CELL = re.compile(r" \(NATS index \d+\)$")
+"""The end of a benchmark or table evaluator's error about one cell (e.g. a cell an ``extra_csv`` lacks): it
+names the cell so that engine.fail_fast never takes the gaps of the first cells for every cell's failure."""
 
 
 def mostly_failed(run_dir: Path, summary: dict[str, Any], *, quiet: bool = False) -> int:
@@ -38,8 +44,10 @@ def _commonest_error(run_dir: Path) -> str:
 
     from natsray.engine.checkpoint import JOURNAL_FILE, read_journal
 
-    try:
-        errors = Counter(r["error"] for r in read_journal(run_dir / JOURNAL_FILE) if r.get("error"))
+    try:  # the gaps of cells (each naming its NATS index, see _CELL) count as one error
+        errors = Counter(
+            _CELL.sub("", r["error"]) for r in read_journal(run_dir / JOURNAL_FILE) if r.get("error")
+        )
     except (OSError, ValueError):
         return ""
     if not errors:

@@ -138,6 +138,9 @@ class EngineConfig:
             ``simulated_workers`` in simulated mode; with ``budget.evaluations`` at most 5 % of
             it (at least 2 per actor). In ``ordered`` mode the trajectory depends only on the seed and this
             window, so fix it to compare runs with different actor counts.
+        fail_fast: Stop the run when the first this many evaluations of its start (or of a resume)
+            all failed with the same one-line error (a misnamed objective, a bug in a scoring
+            function): checkpointed, resumable. 0 turns the rule off.
     """
 
     mode: Literal["async", "ordered", "simulated"] = "async"
@@ -146,6 +149,7 @@ class EngineConfig:
     max_retries: int = 2
     in_process: bool = False
     max_in_flight: int | None = None
+    fail_fast: int = 3
 
     def __post_init__(self) -> None:
         for name in ("simulated_workers", "batch_size", "max_in_flight"):
@@ -154,6 +158,8 @@ class EngineConfig:
                 raise ValueError(f"{name}: must be >= 1, got {value}")
         if self.max_retries < 0:
             raise ValueError(f"max_retries: must be >= 0, got {self.max_retries}")
+        if self.fail_fast < 0:
+            raise ValueError(f"fail_fast: must be >= 0 (0: off), got {self.fail_fast}")
 
 
 @dataclass(frozen=True)

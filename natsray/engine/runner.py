@@ -49,14 +49,15 @@ from natsray.engine.cluster import (
     take_sigterm,
 )
 from natsray.engine.progress import Progress
-from natsray.engine.scheduler import Scheduler
+from natsray.engine.scheduler import FAIL_FAST_STOP, Scheduler
 from natsray.engine.simulation import SimulatedPool, run_simulated
 from natsray.engine.summary import RunSummary
 from natsray.engine.weights import TopKWeights
 from natsray.engine.wire import ScoreDecoder, ScoreEncoder, pack_candidates, unpack_candidates
+from natsray.errors import FailFastConfigError, FailFastError
 from natsray.evaluators import BaseEvaluator, EvaluatorError, evaluator_class
 from natsray.evaluators.base import EvaluatorSetupError, build_evaluator, evaluator_name
-from natsray.records import Candidate, Objective, Result
+from natsray.records import Candidate, Objective, Result, config_mismatch
 from natsray.strategies import strategy_class
 
 __all__ = ["DEFAULT_BATCH", "RunSummary", "run_experiment"]
@@ -203,6 +204,10 @@ def _run_locked(
                 _run_local(session, evaluator_cls, simulated=False)
             else:
                 _run_ray(session, evaluator_cls, address)
+            if session.scheduler.halted is not None:  # engine.fail_fast: nothing is in flight now
+                session.checkpoint(finished=False)
+                session.journal.close()
+                raise _fail_fast_error(session)
     except ConsistentInterrupt as exc:
         session.checkpoint(finished=False)
         hooks.run_error(run_dir, exc)
@@ -230,6 +235,29 @@ def _run_locked(
     if hooks:
         hooks.run_end(run_dir, summary.to_dict())
     return summary
+
+
+def _fail_fast_error(session: _Session) -> FailFastError:
+    """The one-line error of a run halted by ``engine.fail_fast``: a config mismatch (an objective the
+    evaluator does not return: :class:`FailFastConfigError`, bad input) or any other failure."""
+    scheduler = session.scheduler
+    error, count, run_dir = scheduler.halted or "failed", scheduler.fail_fast, session.run_dir
+    first = f"the first {count} evaluations all failed with"
+    stopped = f"the run stopped (engine.fail_fast: {count}; 0 turns it off) and is checkpointed"
+    key = config_mismatch(error)
+    if key is not None:
+        message = (
+            f"{key}: {first}: {error.removeprefix('EvaluatorError: ')}; {stopped}: fix {key} and start "
+            f"again with --overwrite (overwrite=True from Python), or make the evaluator return it and "
+            f"continue with 'natsray resume {run_dir}'"
+        )
+        return FailFastConfigError(message, error=error, count=count, run_dir=str(run_dir))
+    message = (
+        f"{first} {error}; {stopped}: fix the cause, then continue with 'natsray resume {run_dir}' "
+        f"(its failed evaluations are kept) or start again with --overwrite (overwrite=True "
+        "from Python)"
+    )
+    return FailFastError(message, error=error, count=count, run_dir=str(run_dir))
 
 
 def _objectives(config: ExperimentConfig) -> tuple[Objective, ...]:
@@ -315,6 +343,7 @@ class _Session:
             elapsed=self.elapsed,
             sim_used=(lambda: self.pool.clock) if self.pool else None,
             source=evaluator_name(evaluator_cls),
+            fail_fast=engine.fail_fast,
         )
         self.top_k = self._top_k_weights(config)
         self._restore(checkpoint)
@@ -357,8 +386,8 @@ class _Session:
                 )
             self.strategy.load_state_dict(checkpoint["strategy"])
             scheduler.load_state(checkpoint["engine"], covered)
-            if scheduler.stop_reason and scheduler.stop_reason.startswith("budget"):
-                scheduler.stop_reason = None
+            if scheduler.stop_reason and scheduler.stop_reason.startswith(("budget", FAIL_FAST_STOP)):
+                scheduler.stop_reason = None  # a larger budget, or a resume after a fail-fast stop
         if not self.simulated:
             for result in scheduler.tail():
                 scheduler.complete([result])

@@ -19,6 +19,11 @@ simulated clock or a journal being replayed on resume:
   seen-set covers the space, else "strategy repeated cached cells (10,000 in a row)".
 * a candidate with a :attr:`~natsray.records.Candidate.budget` (a multi-fidelity strategy's)
   is cached under (cell key, budget): the same cell at another budget is evaluated again.
+* fail-fast (``engine.fail_fast`` = N): when the first N evaluations of this start or resume all
+  failed with the same one-line error, the run *halts*: nothing more is asked or dispatched
+  (queued candidates stay outstanding, for the checkpoint and a resume), evaluations in flight are
+  delivered as usual, and the runner raises :class:`~natsray.errors.FailFastError` once none is
+  left. One failure that differs, or one success, among the first N ends the watch for good.
 
 Per evaluation the work is a few dict operations and one journal entry (its line is encoded by
 :class:`~natsray.engine.journal_record.RecordEncoder` and written per delivered batch; a deferred
@@ -40,11 +45,13 @@ from natsray.search_space import Arch
 from natsray.search_space.seen import SeenCells
 from natsray.strategies import Strategy
 
-__all__ = ["MAX_CACHE_STREAK", "Scheduler"]
+__all__ = ["FAIL_FAST_STOP", "MAX_CACHE_STREAK", "Scheduler"]
 
 MAX_CACHE_STREAK = 10_000
 """Consecutive proposals answered from the cache after which the run stops ("space exhausted" when
 every cell (class) has been seen, else "strategy repeated cached cells (10,000 in a row)")."""
+FAIL_FAST_STOP = "fail-fast"
+"""How the stop reason of a run halted by ``engine.fail_fast`` starts (cleared on resume)."""
 
 
 class Scheduler:
@@ -63,6 +70,8 @@ class Scheduler:
         sim_used: Simulated seconds used so far; None counts the told results' cost.
         source: The evaluator (``module:Class``, or a scoring function's name), as the one-line error
             of an evaluation whose objective is missing or not a number names it.
+        fail_fast: Halt when the first this many fresh evaluations (journaled here, not replayed) all
+            failed with the same error; 0: never.
     """
 
     def __init__(
@@ -79,6 +88,7 @@ class Scheduler:
         elapsed: Callable[[], float],
         sim_used: Callable[[], float] | None = None,
         source: str = "the evaluator",
+        fail_fast: int = 0,
     ) -> None:
         self.strategy = strategy
         self.objectives = tuple(objectives)
@@ -115,7 +125,12 @@ class Scheduler:
         self.replaying = False
         self.encoder = RecordEncoder(self.objectives, source)
         self._unwritten: list[Entry] = []
-        self._checked_objectives = False
+        self.fail_fast = fail_fast
+        self._watch = fail_fast  # fresh evaluations still to watch (0: the watch is over)
+        self._first_error: str | None = None
+        self.halted: str | None = None
+        """The error the first ``fail_fast`` evaluations all failed with, once they did: nothing more is
+        asked or dispatched."""
         self.observer: Callable[[Candidate, Result], None] | None = None
         """Called with each newly journaled evaluation, after its line is written (e.g. top-k weights)."""
 
@@ -354,7 +369,7 @@ class Scheduler:
             attempts = self.attempts[candidate.id] = self.attempts.get(candidate.id, 0) + int(charge)
             if attempts > self.max_retries:
                 failures.append(Result.failed(candidate.id, f"worker died {attempts} times: {reason}"))
-            else:
+            elif self.halted is None:  # a halted run leaves it outstanding, to run on resume
                 self.queue.appendleft(candidate.id)
         failures.reverse()
         if failures:
@@ -371,8 +386,7 @@ class Scheduler:
             extras: Per candidate id, time fields for its journal line.
 
         Raises:
-            ValueError: when a result is for a candidate that is not outstanding, or the
-                evaluator does not produce a configured objective.
+            ValueError: when a result is for a candidate that is not outstanding.
         """
         outstanding, tail, attempts = self.outstanding, self._tail, self.attempts
         fitnesses = []
@@ -382,8 +396,6 @@ class Scheduler:
             candidate = outstanding.get(result.candidate_id)
             if candidate is None:
                 raise self._not_outstanding(result)
-            if not self._checked_objectives:
-                self._check_objectives(result)
             if tail and result.candidate_id in tail:  # replayed on resume: journaled already
                 record = tail.pop(result.candidate_id)
                 self._note(record)
@@ -442,8 +454,6 @@ class Scheduler:
         candidate = self.outstanding.get(result.candidate_id)
         if candidate is None:
             raise self._not_outstanding(result)
-        if not self._checked_objectives:
-            self._check_objectives(result)
         result, fitness = self._record(candidate, result, extra, 0)
         self.journal.add(self._unwritten, self.encoder)
         self._unwritten = []
@@ -462,6 +472,8 @@ class Scheduler:
         encoder = self.encoder
         result, fitness = encoder.checked(result)
         self._unwritten.append((candidate, arch, result, fitness, extra, charged))
+        if self._watch:
+            self._watch_failure(result)
         budget = candidate.budget
         if self.stats.count(arch, result.status is Status.OK, result.cost_s, fitness, budget):
             record = encoder.record(candidate, result, fitness, extra, charged)
@@ -482,16 +494,19 @@ class Scheduler:
         if fitness is not None and (self.best is None or tuple(fitness) > self.best):
             self.best = tuple(fitness)
 
-    def _check_objectives(self, result: Result) -> None:
-        if result.status is not Status.OK:
+    def _watch_failure(self, result: Result) -> None:
+        """Fail-fast: one of the first ``fail_fast`` fresh evaluations, as journaled. A success or another
+        error ends the watch; the ``fail_fast``-th failure with the same error halts the run."""
+        error = (result.error or "failed") if result.status is Status.FAILED else None
+        if error is None or (self._first_error is not None and error != self._first_error):
+            self._watch = 0
             return
-        missing = [o.name for o in self.objectives if o.name not in result.objectives]
-        if missing:
-            raise ValueError(
-                f"objectives: {', '.join(missing)} not produced by the evaluator "
-                f"(it returns: {', '.join(result.objectives) or 'nothing'})"
-            )
-        self._checked_objectives = True
+        self._first_error = error
+        self._watch -= 1
+        if not self._watch:
+            self.halted = error
+            self.stop_reason = f"{FAIL_FAST_STOP}: the first {self.fail_fast} evaluations failed alike"
+            self.queue.clear()  # asked, not run: they stay outstanding (checkpointed, run on resume)
 
     def _release_one(self) -> bool:
         """Tell the next releasable result (lowest id in ordered mode, oldest otherwise)."""

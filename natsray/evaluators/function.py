@@ -17,6 +17,7 @@ replaced and its candidate retried, as for the built-in evaluators. See ``docs/e
 from __future__ import annotations
 
 import functools
+import numbers
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -26,7 +27,7 @@ from types import MappingProxyType
 from typing import Any, ClassVar, Literal
 
 from natsray.evaluators.base import BaseEvaluator, EvaluatorError, Score
-from natsray.records import Candidate, checked_number, missing_objectives
+from natsray.records import Candidate, checked_number, missing_cost, missing_objectives
 from natsray.registry import ImportPathError, import_object, is_import_path
 from natsray.search_space import Arch
 
@@ -250,6 +251,24 @@ def _device(setting: str) -> str:
     return "cuda" if gpus else "cpu"
 
 
+def _as_returned(value: Any, number: float) -> float | int:
+    """A returned number as recorded: an int where the function returned an integer (Python, numpy or
+    torch: ``n_params`` stays ``33660``, not ``33660.0``), else its float."""
+    if isinstance(value, float):
+        return number
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    item = getattr(value, "item", None)  # a torch (or other) scalar
+    if item is not None:
+        try:
+            plain = item()
+        except Exception:
+            return number
+        if type(plain) is int:
+            return plain
+    return number
+
+
 class FunctionEvaluator(BaseEvaluator):
     """Calls ``config.function(arch, context)`` per candidate and checks what it returns."""
 
@@ -326,18 +345,20 @@ class FunctionEvaluator(BaseEvaluator):
         missing = [key for key in objective_names if key not in values]
         if missing:
             raise missing_objectives(name, missing, values)
-        metrics: dict[str, float | None] = {}
+        metrics: dict[str, float | int | None] = {}
         for key, value in values.items():
             if key in objective_names:
-                metrics[str(key)] = checked_number(value, f"objective {key!r}", name, finite=True)
+                number = checked_number(value, f"objective {key!r}", name, finite=True)
+            elif value is None:
+                metrics[str(key)] = None
+                continue
             else:
-                metrics[str(key)] = (
-                    None if value is None else checked_number(value, repr(key), name, finite=True)
-                )
+                number = checked_number(value, repr(key), name, finite=True)
+            metrics[str(key)] = _as_returned(value, number)
         objectives = {key: metrics[key] for key in config.objective_names}
         cost = seconds
         if config.cost_metric is not None:
             if metrics.get(config.cost_metric) is None:
-                raise EvaluatorError(f"{name} returned no {config.cost_metric!r} (evaluator.cost_metric)")
+                raise missing_cost(name, config.cost_metric)
             cost = metrics[config.cost_metric]  # type: ignore[assignment]
         return Score(objectives=objectives, metrics=metrics, cost_s=cost)

@@ -28,7 +28,7 @@ import math
 import random
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
@@ -357,12 +357,15 @@ class MetricQuery:
         objectives = {}
         for metric in self._objectives:
             value = self._value(metric, record, trials)
-            if value is None:
+            if value is None:  # the cell is named: one cell's gap never reads as every cell's (fail-fast)
                 if parse_metric(metric.name, self.extra)[0] in self.extra:
                     raise EvaluatorError(
                         f"objective {metric.name!r}: the evaluator's extra_csv has no value for this cell"
+                        f"{_cell(extra_metrics)}"
                     )
-                raise EvaluatorError(f"objective {self._describe(metric.name)} is not in this archive")
+                raise EvaluatorError(
+                    f"objective {self._describe(metric.name)} is not in this archive{_cell(extra_metrics)}"
+                )
             objectives[metric.name] = value
         metrics: dict[str, float | None] = dict(extra_metrics)
         for metric in self._report:
@@ -371,7 +374,7 @@ class MetricQuery:
         if cost is None:
             raise EvaluatorError(
                 f"cost_s needs the train and validation times of {self.config.dataset} "
-                f"hp {self.config.hp}, not in this archive"
+                f"hp {self.config.hp}, not in this archive{_cell(extra_metrics)}"
             )
         return Score(objectives=objectives, metrics=metrics, cost_s=cost)
 
@@ -473,3 +476,9 @@ class MetricQuery:
             if train is not None and valid is not None:
                 return train + valid / self._cost_epochs
         return None
+
+
+def _cell(extra_metrics: Mapping[str, Any]) -> str:
+    """`` (NATS index N)``: the cell an error of one cell names (empty without its index)."""
+    index = extra_metrics.get("nats_index")
+    return "" if index is None else f" (NATS index {index})"
