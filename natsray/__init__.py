@@ -18,7 +18,7 @@ from __future__ import annotations
 from natsray.api import Best, Run, Sweep, load_run, load_sweep, run, sweep
 from natsray.callbacks import Callback
 from natsray.compat import NatsbenchTssSearchSpace, NatsModel, load_arch, save_arch
-from natsray.errors import FailFastConfigError, FailFastError
+from natsray.errors import FailFastConfigError, FailFastError, StrategyError
 from natsray.evaluators.base import BaseEvaluator, EvaluatorError, EvaluatorSetupError, Score
 from natsray.evaluators.function import ScoringContext
 from natsray.records import Candidate, Objective, Result, Status
@@ -47,6 +47,7 @@ __all__ = [
     "ScoringContext",
     "Status",
     "Strategy",
+    "StrategyError",
     "Sweep",
     "__version__",
     "load_arch",

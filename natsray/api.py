@@ -105,8 +105,10 @@ class Run:
 
     @property
     def summary(self) -> Mapping[str, Any] | None:
-        """``summary.json`` (fields: ``docs/results.md``); None while the run has not finished, or
-        when it was interrupted after its last checkpoint."""
+        """``summary.json`` as last written, at each checkpoint and at the end (fields:
+        ``docs/results.md``): ``stop_reason`` None while the run goes on (or when it was killed),
+        ``"interrupted"`` when Ctrl-C / SIGTERM stopped it at a checkpoint. None before the first
+        checkpoint, or when the run was killed after its last one (the summary is stale)."""
         return self._data().summary
 
     @property
@@ -284,36 +286,65 @@ def _with_dataset(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "evaluator": {**section, "dataset": path}}
 
 
-def _class_type(cls: type, given: Any) -> str:
-    """The ``evaluator.type`` naming the evaluator class ``cls``: its built-in short name if it has one,
-    else its import path ``"module:Class"`` (what ``config.yaml`` records, the Ray actors import and a
-    resume from the shell reads).
+_SELECTORS = {"strategy": "name", "evaluator": "type"}
+"""The key of each section that selects its class."""
+
+
+def _with_classes(data: dict[str, Any], strategy: type | None) -> dict[str, Any]:
+    """``data`` whose ``strategy.name`` / ``evaluator.type`` given as a class (in the mapping, or as
+    ``run(strategy=cls)``) is the name that selects it."""
+    if strategy is not None:
+        if not isinstance(strategy, type):
+            raise ConfigError(
+                f"strategy: expected a natsray.Strategy subclass (or set strategy.name), "
+                f"got {type(strategy).__name__}"
+            )
+        section = data.get("strategy")
+        section = dict(section) if isinstance(section, Mapping) else {}
+        given = section.get("name")
+        section["name"] = _class_type(strategy, None if isinstance(given, type) else given, "strategy")
+        data = {**data, "strategy": section}
+    for name, key in _SELECTORS.items():
+        section = data.get(name)
+        if isinstance(section, Mapping) and isinstance(section.get(key), type):
+            data = {**data, name: {**section, key: _class_type(section[key], None, name)}}
+    return data
+
+
+def _class_type(cls: type, given: Any, section: str = "evaluator") -> str:
+    """The ``evaluator.type`` / ``strategy.name`` naming the class ``cls``: its built-in short name if it
+    has one, else its import path ``"module:Class"`` (what ``config.yaml`` records, the Ray actors
+    import and a resume from the shell reads).
 
     Raises:
-        ConfigError: ``cls`` is not a :class:`~natsray.evaluators.BaseEvaluator` subclass, has no
-            import path (defined in ``__main__`` or inside a function), or ``given`` (the section's
-            ``type``) names another.
+        ConfigError: ``cls`` is not a :class:`~natsray.evaluators.BaseEvaluator` (a
+            :class:`~natsray.Strategy`) subclass, has no import path (defined in ``__main__`` or
+            inside a function), or ``given`` (the section's ``type`` / ``name``) names another.
     """
-    from natsray.evaluators import EVALUATOR_TYPES, BaseEvaluator
+    if section == "strategy":
+        from natsray.strategies import STRATEGIES as builtins
+        from natsray.strategies import Strategy as base
 
+        what = "not a natsray.Strategy subclass"
+    else:
+        from natsray.evaluators import EVALUATOR_TYPES as builtins
+        from natsray.evaluators import BaseEvaluator as base
+
+        what = "neither a scoring function (arch, context) -> mapping nor a natsray.BaseEvaluator subclass"
+    key = f"{section}.{_SELECTORS[section]}"
     path = f"{cls.__module__}:{cls.__qualname__}"
-    if not issubclass(cls, BaseEvaluator):
-        raise ConfigError(
-            f"evaluator: {path} is a class, neither a scoring function (arch, context) -> mapping nor a "
-            "natsray.BaseEvaluator subclass"
-        )
+    if not issubclass(cls, base):
+        raise ConfigError(f"{section}: {path} is a class, {what}")
     if cls.__module__ == "__main__" or "<locals>" in cls.__qualname__:
         where = "__main__" if cls.__module__ == "__main__" else "a function"
         raise ConfigError(
-            f"evaluator: {cls.__qualname__} is defined in {where}, so the Ray actors and a resumed run "
-            "cannot import it: define it in a module of your own and pass it (or set evaluator.type: "
+            f"{section}: {cls.__qualname__} is defined in {where}, so the Ray actors and a resumed run "
+            f"cannot import it: define it in a module of your own and pass it (or set {key}: "
             "'module:Class')"
         )
-    name = next((short for short, target in EVALUATOR_TYPES.items() if target == path), path)
+    name = next((short for short, target in builtins.items() if target == path), path)
     if given is not None and given not in (name, path):
-        raise ConfigError(
-            f"evaluator.type: {given!r}, but evaluator= gives the class {path}; drop one of them"
-        )
+        raise ConfigError(f"{key}: {given!r}, but {section}= gives the class {path}; drop one of them")
     return name
 
 
@@ -327,6 +358,7 @@ def run(
     progress: bool = True,
     overwrite: bool = False,
     address: str | None = None,
+    strategy: type | None = None,
 ) -> Run:
     """Run a search; the run directory is complete as one ``natsray run`` makes.
 
@@ -352,20 +384,26 @@ def run(
         overwrite: Delete a run already in ``out`` (one natsray made).
         address: Ray cluster to join (default ``ray.address``, ``RAY_ADDRESS``, else a local Ray;
             a Ray already initialised in this process is used and left running).
+        strategy: A :class:`~natsray.Strategy` subclass defined in a module: the run's
+            ``strategy.name`` becomes its import path ``"module:Class"`` (a built-in's short name),
+            the ``strategy`` section gives its ``Config`` keys. A class given as ``strategy.name`` /
+            ``evaluator.type`` in the config mapping is taken the same way.
 
     Returns:
         The finished :class:`Run`.
 
     Raises:
         ConfigError: one line naming the key and what was expected (also: ``evaluator`` an
-            evaluator instance, a class that is no evaluator, or one without an import path).
+            evaluator instance, a class that is no evaluator or strategy, or one without an import path).
         RunDirError: ``out`` already holds a run (and not ``overwrite``).
         EvaluatorError: the evaluator cannot be set up (e.g. its function does not import on the
             actors).
         KeyboardInterrupt: interrupted; the run directory is kept: ``load_run(out).resume()``.
     """
     data, source = _raw(config)
-    data = apply_overrides(_with_dataset(_with_evaluator(data, evaluator)), overrides)
+    data = apply_overrides(
+        _with_dataset(_with_evaluator(_with_classes(data, strategy), evaluator)), overrides
+    )
     parsed = checked_config(data, source)
     if address is not None:
         parsed = dataclasses.replace(parsed, ray=dataclasses.replace(parsed.ray, address=address))
@@ -482,7 +520,7 @@ def sweep(
 
     check_parallel(parallel)  # before the sweep's directory is made
     data, source = _raw(config)
-    data = _with_dataset(data)
+    data = _with_dataset(_with_classes(data, None))
     seed_spec = seeds if seeds is None or isinstance(seeds, str) else _seed_text(seeds)
     root, runs = plan_sweep(
         data,

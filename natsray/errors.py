@@ -1,7 +1,8 @@
-"""The error of bad evaluator input, at the bottom of the layering: the evaluators raise it, and so do
-the dataset readers they use (``natsray.datasets``), which sit below them; :func:`failure_line`, the
-one-line form of an exception the user's code raised; and the errors of a run that ``engine.fail_fast``
-stopped (:class:`FailFastError`).
+"""The errors of bad evaluator input and of the user's own code failing, at the bottom of the layering:
+the evaluators raise them, and so do the dataset readers they use (``natsray.datasets``), which sit
+below them; the engine raises :class:`StrategyError` and the errors of a run that ``engine.fail_fast``
+stopped (:class:`FailFastError`). Also the one-line form the user's code failing is reported in
+(:func:`failure_line`: the exception and the user's ``file:line``; :func:`component_name`).
 
 Import it as ``natsray.evaluators.EvaluatorError`` (or ``natsray.evaluators.base.EvaluatorError``):
 the same class.
@@ -14,8 +15,29 @@ import sysconfig
 import traceback
 from pathlib import Path
 from types import TracebackType
+from typing import NoReturn
 
-__all__ = ["EvaluatorError", "EvaluatorSetupError", "FailFastConfigError", "FailFastError", "failure_line"]
+__all__ = [
+    "EvaluatorError",
+    "EvaluatorSetupError",
+    "FailFastConfigError",
+    "FailFastError",
+    "StrategyError",
+    "component_name",
+    "failure_line",
+    "raise_strategy_error",
+    "user_frame",
+]
+
+_PACKAGE = str(Path(__file__).resolve().parent) + os.sep
+"""The natsray package's directory: frames here are not the user's code."""
+_LIBRARIES = tuple(
+    dict.fromkeys(
+        str(Path(sysconfig.get_paths()[name]).resolve()) + os.sep
+        for name in ("stdlib", "platstdlib", "purelib", "platlib")
+    )
+)
+"""Python's standard library and installed packages (numpy, torch, Ray)."""
 
 
 class EvaluatorError(ValueError):
@@ -62,18 +84,18 @@ class FailFastConfigError(FailFastError, EvaluatorError):
     ``natsray: error: evaluator.objective: ...``."""
 
 
-_PACKAGE = str(Path(__file__).resolve().parent) + os.sep
-"""The natsray package's directory: frames here are not the user's code."""
-_LIBRARIES = tuple(
-    dict.fromkeys(
-        str(Path(sysconfig.get_paths()[name]).resolve()) + os.sep
-        for name in ("stdlib", "platstdlib", "purelib", "platlib")
-    )
-)
-"""Python's standard library and installed packages (numpy, torch, Ray)."""
+class StrategyError(RuntimeError):
+    """A strategy's own code raised: its ``__init__``, ``ask``, ``tell`` or ``state`` (saving or
+    restoring it).
+
+    One line naming the class, the method, the exception and where the user's code raised it
+    (``strategy mylab.hill:HillClimber: tell raised KeyError: 'missing' (hill.py:41)``); the
+    exception itself, with its traceback, is the ``__cause__``. Raised only when the user's code is
+    in the traceback (a built-in strategy's own errors pass as they are).
+    """
 
 
-def _user_frame(tb: TracebackType | None) -> str | None:
+def user_frame(tb: TracebackType | None) -> str | None:
     """``file basename:line`` of the innermost frame of the user's code in ``tb``: outside natsray, the
     standard library and installed packages (None when it has no such frame)."""
     for frame, line in reversed(list(traceback.walk_tb(tb))):
@@ -84,11 +106,27 @@ def _user_frame(tb: TracebackType | None) -> str | None:
 
 
 def failure_line(exc: BaseException) -> str:
-    """The one-line error of a failed evaluation: the exception's type and the first line of its
+    """The one-line error of the user's code failing: the exception's type and the first line of its
     message, then where the user's code raised it, e.g. ``KeyError: 'lr' (myscore.py:12)``: the
     innermost frame outside the natsray package, Python's standard library and installed packages
     (none when natsray raised it on its own, e.g. a scoring function's result refused, or a library
     called by natsray did)."""
     line = f"{type(exc).__name__}: {exc}".splitlines()[0]
-    where = _user_frame(exc.__traceback__)
+    where = user_frame(exc.__traceback__)
     return f"{line} ({where})" if where else line
+
+
+def component_name(cls: type) -> str:
+    """``module:Class``: how messages name a strategy or evaluator class (as its config's
+    ``strategy.name`` / ``evaluator.type`` can)."""
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def raise_strategy_error(cls: type, method: str, exc: Exception) -> NoReturn:
+    """Raise what ``cls.method`` (a strategy's) raising ``exc`` means: a :class:`StrategyError`
+    (``strategy mylab.hill:HillClimber: tell raised KeyError: 'missing' (hill.py:41)``, from ``exc``)
+    when the user's code is in its traceback, else ``exc`` itself (natsray's own error, e.g. a bad
+    config value a built-in strategy refuses)."""
+    if user_frame(exc.__traceback__) is None:
+        raise exc
+    raise StrategyError(f"strategy {component_name(cls)}: {method} raised {failure_line(exc)}") from exc

@@ -123,7 +123,12 @@ def experiment(function: str, **evaluator: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("function", "message"),
     [
-        ("nopkg.scoring:convs", "evaluator.function: 'nopkg.scoring:convs': no module named 'nopkg'"),
+        (
+            "nopkg.scoring:convs",
+            "evaluator.function: 'nopkg.scoring:convs': no module named 'nopkg'; looked for in the installed "
+            "packages and PYTHONPATH (no ray.runtime_env.working_dir): set ray.runtime_env.working_dir (or "
+            "PYTHONPATH) to the directory holding 'nopkg'",
+        ),
         (
             "userpkg.nomodule:convs",
             "evaluator.function: 'userpkg.nomodule:convs': no module named 'userpkg.nomodule' "

@@ -405,7 +405,7 @@ def test_a_bad_grid_value_is_refused_up_front_and_resume_is_advised_only_where_i
         f"natsray: 1 of 2 runs failed (listed above and in {tmp_path / 'old' / 'sweep-runs.jsonl'}); "
         "resume cannot run the 1 of grid point(s) strategy.sample_size=9: their config in "
         f"{tmp_path / 'old' / 'sweep.yaml'} is invalid (printed above); "
-        "run a corrected grid with another --out"
+        "run a corrected grid of them with another --out (the finished runs stay here)"
     )
 
 

@@ -78,6 +78,21 @@ def preflight_sweep(runs: Sequence[Any], address: str | None) -> list[Any]:
     return result
 
 
+def _show_unplanned(runs: Sequence[Any], outcomes: Sequence[Any]) -> None:
+    """One line per grid point whose runs could not be planned (their config refused here: a plugin
+    not importable, a file missing) and were not run: the point, how many, the error."""
+    points: dict[str, list[Any]] = {}
+    for run, done in zip(runs, outcomes, strict=True):
+        if run.config is None and done.status == "failed":
+            points.setdefault(run.point.name, []).append(run)
+    for name, failed in points.items():
+        where = f"grid point {name}" if name else "the sweep"
+        print(
+            f"natsray: {where}: {len(failed)} unfinished run(s) not run: {failed[0].error}",
+            file=sys.stderr,
+        )
+
+
 def finish_sweep(runs: Sequence[Any], out: Path, args: argparse.Namespace) -> int:
     """Execute a planned sweep, print its comparative report; exit code 1 when a run failed."""
     from natsray.experiment.report import aggregate_runs
@@ -86,8 +101,10 @@ def finish_sweep(runs: Sequence[Any], out: Path, args: argparse.Namespace) -> in
     from natsray.study.report import load_sweep_runs, sweep_report
     from natsray.study.sweep import run_sweep
 
+    unplanned = {str(run.run_dir) for run in runs if run.config is None}  # said once per grid point
+
     def show(outcome: Any) -> None:
-        if outcome.status == "failed":
+        if outcome.status == "failed" and outcome.run_dir not in unplanned:
             print(f"natsray: run failed: {outcome.run_dir}: {outcome.error}", file=sys.stderr)
 
     plotter = PlotProcess.start()  # imports matplotlib while the runs run
@@ -107,6 +124,7 @@ def finish_sweep(runs: Sequence[Any], out: Path, args: argparse.Namespace) -> in
             if exc.errno in PATH_ERRNOS and exc.filename is not None:
                 raise  # a path refused: bad input, reported as such
             raise Stopped(exc, f"after fixing the cause, 'natsray resume {out}' runs what is left") from None
+        _show_unplanned(runs, outcome.runs)
         planned = plan_runs(load_plan(out), out, typed=False)  # as natsray report reads them
         loaded = load_sweep_runs(out, planned)  # read once, for the report and below
         sweep_report(out, loaded=loaded, plotter=plotter, show=True)
@@ -127,7 +145,8 @@ def finish_sweep(runs: Sequence[Any], out: Path, args: argparse.Namespace) -> in
             hint = (
                 f"resume cannot run the {len(stuck)} of grid point(s) {', '.join(names[:3])}"
                 f"{', ...' if len(names) > 3 else ''}: their config in {out / 'sweep.yaml'} is invalid "
-                "(printed above); run a corrected grid with another --out"
+                "(printed above); run a corrected grid of them with another --out "
+                "(the finished runs stay here)"
             ) + (f"; for the other {len(failed) - len(stuck)}, {hint}" if len(stuck) < len(failed) else "")
         print(
             f"natsray: {len(failed)} of {len(runs)} runs failed "

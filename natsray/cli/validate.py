@@ -1,16 +1,19 @@
-"""``natsray validate``: a config checked as ``run`` checks it (types, values, files, pre-flight)
-without running it or making a file; a sweep config grid point by grid point."""
+"""``natsray validate``: a config checked as ``run`` checks it (types, values, files, pre-flight, the
+strategy built: its ``__init__`` run) without running it or making a file; a sweep config grid point by
+grid point."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 from natsray.cli.errors import UsageError
 from natsray.cli.inputs import load_config, preflight_config
 from natsray.cli.sweeps import has_sweep_section, preflight_sweep
 from natsray.config import read_yaml
+from natsray.strategies import build_strategy
 
 __all__ = ["cmd_validate"]
 
@@ -24,24 +27,28 @@ def cmd_validate(args: argparse.Namespace) -> int:
         f"{name}={value:g}" for name, value in dataclasses.asdict(config.budget).items() if value
     )
     checked = preflight_config(config, args.address, args.config)
-    if config.engine.mode == "simulated":
-        workers = config.engine.simulated_workers
-        engine = f"simulated with {workers} simulated worker(s) (no Ray: runs in the driver)"
-    elif config.engine.in_process:
-        engine = f"{config.engine.mode} in-process (no Ray: runs in the driver)"
-    else:
-        engine = f"{config.engine.mode} with {config.resources.actors} Ray actor(s)"
-        address = args.address or config.ray.address
-        if address:
-            engine += f" (resources checked when the run joins {address})"
-        else:
-            engine += f" {checked.machine}"
+    build_strategy(config.strategy, num_objectives=len(config.objectives), seed=config.seed)
     print(
         f"OK: {args.config}: strategy {config.strategy.name}, evaluator {config.evaluator.type}, "
         f"objectives {', '.join(map(str, config.objectives))}, budget {budget}, "
-        f"engine {engine}, seed {config.seed}"
+        f"engine {_engine(config, args.address, checked.machine)}, seed {config.seed}"
     )
     return 0
+
+
+def _engine(config: Any, address: str | None, machine: str | None) -> str:
+    """How a run of ``config`` evaluates: in the driver (simulated, in-process) or with Ray actors
+    (``machine``: what pre-flight found this machine can host; None: not said)."""
+    if config.engine.mode == "simulated":
+        workers = config.engine.simulated_workers
+        return f"simulated with {workers} simulated worker(s) (no Ray: runs in the driver)"
+    if config.engine.in_process:
+        return f"{config.engine.mode} in-process (no Ray: runs in the driver)"
+    engine = f"{config.engine.mode} with {config.resources.actors} Ray actor(s)"
+    address = address or config.ray.address
+    if address:
+        return engine + f" (resources checked when the run joins {address})"
+    return engine + (f" {machine}" if machine else "")
 
 
 def _validate_sweep(args: argparse.Namespace) -> int:
@@ -55,8 +62,12 @@ def _validate_sweep(args: argparse.Namespace) -> int:
     for run in runs:
         if run.config is None:
             raise UsageError(point_error(run, args.config))
+    for config in {run.point.name: run.config for run in runs}.values():  # one per grid point
+        build_strategy(config.strategy, num_objectives=len(config.objectives), seed=config.seed)
     points = len({run.point.name for run in runs})
+    engines = dict.fromkeys(_engine(run.config, args.address, None) for run in runs)
     print(
-        f"OK: {args.config}: sweep of {len(runs)} runs ({points} grid point(s) x {len(plan.seeds)} seed(s))"
+        f"OK: {args.config}: sweep of {len(runs)} runs ({points} grid point(s) x {len(plan.seeds)} seed(s)), "
+        f"each run's engine {' / '.join(engines)}"
     )
     return 0

@@ -24,6 +24,7 @@ from natsray.config.schema import (
     load_config,
     parse_dataclass,
     read_yaml,
+    resolve_data_paths,
     resolve_paths,
 )
 
@@ -47,5 +48,6 @@ __all__ = [
     "load_config",
     "parse_dataclass",
     "read_yaml",
+    "resolve_data_paths",
     "resolve_paths",
 ]

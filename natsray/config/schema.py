@@ -19,6 +19,7 @@ the inputs exist (the CLI does both at load, in ``validate`` as in ``run``).
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +54,7 @@ __all__ = [
     "load_config",
     "parse_dataclass",
     "read_yaml",
+    "resolve_data_paths",
     "resolve_paths",
 ]
 
@@ -315,6 +317,23 @@ def _component(section: str, data: Mapping[str, Any]) -> tuple[type, Any]:
         raise ConfigError((str(exc).splitlines() or [""])[0], path=section) from None
 
 
+def _not_found_hint(message: str, roots: Sequence[str]) -> str:
+    """Where a top-level package that ``message`` (an import error's line) says is not found was looked
+    for, and how to make it importable; nothing when the message says more already."""
+    found = re.search(r"no module named '(\w+)'$", message)
+    if found is None:
+        return ""
+    top = found.group(1)
+    fix = f"set ray.runtime_env.working_dir (or PYTHONPATH) to the directory holding {top!r}"
+    if not roots:
+        return (
+            f"; looked for in the installed packages and PYTHONPATH (no ray.runtime_env.working_dir): {fix}"
+        )
+    if str(Path.cwd()) in roots:  # working_dir: . (or the like), run from elsewhere
+        fix = f"run natsray from the directory holding {top!r}, or {fix}"
+    return f"; looked for in {', '.join(roots)} (ray.runtime_env) and the installed packages: {fix}"
+
+
 def import_roots(runtime_env: Mapping[str, Any] | None) -> list[str]:
     """The directories (or ``.whl`` / ``.zip`` files) that make a Ray ``runtime_env``'s local code importable.
 
@@ -403,6 +422,7 @@ def config_from_dict(data: Any, source: str | None = None) -> ExperimentConfig:
     Raises:
         ConfigError: one line naming the source, the YAML path and what was expected.
     """
+    roots: list[str] = []
     try:
         if isinstance(data, Mapping) and "objectives" in data:
             raise ConfigError(
@@ -411,8 +431,8 @@ def config_from_dict(data: Any, source: str | None = None) -> ExperimentConfig:
         sections = {k: v for k, v in data.items() if k != "callbacks"} if isinstance(data, Mapping) else data
         raw = parse_dataclass(ExperimentConfig, sections, exclude=("objectives", "callbacks"))
         runtime_env = raw.ray.runtime_env
-        if runtime_env:  # user code shipped to the actors is imported from the same place here
-            prepend_import_roots(import_roots(runtime_env))
+        roots = import_roots(runtime_env) if runtime_env else []
+        prepend_import_roots(roots)  # user code shipped to the actors is imported from the same place here
         callbacks = _callbacks(data.get("callbacks"))
         _check_selector("strategy", raw.strategy)
         _check_selector("evaluator", raw.evaluator)
@@ -420,8 +440,9 @@ def config_from_dict(data: Any, source: str | None = None) -> ExperimentConfig:
         evaluator_cls, evaluator = _component("evaluator", raw.evaluator)
         objectives = _objectives(evaluator, strategy_cls, strategy.name)
         check_engine(raw.engine, evaluator_cls, evaluator)
-    except ConfigError as exc:
-        raise exc.with_source(source) from None
+    except ConfigError as exc:  # a plugin not found: where it was looked for
+        hint = _not_found_hint(exc.message, roots)
+        raise ConfigError(exc.message + hint, path=exc.path, source=source) from None
     return dataclasses.replace(
         raw, strategy=strategy, evaluator=evaluator, objectives=objectives, callbacks=callbacks
     )
@@ -608,8 +629,46 @@ def _runtime_env_paths(runtime_env: Mapping[str, Any]) -> list[tuple[str, str, b
     return paths
 
 
-def _absolute(value: str) -> str:
-    return str(Path(value).expanduser().resolve())
+def _absolute(value: str, base: str | Path | None = None) -> str:
+    """``value`` as an absolute path: relative to ``base`` (default: the current directory)."""
+    path = Path(value).expanduser()
+    return str((Path(base) / path if base is not None else path).resolve())
+
+
+def _absolute_runtime_env(runtime_env: Mapping[str, Any], base: str | Path | None = None) -> dict[str, Any]:
+    """A copy of ``runtime_env`` with its local paths absolute (relative to ``base``)."""
+    result = _plain(runtime_env)
+    for key, value, _ in _runtime_env_paths(result):
+        if key.startswith("py_modules["):
+            result["py_modules"][int(key[11:-1])] = _absolute(value, base)
+        else:
+            result[key] = _absolute(value, base)
+    return result
+
+
+_EVALUATOR_PATHS = (*PATH_FIELDS, "weights_dir", "state_dir")
+"""The evaluator's fields made absolute: its inputs and the directories it writes."""
+
+
+def resolve_data_paths(data: Any, base: str | Path) -> Any:
+    """Raw config data (a mapping of YAML sections) with the paths :func:`resolve_paths` makes absolute
+    made absolute relative to ``base`` instead of the current directory: the evaluator's text values
+    of those names and ``ray.runtime_env``'s local paths (a sweep's plan keeps the directory its
+    command ran in, so that ``natsray resume`` reads it alike from anywhere). Anything malformed is
+    left for :func:`config_from_dict` to report."""
+    if not isinstance(data, Mapping):
+        return data
+    result = dict(data)
+    evaluator = data.get("evaluator")
+    if isinstance(evaluator, Mapping):
+        result["evaluator"] = {
+            key: _absolute(value, base) if key in _EVALUATOR_PATHS and isinstance(value, str) else value
+            for key, value in evaluator.items()
+        }
+    ray = data.get("ray")
+    if isinstance(ray, Mapping) and isinstance(ray.get("runtime_env"), Mapping):
+        result["ray"] = {**ray, "runtime_env": _absolute_runtime_env(ray["runtime_env"], base)}
+    return result
 
 
 def check_paths(config: ExperimentConfig, source: str | None = None) -> None:
@@ -672,19 +731,13 @@ def resolve_paths(config: ExperimentConfig) -> ExperimentConfig:
     plain = isinstance(evaluator, Mapping)
     paths = {
         name: _absolute(value)
-        for name in (*PATH_FIELDS, "weights_dir", "state_dir")
+        for name in _EVALUATOR_PATHS
         if (value := evaluator.get(name) if plain else getattr(evaluator, name, None)) is not None
         and (isinstance(value, str) or not plain)
     }
     ray = config.ray
     if ray.runtime_env:
-        runtime_env = _plain(ray.runtime_env)
-        for key, value, _ in _runtime_env_paths(runtime_env):
-            if key.startswith("py_modules["):
-                runtime_env["py_modules"][int(key[11:-1])] = _absolute(value)
-            else:
-                runtime_env[key] = _absolute(value)
-        ray = dataclasses.replace(ray, runtime_env=runtime_env)
+        ray = dataclasses.replace(ray, runtime_env=_absolute_runtime_env(ray.runtime_env))
     evaluator = {**evaluator, **paths} if plain else dataclasses.replace(evaluator, **paths)
     return dataclasses.replace(config, evaluator=evaluator, ray=ray)
 

@@ -54,11 +54,11 @@ from natsray.engine.simulation import SimulatedPool, run_simulated
 from natsray.engine.summary import RunSummary
 from natsray.engine.weights import TopKWeights
 from natsray.engine.wire import ScoreDecoder, ScoreEncoder, pack_candidates, unpack_candidates
-from natsray.errors import FailFastConfigError, FailFastError
+from natsray.errors import FailFastConfigError, FailFastError, raise_strategy_error
 from natsray.evaluators import BaseEvaluator, EvaluatorError, evaluator_class
 from natsray.evaluators.base import EvaluatorSetupError, build_evaluator, evaluator_name
 from natsray.records import Candidate, Objective, Result, config_mismatch
-from natsray.strategies import strategy_class
+from natsray.strategies import build_strategy
 
 __all__ = ["DEFAULT_BATCH", "RunSummary", "run_experiment"]
 
@@ -209,7 +209,7 @@ def _run_locked(
                 session.journal.close()
                 raise _fail_fast_error(session)
     except ConsistentInterrupt as exc:
-        session.checkpoint(finished=False)
+        session.checkpoint(finished=False, interrupted=True)
         hooks.run_error(run_dir, exc)
         raise
     except KeyboardInterrupt as exc:
@@ -328,9 +328,7 @@ class _Session:
             if self.simulated
             else None
         )
-        self.strategy = strategy_class(config.strategy.name)(
-            config.strategy, num_objectives=len(objectives), seed=config.seed
-        )
+        self.strategy = build_strategy(config.strategy, num_objectives=len(objectives), seed=config.seed)
         self.scheduler = Scheduler(
             self.strategy,
             objectives,
@@ -384,7 +382,10 @@ class _Session:
                     f"{self.run_dir / CHECKPOINT_FILE}: covers {covered} journal lines but "
                     f"{self.journal.path} has {len(self.journal)}"
                 )
-            self.strategy.load_state_dict(checkpoint["strategy"])
+            try:
+                self.strategy.load_state_dict(checkpoint["strategy"])
+            except Exception as exc:
+                raise_strategy_error(type(self.strategy), "state", exc)
             scheduler.load_state(checkpoint["engine"], covered)
             if scheduler.stop_reason and scheduler.stop_reason.startswith(("budget", FAIL_FAST_STOP)):
                 scheduler.stop_reason = None  # a larger budget, or a resume after a fail-fast stop
@@ -431,8 +432,9 @@ class _Session:
         ):
             self.checkpoint(finished=False)
 
-    def checkpoint(self, *, finished: bool) -> RunSummary:
-        """Snapshot the search state and write the summary, atomically.
+    def checkpoint(self, *, finished: bool, interrupted: bool = False) -> RunSummary:
+        """Snapshot the search state and write the summary, atomically (its ``stop_reason``
+        ``interrupted`` when ``interrupted``: the run stopped here and can be resumed).
 
         A deferred journal that finished is left in memory, its final checkpoint state in
         ``journal.checkpoint`` (nothing is written: the caller takes both); one that has not
@@ -450,7 +452,7 @@ class _Session:
             "finished": finished,
             "wall_seconds": self.elapsed(),
             "ray_calls": self.ray_calls,
-            "strategy": self.strategy.state_dict(),
+            "strategy": self._strategy_state(),
             "engine": scheduler.state_dict(),
             "simulation": self.pool.state_dict() if self.pool else None,
         }
@@ -462,11 +464,19 @@ class _Session:
         if self.top_k is not None:
             self.top_k.write_index()
         summary = self._summary(state["wall_seconds"])
+        if interrupted:
+            summary = replace(summary, stop_reason="interrupted")
         # the summary is derived from the journal and rewritten at the end: durable only then
         atomic_write_json(self.run_dir / SUMMARY_FILE, summary.to_dict(), durable=finished and durable)
         self.last_told = scheduler.told
         self.last_time = time.perf_counter()
         return summary
+
+    def _strategy_state(self) -> dict[str, Any]:
+        try:
+            return self.strategy.state_dict()
+        except Exception as exc:
+            raise_strategy_error(type(self.strategy), "state", exc)
 
     def _summary(self, wall_seconds: float) -> RunSummary:
         scheduler = self.scheduler

@@ -40,6 +40,7 @@ from natsray.config import BudgetConfig
 from natsray.engine.checkpoint import Journal
 from natsray.engine.journal_record import Entry, RecordEncoder
 from natsray.engine.summary import RunStats
+from natsray.errors import raise_strategy_error
 from natsray.records import Candidate, Objective, Result, Status, fitness_of
 from natsray.search_space import Arch
 from natsray.search_space.seen import SeenCells
@@ -284,7 +285,10 @@ class Scheduler:
             self.stop_reason = self._should_stop()
             if self.stop_reason is not None:
                 return
-            candidate = self.strategy.ask()
+            try:
+                candidate = self.strategy.ask()
+            except Exception as exc:
+                raise_strategy_error(type(self.strategy), "ask", exc)
             if candidate is None:
                 if not outstanding:
                     self.stop_reason = (
@@ -458,7 +462,10 @@ class Scheduler:
         self.journal.add(self._unwritten, self.encoder)
         self._unwritten = []
         del self.outstanding[candidate.id]
-        self.strategy.tell(candidate, fitness)
+        try:
+            self.strategy.tell(candidate, fitness)
+        except Exception as exc:
+            raise_strategy_error(type(self.strategy), "tell", exc)
         self.told += 1
         self.told_cost += result.cost_s
         self._fill()
@@ -515,7 +522,10 @@ class Scheduler:
         if entry is None:
             return False
         result, fitness = entry
-        self.strategy.tell(self.outstanding.pop(candidate_id), fitness)
+        try:
+            self.strategy.tell(self.outstanding.pop(candidate_id), fitness)
+        except Exception as exc:
+            raise_strategy_error(type(self.strategy), "tell", exc)
         self.told += 1
         self.told_cost += result.cost_s
         if self.leader.pop(candidate_id, None) is not None:

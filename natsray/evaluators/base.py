@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from natsray.errors import EvaluatorError, EvaluatorSetupError, failure_line
+from natsray.errors import EvaluatorError, EvaluatorSetupError, component_name, failure_line
 from natsray.records import Candidate, Result, Status
 
 __all__ = [
@@ -229,7 +229,7 @@ class BaseEvaluator(ABC):
 
 def evaluator_name(cls: type) -> str:
     """``module:Class``: how messages name an evaluator class (as ``evaluator.type`` can)."""
-    return f"{cls.__module__}:{cls.__qualname__}"
+    return component_name(cls)
 
 
 def build_evaluator(cls: type[BaseEvaluator], config: Any, shared: Any = None) -> BaseEvaluator:

@@ -4,10 +4,21 @@ path ``"package.module:Class"`` (:mod:`natsray.registry`, ``docs/extending.md``)
 
 from __future__ import annotations
 
+from typing import Any
+
+from natsray.errors import raise_strategy_error
 from natsray.registry import ComponentError, ComponentRegistry
 from natsray.strategies.base import Fitness, Strategy
 
-__all__ = ["ENTRY_POINT_GROUP", "REGISTRY", "STRATEGIES", "Fitness", "Strategy", "strategy_class"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "REGISTRY",
+    "STRATEGIES",
+    "Fitness",
+    "Strategy",
+    "build_strategy",
+    "strategy_class",
+]
 
 STRATEGIES: dict[str, str] = {
     "regularized_evolution": "natsray.strategies.regularized_evolution:RegularizedEvolution",
@@ -37,3 +48,19 @@ def strategy_class(name: str) -> type[Strategy]:
         return REGISTRY.load(name)
     except ComponentError as exc:
         raise ValueError(f"strategy.name: {exc}") from None
+
+
+def build_strategy(config: Any, *, num_objectives: int, seed: int) -> Strategy:
+    """The strategy a parsed ``strategy`` section selects, built: ``cls(config, num_objectives=...,
+    seed=...)``.
+
+    Raises:
+        ValueError: the name selects no strategy (:func:`strategy_class`).
+        natsray.errors.StrategyError: its ``__init__`` raised in the user's code (one line naming the
+            class, ``__init__``, the exception and the user's ``file:line``).
+    """
+    cls = strategy_class(config.name)
+    try:
+        return cls(config, num_objectives=num_objectives, seed=seed)
+    except Exception as exc:
+        raise_strategy_error(cls, "__init__", exc)

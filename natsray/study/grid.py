@@ -16,7 +16,9 @@ order); its settings are applied to the base config like ``--set KEY.PATH=VALUE`
 value replaces a whole section, e.g. ``strategy: {name: random}``). Run directories are
 ``OUT/<axis>=<label>__<axis>=<label>/seed-<N>`` (``OUT/seed-<N>`` without a grid).
 The plan is written to ``OUT/sweep.yaml`` so that ``natsray resume OUT`` and
-``natsray report OUT`` rebuild it. See ``docs/sweeps.md``.
+``natsray report OUT`` rebuild it, with the directory the sweep was planned in (``cwd``): relative paths
+(``ray.runtime_env.working_dir: .``, ``evaluator.table``) mean the same from any directory, as in a
+single run's ``config.yaml``. See ``docs/sweeps.md``.
 
 A ``--set`` key that the grid also sets (the key itself, or a section the grid replaces) is still
 checked: refused when it makes the config invalid in every grid point (a misspelt key, a bad value),
@@ -28,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import os
 import re
 import warnings
 from collections.abc import Mapping, Sequence
@@ -44,6 +47,7 @@ from natsray.config import (
     check_paths,
     config_data,
     config_from_dict,
+    resolve_data_paths,
     resolve_paths,
 )
 from natsray.engine.checkpoint import make_output_dir
@@ -112,12 +116,15 @@ class SweepPlan:
         axes: The grid axes (none: seeds only).
         seeds: The seeds every grid point runs.
         source: Where the base came from (prefixes config errors).
+        cwd: The directory its relative paths are relative to (that of the command that planned it;
+            None, a plan of an older sweep.yaml: this process's current directory).
     """
 
     base: Mapping[str, Any]
     axes: tuple[Axis, ...]
     seeds: tuple[int, ...]
     source: str = "sweep"
+    cwd: str | None = None
 
     def points(self) -> list[GridPoint]:
         """The grid points, the Cartesian product of the axes (first axis slowest)."""
@@ -298,7 +305,7 @@ def sweep_from_config(
         raise exc.with_source(source) from None
     if seeds is not None:
         seed_list = parse_seeds(seeds)  # a command-line option, not a line of the file
-    plan = SweepPlan(base, tuple(axes), seed_list, source)
+    plan = SweepPlan(base, tuple(axes), seed_list, source, os.getcwd())
     for warning in _check_overridden(plan, overrides):
         warnings.warn(warning, GridOverrideWarning, stacklevel=2)
     return plan
@@ -310,8 +317,10 @@ def _settings_overrides(settings: Mapping[str, Any]) -> list[str]:
 
 
 def _point_data(plan: SweepPlan, point: GridPoint) -> dict[str, Any]:
-    """A grid point's raw config: the base with the point's settings applied."""
-    return apply_overrides(plan.base, _settings_overrides(point.settings))
+    """A grid point's raw config: the base with the point's settings applied, its relative paths made
+    absolute against the directory the sweep was planned in."""
+    data = apply_overrides(plan.base, _settings_overrides(point.settings))
+    return resolve_data_paths(data, plan.cwd) if plan.cwd is not None else data
 
 
 def _overriding(item: str, settings: Mapping[str, Any]) -> list[str]:
@@ -433,13 +442,15 @@ def point_error(run: PlannedRun, source: str) -> str:
 
 def invalid_points(plan: SweepPlan) -> dict[str, str]:
     """The grid points whose config is invalid as the plan gives it (types and values; files are not
-    checked): point name -> one line (:func:`point_error`). No resume can run them: their config is
-    re-read from the plan."""
+    checked; a plugin module not found here is not the config's fault): point name -> one line
+    (:func:`point_error`). No resume can run them: their config is re-read from the plan."""
     errors = {}
     for point in plan.points():
         try:
             config_from_dict(_point_data(plan, point), source=plan.source)
         except ConfigError as exc:
+            if "no module named" in exc.message:
+                continue  # a plugin not importable here (where it runs, the environment): not the config
             run = PlannedRun(point, 0, Path(), None, str(exc).splitlines()[0])
             errors[point.name] = point_error(run, plan.source)
     return errors
@@ -453,6 +464,7 @@ def write_plan(plan: SweepPlan, out: Path) -> None:
         "base": plan.base,
         "grid": {axis.name: {label: dict(settings) for label, settings in axis.values} for axis in plan.axes},
         "seeds": list(plan.seeds),
+        "cwd": plan.cwd,
     }
     make_output_dir(out)
     tmp = out / (SWEEP_FILE + ".tmp")
@@ -476,6 +488,5 @@ def load_plan(sweep_dir: Path) -> SweepPlan:
     if not isinstance(data, Mapping) or data.get("version") != _VERSION or "base" not in data:
         raise ConfigError(f"{path}: not a natsray sweep plan (version {_VERSION})")
     axes = tuple(_axis(name, values, str(path)) for name, values in (data.get("grid") or {}).items())
-    return SweepPlan(
-        data["base"], axes, parse_seeds(data["seeds"], f"{path}: seeds"), data.get("source", str(path))
-    )
+    seeds = parse_seeds(data["seeds"], f"{path}: seeds")
+    return SweepPlan(data["base"], axes, seeds, data.get("source", str(path)), data.get("cwd"))

@@ -394,10 +394,10 @@ def run_sweep(
     todo: list[int] = []
     stored = stored_runs(out)
     for i, run in enumerate(runs):
-        if run.config is None:
-            outcomes[i] = RunOutcome(str(run.run_dir), "failed", run.error)
-        elif run.name in stored or run_state(run.run_dir) == "finalized":
+        if run.name in stored or run_state(run.run_dir) == "finalized":  # whatever its config now
             outcomes[i] = RunOutcome(str(run.run_dir), "skipped")
+        elif run.config is None:
+            outcomes[i] = RunOutcome(str(run.run_dir), "failed", run.error)
         else:
             todo.append(i)
     make_output_dir(out)
