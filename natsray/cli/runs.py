@@ -17,7 +17,7 @@ from natsray.cli.inputs import existing_dir, load_config, preflight_config, with
 from natsray.cli.outcome import mostly_failed
 from natsray.cli.sweeps import finish_sweep, has_sweep_section, run_sweep_command
 from natsray.config import ExperimentConfig
-from natsray.errors import EvaluatorSetupError, StrategyError
+from natsray.errors import StrategyError
 from natsray.experiment.lifecycle import execute, new_run, resume_config
 
 __all__ = ["cmd_resume", "cmd_run"]
@@ -95,7 +95,7 @@ def _execute(
         )
     except KeyboardInterrupt:
         raise RunInterrupted(run_dir) from None
-    except (StrategyError, EvaluatorSetupError) as exc:  # the user's code: fixed, the run continues
+    except StrategyError as exc:  # the user's code: once fixed, the run continues
         raise Stopped(exc, f"after fixing it, 'natsray resume {run_dir}' continues the run") from exc
     result = summary.to_dict()
     _print_summary(run_dir, result)
