@@ -369,11 +369,11 @@ def test_runs_compared_never_average_nats_index_but_give_the_most_frequent_best_
     going to the better mean report metric; the per-run rows keep each run's own index."""
     from natsray.cli import main
 
-    def run(name: str, seed: int, strategy: str, index: int, test: float) -> Path:
+    def run(name: str, seed: int, strategy: str, index: int, test: float, report: bool = True) -> Path:
         summary = {
             "best_candidate_id": 0,
             "best_objectives": {"valid_accuracy": test - 10},
-            "best_metrics": {"nats_index": index, "test_accuracy@200": test},
+            "best_metrics": {"nats_index": index, **({"test_accuracy@200": test} if report else {})},
             "evaluations": 1,
             "objectives": ["valid_accuracy:max"],
             "stop_reason": "budget: evaluations",
@@ -404,3 +404,13 @@ def test_runs_compared_never_average_nats_index_but_give_the_most_frequent_best_
     aggregated = aggregate_runs(dirs[2:])["metrics"]
     assert aggregated["most frequent best nats_index"] == {"value": 300, "seeds": 2, "of": 3}
     assert "best_metric.nats_index" not in aggregated
+    # no report metric (a config without report:): a tie goes to the better best objective
+    plain = [
+        run("plain-0", 0, "random", 20, 90.0, report=False),
+        run("plain-1", 1, "random", 9000, 95.0, report=False),
+    ]
+    assert aggregate_runs(plain)["metrics"]["most frequent best nats_index"] == {
+        "value": 9000,
+        "seeds": 1,
+        "of": 2,
+    }

@@ -506,6 +506,40 @@ def test_one_seed_sweep_report_and_a_sweep_whose_runs_mostly_failed(
     )
 
 
+@pytest.mark.ray
+def test_a_sweep_without_report_metrics_reports_each_runs_best_objective(
+    ray_session: None, table: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A config without ``report:``: the report's metric is the first objective, its column filled
+    with each run's best objective (not '-' and n = 0), the value its anytime curve ends on."""
+    from natsray.study.report import _incumbents
+
+    config = base(table, evaluations=20)
+    del config["evaluator"]["report"]
+    sweep = tmp_path / "sweep"
+    code, out, err = run_cli(
+        capsys, "run", str(write(tmp_path / "exp.yaml", config)), "--seeds", "0-1",
+        "--grid", "strategy.name=regularized_evolution,random", "--out", str(sweep), "--no-progress",
+    )  # fmt: skip
+    assert code == 0, err
+    report = json.loads((sweep / "report" / "sweep_report.json").read_text())
+    assert len(report["points"]) == 2
+    for row in report["points"]:
+        runs = [stored(sweep, f"strategy.name={row['strategy.name']}/seed-{seed}") for seed in (0, 1)]
+        best = [run.summary["best_objectives"]["valid_accuracy"] for run in runs]
+        assert row["metric"] == "valid_accuracy"
+        assert row["valid_accuracy"]["n"] == 2
+        assert row["valid_accuracy"]["mean"] == pytest.approx(np.mean(best))
+        assert row["valid_accuracy"]["ci95"] is not None
+        assert row["valid_accuracy"]["mean"] == row["best valid_accuracy@12"]["mean"]
+        ends = [float(ys[-1]) for _, ys in _incumbents(runs, "valid_accuracy", by_time=False)]
+        assert ends == pytest.approx(best)  # what the anytime plots draw
+    markdown = (sweep / "report" / "sweep_report.md").read_text()
+    assert "valid_accuracy (mean ± std) | valid_accuracy 95% CI" in markdown
+    assert " - |" not in markdown and "n/a" not in markdown
+    assert markdown.splitlines()[2] in out  # the table printed is the one written
+
+
 def stored_names(sweep_dir: Path) -> list[str]:
     """The run names of every complete summary line in the store, duplicates kept."""
     names = []
@@ -615,6 +649,20 @@ def test_the_most_frequent_best_cell_breaks_ties_by_the_mean_metric_then_the_low
         "seeds": 1,
         "of": 4,
     }
+    # no report metric (a config without report:): the tie goes to the better best objective
+    no_report = [
+        RunData(
+            Path(f"seed-{seed}"),
+            pa.table({}),
+            {"best_metrics": {"nats_index": cell}, "best_objectives": {"valid_accuracy": score}},
+            None,
+            (Objective("valid_accuracy"),),
+        )
+        for seed, (cell, score) in enumerate([(3, 80.0), (7, 90.0)])
+    ]
+    row = _point_row(PointRuns(GridPoint((), {}), tuple(no_report), 0))
+    assert row["metric"] == "valid_accuracy" and row["valid_accuracy"]["mean"] == 85.0
+    assert row["most frequent best nats_index"] == {"value": 7, "seeds": 1, "of": 2}
     assert most_frequent([5, 2, 5, 2], [float("nan"), None, 80.0, 70.0]) == (5, 2)  # means of finite scores
     assert most_frequent([5, 2], [None, 70.0]) == (2, 1)  # a cell with a score beats one without
     assert most_frequent([None], [1.0]) is None

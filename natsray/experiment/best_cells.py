@@ -17,7 +17,15 @@ from typing import Any
 from natsray.experiment.run_data import RunData
 from natsray.records import Objective
 
-__all__ = ["IDENTIFIERS", "describe", "maximized", "most_frequent", "most_frequent_best", "report_metric"]
+__all__ = [
+    "IDENTIFIERS",
+    "best_value",
+    "describe",
+    "maximized",
+    "most_frequent",
+    "most_frequent_best",
+    "report_metric",
+]
 
 IDENTIFIERS: tuple[str, ...] = ("nats_index",)
 """Report metrics that identify a cell rather than measure it: never averaged."""
@@ -72,9 +80,25 @@ def most_frequent(
 
 
 def report_metric(run: RunData) -> str:
-    """The run's first report metric that is not an identifier (else its first objective)."""
+    """The run's first report metric that is not an identifier (else its first objective: its value
+    is then :func:`best_value`'s ``best_objectives`` entry, as a sweep's anytime curves draw it)."""
     metrics = [m for m in ((run.summary or {}).get("best_metrics") or {}) if m not in IDENTIFIERS]
     return metrics[0] if metrics else run.objectives[0].name
+
+
+def best_value(
+    metric: str, metrics: Mapping[str, Any] | None, objectives: Mapping[str, Any] | None = None
+) -> Any:
+    """The ``metric`` (a :func:`report_metric`) of a run's best cell: its report metric of that name,
+    else its objective of that name (a config without ``report:`` reports its first objective), else
+    None.
+
+    Args:
+        metrics: The best cell's report metrics (``summary.json`` ``best_metrics``).
+        objectives: The best cell's objectives (``summary.json`` ``best_objectives``).
+    """
+    found = (metrics or {}).get(metric)
+    return (objectives or {}).get(metric) if found is None else found
 
 
 def maximized(metric: str, run: RunData) -> bool:
@@ -87,7 +111,9 @@ def maximized(metric: str, run: RunData) -> bool:
 
 
 def most_frequent_best(
-    best_metrics: Sequence[Mapping[str, Any] | None], run: RunData
+    best_metrics: Sequence[Mapping[str, Any] | None],
+    run: RunData,
+    best_objectives: Sequence[Mapping[str, Any] | None] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Per identifier, the most frequent best cell of a group of runs (seeds of one config).
 
@@ -95,6 +121,9 @@ def most_frequent_best(
         best_metrics: Per run, its best cell's report metrics (``summary.json`` ``best_metrics``;
             None or empty for a run without one).
         run: One of the runs: its :func:`report_metric` (and that metric's direction) breaks ties.
+        best_objectives: Per run, in the same order, its best cell's objectives (``summary.json``
+            ``best_objectives``): the tie-breaking score when the report metric is an objective
+            (:func:`best_value`).
 
     Returns:
         ``{"most frequent best <identifier>": {"value": cell, "seeds": runs that found it, "of":
@@ -102,7 +131,12 @@ def most_frequent_best(
     """
     metric = report_metric(run)
     rows = [row or {} for row in best_metrics]
-    scores = [row.get(metric) for row in rows]
+    objectives = list(best_objectives) if best_objectives is not None else [None] * len(rows)
+    if len(objectives) != len(rows):
+        raise ValueError(
+            f"most_frequent_best: {len(rows)} runs' metrics but {len(objectives)} runs' objectives"
+        )
+    scores = [best_value(metric, row, found) for row, found in zip(rows, objectives, strict=True)]
     found = {}
     for identifier in IDENTIFIERS:
         best = most_frequent([row.get(identifier) for row in rows], scores, maximized(metric, run))

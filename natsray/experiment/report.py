@@ -108,7 +108,7 @@ def _final(run: RunData) -> dict[str, float]:
         "simulated_seconds": summary.get("simulated_seconds"),
         "wall_seconds": summary.get("wall_seconds"),
     }
-    objectives = summary.get("best_objectives") or best.get("objectives") or {}
+    objectives = _best_objectives(run, best)
     metrics = _best_metrics(run, best)
     values.update({f"best.{name}": value for name, value in objectives.items()})
     values.update({f"best_metric.{name}": value for name, value in metrics.items()})
@@ -124,6 +124,15 @@ def _best_metrics(run: RunData, best: Mapping[str, Any] | None = None) -> Mappin
     return (record or {}).get("metrics") or {}
 
 
+def _best_objectives(run: RunData, best: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
+    """The objectives of the run's best cell (``best``: its :func:`best_record`, when known)."""
+    found = (run.summary or {}).get("best_objectives")
+    if found:
+        return found
+    record = best_record(run) if best is None else best
+    return (record or {}).get("objectives") or {}
+
+
 def _group_metrics(runs: Sequence[RunData]) -> dict[str, dict[str, Any]]:
     """A group's statistics: :func:`_stats` of the runs' final numbers, identifiers (``nats_index``)
     left out and given instead as the most frequent best cell, as a sweep's report does
@@ -132,7 +141,8 @@ def _group_metrics(runs: Sequence[RunData]) -> dict[str, dict[str, Any]]:
     finals = [{k: v for k, v in _final(run).items() if k not in skipped} for run in runs]
     metrics: dict[str, dict[str, Any]] = dict(_stats(finals))
     if runs:
-        metrics.update(most_frequent_best([_best_metrics(run) for run in runs], runs[0]))
+        found = [_best_metrics(run) for run in runs]
+        metrics.update(most_frequent_best(found, runs[0], [_best_objectives(run) for run in runs]))
     return metrics
 
 

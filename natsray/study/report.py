@@ -29,7 +29,7 @@ from natsray.config import config_to_dict
 from natsray.engine.checkpoint import atomic_write_json
 from natsray.experiment.arrow_columns import booleans, floats
 from natsray.experiment.arrow_columns import column as arrow_column
-from natsray.experiment.best_cells import describe, most_frequent_best, report_metric
+from natsray.experiment.best_cells import best_value, describe, most_frequent_best, report_metric
 from natsray.experiment.run_data import RunData, load_run, run_from_parts
 from natsray.study.grid import GridPoint, PlannedRun, load_plan, plan_runs
 from natsray.study.stats import ci95
@@ -200,13 +200,14 @@ def _point_row(group: PointRuns) -> dict[str, Any]:
     objective = _objective_label(runs[0])
     summaries = [run.summary or {} for run in runs]
     row["metric"] = metric
-    scores = [(s.get("best_metrics") or {}).get(metric) for s in summaries]
+    scores = [best_value(metric, s.get("best_metrics"), s.get("best_objectives")) for s in summaries]
     row[metric] = _stats(scores)
     name = runs[0].objectives[0].name
     row[f"best {objective}"] = _stats([(s.get("best_objectives") or {}).get(name) for s in summaries])
     row["evaluations"] = _stats([s.get("evaluations") for s in summaries])
     row["simulated_seconds"] = _stats([s.get("simulated_seconds") for s in summaries])
-    row.update(most_frequent_best([s.get("best_metrics") for s in summaries], runs[0]))
+    best_objectives = [s.get("best_objectives") for s in summaries]
+    row.update(most_frequent_best([s.get("best_metrics") for s in summaries], runs[0], best_objectives))
     return row
 
 
