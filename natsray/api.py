@@ -295,9 +295,16 @@ def _with_classes(data: dict[str, Any], strategy: type | None) -> dict[str, Any]
     ``run(strategy=cls)``) is the name that selects it."""
     if strategy is not None:
         if not isinstance(strategy, type):
+            from natsray.errors import component_name
+            from natsray.strategies import Strategy
+
+            got = (  # an instance reads as the class it is of: say so
+                f"an instance of {component_name(type(strategy))}: pass the class"
+                if isinstance(strategy, Strategy)
+                else type(strategy).__name__
+            )
             raise ConfigError(
-                f"strategy: expected a natsray.Strategy subclass (or set strategy.name), "
-                f"got {type(strategy).__name__}"
+                f"strategy: expected a natsray.Strategy subclass (or set strategy.name), got {got}"
             )
         section = data.get("strategy")
         section = dict(section) if isinstance(section, Mapping) else {}

@@ -154,3 +154,28 @@ def test_the_command_line_exits_2_for_a_misnamed_objective_and_1_for_failing_cod
         f"natsray: failed: the first 3 evaluations all failed with {BOOM} (toy_evaluator.py:"
     )
     assert "NATSRAY_DEBUG" not in line and len(read_journal(tmp_path / "code" / "evaluations.jsonl")) == 3
+
+
+def test_a_run_scoring_with_a_python_function_is_told_to_continue_from_python(tmp_path: Path) -> None:
+    """The shell refuses such a run (its config.yaml cannot name the function): the line names the Python
+    call instead, which continues it once the function returns the objective."""
+    import natsray
+
+    config = {
+        "seed": 0,
+        "strategy": {"name": "random"},
+        "evaluator": {"objective": ["acuracy"], "cheap": True},
+        "budget": {"evaluations": 10},
+        "engine": {"in_process": True, "batch_size": 1},
+        "output": {"progress": False, "plots": False},
+    }
+    run_dir = tmp_path / "ffpy"
+    with pytest.raises(FailFastConfigError) as info:
+        natsray.run(config, evaluator=lambda arch, context: {"accuracy": 1.0}, out=run_dir, progress=False)
+    resume = f"natsray.load_run({str(run_dir)!r}).resume(evaluator=...)"
+    assert str(info.value).endswith(
+        f"fix evaluator.objective and start again with overwrite=True, or make the evaluator return it and "
+        f"continue with {resume}"
+    )
+    run = natsray.load_run(run_dir).resume(evaluator=lambda arch, context: {"acuracy": 1.0}, progress=False)
+    assert (run.summary["evaluations"], run.summary["failed"]) == (10, 3)

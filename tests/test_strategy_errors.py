@@ -133,7 +133,7 @@ def test_a_failing_strategy_is_named_with_its_method_file_line_and_the_resume_hi
 
 
 def test_run_takes_a_strategy_class_as_it_takes_an_evaluator_class(package: Path, tmp_path: Path) -> None:
-    from labstrat.flaky import Flaky
+    from labstrat.flaky import Flaky, FlakyConfig
 
     data = config()
     del data["strategy"]["name"]
@@ -145,6 +145,31 @@ def test_run_takes_a_strategy_class_as_it_takes_an_evaluator_class(package: Path
         ConfigError, match=r"^strategy: builtins:dict is a class, not a natsray.Strategy subclass$"
     ):
         natsray.run(data, strategy=dict, out=tmp_path / "c", progress=False)
+    with pytest.raises(ConfigError) as info:  # an instance is named as one, not as if the class were given
+        natsray.run(data, strategy=Flaky(FlakyConfig()), out=tmp_path / "d", progress=False)
+    assert str(info.value) == (
+        "strategy: expected a natsray.Strategy subclass (or set strategy.name), got an instance of "
+        "labstrat.flaky:Flaky: pass the class"
+    )
+
+
+def test_a_failing_strategy_run_from_python_says_how_to_resume_in_the_form_the_run_needs(
+    package: Path, tmp_path: Path
+) -> None:
+    """As the CLI says it: 'natsray resume DIR' for a run the shell can continue; for one scoring with a
+    Python object (which the shell refuses), natsray.load_run('DIR').resume(evaluator=...)."""
+    raised = f"strategy labstrat.flaky:Flaky: tell raised KeyError: 'missing' (flaky.py:{LINE})"
+    with pytest.raises(natsray.StrategyError) as info:
+        natsray.run(config(fail_in="tell"), out=tmp_path / "cls", progress=False)
+    assert (
+        str(info.value) == f"{raised}; after fixing it, 'natsray resume {tmp_path / 'cls'}' continues the run"
+    )
+    assert isinstance(info.value.__cause__, KeyError)
+    data = {**config(fail_in="tell"), "evaluator": {"cheap": True}}
+    with pytest.raises(natsray.StrategyError) as info:
+        natsray.run(data, evaluator=lambda arch, context: {"score": 1.0}, out=tmp_path / "fn", progress=False)
+    resume = f"natsray.load_run({str(tmp_path / 'fn')!r}).resume(evaluator=...)"
+    assert str(info.value) == f"{raised}; after fixing it, {resume} continues the run"
 
 
 def test_a_run_stopped_by_sigterm_has_a_summary_saying_interrupted(package: Path, tmp_path: Path) -> None:

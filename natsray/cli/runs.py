@@ -12,12 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from natsray.cli.errors import RunInterrupted, Stopped, UsageError
+from natsray.cli.errors import RunInterrupted, UsageError
 from natsray.cli.inputs import existing_dir, load_config, preflight_config, with_address, writable
 from natsray.cli.outcome import mostly_failed
 from natsray.cli.sweeps import finish_sweep, has_sweep_section, run_sweep_command
 from natsray.config import ExperimentConfig
-from natsray.errors import StrategyError
 from natsray.experiment.lifecycle import execute, new_run, resume_config
 
 __all__ = ["cmd_resume", "cmd_run"]
@@ -95,8 +94,6 @@ def _execute(
         )
     except KeyboardInterrupt:
         raise RunInterrupted(run_dir) from None
-    except StrategyError as exc:  # the user's code: once fixed, the run continues
-        raise Stopped(exc, f"after fixing it, 'natsray resume {run_dir}' continues the run") from exc
     result = summary.to_dict()
     _print_summary(run_dir, result)
     return result

@@ -57,6 +57,7 @@ from natsray.engine.wire import ScoreDecoder, ScoreEncoder, pack_candidates, unp
 from natsray.errors import FailFastConfigError, FailFastError, raise_strategy_error
 from natsray.evaluators import BaseEvaluator, EvaluatorError, evaluator_class
 from natsray.evaluators.base import EvaluatorSetupError, build_evaluator, evaluator_name
+from natsray.evaluators.function import resume_command, resumes_from_python
 from natsray.records import Candidate, Objective, Result, config_mismatch
 from natsray.strategies import build_strategy
 
@@ -244,18 +245,23 @@ def _fail_fast_error(session: _Session) -> FailFastError:
     error, count, run_dir = scheduler.halted or "failed", scheduler.fail_fast, session.run_dir
     first = f"the first {count} evaluations all failed with"
     stopped = f"the run stopped (engine.fail_fast: {count}; 0 turns it off) and is checkpointed"
+    # a run scoring with a Python object continues (or starts again) from Python only
+    resume = resume_command(session.config.evaluator, run_dir)
+    again = (
+        "overwrite=True"
+        if resumes_from_python(session.config.evaluator)
+        else "--overwrite (overwrite=True from Python)"
+    )
     key = config_mismatch(error)
     if key is not None:
         message = (
             f"{key}: {first}: {error.removeprefix('EvaluatorError: ')}; {stopped}: fix {key} and start "
-            f"again with --overwrite (overwrite=True from Python), or make the evaluator return it and "
-            f"continue with 'natsray resume {run_dir}'"
+            f"again with {again}, or make the evaluator return it and continue with {resume}"
         )
         return FailFastConfigError(message, error=error, count=count, run_dir=str(run_dir))
     message = (
-        f"{first} {error}; {stopped}: fix the cause, then continue with 'natsray resume {run_dir}' "
-        f"(its failed evaluations are kept) or start again with --overwrite (overwrite=True "
-        "from Python)"
+        f"{first} {error}; {stopped}: fix the cause, then continue with {resume} "
+        f"(its failed evaluations are kept) or start again with {again}"
     )
     return FailFastError(message, error=error, count=count, run_dir=str(run_dir))
 

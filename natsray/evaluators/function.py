@@ -31,7 +31,15 @@ from natsray.records import Candidate, checked_number, missing_cost, missing_obj
 from natsray.registry import ImportPathError, import_object, is_import_path
 from natsray.search_space import Arch
 
-__all__ = ["PYTHON_CALLABLE", "FunctionConfig", "FunctionEvaluator", "ScoringContext", "callable_name"]
+__all__ = [
+    "PYTHON_CALLABLE",
+    "FunctionConfig",
+    "FunctionEvaluator",
+    "ScoringContext",
+    "callable_name",
+    "resume_command",
+    "resumes_from_python",
+]
 
 PYTHON_CALLABLE = "<python callable>"
 """How a run directory's ``config.yaml`` writes a function given as a Python object (it has no
@@ -44,6 +52,22 @@ def callable_name(function: Callable[..., Any]) -> str:
     module = getattr(function, "__module__", None) or "?"
     name = getattr(function, "__qualname__", None) or type(function).__qualname__
     return f"{module}.{name}"
+
+
+def resumes_from_python(evaluator: Any) -> bool:
+    """Whether a run whose ``evaluator`` section (a parsed config's) is this continues from Python only: it
+    scores with a Python object given to ``natsray.run(evaluator=...)``, which its ``config.yaml`` writes as
+    ``<python callable> ...`` and ``natsray resume`` therefore refuses (:class:`FunctionConfig`)."""
+    return isinstance(evaluator, FunctionConfig) and not isinstance(evaluator.function, str)
+
+
+def resume_command(evaluator: Any, run_dir: str | Path) -> str:
+    """How the run in ``run_dir`` (its ``evaluator`` section) continues, as messages name it:
+    ``'natsray resume DIR'``, or ``natsray.load_run('DIR').resume(evaluator=...)`` where only Python
+    can (:func:`resumes_from_python`)."""
+    if resumes_from_python(evaluator):
+        return f"natsray.load_run({str(run_dir)!r}).resume(evaluator=...)"
+    return f"'natsray resume {run_dir}'"
 
 
 class _Pickled:

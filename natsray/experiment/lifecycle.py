@@ -26,6 +26,7 @@ from natsray.config import (
     resolve_paths,
 )
 from natsray.engine.checkpoint import check_not_in_use, make_output_dir
+from natsray.errors import StrategyError
 
 __all__ = [
     "CONFIG_FILE",
@@ -200,21 +201,31 @@ def execute(
 
     Returns:
         The run's :class:`~natsray.engine.summary.RunSummary`.
+
+    Raises:
+        StrategyError: the strategy's own code raised; its line ends with how to continue the run
+            (``natsray resume DIR``, or ``natsray.load_run('DIR').resume(evaluator=...)`` for a run
+            scoring with a Python object).
     """
     from natsray.engine.runner import run_experiment
+    from natsray.evaluators.function import resume_command
     from natsray.experiment.report import finalize_run
 
     def finish(path: Path) -> None:
         with finishing():
             finalize_run(path)
 
-    summary = run_experiment(
-        config,
-        run_dir,
-        resume=resume,
-        address=address or config.ray.address,
-        progress=progress,
-        finalize=finish,
-        **engine,
-    )
+    try:
+        summary = run_experiment(
+            config,
+            run_dir,
+            resume=resume,
+            address=address or config.ray.address,
+            progress=progress,
+            finalize=finish,
+            **engine,
+        )
+    except StrategyError as exc:  # the user's code: once fixed, the run continues (CLI and Python alike)
+        hint = f"after fixing it, {resume_command(config.evaluator, run_dir)} continues the run"
+        raise StrategyError(f"{exc}; {hint}") from exc.__cause__
     return summary
