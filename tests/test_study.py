@@ -540,6 +540,50 @@ def test_a_sweep_without_report_metrics_reports_each_runs_best_objective(
     assert markdown.splitlines()[2] in out  # the table printed is the one written
 
 
+def test_a_run_stopped_while_drawing_its_plots_is_finished_by_resume(
+    table: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Ctrl-C as a run's loop ends, while it draws its plots: no evaluations.csv yet, so a resume
+    finishes it (before, the CSV came first and the run counted as done without plots). A run left so
+    by an older natsray (CSV, no plots) is finished too; with output.plots false it is done."""
+    from natsray.config import load_config
+    from natsray.experiment import report as run_report
+    from natsray.study.sweep import execute_run
+
+    run_dir = tmp_path / "run"
+    config_path = write(tmp_path / "exp.yaml", base(table, evaluations=20))
+    code, _, err = run_cli(capsys, "run", str(config_path), "--out", str(run_dir), "--no-progress")
+    assert code == 0, err
+    plots = [run_dir / name for name in ("best_so_far.png", "fitness.png")]
+    assert run_state(run_dir) == "finalized" and all(path.exists() for path in plots)
+
+    def interrupted(*_: Any) -> None:
+        raise KeyboardInterrupt
+
+    for path in [*plots, run_dir / "evaluations.csv"]:
+        path.unlink()
+    with monkeypatch.context() as patch:
+        patch.setattr(run_report, "plot_population", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            run_report.finalize_run(run_dir)
+    assert not (run_dir / "evaluations.csv").exists() and run_state(run_dir) == "finished"
+    config = load_config(run_dir / "config.yaml")
+    assert execute_run(config, run_dir) == 20
+    assert run_state(run_dir) == "finalized" and all(path.exists() for path in plots)
+
+    for path in plots:  # an older natsray's leftover: the CSV written, the plots not
+        path.unlink()
+    assert run_state(run_dir) == "finished"
+    execute_run(config, run_dir)
+    assert run_state(run_dir) == "finalized" and all(path.exists() for path in plots)
+    for path in plots:
+        path.unlink()
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    saved["output"]["plots"] = False
+    write(run_dir / "config.yaml", saved)
+    assert run_state(run_dir) == "finalized"
+
+
 def stored_names(sweep_dir: Path) -> list[str]:
     """The run names of every complete summary line in the store, duplicates kept."""
     names = []

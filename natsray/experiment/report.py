@@ -66,12 +66,24 @@ def finalize_run(run_dir: str | Path) -> None:
     Plots (unless the run's ``output.plots`` is false): ``best_so_far.png`` (vs evaluations and
     vs time), ``fitness.png`` (each evaluation with a rolling median and interquartile band) and,
     with two or more objectives, ``pareto_front.png`` (first two objectives, all evaluated cells).
+
+    ``evaluations.csv`` takes its name last (written beside, renamed once the plots are drawn): a
+    run interrupted while finishing (a Ctrl-C as its loop ends) has none, and a resume finishes it
+    (:func:`natsray.study.sweep.run_state`).
     """
     run = load_run(run_dir)
+    csv_path = run.path / "evaluations.csv"
+    partial = run.path / ".evaluations.csv.partial"
     try:
-        write_csv(run.table, run.path / "evaluations.csv")
+        write_csv(run.table, partial)
     except ValueError as exc:
         raise ValueError(f"{run.path / 'evaluations.jsonl'}: {exc}") from None
+    _best_and_plots(run)
+    os.replace(partial, csv_path)
+
+
+def _best_and_plots(run: RunData) -> None:
+    """``best_arch.yaml`` and the plots of :func:`finalize_run`."""
     best = best_record(run)
     if best is not None:
         dataset = ((run.config or {}).get("evaluator") or {}).get("dataset")

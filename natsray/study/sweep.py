@@ -76,14 +76,36 @@ class SweepOutcome:
         return [run for run in self.runs if run.status == "failed"]
 
 
+PLOT_FILES = ("best_so_far.png", "fitness.png")
+"""The plots every finished run with evaluations draws (unless ``output.plots`` is false)."""
+
+
 def run_state(run_dir: Path) -> str:
     """``finalized``, ``finished`` (loop done, CSV/plots missing), ``started`` or ``new``."""
     checkpoint = read_json(run_dir / CHECKPOINT_FILE) if (run_dir / CHECKPOINT_FILE).exists() else None
     if checkpoint is not None and checkpoint.get("finished"):
-        return "finalized" if (run_dir / "evaluations.csv").exists() else "finished"
+        done = (run_dir / "evaluations.csv").exists() and not _plots_missing(run_dir)
+        return "finalized" if done else "finished"
     if checkpoint is not None or (run_dir / JOURNAL_FILE).exists():
         return "started"
     return "new"
+
+
+def _plots_missing(run_dir: Path) -> bool:
+    """Whether a finished run lacks a plot it draws: :data:`PLOT_FILES` when it has evaluations and
+    its ``config.yaml`` leaves ``output.plots`` on (a run finished before this check, stopped as it
+    drew them, has its CSV but not its plots)."""
+    if all((run_dir / name).exists() for name in PLOT_FILES):
+        return False
+    import yaml
+
+    try:
+        config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
+        summary = read_json(run_dir / "summary.json") or {}
+    except (OSError, ValueError, yaml.YAMLError):
+        return False  # nothing to tell by: as before
+    plots = (config.get("output") or {}).get("plots", True) if isinstance(config, dict) else True
+    return bool(plots) and bool(summary.get("evaluations"))
 
 
 def _local(config: ExperimentConfig) -> bool:
@@ -401,7 +423,10 @@ def run_sweep(
     todo: list[int] = []
     stored = stored_runs(out)
     for i, run in enumerate(runs):
-        if run.name in stored or run_state(run.run_dir) == "finalized":  # whatever its config now
+        state = "finalized" if run.name in stored else run_state(run.run_dir)
+        if state == "finalized" or (  # whatever its config now (plots missing: drawn when it is valid)
+            state == "finished" and run.config is None and (run.run_dir / "evaluations.csv").exists()
+        ):
             outcomes[i] = RunOutcome(str(run.run_dir), "skipped")
         elif run.config is None:
             outcomes[i] = RunOutcome(str(run.run_dir), "failed", run.error)
