@@ -107,7 +107,14 @@ def test_population_plot_labels_band_and_uses_log_scale_for_proxies(tmp_path: Pa
     _readable(fig)
     axis = fig.axes[0]
     assert axis.get_yscale() == "log" and axis.get_ylabel() == "synflow (at init.), log scale"
-    assert "25-75 % of the window" in axis.get_legend_handles_labels()[1]
+    handles, labels = axis.get_legend_handles_labels()
+    assert "25-75 % of the window" in labels
+    by_label = dict(
+        zip(labels, handles, strict=True)
+    )  # the band and median over the dots, not hidden by them
+    dots = by_label["evaluation"].get_zorder()
+    assert by_label["25-75 % of the window"].get_zorder() > dots
+    assert by_label[next(label for label in labels if label.startswith("rolling median"))].get_zorder() > dots
     linear = load_run(simulated_run(tmp_path / "acc", 0))
     assert plot_population(linear, tmp_path / "f2.png").axes[0].get_yscale() == "linear"
 

@@ -228,8 +228,11 @@ def plot_population(run: RunData, path: Path) -> Any:
     ok = ~np.isnan(q50)
     if ok.any():
         x = index[ends][ok]
-        axis.plot(x, q50[ok], color="C1", label=f"rolling median ({window})")
-        axis.fill_between(x, q25[ok], q75[ok], color="C1", alpha=0.25, label="25-75 % of the window")
+        # over the evaluations (a band's default layer is under them: hidden by a dense run's dots)
+        axis.fill_between(
+            x, q25[ok], q75[ok], color="C1", alpha=0.35, zorder=3, label="25-75 % of the window"
+        )
+        axis.plot(x, q50[ok], color="C1", zorder=4, label=f"rolling median ({window})")
     axis.set_xlabel("evaluation (count)")
     _integer_ticks(axis.xaxis)
     axis.set_ylabel(metric_label(objective.name, run.config))
