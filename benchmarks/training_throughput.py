@@ -65,6 +65,8 @@ from natsray.search_space import Arch  # noqa: E402
 MEDIAN_NATS_CELL = "|avg_pool_3x3~0|+|none~0|none~1|+|nor_conv_1x1~0|avg_pool_3x3~1|nor_conv_3x3~2|"
 """Cell 8073: the median of NATS-Bench's cifar10-valid hp-200 ``train-per-time`` (9.0856 s per epoch)."""
 QUICKSTART_CELL = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_1x1~1|+|skip_connect~0|nor_conv_3x3~1|none~2|"
+GPU_FLAGS = ("amp", "channels_last", "cudnn_benchmark", "deterministic")
+"""Options of the natsray candidate only: the ratio to the plain fp32 loop is then their speed-up."""
 PRESETS: dict[str, dict[str, Any]] = {
     "cpu": {"data": "digits", "size": 8, "images": 1000, "C": 8, "N": 1, "batch_size": 64, "epochs": 3,
             "device": "cpu", "threads": 1, "arch": QUICKSTART_CELL, "concurrent": [], "repeats": 3},
@@ -259,6 +261,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--arch", help="the cell trained (NATS string)")
     parser.add_argument("--repeats", type=int)
     parser.add_argument("--concurrent", type=int, nargs="*", help="concurrent trainings on one device (Ray)")
+    for option in GPU_FLAGS:
+        flag = f"--{option.replace('_', '-')}"
+        helps = f"the natsray candidate's evaluator.{option}: true (the plain loop stays fp32)"
+        parser.add_argument(flag, dest=option, action="store_true", help=helps)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "training_throughput.json"))
     args = parser.parse_args(argv)
     settings = dict(PRESETS[args.preset])
@@ -268,7 +274,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         dataset="cifar10" if settings["data"] == "synthetic" else "digits", digits_size=settings["size"],
         C=settings["C"], N=settings["N"], batch_size=settings["batch_size"], epochs=settings["epochs"],
         device=settings["device"], threads=settings["threads"], augment=True,
+        **{option: getattr(args, option) for option in GPU_FLAGS},
     )  # fmt: skip
+    settings.update({option: getattr(args, option) for option in GPU_FLAGS})
     data = make_data(settings["data"], settings["size"], settings["images"])
     if settings["data"] == "digits" and settings["images"] < len(data.train):
         data = replace(data, train=data.train.subset(np.arange(settings["images"])))
@@ -296,9 +304,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 def _print(results: dict[str, Any]) -> None:
     s, c = results["settings"], results["per_candidate"]
+    options = ", ".join(option for option in GPU_FLAGS if s.get(option)) or "fp32, no options"
     print(f"{s['data']} ({results['data_note']}) {s['images']} images {s['size']}px, C={s['C']} N={s['N']}, "
-          f"batch {s['batch_size']}, {s['epochs']} epochs, {results['device']}, load average "
-          f"{results['load_average_before'][0]:.2f} -> {results['load_average_after'][0]:.2f}")  # fmt: skip
+          f"batch {s['batch_size']}, {s['epochs']} epochs, {results['device']} (natsray: {options}), "
+          f"load average {results['load_average_before'][0]:.2f} -> "
+          f"{results['load_average_after'][0]:.2f}")  # fmt: skip
     print("per candidate   images/s: plain loop   natsray   ratio   images/CPU s: plain   natsray   ratio")
     rows = zip(c["plain_images_per_s"], c["natsray_images_per_s"], c["plain_images_per_cpu_s"],
                c["natsray_images_per_cpu_s"], strict=True)  # fmt: skip

@@ -107,6 +107,8 @@ def test_bad_dataset_dir_is_one_line(tmp_path: Path) -> None:
         ({"checkpoint_epochs": 0}, "checkpoint_epochs: must be a positive int"),
         ({"amp": True, "device": "cpu"}, "amp: needs a CUDA device, but device is 'cpu'"),
         ({"channels_last": "yes"}, "channels_last: must be true or false"),
+        ({"deterministic": "yes"}, "deterministic: must be true or false"),
+        ({"deterministic": True, "cudnn_benchmark": True}, "deterministic: excludes cudnn_benchmark: true"),
         ({"train_subset": 0}, "train_subset"),
         ({"device": "tpu"}, "device"),
     ],

@@ -99,6 +99,13 @@ class TrainingConfig(NetworkConfig):
             autocast with a gradient scaler.
         channels_last: Model and batches in ``torch.channels_last`` memory format (CUDA).
         cudnn_benchmark: ``torch.backends.cudnn.benchmark = True`` (CUDA).
+        deterministic: Bit-reproducible training on CUDA: ``torch.backends.cudnn.deterministic``,
+            ``torch.use_deterministic_algorithms(True)`` and ``CUBLAS_WORKSPACE_CONFIG=:4096:8``
+            (PyTorch's reproducibility notes). Without it the same seed on a GPU can give
+            metrics that differ in the last digits (cuDNN's fastest kernels sum in a varying
+            order); on CPU training is reproducible either way. Set process-wide in the actor;
+            an op without a deterministic CUDA kernel then fails the candidate with PyTorch's
+            one-line error. Excludes ``cudnn_benchmark``.
     """
 
     metrics: ClassVar[tuple[str, ...]] = TRAIN_METRICS
@@ -125,6 +132,7 @@ class TrainingConfig(NetworkConfig):
     amp: bool = False
     channels_last: bool = False
     cudnn_benchmark: bool = False
+    deterministic: bool = False
     objective: tuple[str, ...] = ("valid_accuracy",)
 
     def __post_init__(self) -> None:
@@ -162,6 +170,12 @@ class TrainingConfig(NetworkConfig):
                 raise ValueError(f"{name}: must be true or false, got {getattr(self, name)!r}")
             if getattr(self, name) and self.device == "cpu":
                 raise ValueError(f"{name}: needs a CUDA device, but device is 'cpu'")
+        if not isinstance(self.deterministic, bool):
+            raise ValueError(f"deterministic: must be true or false, got {self.deterministic!r}")
+        if self.deterministic and self.cudnn_benchmark:
+            raise ValueError(
+                "deterministic: excludes cudnn_benchmark: true (the autotuner picks kernels by timing)"
+            )
 
     @property
     def gpu_options(self) -> tuple[str, ...]:
@@ -283,6 +297,11 @@ class TrainingEvaluator(BaseEvaluator):
             raise EvaluatorError("state_dir: required when checkpoint_epochs is set outside a run")
         if config.cudnn_benchmark:
             torch.backends.cudnn.benchmark = True
+        if config.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read by cuBLAS at its first use
+            torch.backends.cudnn.benchmark = False
+            torch.backends.cudnn.deterministic = True
+            torch.use_deterministic_algorithms(True)
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         self.amp_dtype = (
             (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if config.amp else None
