@@ -129,20 +129,21 @@ def _final(run: RunData) -> dict[str, float]:
 
 def _best_metrics(run: RunData, best: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
     """The report metrics of the run's best cell (``best``: its :func:`best_record`, when known)."""
-    found = (run.summary or {}).get("best_metrics")
-    if found:
-        return found
-    record = best_record(run) if best is None else best
-    return (record or {}).get("metrics") or {}
+    return _best_part(run, "metrics", best)
 
 
 def _best_objectives(run: RunData, best: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
     """The objectives of the run's best cell (``best``: its :func:`best_record`, when known)."""
-    found = (run.summary or {}).get("best_objectives")
+    return _best_part(run, "objectives", best)
+
+
+def _best_part(run: RunData, part: str, best: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """``summary.json``'s ``best_<part>``, else the best record's ``<part>`` (metrics or objectives)."""
+    found = (run.summary or {}).get(f"best_{part}")
     if found:
         return found
     record = best_record(run) if best is None else best
-    return (record or {}).get("objectives") or {}
+    return (record or {}).get(part) or {}
 
 
 def _group_metrics(runs: Sequence[RunData]) -> dict[str, dict[str, Any]]:
