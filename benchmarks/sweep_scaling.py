@@ -1,11 +1,12 @@
 """Sweep scaling: the 300-run NATS-protocol sweep with 1 core and with all cores, parallel efficiency.
 
 Runs ``configs/sweeps/nats-bench-rea-random.yaml`` on a compact table (``--seeds 50``: 2 strategies x 3
-datasets x 50 seeds) twice, each in a fresh Python process timed by phase (as in
-``benchmarks/sweep_throughput.py``): with ``--parallel 1`` (in the driver: no Ray) and on all cores (a
-local Ray, its start-up and shutdown timed apart: ``ray s``). Parallel efficiency ``(T1 / Tall) /
-cores`` is given for the runs (``run_sweep``) and for the whole command (Python start, plan, Ray
-start-up, runs, report: the serial parts of the scaling model in ``docs/sweeps.md``).
+datasets x 50 seeds) three times, each in a fresh Python process timed by phase (as in
+``benchmarks/sweep_throughput.py``): with ``--parallel 1`` (in the driver: no Ray), as natsray chooses
+when not told (``forks``: on Linux, workers forked from the driver, :mod:`natsray.study.forks`) and on
+all cores of a local Ray (its start-up and shutdown timed apart: ``ray s``). Parallel efficiency
+``(T1 / Tall) / cores`` is given for the runs (``run_sweep``) and for the whole command (Python start,
+plan, Ray start-up, runs, report: the serial parts of the scaling model in ``docs/sweeps.md``).
 
 The reference row ``plain``: the same sweep split by seeds over ``cores`` plain ``--parallel 1``
 processes started together (no Ray, nothing shared; its runs time is the slowest process's). Its
@@ -46,15 +47,17 @@ def main() -> None:
     sets = [f"evaluator.table={Path(args.table).resolve()}", f"resources.num_cpus={args.cores}", *args.set]
     load = [os.getloadavg()]
     rows = []
-    for parallel in ("1", "all"):
+    for parallel, way in (("1", "1"), ("default", "forks"), ("all", "ray")):
         row = child(sets, args.seeds, parallel, env)
         cores = 1 if parallel == "1" else args.cores
-        rows.append({"way": "1" if parallel == "1" else "ray", "cores": cores, **row})
+        rows.append({"way": way, "cores": cores, **row})
         load.append(os.getloadavg())
     rows.append({"way": "plain", "cores": args.cores, **plain_split(sets, args.seeds, args.cores, env)})
     load.append(os.getloadavg())
-    one, every, plain = rows
+    one, forks, every, plain = rows
     efficiency = {
+        "forks_runs": one["runs_s"] / forks["runs_s"] / args.cores,
+        "forks_command": one["command_s"] / forks["command_s"] / args.cores,
         "runs": one["runs_s"] / every["runs_s"] / args.cores,
         "command": one["command_s"] / every["command_s"] / args.cores,
         "plain_runs": one["runs_s"] / plain["runs_s"] / args.cores,
@@ -71,9 +74,10 @@ def main() -> None:
             f"{row['runs'] / row['runs_s']:>7.1f}"
         )
     print(
-        f"parallel efficiency with {args.cores} cores: runs {efficiency['runs']:.2f}, "
-        f"whole command {efficiency['command']:.2f}; {args.cores} plain processes (no Ray): runs "
-        f"{efficiency['plain_runs']:.2f}"
+        f"parallel efficiency with {args.cores} cores: forks (natsray's default) runs "
+        f"{efficiency['forks_runs']:.2f}, whole command {efficiency['forks_command']:.2f}; Ray runs "
+        f"{efficiency['runs']:.2f}, whole command {efficiency['command']:.2f}; {args.cores} plain processes "
+        f"(no Ray): runs {efficiency['plain_runs']:.2f}"
     )
     print("load average (1, 5, 15 min) before / after each sweep: " + "; ".join(
         " ".join(f"{value:.2f}" for value in sample) for sample in load

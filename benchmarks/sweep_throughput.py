@@ -61,14 +61,15 @@ runs = plan_runs(plan, out)
 write_plan(plan, out)
 planned = time.perf_counter()
 from natsray.study.plot_process import PlotProcess
-plotter = PlotProcess.start()  # as natsray run does: matplotlib imported while the runs run
+plotter = PlotProcess.start()  # as natsray run does: matplotlib imported on a core the runs leave free
 if parallel == "all":  # Ray started here, timed on its own; run_sweep uses it
     from natsray.engine.cluster import connect_ray
     connect_ray(runs[0].config, None)
 started = time.perf_counter()
 # "default": natsray's own choice (the driver, and a local Ray only if the runs pay for its start)
 chosen = None if parallel in ("all", "default") else int(parallel)
-outcome = run_sweep(runs, out, parallel=chosen, progress=False)
+outcome = run_sweep(runs, out, parallel=chosen, progress=False,
+                    on_cores_free=None if plotter is None else plotter.preload)
 swept = time.perf_counter()
 if parallel == "all":  # as natsray run stops the Ray it started, timed apart too
     import ray

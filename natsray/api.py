@@ -539,9 +539,16 @@ def sweep(
         overwrite=overwrite,
         absolute=True,  # a run task's worker may run in another directory (ray.runtime_env.working_dir)
     )
-    plotter = PlotProcess.start() if report else None  # imports matplotlib while the runs run
+    plotter = PlotProcess.start() if report else None  # imports matplotlib on a core the runs leave free
     try:
-        outcome = run_sweep(runs, root, parallel=parallel, progress=progress, callbacks=tuple(callbacks))
+        outcome = run_sweep(
+            runs,
+            root,
+            parallel=parallel,
+            progress=progress,
+            callbacks=tuple(callbacks),
+            on_cores_free=None if plotter is None else plotter.preload,
+        )
         result = Sweep(root, outcome.runs)
         if report:
             sweep_report(root, plotter=plotter)

@@ -1,5 +1,6 @@
-"""Where a sweep left to choose runs: in the driver while its runs are short, on a local Ray once the
-runs left would pay for Ray's start-up; either way each run once, its results those of the seed alone."""
+"""Where a sweep left to choose runs: on forked workers (Linux; tests/test_sweep_forks.py), else in the
+driver while its runs are short and on a local Ray once the runs left would pay for Ray's start-up; either
+way each run once, its results those of the seed alone."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ def planned(table: Path, tmp_path: Path, seeds: str) -> tuple[list, Path]:
     return plan_runs(plan, tmp_path / "sweep"), config
 
 
-def test_short_runs_stay_in_the_driver_and_start_no_ray(full_table: Path, tmp_path: Path) -> None:
+def test_short_runs_start_no_ray(full_table: Path, tmp_path: Path) -> None:
     runs, _ = planned(full_table, tmp_path, "0-5")
     assert not (sys.modules.get("ray") and sys.modules["ray"].is_initialized())
     outcome = run_sweep(runs, tmp_path / "sweep", progress=False)
@@ -156,11 +157,11 @@ def test_a_run_whose_store_write_fails_midway_fails_alone_and_resume_runs_it(
             return commit(self, name, *args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(StoreWriter, "commit", disk_full_on_the_third)
-    outcome = run_sweep(runs, out, progress=False)
+    outcome = run_sweep(runs, out, parallel=1, progress=False)  # one writer, in this process
     assert [run.status for run in outcome.runs] == ["done"] * 2 + ["failed"] + ["done"] * 3
     assert outcome.runs[2].error == "OSError: [Errno 27] File too large"
     assert sorted(stored_runs(out)) == ["seed-0", "seed-1", "seed-3", "seed-4", "seed-5"]
-    outcome = run_sweep(runs, out, progress=False)  # as natsray resume does
+    outcome = run_sweep(runs, out, parallel=1, progress=False)  # as natsray resume does
     assert [run.status for run in outcome.runs] == ["skipped"] * 2 + ["done"] + ["skipped"] * 3
     assert sorted(stored_names(out)) == [f"seed-{seed}" for seed in range(6)]  # each stored once
     # a complete line torn mid-file (an earlier version's failed write): one warning, its runs run again
@@ -191,6 +192,7 @@ def test_runs_that_pay_for_ray_move_to_it_after_the_first_ones(
     full_table: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setattr(sweep_module, "RAY_START_S", 0.0)  # any runs left pay for a Ray start
+    monkeypatch.setattr(sweep_module, "fork_available", lambda: False)  # as on macOS: no forked workers
     runs, config = planned(full_table, tmp_path, "0-7")
     out = tmp_path / "sweep"
     outcome = run_sweep(runs, out, progress=False)

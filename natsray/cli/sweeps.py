@@ -107,7 +107,7 @@ def finish_sweep(runs: Sequence[Any], out: Path, args: argparse.Namespace) -> in
         if outcome.status == "failed" and outcome.run_dir not in unplanned:
             print(f"natsray: run failed: {outcome.run_dir}: {outcome.error}", file=sys.stderr)
 
-    plotter = PlotProcess.start()  # imports matplotlib while the runs run
+    plotter = PlotProcess.start()  # imports matplotlib on a core the runs leave free
     try:
         try:
             outcome = run_sweep(
@@ -117,6 +117,7 @@ def finish_sweep(runs: Sequence[Any], out: Path, args: argparse.Namespace) -> in
                 address=args.address,
                 progress=not args.no_progress,
                 on_outcome=show,
+                on_cores_free=None if plotter is None else plotter.preload,
             )
         except KeyboardInterrupt:
             raise RunInterrupted(out) from None

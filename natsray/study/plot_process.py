@@ -3,7 +3,8 @@
 Importing matplotlib and drawing the two anytime figures is most of what ``sweep_report`` costs
 after a sweep of table look-ups (about 0.7 s to import and 0.4 s a figure on the development
 machine, against 0.5 s for everything else). A :class:`PlotProcess` started when the sweep starts
-imports matplotlib on a core the runs leave free, then draws the figures while the report's own
+imports matplotlib on a core the runs leave free (once told so: :meth:`PlotProcess.preload`; where
+forked workers take every core, after them), then draws the figures while the report's own
 process writes its tables. It runs :data:`NICENESS` steps below its parent's priority, so that where the
 runs take every core (a sweep on a local Ray) the import takes what they leave instead of a third of
 each core. Nothing depends on it: when it cannot start, dies, answers with an
@@ -31,12 +32,16 @@ import threading
 import time
 from typing import IO, Any
 
-__all__ = ["ANSWER_S", "NICENESS", "PlotProcess"]
+__all__ = ["ANSWER_S", "GO", "NICENESS", "PlotProcess"]
 
 ANSWER_S = 120.0
 """The longest wait, in seconds, for the child's answers to the figures asked of it (its imports included)."""
 
 _CLOSE_S = 5.0
+
+GO = b"G"
+"""The byte the child waits for before it imports anything (natsray, matplotlib): sent by
+:meth:`PlotProcess.preload`, or before the first figure."""
 
 NICENESS = 5
 """How much lower than its parent's the child's scheduling priority is (``os.nice``): competing with
@@ -46,6 +51,8 @@ _CHILD = (
     "import sys\n"
     "if sys.path[:1] == ['']:\n"  # what -c puts first (unless PYTHONSAFEPATH): the working directory
     "    del sys.path[0]\n"
+    "if sys.stdin.buffer.read(1) != b'G':\n"  # GO: a core is free (or the parent is gone: exit)
+    "    sys.exit(0)\n"
     "from natsray.study.plot_process import _serve\n"
     "_serve()\n"
 )
@@ -64,6 +71,7 @@ class PlotProcess:
         self._process = process
         self._answers: queue.Queue[str | _Gone | None] = queue.Queue()
         self._pending = 0
+        self._preloaded = False
         self._reader = threading.Thread(target=self._read, name="natsray-plot-answers", daemon=True)
         self._reader.start()
 
@@ -101,11 +109,22 @@ class PlotProcess:
         with contextlib.suppress(OSError):
             self._process.stdout.close()  # type: ignore[union-attr]
 
+    def preload(self) -> None:
+        """Let the child import natsray and matplotlib now (it waits for this or its first figure): call
+        it when the runs leave a core free (:func:`natsray.study.sweep.run_sweep`'s ``on_cores_free``)."""
+        if self._preloaded or self._process.poll() is not None:
+            return
+        self._preloaded = True
+        with contextlib.suppress(OSError, ValueError):
+            self._process.stdin.write(GO)  # type: ignore[union-attr]
+            self._process.stdin.flush()  # type: ignore[union-attr]
+
     def submit(self, job: tuple[Any, ...]) -> None:
         """Ask the child for ``plot_anytime(*job)`` (:func:`natsray.study.plots.plot_anytime`)."""
         self._pending += 1
         if self._process.poll() is not None:
             return
+        self.preload()
         try:
             _send(self._process.stdin, job)  # type: ignore[arg-type]
         except (OSError, pickle.PicklingError, ValueError, TypeError):

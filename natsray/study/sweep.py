@@ -41,6 +41,7 @@ from natsray.engine.checkpoint import (
     read_json,
 )
 from natsray.engine.cluster import sigterm_interrupts
+from natsray.study.forks import fork_available, run_forked
 from natsray.study.grid import PlannedRun
 from natsray.study.store import StoreWriter, stored_runs, write_run_dir
 
@@ -227,20 +228,26 @@ def _chunk_task(
 
 
 def _warm_up() -> None:
-    """Import what a run task needs and build the interned cells and their strings: an empty chunk
-    task's body. A worker's first task waits ~0.5 s to be leased and then imports the engine; sent
-    ahead, this overlaps both with the driver's preparation. As the same remote function (with the
-    same options) as the runs', the warm-up and the runs share one scheduling class: Ray hands the
-    warmed worker the first chunk without a new lease (with a separate function the first chunk
-    started 0.06 s later, median of 6 alternated 300-run sweeps on 2 cores, 2026-12-04)."""
+    """An empty chunk task's body: :func:`_import_run_modules`. A worker's first task waits ~0.5 s to
+    be leased and then imports the engine; sent ahead, this overlaps both with the driver's
+    preparation. As the same remote function (with the same options) as the runs', the warm-up and
+    the runs share one scheduling class: Ray hands the warmed worker the first chunk without a new
+    lease (with a separate function the first chunk started 0.06 s later, median of 6 alternated
+    300-run sweeps on 2 cores, 2026-12-04)."""
+    _import_run_modules()
+    time.sleep(0.05)  # hold the slot a moment, so each warm-up lands on a different worker
+
+
+def _import_run_modules() -> None:
+    """Import what a run needs and build the interned cells and their strings (a run's first use
+    otherwise pays for them)."""
     import natsray.engine.runner
     import natsray.engine.simulation
-    import natsray.experiment.journal_table  # noqa: F401
+    import natsray.experiment.journal_table
+    import natsray.experiment.report  # noqa: F401
     from natsray.search_space import Arch
 
     Arch.from_code(0).to_str()
-
-    time.sleep(0.05)  # hold the slot a moment, so each warm-up lands on a different worker
 
 
 def _reusable_evaluator(config: ExperimentConfig, shared: Any) -> Any:
@@ -396,6 +403,7 @@ def run_sweep(
     progress: bool = True,
     on_outcome: Callable[[RunOutcome], None] | None = None,
     callbacks: Sequence[Callback] = (),
+    on_cores_free: Callable[[], None] | None = None,
 ) -> SweepOutcome:
     """Execute (or continue) the planned runs of a sweep.
 
@@ -410,6 +418,9 @@ def run_sweep(
             config key (built once): ``on_sweep_start``, ``on_run_end`` for each run that is done or
             found finished (skipped) as its outcome comes, ``on_sweep_end``. The runs themselves run
             without callbacks.
+        on_cores_free: Called once, when the runs leave a core of this machine free: before them,
+            unless forked workers take every core (then after them). A report's plot process
+            (:meth:`~natsray.study.plot_process.PlotProcess.preload`) imports matplotlib then.
 
     Returns:
         Every run's outcome in plan order. A run that fails does not stop the others.
@@ -474,8 +485,17 @@ def run_sweep(
         # SIGTERM (scancel, timeout) stops the sweep as Ctrl-C does, whether its runs run here or on Ray:
         # a run in this process is checkpointed after its current batch, one on Ray resumes from its own
         with sigterm_interrupts():
+            slots = _fork_slots(runs, todo, parallel, address) if todo else 0
+            if on_cores_free is not None and not slots:
+                on_cores_free()
             if todo and _in_driver(runs, todo, parallel, address):
                 _run_in_driver(runs, todo, out, record)
+            elif slots:
+                try:
+                    _run_forked(runs, todo, out, slots, record)
+                finally:
+                    if on_cores_free is not None:
+                        on_cores_free()
             elif todo and _may_start_ray_later(runs, todo, parallel, address):
                 cores = runs[todo[0]].config.resources.num_cpus  # type: ignore[union-attr]
                 shared = _prepare_shared([runs[i] for i in todo])  # for the runs on Ray too
@@ -557,6 +577,84 @@ def _in_driver(
     assert first is not None
     one = parallel == 1 or first.resources.num_cpus == 1 or (os.cpu_count() or 1) == 1
     return one and _no_ray_needed(runs, todo, address)
+
+
+def _fork_slots(
+    runs: Sequence[PlannedRun], todo: list[int], parallel: int | None, address: str | None
+) -> int:
+    """How many forked workers run the runs (:mod:`natsray.study.forks`); 0: not forked. Forked when
+    :func:`_no_ray_needed`, fork is available (Linux), every run's evaluator is one of natsray's own
+    look-up evaluators (``table``, ``benchmark``: no threads or CUDA of a plugin's in the way) and
+    more than one core is asked for (``parallel``, else ``resources.num_cpus``, else the CPUs this
+    process may use)."""
+    import os
+
+    from natsray.evaluators import evaluator_class
+
+    if parallel == 1 or not fork_available() or not _no_ray_needed(runs, todo, address):
+        return 0
+    for i in todo:
+        evaluator_cls = evaluator_class(runs[i].config.evaluator.type)  # type: ignore[union-attr]
+        if not (evaluator_cls.cheap and evaluator_cls.__module__.startswith("natsray.")):
+            return 0
+    first = runs[todo[0]].config
+    assert first is not None
+    cores = parallel or first.resources.num_cpus or len(os.sched_getaffinity(0))
+    return min(cores, len(todo)) if cores > 1 else 0
+
+
+def _run_forked(
+    runs: Sequence[PlannedRun],
+    todo: list[int],
+    out: Path,
+    slots: int,
+    record: Callable[[int, RunOutcome], None],
+) -> None:
+    """Run the runs on ``slots`` workers forked from this process once it has prepared the evaluators'
+    inputs, imported the engine and set up one evaluator per evaluator config: all inherited."""
+    from natsray.engine.cluster import ConsistentInterrupt, take_sigterm
+
+    shared = _prepare_shared([runs[i] for i in todo])
+    _import_run_modules()
+    kept: dict[str, Any] = {}
+    for key in dict.fromkeys(_shared_key(runs[i]) for i in todo):
+        first = next(i for i in todo if _shared_key(runs[i]) == key)
+        evaluator = _reusable_evaluator(runs[first].config, shared[key])  # type: ignore[arg-type]
+        if evaluator is not None:
+            kept[key] = evaluator
+    stores: list[StoreWriter] = []  # a worker's own, opened in it on its first chunk
+
+    def work(
+        chunk: list[int], report: Callable[[int, dict[str, Any]], None], gone: Callable[[], bool]
+    ) -> None:
+        if not stores:
+            stores.append(StoreWriter(out))
+        key = _shared_key(runs[chunk[0]])
+        items = [(runs[i].config, str(runs[i].run_dir), runs[i].name) for i in chunk]
+        _execute_all(
+            items,  # type: ignore[arg-type]
+            out,
+            shared[key],
+            None,
+            lambda position, result: report(chunk[position], result),
+            gone,
+            kept=(kept, key),
+            store=stores[0],
+        )
+
+    def interrupted() -> bool:
+        if take_sigterm():
+            raise ConsistentInterrupt
+        return False
+
+    run_forked(
+        _Queue(runs, todo, slots),
+        work,
+        slots,
+        lambda i, result: _record_result(runs, i, result, record),
+        TASK_RETRIES,
+        take_interrupt=interrupted,
+    )
 
 
 RAY_START_S = 8.0

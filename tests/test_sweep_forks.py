@@ -1,0 +1,171 @@
+"""A sweep's look-up runs on workers forked from the driver (natsray.study.forks): each run once, results
+those of the seed alone, a killed worker's runs finished by a new one, SIGTERM checkpointed and resumed."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_study import stored, stored_names
+from test_sweep_start import planned
+from toy_evaluator import trajectory, trajectory_of
+
+from natsray.cli import main
+from natsray.study import sweep as sweep_module
+from natsray.study.forks import fork_available
+from natsray.study.store import STORE_DIR
+from natsray.study.sweep import run_sweep
+
+pytestmark = pytest.mark.skipif(not fork_available(), reason="forked sweep workers: Linux only")
+
+
+def worker_pids(out: Path) -> set[int]:
+    """The processes that stored runs (a store file's name starts with its writer's pid)."""
+    return {int(path.name.split("-", 1)[0]) for path in (out / STORE_DIR).glob("*.runs.jsonl")}
+
+
+def single(config: Path, seed: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> list[Any]:
+    out = tmp_path / f"single-{seed}"
+    argv = ["run", str(config), "--set", f"seed={seed}", "--out", str(out), "--no-progress"]
+    assert main(argv) == 0, capsys.readouterr().err
+    return trajectory(out)
+
+
+def test_forked_runs_equal_the_seeds_alone_each_stored_once(
+    full_table: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runs, config = planned(full_table, tmp_path, "0-7")
+    out = tmp_path / "sweep"
+    assert sweep_module._fork_slots(runs, list(range(8)), 2, None) == 2
+    assert sweep_module._fork_slots(runs, list(range(8)), 1, None) == 0  # --parallel 1: in the driver
+    outcome = run_sweep(runs, out, parallel=2, progress=False)
+    assert [run.status for run in outcome.runs] == ["done"] * 8
+    assert all(run.node is None for run in outcome.runs)  # no Ray
+    assert sorted(stored_names(out)) == [f"seed-{seed}" for seed in range(8)]  # each once
+    pids = worker_pids(out)
+    assert pids and os.getpid() not in pids  # stored by the workers, not by this process
+    for seed in (0, 5):
+        assert trajectory_of(stored(out, f"seed-{seed}").records) == single(config, seed, tmp_path, capsys)
+    ray = sys.modules.get("ray")
+    assert ray is None or not ray.is_initialized()
+
+
+def killing(marker: Path, victim: str, times: int) -> Any:
+    """``execute_run`` that SIGKILLs its own (worker) process on run ``victim``, the first ``times``
+    times (counted in ``marker``: the workers share no memory)."""
+    execute_run = sweep_module.execute_run
+
+    def wrapper(config: Any, run_dir: Path, *args: Any, **kwargs: Any) -> int:
+        if kwargs.get("name") == victim:
+            killed = int(marker.read_text()) if marker.exists() else 0
+            if killed < times:
+                marker.write_text(str(killed + 1))
+                os.kill(os.getpid(), signal.SIGKILL)
+        return execute_run(config, run_dir, *args, **kwargs)
+
+    return wrapper
+
+
+def test_a_worker_killed_mid_run_is_replaced_and_every_run_finishes_once(
+    full_table: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runs, config = planned(full_table, tmp_path, "0-7")
+    out = tmp_path / "sweep"
+    monkeypatch.setattr(sweep_module, "execute_run", killing(tmp_path / "killed", "seed-3", 1))
+    outcome = run_sweep(runs, out, parallel=2, progress=False)
+    assert [run.status for run in outcome.runs] == ["done"] * 8
+    assert (tmp_path / "killed").read_text() == "1"
+    assert sorted(stored_names(out)) == [f"seed-{seed}" for seed in range(8)]  # none lost, none twice
+    monkeypatch.undo()
+    assert trajectory_of(stored(out, "seed-3").records) == single(config, 3, tmp_path, capsys)
+
+
+def test_a_run_that_kills_every_worker_fails_alone_in_one_line(
+    full_table: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs, _ = planned(full_table, tmp_path, "0-5")
+    out = tmp_path / "sweep"
+    monkeypatch.setattr(sweep_module, "execute_run", killing(tmp_path / "killed", "seed-2", 99))
+    outcome = run_sweep(runs, out, parallel=2, progress=False)
+    assert [run.status for run in outcome.runs] == ["done"] * 2 + ["failed"] + ["done"] * 3
+    retries = sweep_module.TASK_RETRIES + 1
+    assert outcome.runs[2].error == (
+        f"WorkerDied: the worker process running it was killed by SIGKILL ({retries} times)"
+    )
+    assert sorted(stored_names(out)) == [f"seed-{seed}" for seed in (0, 1, 3, 4, 5)]
+
+
+def test_sigterm_stops_a_forked_sweep_and_resume_runs_each_run_once(
+    full_table: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SIGTERM to the natsray process (as scancel or kill): its workers stop their runs at a consistent
+    point, it exits 130 saying how to resume; resume records every run once, results as run alone."""
+    _, config = planned(full_table, tmp_path, "0-1")
+    out = tmp_path / "stopped"
+    argv = ["run", str(config), "--seeds", "0-59", "--parallel", "2", "--set", "budget.evaluations=400"]
+    command = [sys.executable, "-m", "natsray", *argv, "--out", str(out), "--no-progress"]
+    proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            status = out / "sweep-runs.jsonl"
+            if status.exists() and len(status.read_text().splitlines()) >= 3:
+                break
+            time.sleep(0.005)
+        assert proc.poll() is None, f"the sweep ended before it could be stopped: {proc.communicate()[1]}"
+        os.kill(proc.pid, signal.SIGTERM)  # the natsray process only, not its workers
+        _, err = proc.communicate(timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == 130, err
+    assert f"natsray resume {out}" in err
+    recorded = len((out / "sweep-runs.jsonl").read_text().splitlines())
+    assert 3 <= recorded < 60
+    assert main(["resume", str(out), "--no-progress"]) == 0, capsys.readouterr().err
+    lines = [json.loads(line) for line in (out / "sweep-runs.jsonl").read_text().splitlines()]
+    assert sorted(Path(line["run_dir"]).name for line in lines) == sorted(f"seed-{s}" for s in range(60))
+    for seed in (0, 59):
+        run = stored(out, f"seed-{seed}")
+        assert len(run.records) == 400
+        expected = single(tmp_path_config(config, tmp_path, 400), seed, tmp_path, capsys)
+        assert trajectory_of(run.records) == expected
+
+
+def tmp_path_config(config: Path, tmp_path: Path, evaluations: int) -> Path:
+    """``config`` with ``budget.evaluations`` set, as a new file."""
+    import yaml
+
+    data = yaml.safe_load(config.read_text())
+    data["budget"]["evaluations"] = evaluations
+    path = tmp_path / f"exp-{evaluations}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_the_plot_process_imports_after_forked_runs_and_beside_runs_in_the_driver(
+    full_table: Path, tmp_path: Path
+) -> None:
+    """``on_cores_free`` (the plot process's cue to import matplotlib) comes after the runs when forked
+    workers take every core, before them when the runs leave a core free (one at a time here)."""
+    runs, _ = planned(full_table, tmp_path, "0-3")
+    for parallel, expected in ((2, ["run"] * 4 + ["free"]), (1, ["free"] + ["run"] * 4)):
+        events: list[str] = []
+        run_sweep(
+            runs,
+            tmp_path / f"sweep-{parallel}",
+            parallel=parallel,
+            progress=False,
+            on_outcome=lambda _, events=events: events.append("run"),
+            on_cores_free=lambda events=events: events.append("free"),
+        )
+        assert events == expected, parallel
