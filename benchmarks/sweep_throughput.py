@@ -3,9 +3,10 @@
 The sweep is ``configs/sweeps/nats-bench-rea-random.yaml`` (REA and random search, 3 datasets, NATS-Bench's
 simulated-time budgets) with ``--seeds 0-(N-1)`` (50 seeds: 300 runs), on the compact table and, with
 ``--archive``, on the archive (``type: benchmark``), each three ways: ``1`` (``--parallel 1``: in the
-driver, no Ray), ``default`` (what ``natsray run`` does when not told: the runs start in the driver and a
-local Ray is started inside ``run_sweep`` only if the runs left would pay for its start-up) and ``all``
-(a local Ray started first and timed apart, all cores). Each sweep runs in a fresh Python process (as the
+driver, no Ray), ``default`` (what ``natsray run`` does when not told: on Linux, workers forked from the
+driver, one per core; elsewhere the runs start in the driver and a local Ray is started inside
+``run_sweep`` only if the runs left would pay for its start-up) and ``all`` (a local Ray started first and
+timed apart, all cores). Each sweep runs in a fresh Python process (as the
 command would) that times its phases: planning, Ray's start-up (``all`` only), ``run_sweep`` and the
 report (its figures drawn by the plot process started before the runs, as ``natsray run`` does). The
 archive's compact table is exported first into an empty cache directory (``NATSRAY_CACHE_DIR``), timed
@@ -66,7 +67,7 @@ if parallel == "all":  # Ray started here, timed on its own; run_sweep uses it
     from natsray.engine.cluster import connect_ray
     connect_ray(runs[0].config, None)
 started = time.perf_counter()
-# "default": natsray's own choice (the driver, and a local Ray only if the runs pay for its start)
+# "default": natsray's own choice (forked workers on Linux; else the driver, and Ray if the runs pay for it)
 chosen = None if parallel in ("all", "default") else int(parallel)
 outcome = run_sweep(runs, out, parallel=chosen, progress=False,
                     on_cores_free=None if plotter is None else plotter.preload)

@@ -62,6 +62,26 @@ def test_the_child_runs_below_its_parents_priority(plotter: PlotProcess, tmp_pat
     assert os.getpriority(os.PRIO_PROCESS, plotter._process.pid) == min(mine + NICENESS, 19)
 
 
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc")
+def test_the_child_imports_nothing_until_a_core_is_free() -> None:
+    """Forked sweep workers take every core: the child waits for ``preload`` (or a figure) before it
+    imports numpy and matplotlib (CPU the runs would lose), then imports them without a figure."""
+    started = PlotProcess.start()
+    if started is None:
+        pytest.skip("one core: no plot process")
+    maps = Path(f"/proc/{started._process.pid}/maps")
+    try:
+        time.sleep(1.0)  # an eager child would have numpy's extension modules mapped by now
+        assert "numpy" not in maps.read_text() and "matplotlib" not in maps.read_text()
+        started.preload()
+        deadline = time.monotonic() + 60
+        while "matplotlib" not in maps.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "matplotlib" in maps.read_text()
+    finally:
+        started.close()
+
+
 def test_ctrl_c_is_left_to_the_parent(plotter: PlotProcess, tmp_path: Path) -> None:
     os.kill(plotter._process.pid, signal.SIGINT)  # the terminal sends it to the whole process group
     time.sleep(0.2)

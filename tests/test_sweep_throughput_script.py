@@ -83,8 +83,12 @@ def test_sweep_scaling_prints_its_table_and_writes_json(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     assert "parallel efficiency with 2 cores" in done.stdout and "plain processes (no Ray)" in done.stdout
     data = json.loads(out.read_text())
-    assert [(row["way"], row["cores"]) for row in data["rows"]] == [("1", 1), ("ray", 2), ("plain", 2)]
-    one, ray, plain = data["rows"]
-    assert [row["runs"] for row in data["rows"]] == [12, 12, 12]  # the plain split covers every seed once
-    assert one["runs_on_ray"] == plain["runs_on_ray"] == 0 and ray["ray_start_s"] > 0
-    assert data["parallel_efficiency"]["plain_runs"] == pytest.approx(one["runs_s"] / plain["runs_s"] / 2)
+    ways = [(row["way"], row["cores"]) for row in data["rows"]]
+    assert ways == [("1", 1), ("forks", 2), ("ray", 2), ("plain", 2)]
+    one, forks, ray, plain = data["rows"]
+    assert [row["runs"] for row in data["rows"]] == [12] * 4  # the plain split covers every seed once
+    assert one["runs_on_ray"] == forks["runs_on_ray"] == plain["runs_on_ray"] == 0 and ray["ray_start_s"] > 0
+    assert forks["ray_start_s"] < 0.5  # no Ray started for the forked workers
+    efficiency = data["parallel_efficiency"]
+    assert efficiency["plain_runs"] == pytest.approx(one["runs_s"] / plain["runs_s"] / 2)
+    assert efficiency["forks_runs"] == pytest.approx(one["runs_s"] / forks["runs_s"] / 2)
