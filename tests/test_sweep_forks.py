@@ -169,3 +169,55 @@ def test_the_plot_process_imports_after_forked_runs_and_beside_runs_in_the_drive
             on_cores_free=lambda events=events: events.append("free"),
         )
         assert events == expected, parallel
+
+
+def test_sigkill_of_the_natsray_process_ends_its_workers_and_resume_loses_nothing(
+    full_table: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SIGKILL to the natsray process alone: its workers end within a run (they are told by the kernel
+    and look between runs), every stored run stays stored, and resume runs each of the others once."""
+    _, config = planned(full_table, tmp_path, "0-1")
+    out = tmp_path / "killed"
+    argv = ["run", str(config), "--seeds", "0-59", "--parallel", "2", "--set", "budget.evaluations=400"]
+    command = [sys.executable, "-m", "natsray", *argv, "--out", str(out), "--no-progress"]
+    proc = subprocess.Popen(command, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None and len(stored_names(out)) < 3:
+            time.sleep(0.005)
+        assert proc.poll() is None, "the sweep ended before it could be killed"
+        workers = worker_pids(out)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(alive(pid) for pid in workers):
+            time.sleep(0.01)
+        assert not any(alive(pid) for pid in workers)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    kept = set(stored_names(out))
+    assert 3 <= len(kept) < 60
+    assert main(["resume", str(out), "--no-progress"]) == 0, capsys.readouterr().err
+    names, dirs = stored_names(out), finished_dirs(out)
+    assert len(names) == len(set(names)) and not set(names) & dirs  # no run twice
+    assert set(names) | dirs == {f"seed-{seed}" for seed in range(60)}
+    for seed in range(60):
+        assert len(stored(out, f"seed-{seed}").records) == 400  # every run finished, none lost
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with contextlib.suppress(OSError):  # a zombie is dead (its parent, init, reaps it)
+        if Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z"):
+            return False
+    return True
+
+
+def finished_dirs(out: Path) -> set[str]:
+    """Runs finished in a directory of their own (those a stop caught mid-way and resume finished)."""
+    return {path.name for path in out.glob("seed-*") if (path / "evaluations.csv").is_file()}
