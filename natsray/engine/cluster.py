@@ -52,6 +52,7 @@ __all__ = [
     "actor_runtime_env",
     "check_resources",
     "connect_ray",
+    "gpu_sharing_note",
     "local_nodes",
     "local_ray_started_here",
     "local_token_mode",
@@ -372,7 +373,32 @@ def connect_ray(config: ExperimentConfig, address: str | None, output: str | Pat
     if not address:
         _STARTED_HERE.clear()
         _STARTED_HERE.append(ray.get_runtime_context().gcs_address)
+        note = gpu_sharing_note(config)
+        if note:
+            print(note, file=sys.stderr)
     return True
+
+
+def gpu_sharing_note(config: ExperimentConfig) -> str | None:
+    """One line when the run's actors share this machine's GPUs (``0 < gpus_per_actor < 1``) while NVIDIA's
+    Multi-Process Service is not running here; else None.
+
+    Without MPS the GPU time-slices processes: their kernels never run at the same time, so actors that
+    share a GPU add little (an H200, 2026-12-04: 8 actors gave 1.2 times one training's images/s, 2.2
+    times with MPS; docs/training.md, "Sharing a GPU"). MPS is found by its control pipe,
+    ``$CUDA_MPS_PIPE_DIRECTORY/control`` (default ``/tmp/nvidia-mps/control``).
+    """
+    share = config.resources.gpus_per_actor
+    if not 0 < share < 1 or config.engine.mode == "simulated" or config.engine.in_process:
+        return None
+    pipes = Path(os.environ.get("CUDA_MPS_PIPE_DIRECTORY") or "/tmp/nvidia-mps")
+    if (pipes / "control").exists():
+        return None
+    return (
+        f"natsray: note: resources.gpus_per_actor {share:g} shares each GPU among {int(1 / share + _EPS)} "
+        "trainings, but NVIDIA MPS is not running here, so the GPU runs them one at a time: start it with "
+        "'nvidia-cuda-mps-control -d' first (docs/training.md, \"Sharing a GPU\")"
+    )
 
 
 _STARTED_HERE: list[str] = []
