@@ -46,12 +46,16 @@ def test_forked_runs_equal_the_seeds_alone_each_stored_once(
     out = tmp_path / "sweep"
     assert sweep_module._fork_slots(runs, list(range(8)), 2, None) == 2
     assert sweep_module._fork_slots(runs, list(range(8)), 1, None) == 0  # --parallel 1: in the driver
+    assert sweep_module._fork_slots(runs, [3], 2, None) == 0  # one run left: in the driver, no fork
     outcome = run_sweep(runs, out, parallel=2, progress=False)
     assert [run.status for run in outcome.runs] == ["done"] * 8
     assert all(run.node is None for run in outcome.runs)  # no Ray
     assert sorted(stored_names(out)) == [f"seed-{seed}" for seed in range(8)]  # each once
     pids = worker_pids(out)
     assert pids and os.getpid() not in pids  # stored by the workers, not by this process
+    for seed in range(8):  # the journal names the process that evaluated, not the one that forked it
+        workers = {record["worker"] for record in stored(out, f"seed-{seed}").records}
+        assert len(workers) == 1 and int(workers.pop().rsplit(":", 1)[1]) in pids
     for seed in (0, 5):
         assert trajectory_of(stored(out, f"seed-{seed}").records) == single(config, seed, tmp_path, capsys)
     ray = sys.modules.get("ray")
@@ -103,11 +107,13 @@ def test_a_run_that_kills_every_worker_fails_alone_in_one_line(
     assert sorted(stored_names(out)) == [f"seed-{seed}" for seed in (0, 1, 3, 4, 5)]
 
 
-def test_sigterm_stops_a_forked_sweep_and_resume_runs_each_run_once(
-    full_table: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("to_group", [False, True], ids=["sigterm-to-natsray", "ctrl-c-to-the-group"])
+def test_sigterm_or_ctrl_c_stops_a_forked_sweep_and_resume_runs_each_run_once(
+    full_table: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], to_group: bool
 ) -> None:
-    """SIGTERM to the natsray process (as scancel or kill): its workers stop their runs at a consistent
-    point, it exits 130 saying how to resume; resume records every run once, results as run alone."""
+    """SIGTERM to the natsray process (as scancel or kill), or Ctrl-C (SIGINT to the whole process
+    group): the workers stop their runs at a consistent point (checkpointed: a run directory), natsray
+    exits 130 with one line saying how to resume; resume records every run once, results as run alone."""
     _, config = planned(full_table, tmp_path, "0-1")
     out = tmp_path / "stopped"
     argv = ["run", str(config), "--seeds", "0-59", "--parallel", "2", "--set", "budget.evaluations=400"]
@@ -121,16 +127,22 @@ def test_sigterm_stops_a_forked_sweep_and_resume_runs_each_run_once(
                 break
             time.sleep(0.005)
         assert proc.poll() is None, f"the sweep ended before it could be stopped: {proc.communicate()[1]}"
-        os.kill(proc.pid, signal.SIGTERM)  # the natsray process only, not its workers
+        if to_group:
+            os.killpg(
+                proc.pid, signal.SIGINT
+            )  # the terminal's Ctrl-C: natsray, its workers, its plot process
+        else:
+            os.kill(proc.pid, signal.SIGTERM)  # the natsray process only, not its workers
         _, err = proc.communicate(timeout=60)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     assert proc.returncode == 130, err
-    assert f"natsray resume {out}" in err
+    assert err.splitlines() == [f"natsray: interrupted; continue with 'natsray resume {out}'"]
     recorded = len((out / "sweep-runs.jsonl").read_text().splitlines())
     assert 3 <= recorded < 60
+    assert list(out.glob("seed-*/checkpoint.json"))  # the runs in flight stopped at a consistent point
     assert main(["resume", str(out), "--no-progress"]) == 0, capsys.readouterr().err
     lines = [json.loads(line) for line in (out / "sweep-runs.jsonl").read_text().splitlines()]
     assert sorted(Path(line["run_dir"]).name for line in lines) == sorted(f"seed-{s}" for s in range(60))
@@ -221,3 +233,16 @@ def alive(pid: int) -> bool:
 def finished_dirs(out: Path) -> set[str]:
     """Runs finished in a directory of their own (those a stop caught mid-way and resume finished)."""
     return {path.name for path in out.glob("seed-*") if (path / "evaluations.csv").is_file()}
+
+
+def test_a_sweep_confined_to_one_cpu_runs_in_the_natsray_process(
+    full_table: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """taskset -c 0, Slurm's --cpus-per-task=1, a container's cpuset: the CPUs the process may use, not
+    the machine's, decide (a local Ray on one allowed CPU ran the same sweep at half the speed)."""
+    runs, _ = planned(full_table, tmp_path, "0-3")
+    monkeypatch.setattr(sweep_module, "usable_cpus", lambda: 1)
+    assert sweep_module._fork_slots(runs, list(range(4)), None, None) == 0
+    outcome = run_sweep(runs, tmp_path / "sweep", progress=False)
+    assert [run.status for run in outcome.runs] == ["done"] * 4
+    assert worker_pids(tmp_path / "sweep") == {os.getpid()}

@@ -126,9 +126,12 @@ def finish_sweep(runs: Sequence[Any], out: Path, args: argparse.Namespace) -> in
                 raise  # a path refused: bad input, reported as such
             raise Stopped(exc, f"after fixing the cause, 'natsray resume {out}' runs what is left") from None
         _show_unplanned(runs, outcome.runs)
-        planned = plan_runs(load_plan(out), out, typed=False)  # as natsray report reads them
-        loaded = load_sweep_runs(out, planned)  # read once, for the report and below
-        sweep_report(out, loaded=loaded, plotter=plotter, show=True)
+        try:
+            planned = plan_runs(load_plan(out), out, typed=False)  # as natsray report reads them
+            loaded = load_sweep_runs(out, planned)  # read once, for the report and below
+            sweep_report(out, loaded=loaded, plotter=plotter, show=True)
+        except KeyboardInterrupt:  # the runs are done: resume writes the report
+            raise RunInterrupted(out) from None
     finally:
         if plotter is not None:
             plotter.close()

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection, Pipe, wait
 from typing import Any, Protocol
 
-__all__ = ["Chunks", "fork_available", "run_forked"]
+__all__ = ["Chunks", "fork_available", "run_forked", "usable_cpus"]
 
 POLL_S = 0.2
 """Longest wait for a worker's message before the parent looks at interrupts and dead workers."""
@@ -52,6 +52,15 @@ class Chunks(Protocol):
     def __bool__(self) -> bool: ...
 
     def take(self) -> list[int]: ...
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on: its affinity (``taskset``, Slurm's ``--cpus-per-task``, a
+    container's cpuset) where the system tells it, else ``os.cpu_count()``."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def fork_available() -> bool:
@@ -194,6 +203,9 @@ def _worker_main(conn: Connection, work: Work, parent: int) -> None:
     """A worker's life: run each chunk it is sent until it is sent None or the parent is gone."""
     code = 0
     try:
+        # Ctrl-C reaches the whole process group: the parent forwards it as SIGTERM, which the run
+        # takes at its next consistent point (checkpointed), as it would in the parent
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         _exit_with_parent()
 
         def report(i: int, result: Result) -> None:

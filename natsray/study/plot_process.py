@@ -51,6 +51,8 @@ _CHILD = (
     "import sys\n"
     "if sys.path[:1] == ['']:\n"  # what -c puts first (unless PYTHONSAFEPATH): the working directory
     "    del sys.path[0]\n"
+    "import signal\n"
+    "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"  # Ctrl-C is the parent's, from the start
     "if sys.stdin.buffer.read(1) != b'G':\n"  # GO: a core is free (or the parent is gone: exit)
     "    sys.exit(0)\n"
     "from natsray.study.plot_process import _serve\n"
@@ -80,7 +82,9 @@ class PlotProcess:
         """Start the child, or return None: on a one-core machine (it would only take the runs' core)
         or when the interpreter cannot be started. The child imports this process's natsray and
         searches this process's ``sys.path`` for the rest (:func:`_child_path`)."""
-        if (os.cpu_count() or 1) < 2:
+        from natsray.study.forks import usable_cpus
+
+        if usable_cpus() < 2:
             return None
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(_child_path())}
         try:

@@ -20,6 +20,7 @@ error and the others go on. Each outcome is appended to ``OUT/sweep-runs.jsonl``
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 import uuid
@@ -41,7 +42,7 @@ from natsray.engine.checkpoint import (
     read_json,
 )
 from natsray.engine.cluster import sigterm_interrupts
-from natsray.study.forks import fork_available, run_forked
+from natsray.study.forks import fork_available, run_forked, usable_cpus
 from natsray.study.grid import PlannedRun
 from natsray.study.store import StoreWriter, stored_runs, write_run_dir
 
@@ -491,11 +492,9 @@ def run_sweep(
             if todo and _in_driver(runs, todo, parallel, address):
                 _run_in_driver(runs, todo, out, record)
             elif slots:
-                try:
-                    _run_forked(runs, todo, out, slots, record)
-                finally:
-                    if on_cores_free is not None:
-                        on_cores_free()
+                _run_forked(runs, todo, out, slots, record)
+                if on_cores_free is not None:  # not after an interrupt: the plot process is not needed
+                    on_cores_free()
             elif todo and _may_start_ray_later(runs, todo, parallel, address):
                 cores = runs[todo[0]].config.resources.num_cpus  # type: ignore[union-attr]
                 shared = _prepare_shared([runs[i] for i in todo])  # for the runs on Ray too
@@ -556,8 +555,6 @@ def _callbacks(runs: Sequence[PlannedRun]) -> list[Callback]:
 def _no_ray_needed(runs: Sequence[PlannedRun], todo: list[int], address: str | None) -> bool:
     """True when the runs may run in this process: all in-process / simulated, no cluster named and no
     Ray already running in this process."""
-    import os
-
     first = runs[todo[0]].config
     assert first is not None
     named = address or first.ray.address or os.environ.get("RAY_ADDRESS")
@@ -571,11 +568,10 @@ def _in_driver(
 ) -> bool:
     """True when the runs need no Ray: one at a time (``--parallel 1`` or ``resources.num_cpus: 1``)
     and :func:`_no_ray_needed`."""
-    import os
 
     first = runs[todo[0]].config
     assert first is not None
-    one = parallel == 1 or first.resources.num_cpus == 1 or (os.cpu_count() or 1) == 1
+    one = parallel == 1 or first.resources.num_cpus == 1 or usable_cpus() == 1
     return one and _no_ray_needed(runs, todo, address)
 
 
@@ -585,9 +581,8 @@ def _fork_slots(
     """How many forked workers run the runs (:mod:`natsray.study.forks`); 0: not forked. Forked when
     :func:`_no_ray_needed`, fork is available (Linux), every run's evaluator is one of natsray's own
     look-up evaluators (``table``, ``benchmark``: no threads or CUDA of a plugin's in the way) and
-    more than one core is asked for (``parallel``, else ``resources.num_cpus``, else the CPUs this
-    process may use)."""
-    import os
+    more than one core is asked for (``parallel``, else ``resources.num_cpus``, else
+    :func:`usable_cpus`) and more than one run is left."""
 
     from natsray.evaluators import evaluator_class
 
@@ -599,8 +594,8 @@ def _fork_slots(
             return 0
     first = runs[todo[0]].config
     assert first is not None
-    cores = parallel or first.resources.num_cpus or len(os.sched_getaffinity(0))
-    return min(cores, len(todo)) if cores > 1 else 0
+    slots = min(parallel or first.resources.num_cpus or usable_cpus(), len(todo))
+    return slots if slots > 1 else 0  # one run (or one core): in this process
 
 
 def _run_forked(
@@ -627,8 +622,11 @@ def _run_forked(
     def work(
         chunk: list[int], report: Callable[[int, dict[str, Any]], None], gone: Callable[[], bool]
     ) -> None:
-        if not stores:
+        if not stores:  # this worker's first chunk
             stores.append(StoreWriter(out))
+            here = f"{os.uname().nodename}:{os.getpid()}"
+            for evaluator in kept.values():  # built in the parent: the journal's worker is this process
+                evaluator.worker = here
         key = _shared_key(runs[chunk[0]])
         items = [(runs[i].config, str(runs[i].run_dir), runs[i].name) for i in chunk]
         _execute_all(
@@ -676,9 +674,8 @@ def _ray_pays_off(total: int, cpus: int | None = None) -> Callable[[int, float],
     run, which pays the imports, not counted), stop when the others would take longer on one core
     than :data:`RAY_START_S` plus their share on the ``N`` cores a local Ray would get
     (``resources.num_cpus``, default all): ``(1 - 1/N) * rest > RAY_START_S``."""
-    import os
 
-    cores = max(cpus or os.cpu_count() or 1, 1)
+    cores = max(cpus or usable_cpus(), 1)
     start: list[float] = []
 
     def stop(done: int, seconds: float) -> bool:
