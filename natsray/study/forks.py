@@ -13,10 +13,11 @@ times, then reported failed with one line, and the runs of its chunk not started
 out again, uncounted. Every wait is bounded (:data:`POLL_S`); each worker exits when the parent
 does (it checks between runs), so an orphan finishes at most its current run.
 
-SIGTERM (``scancel``, ``kill``) or Ctrl-C stops the pool as it stops a run: each worker gets
-SIGTERM, stops its run at the run's next consistent point (checkpointed, as ``natsray run``
-does), and reports what finished; the parent waits up to :data:`STOP_S` for them, kills any
-left, and re-raises the interrupt.
+SIGTERM (``scancel``, ``kill``) or Ctrl-C stops the pool as it stops a run. The workers ignore
+SIGINT (Ctrl-C reaches the whole process group); the parent sends each one SIGTERM instead, which
+stops its run at the run's next consistent point (checkpointed, as ``natsray run`` does), and the
+worker reports what finished. The parent waits up to :data:`STOP_S` for them, kills any left, and
+re-raises the interrupt.
 
 Fork is used only where it is safe and cheap: Linux (macOS's system libraries are not fork-safe),
 and only for runs whose evaluator is a built-in look-up (no threads, no CUDA in the parent's way).
