@@ -118,7 +118,15 @@ def test_sigterm_or_ctrl_c_stops_a_forked_sweep_and_resume_runs_each_run_once(
     out = tmp_path / "stopped"
     argv = ["run", str(config), "--seeds", "0-59", "--parallel", "2", "--set", "budget.evaluations=400"]
     command = [sys.executable, "-m", "natsray", *argv, "--out", str(out), "--no-progress"]
-    proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        command,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        # as from a terminal: a shell's background job (CI under nohup, say) would start it with SIGINT
+        # ignored, and Python keeps it so
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:
