@@ -1,11 +1,15 @@
-"""Running a sweep: every (grid point, seed) run in parallel on Ray, resumable, fault-tolerant.
+"""Running a sweep: every (grid point, seed) run in parallel, resumable, fault-tolerant.
 
 Runs whose loop needs no actors of its own (``engine.mode: simulated`` or
-``engine.in_process``, i.e. cheap look-up evaluators) are one Ray task each, with
-``num_cpus = resources.cpus_per_actor``; Ray runs as many at once as the cluster has room
-for (``parallel`` caps it). The evaluator's read-only inputs (the compact table) are
-prepared once on the driver per distinct evaluator config and ``ray.put`` once; each task
-receives them from the object store (one copy per node, zero-copy numpy). Runs whose
+``engine.in_process``, i.e. cheap look-up evaluators) run in chunks. On one Linux machine, with
+natsray's own look-up evaluators, the chunks go to workers forked from this process
+(:mod:`natsray.study.forks`), which inherit the prepared inputs and evaluators; with
+``parallel=1`` (or one CPU) they run here, one after another. Elsewhere (a cluster, Ray already
+running, an evaluator plugin, macOS or Windows) each chunk is a Ray task with
+``num_cpus = resources.cpus_per_actor``; Ray runs as many at once as the cluster has room for
+(``parallel`` caps it). The evaluator's read-only inputs (the compact table) are prepared once
+on the driver per distinct evaluator config and ``ray.put`` once; each task receives them from
+the object store (one copy per node, zero-copy numpy). Runs whose
 evaluator needs actors (training, proxies, ``async`` / ``ordered`` modes) are run one after
 another by the driver, each with its own actor pool, in the same Ray session.
 
@@ -584,7 +588,6 @@ def _in_driver(
 ) -> bool:
     """True when the runs need no Ray: one at a time (``--parallel 1`` or ``resources.num_cpus: 1``)
     and :func:`_no_ray_needed`."""
-
     first = runs[todo[0]].config
     assert first is not None
     one = parallel == 1 or first.resources.num_cpus == 1 or usable_cpus() == 1
@@ -599,7 +602,6 @@ def _fork_slots(
     look-up evaluators (``table``, ``benchmark``: no threads or CUDA of a plugin's in the way) and
     more than one core is asked for (``parallel``, else ``resources.num_cpus``, else
     :func:`usable_cpus`) and more than one run is left."""
-
     from natsray.evaluators import evaluator_class
 
     if parallel == 1 or not fork_available() or not _no_ray_needed(runs, todo, address):
@@ -690,7 +692,6 @@ def _ray_pays_off(total: int, cpus: int | None = None) -> Callable[[int, float],
     run, which pays the imports, not counted), stop when the others would take longer on one core
     than :data:`RAY_START_S` plus their share on the ``N`` cores a local Ray would get
     (``resources.num_cpus``, default all): ``(1 - 1/N) * rest > RAY_START_S``."""
-
     cores = max(cpus or usable_cpus(), 1)
     start: list[float] = []
 
