@@ -82,7 +82,7 @@ def run_forked(
     slots: int,
     on_result: Report,
     retries: int,
-    take_interrupt: Callable[[], bool] = lambda: False,
+    check_interrupt: Callable[[], None] = lambda: None,
 ) -> None:
     """Run every chunk on up to ``slots`` forked workers; ``on_result(i, result)`` for each run as it ends.
 
@@ -94,8 +94,8 @@ def run_forked(
         on_result: Called in this process with each run's result, in the order they end. A run whose
             worker died more than ``retries`` times gets ``{"error": one line, "node": None}``.
         retries: New workers for a run whose worker died while running it.
-        take_interrupt: Asked between waits; True raises :class:`KeyboardInterrupt` here (a SIGTERM
-            that the caller's handler recorded), which stops the workers as above.
+        check_interrupt: Called between waits; it raises (e.g. a SIGTERM that the caller's handler
+            recorded, as an interrupt) to stop the workers as above.
     """
     parent = os.getpid()
     workers: dict[Connection, _Worker] = {}
@@ -161,8 +161,7 @@ def run_forked(
                 receive(workers[conn])  # type: ignore[index]
             while (chunks or again) and len(workers) < slots:
                 start()  # a replacement for a worker that died
-            if take_interrupt():
-                raise KeyboardInterrupt
+            check_interrupt()
     except BaseException:
         stopping = True
         for worker in workers.values():  # stop the run (at its next consistent point), then exit

@@ -658,10 +658,9 @@ def _run_forked(
             store=stores[0],
         )
 
-    def interrupted() -> bool:
+    def interrupted() -> None:
         if take_sigterm():
             raise ConsistentInterrupt
-        return False
 
     run_forked(
         _Queue(runs, todo, slots),
@@ -669,7 +668,7 @@ def _run_forked(
         slots,
         lambda i, result: _record_result(runs, i, result, record),
         TASK_RETRIES,
-        take_interrupt=interrupted,
+        check_interrupt=interrupted,
     )
 
 
