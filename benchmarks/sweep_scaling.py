@@ -8,6 +8,10 @@ all cores of a local Ray (its start-up and shutdown timed apart: ``ray s``). Par
 ``(T1 / Tall) / cores`` is given for the runs (``run_sweep``) and for the whole command (Python start,
 plan, Ray start-up, runs, report: the serial parts of the scaling model in ``docs/sweeps.md``).
 
+This machine's second core gives a varying share from minute to minute, so ``--repeat N`` (default 3) runs
+the pair ``1`` / ``forks`` N times in all, alternating which goes first, and reports each pair's runs
+efficiency and their median (``forks_runs_each``, ``forks_runs_median``); the table shows the first set.
+
 The reference row ``plain``: the same sweep split by seeds over ``cores`` plain ``--parallel 1``
 processes started together (no Ray, nothing shared; its runs time is the slowest process's). Its
 efficiency is what this machine gives this workload on that many cores with no framework in between.
@@ -21,6 +25,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
+import statistics
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -39,10 +44,15 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=50, help="seeds per grid point (6 points)")
     parser.add_argument("--cores", type=int, default=os.cpu_count(), help="'all cores' (os.cpu_count())")
     parser.add_argument("--set", action="append", default=[], help="extra --set for both sweeps")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="pairs of 1-core and forked sweeps in all (median efficiency)"
+    )
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "sweep_scaling.json"))
     args = parser.parse_args()
     if not Path(args.table).is_file():
         parser.exit(2, f"--table: no such file: {args.table}\n")
+    if args.repeat < 1:
+        parser.exit(2, f"--repeat: expected a positive number of pairs, got {args.repeat}\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     sets = [f"evaluator.table={Path(args.table).resolve()}", f"resources.num_cpus={args.cores}", *args.set]
     load = [os.getloadavg()]
@@ -55,12 +65,21 @@ def main() -> None:
     rows.append({"way": "plain", "cores": args.cores, **plain_split(sets, args.seeds, args.cores, env)})
     load.append(os.getloadavg())
     one, forks, every, plain = rows
+    pairs = [(one, forks)]
+    for k in range(1, args.repeat):  # alternating which goes first: neither gets the quieter minutes
+        order = ("default", "1") if k % 2 else ("1", "default")
+        got = {parallel: child(sets, args.seeds, parallel, env) for parallel in order}
+        pairs.append((got["1"], got["default"]))
+        load.append(os.getloadavg())
+    each = [single["runs_s"] / forked["runs_s"] / args.cores for single, forked in pairs]
     efficiency = {
         "forks_runs": one["runs_s"] / forks["runs_s"] / args.cores,
         "forks_command": one["command_s"] / forks["command_s"] / args.cores,
         "runs": one["runs_s"] / every["runs_s"] / args.cores,
         "command": one["command_s"] / every["command_s"] / args.cores,
         "plain_runs": one["runs_s"] / plain["runs_s"] / args.cores,
+        "forks_runs_each": each,
+        "forks_runs_median": statistics.median(each),
     }
     print(
         f"{'way':>5} {'cores':>5} {'runs':>5} {'ray s':>6} {'runs s':>7} {'report s':>8} {'command s':>9} "
@@ -79,11 +98,22 @@ def main() -> None:
         f"{efficiency['runs']:.2f}, whole command {efficiency['command']:.2f}; {args.cores} plain processes "
         f"(no Ray): runs {efficiency['plain_runs']:.2f}"
     )
+    print(
+        f"forks runs efficiency of {len(each)} pairs (1 core / forks, alternating which ran first): "
+        f"{', '.join(f'{value:.2f}' for value in each)}; median {efficiency['forks_runs_median']:.2f}"
+    )
     print("load average (1, 5, 15 min) before / after each sweep: " + "; ".join(
         " ".join(f"{value:.2f}" for value in sample) for sample in load
     ))  # fmt: skip
     command = "python benchmarks/sweep_scaling.py " + " ".join(sys.argv[1:])
-    write_results(args.out, command, {"rows": rows, "parallel_efficiency": efficiency, "load_average": load})
+    pair_rows = [
+        {"one_runs_s": single["runs_s"], "forks_runs_s": forked["runs_s"]} for single, forked in pairs
+    ]
+    write_results(
+        args.out,
+        command,
+        {"rows": rows, "pairs": pair_rows, "parallel_efficiency": efficiency, "load_average": load},
+    )
 
 
 def plain_split(sets: list[str], seeds: int, cores: int, env: dict[str, str]) -> dict[str, Any]:

@@ -121,3 +121,47 @@ def test_a_live_sweep_is_not_overwritten_or_resumed_twice(
         assert holder.poll() is None
     finally:
         _stop(holder)
+
+
+_KILLED_HOLDER = """
+import os, signal, sys, time
+from natsray.engine.checkpoint import RunLock
+lock = RunLock(sys.argv[1], timeout=0)
+if os.fork() == 0:  # a forked sweep worker: it inherits the lock and outlives its SIGKILLed parent
+    time.sleep(float(sys.argv[2]))
+    os._exit(0)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def _killed_holder(directory: Path, child_s: float) -> str:
+    """A process that takes ``directory``'s lock, forks a child that lives ``child_s`` seconds, and is
+    SIGKILLed: its pid (the one the lock file names)."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_HOLDER, str(directory), str(child_s)], env=os.environ
+    )
+    process.wait(timeout=60)
+    assert lock_holder(directory) == str(process.pid)  # held by the orphaned child
+    return str(process.pid)
+
+
+def test_a_lock_left_to_a_killed_holders_children_is_waited_for_then_named_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`natsray resume` right after a SIGKILL of a forked sweep: its workers, which finish their current run,
+    still hold the lock for a moment. Taking it waits for them (bounded), and a refusal does not send the
+    user to a pid that no longer exists."""
+    from natsray.engine import checkpoint
+
+    _killed_holder(tmp_path, 1.0)
+    start = time.monotonic()
+    checkpoint.RunLock(tmp_path, timeout=0).release()  # the child ended: taken, with timeout 0
+    assert 0.3 < time.monotonic() - start < 20
+    pid = _killed_holder(tmp_path, 60.0)
+    monkeypatch.setattr(checkpoint, "ORPHANS_WAIT_S", 0.5)
+    with pytest.raises(checkpoint.RunInUseError) as refused:
+        checkpoint.RunLock(tmp_path, timeout=0)
+    assert str(refused.value) == (
+        f"{tmp_path}: in use by processes that pid {pid} started and left when it ended (forked sweep "
+        "workers, each finishing its current run) after waiting 0.5 s; wait for them or end them"
+    )

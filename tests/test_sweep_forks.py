@@ -254,3 +254,36 @@ def test_a_sweep_confined_to_one_cpu_runs_in_the_natsray_process(
     outcome = run_sweep(runs, tmp_path / "sweep", progress=False)
     assert [run.status for run in outcome.runs] == ["done"] * 4
     assert worker_pids(tmp_path / "sweep") == {os.getpid()}
+
+
+def test_forked_workers_keep_to_one_evaluator_config_each_and_take_every_run_once() -> None:
+    """A look-up evaluator warms up per process (its memo of scored cells, the table's mean columns): a
+    forked worker stays on its config, and a new one starts on the config with the most runs left, so
+    two workers on three datasets do not both warm all three. Ray's chunks keep plan order."""
+    from types import SimpleNamespace
+
+    keys = ["cifar10"] * 40 + ["cifar100"] * 40 + ["ImageNet16-120"] * 30 + ["cifar10"] * 10
+    runs: Any = [SimpleNamespace(config=SimpleNamespace(evaluator=key)) for key in keys]
+    queue = sweep_module._Queue(runs, list(range(len(runs))), 2, affinity=True)
+    first, second = queue.take(None), queue.take(None)
+    assert {keys[i] for i in first} == {"cifar10"} and {keys[i] for i in second} == {"cifar100"}
+    assert first == list(range(len(first))) and len(first) == 20  # guided: a third per slot, plan order
+    handed = first + second
+    previous = {"a": first, "b": second}
+    switches = {"a": 0, "b": 0}
+    while queue:
+        for worker in ("a", "b"):
+            if not queue:
+                break
+            chunk = queue.take(previous[worker])
+            assert len({keys[i] for i in chunk}) == 1
+            switches[worker] += keys[chunk[0]] != keys[previous[worker][0]]
+            previous[worker] = chunk
+            handed += chunk
+    assert sorted(handed) == list(range(len(runs)))  # every run once
+    assert switches == {"a": 1, "b": 1}  # each moved on once, when its own config ran out
+    in_plan_order = sweep_module._Queue(runs, list(range(len(runs))), 2)
+    taken: list[int] = []
+    while in_plan_order:
+        taken += in_plan_order.take()
+    assert [keys[i] for i in taken] == sorted(keys, key=["cifar10", "cifar100", "ImageNet16-120"].index)

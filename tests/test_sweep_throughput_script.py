@@ -59,6 +59,7 @@ def test_missing_inputs_are_one_line(tmp_path: Path) -> None:
     for script, args, words in (
         ("sweep_throughput.py", ["--table", str(tmp_path / "no.npz")], "--table: no such file"),
         ("sweep_scaling.py", ["--table", str(tmp_path / "no.npz")], "--table: no such file"),
+        ("sweep_scaling.py", ["--table", str(ROOT / "README.md"), "--repeat", "0"], "--repeat: expected a"),
     ):
         done = subprocess.run(
             [sys.executable, str(ROOT / "benchmarks" / script), *args],
@@ -77,11 +78,12 @@ def test_sweep_scaling_prints_its_table_and_writes_json(tmp_path: Path) -> None:
     out = tmp_path / "sweep_scaling.json"
     command = [
         sys.executable, str(ROOT / "benchmarks" / "sweep_scaling.py"), "--table", str(table), "--seeds", "2",
-        "--cores", "2", "--set", "budget.evaluations=20", "--out", str(out),
+        "--cores", "2", "--set", "budget.evaluations=20", "--repeat", "2", "--out", str(out),
     ]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "parallel efficiency with 2 cores" in done.stdout and "plain processes (no Ray)" in done.stdout
+    assert "forks runs efficiency of 2 pairs" in done.stdout
     data = json.loads(out.read_text())
     ways = [(row["way"], row["cores"]) for row in data["rows"]]
     assert ways == [("1", 1), ("forks", 2), ("ray", 2), ("plain", 2)]
@@ -92,3 +94,8 @@ def test_sweep_scaling_prints_its_table_and_writes_json(tmp_path: Path) -> None:
     efficiency = data["parallel_efficiency"]
     assert efficiency["plain_runs"] == pytest.approx(one["runs_s"] / plain["runs_s"] / 2)
     assert efficiency["forks_runs"] == pytest.approx(one["runs_s"] / forks["runs_s"] / 2)
+    pairs = data["pairs"]
+    assert len(pairs) == 2 and pairs[0] == {"one_runs_s": one["runs_s"], "forks_runs_s": forks["runs_s"]}
+    each = [pair["one_runs_s"] / pair["forks_runs_s"] / 2 for pair in pairs]
+    assert efficiency["forks_runs_each"] == pytest.approx(each)
+    assert efficiency["forks_runs_median"] == pytest.approx(sum(each) / 2)

@@ -65,14 +65,42 @@ def make_output_dir(directory: str | Path) -> Path:
     return directory
 
 
+ORPHANS_WAIT_S = 30.0
+"""How long taking a lock waits, beyond its own timeout, for processes that its killed holder left
+holding it (forked sweep workers: each finishes its current run, at most, then exits)."""
+
+
 class RunInUseError(ValueError):
     """A run or sweep directory is held by another process (one line naming it and the holder's pid)."""
 
     def __init__(self, directory: str | Path, holder: str, waited: float = 0.0) -> None:
         wait = f" after waiting {waited:g} s" if waited else ""
-        super().__init__(
-            f"{directory}: in use by another process (pid {holder}){wait}; stop it or wait for it to finish"
-        )
+        if _gone(holder):
+            message = (
+                f"{directory}: in use by processes that pid {holder} started and left when it ended (forked "
+                f"sweep workers, each finishing its current run){wait}; wait for them or end them"
+            )
+        else:
+            message = f"{directory}: in use by another process (pid {holder}){wait}; "
+            message += "stop it or wait for it to finish"
+        super().__init__(message)
+
+
+def _gone(holder: str) -> bool:
+    """Whether the pid a lock file names is no longer a running process on this machine (ended, or a
+    zombie): then what holds the lock is a child that inherited it."""
+    if not holder.isdigit() or int(holder) == os.getpid():
+        return False
+    try:
+        os.kill(int(holder), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # another user's process: alive
+        return False
+    try:
+        return Path(f"/proc/{holder}/stat").read_text().rsplit(") ", 1)[1].startswith("Z")
+    except (OSError, IndexError):
+        return False
 
 
 class RunLock:
@@ -83,7 +111,9 @@ class RunLock:
     file left by a killed holder blocks nothing. :meth:`release` removes the file (nothing reads it
     once no process holds it); a taker that opened the file just before it was removed finds its
     lock on a name no longer in the directory and takes it again on the new file.
-    Taking it waits at most ``timeout`` seconds (0: one try).
+    Taking it waits at most ``timeout`` seconds (0: one try), and :data:`ORPHANS_WAIT_S` more when the
+    process the lock file names has ended: the lock is then held by processes it forked, which inherited
+    it (a SIGKILLed sweep's workers, which finish their current run and exit).
 
     Args:
         run_dir: The run directory (must exist).
@@ -98,17 +128,21 @@ class RunLock:
         import time
 
         self.path = Path(run_dir) / LOCK_FILE
-        deadline = time.monotonic() + timeout
+        deadline, orphans = time.monotonic() + timeout, False
         while True:
             self._handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held until release
             try:
                 fcntl.flock(self._handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                if time.monotonic() >= deadline:
+                now = time.monotonic()
+                if now >= deadline:
                     self._handle.seek(0)
                     holder = self._handle.read().strip() or "?"
-                    self._handle.close()
-                    raise RunInUseError(run_dir, holder, timeout) from None
+                    if not orphans and _gone(holder):  # its killed holder's children: they end soon
+                        orphans, deadline = True, now + ORPHANS_WAIT_S
+                    else:
+                        self._handle.close()
+                        raise RunInUseError(run_dir, holder, timeout + orphans * ORPHANS_WAIT_S) from None
                 self._handle.close()
                 time.sleep(0.1)
                 continue

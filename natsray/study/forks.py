@@ -5,7 +5,8 @@ more on a local Ray's start-up (seconds) and its workers' first lease and import
 Forked from the ``natsray`` process after it has imported the engine and prepared the evaluators'
 inputs, a worker starts in about a millisecond and shares those inputs copy-on-write.
 
-The parent hands each idle worker a chunk of run indices (:meth:`Chunks.take`); the worker runs
+The parent hands each idle worker a chunk of run indices (:meth:`Chunks.take`, told the worker's
+previous chunk, so that a worker can stay on the runs whose evaluator it has warmed); the worker runs
 them with ``work(chunk, report, parent_gone)`` and sends each run's result as it finishes, so the
 parent records outcomes and the progress bar as they come. A worker that dies (a signal, the
 out-of-memory killer) is reaped; its run in flight is retried in a new worker up to ``retries``
@@ -48,11 +49,12 @@ Work = Callable[[list[int], Report, Callable[[], bool]], None]
 
 
 class Chunks(Protocol):
-    """The runs not handed out yet: truthy while some are left; ``take()`` gives the next chunk."""
+    """The runs not handed out yet: truthy while some are left; ``take(previous)`` gives the next chunk
+    for a worker whose previous chunk was ``previous`` (None: a new worker)."""
 
     def __bool__(self) -> bool: ...
 
-    def take(self) -> list[int]: ...
+    def take(self, previous: list[int] | None) -> list[int]: ...
 
 
 def usable_cpus() -> int:
@@ -73,6 +75,7 @@ class _Worker:
     def __init__(self, pid: int, conn: Connection) -> None:
         self.pid, self.conn = pid, conn
         self.held: list[int] = []  # the chunk handed to it, less the runs it reported
+        self.previous: list[int] | None = None  # the last chunk handed to it
         self.leaving = False  # told to exit (no work left)
 
 
@@ -116,7 +119,8 @@ def run_forked(
         hand_out(workers[ours])
 
     def hand_out(worker: _Worker) -> None:
-        chunk = [again.pop(0)] if again else chunks.take() if chunks else None
+        chunk = [again.pop(0)] if again else chunks.take(worker.previous) if chunks else None
+        worker.previous = chunk or worker.previous
         worker.held = list(chunk or [])
         worker.leaving = chunk is None
         with contextlib.suppress(OSError):  # it died: its EOF is next

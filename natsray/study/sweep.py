@@ -28,7 +28,7 @@ import os
 import sys
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -663,7 +663,7 @@ def _run_forked(
             raise ConsistentInterrupt
 
     run_forked(
-        _Queue(runs, todo, slots),
+        _Queue(runs, todo, slots, affinity=True),
         work,
         slots,
         lambda i, result: _record_result(runs, i, result, record),
@@ -801,31 +801,49 @@ def _run_on_ray(
 
 
 class _Queue:
-    """The runs not yet handed out, taken in plan order as chunks of one evaluator config.
+    """The runs not yet handed out, as chunks of runs with one evaluator config (one ``_shared_key``).
 
     Guided sizes: a chunk is a third of the runs left per slot (at most :data:`CHUNK_RUNS`, at
     least one), so chunks are large while many runs are left and single runs at the end, and
     all slots finish close together.
+
+    Which runs: by default (Ray, where any worker may get any chunk) the configs one after another in
+    plan order. With ``affinity`` (forked workers), ``take(previous)`` keeps a worker whose previous
+    chunk was ``previous`` on that chunk's config while it has runs left, and sends a new worker
+    (``previous`` None) or one whose config ran out to the config with the most runs left. A look-up
+    evaluator warms up in each process: it scores a cell the first time it is asked for it (then
+    memoised), and the table evaluator computes its per-cell mean columns on the first call. In the
+    300-run NATS-protocol sweep that took 0.17-0.21 s of 1.6-2.2 s of runs in one process on the
+    development machine. Two forked workers scored 34,131 cells where one process scores 26,878 when
+    both took chunks of every config, and 29,298 kept to their configs.
     """
 
-    def __init__(self, runs: Sequence[PlannedRun], tasks: list[int], slots: int) -> None:
-        self._runs, self._left, self._slots = runs, list(tasks), max(slots, 1)
-        self._next = 0
+    def __init__(
+        self, runs: Sequence[PlannedRun], tasks: list[int], slots: int, *, affinity: bool = False
+    ) -> None:
+        self._runs, self._slots, self._affinity = runs, max(slots, 1), affinity
+        self._by_key: dict[str, deque[int]] = {}  # in plan order, keys in order of first appearance
+        for i in tasks:
+            self._by_key.setdefault(_shared_key(runs[i]), deque()).append(i)
+        self._left = len(tasks)
 
     def __bool__(self) -> bool:
-        return self._next < len(self._left)
+        return self._left > 0
 
-    def take(self) -> list[int]:
-        left = len(self._left) - self._next
-        size = max(1, min(CHUNK_RUNS, left // (3 * self._slots)))
-        key = _shared_key(self._runs[self._left[self._next]])
-        chunk: list[int] = []
-        while self._next < len(self._left) and len(chunk) < size:
-            i = self._left[self._next]
-            if chunk and _shared_key(self._runs[i]) != key:
-                break
-            chunk.append(i)
-            self._next += 1
+    def take(self, previous: list[int] | None = None) -> list[int]:
+        by_key = self._by_key
+        if not self._affinity:
+            key = next(iter(by_key))
+        else:
+            key = _shared_key(self._runs[previous[0]]) if previous else ""
+            if key not in by_key:
+                key = max(by_key, key=lambda k: len(by_key[k]))  # the first of the largest
+        runs = by_key[key]
+        size = min(len(runs), max(1, min(CHUNK_RUNS, self._left // (3 * self._slots))))
+        chunk = [runs.popleft() for _ in range(size)]
+        if not runs:
+            del by_key[key]
+        self._left -= size
         return chunk
 
 
