@@ -135,3 +135,46 @@ def test_resume_names_the_journal_line_whose_cell_is_corrupt(tmp_path):
         run_experiment(
             make_config(engine=IN_PROCESS, budget=BudgetConfig(evaluations=30)), tmp_path, resume=True
         )
+
+
+def test_an_older_natsrays_output_gets_a_gitignore_a_users_folder_does_not(tmp_path, full_table, capsys):
+    """A run or sweep directory made before natsray wrote ``.gitignore`` files gets one when resumed or
+    reported, if it holds nothing but natsray's files; a user's file beside a run, or a ``.gitignore``
+    already there, leaves the directory as it is."""
+    import yaml
+    from table_config import table_evaluator
+
+    from natsray.cli import main
+
+    config = tmp_path / "table.yaml"
+    data = {
+        "strategy": {"name": "random"},
+        "evaluator": table_evaluator(full_table),
+        "budget": {"evaluations": 8},
+    }
+    config.write_text(yaml.safe_dump({**data, "engine": {"mode": "simulated"}}))
+    run, sweep = tmp_path / "run", tmp_path / "sweep"
+    assert main(["run", str(config), "--out", str(run), "--no-progress"]) == 0  # with its plots
+    grid = ["--grid", "strategy.name=random,regularized_evolution"]
+    assert main(["run", str(config), "--out", str(sweep), "--seeds", "0-1", *grid, "--no-progress"]) == 0
+    made = (run / ".gitignore").read_text()
+    assert made.endswith("\n*\n")
+    for directory in (run, sweep):  # as an older natsray left them
+        (directory / ".gitignore").unlink()
+    assert main(["resume", str(run), "--set", "budget.evaluations=10", "--no-progress"]) == 0
+    assert main(["resume", str(sweep), "--no-progress"]) == 0  # finished: reported again
+    assert (run / ".gitignore").read_text() == (sweep / ".gitignore").read_text() == made
+    (run / ".gitignore").unlink()
+    assert main(["report", str(run)]) == 0
+    assert (run / ".gitignore").read_text() == made
+    # a user's folder that holds a run beside the user's own files; a .gitignore of the user's
+    (run / ".gitignore").unlink()
+    (run / "notes.txt").write_text("mine\n")
+    (sweep / ".gitignore").write_text("report/\n")
+    (sweep / "config.yaml").write_text("mine: 1\n")
+    assert main(["report", str(run)]) == main(["resume", str(sweep), "--no-progress"]) == 0
+    assert not (run / ".gitignore").exists() and (sweep / ".gitignore").read_text() == "report/\n"
+    (sweep / ".gitignore").unlink()
+    assert main(["report", str(sweep)]) == 0
+    assert not (sweep / ".gitignore").exists()
+    capsys.readouterr()

@@ -5,6 +5,8 @@
   by line, never read as a measurement.
 * ``natsray report ... | head`` and ``natsray run --seeds ... | head`` write all their files although
   their reader has gone.
+* A run or sweep runs, stores and reports everything, and exits 0, whether its stdout or stderr was
+  closed by the shell (``>&-``, ``2>&-``) or its stderr cannot be written (``2>/dev/full``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 import archive_factory as factory
 import pytest
 import yaml
+from table_config import table_evaluator
 from toy_evaluator import TESTS_DIR, local_ray_session
 
 from natsray.cli import main
@@ -109,6 +112,28 @@ def test_report_writes_its_files_when_its_reader_is_gone(tmp_path: Path) -> None
         assert _piped(command, reader) in (0, 141)
         written = {path.name for path in (tmp_path / out).iterdir()}
         assert {"report.json", "report.csv", "best_so_far.png", "best_so_far_seeds.png"} <= written
+
+
+def test_closed_or_unwritable_stdout_and_stderr_lose_no_run(tmp_path: Path, full_table: Path) -> None:
+    config = tmp_path / "table.yaml"
+    data = {
+        "strategy": {"name": "random"},
+        "evaluator": table_evaluator(full_table),
+        "budget": {"evaluations": 20},
+        "engine": {"mode": "simulated"},
+        "output": {"progress": True, "plots": False},  # bars on stderr, redrawn as runs finish
+    }
+    config.write_text(yaml.safe_dump(data))
+    cases = {"2>&-": 0, ">&-": 0, "2>/dev/full": 0, "| head -1": 141}
+    for i, redirect in enumerate(cases):
+        out = tmp_path / f"sweep{i}"
+        code = _piped(f"{NATSRAY} run {config} --seeds 0-2 --out {out} {redirect}", "cat > /dev/null")
+        assert code == cases[redirect], redirect
+        assert len((out / "sweep-runs.jsonl").read_text().splitlines()) == 3, redirect  # all stored
+        assert (out / "report" / "sweep_report.json").is_file() and (out / "aggregate.json").is_file()
+    out = tmp_path / "run"  # one run, its progress bar on stderr
+    assert _piped(f"{NATSRAY} run {config} --out {out} 2>&-", "cat > /dev/null") == 0
+    assert json.loads((out / "summary.json").read_text())["evaluations"] == 20
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -36,6 +37,7 @@ __all__ = [
     "check_not_in_use",
     "drop_torn_line",
     "encode_record",
+    "ignore_own_output",
     "lock_holder",
     "make_output_dir",
     "read_journal",
@@ -56,13 +58,82 @@ def make_output_dir(directory: str | Path) -> Path:
     """Create a run or sweep directory (and its parents); a new or empty one gets a ``.gitignore`` of
     ``*``, as pytest's cache and a virtualenv do, so neither git nor Ray's upload of a ``working_dir``
     (which honours ``.gitignore`` files at every level) takes natsray's results along. A directory that
-    already holds something (a resumed run, a user's folder) is left as it is."""
+    already holds something gets one only when it holds nothing but natsray's output (a run or sweep
+    made by a natsray from before ``.gitignore`` files, resumed: :func:`ignore_own_output`); a user's
+    folder that also holds a run is left as it is."""
     directory = Path(directory)
     fresh = not directory.is_dir() or next(directory.iterdir(), None) is None
     directory.mkdir(parents=True, exist_ok=True)
     if fresh:
         (directory / IGNORE_FILE).write_text(_IGNORE_ALL, encoding="utf-8")
+    else:
+        ignore_own_output(directory)
     return directory
+
+
+_RUN_OUTPUT = frozenset(
+    {
+        "config.yaml",
+        JOURNAL_FILE,
+        JOURNAL_FILE + ".partial",
+        CHECKPOINT_FILE,
+        SUMMARY_FILE,
+        LOCK_FILE,
+        "evaluations.csv",
+        ".evaluations.csv.partial",
+        "best_arch.yaml",
+        "best_so_far.png",
+        "fitness.png",
+        "pareto_front.png",
+        "report",  # natsray report RUN_DIR
+        IGNORE_FILE,  # a sweep's run made by this natsray
+    }
+)
+"""The names natsray writes in a run directory (the run's files, its plots, ``natsray report``'s folder)."""
+
+_SWEEP_OUTPUT = frozenset(
+    {"sweep.yaml", "sweep-runs.jsonl", "store", "report", "aggregate.json", LOCK_FILE, IGNORE_FILE}
+)
+"""The names natsray writes at the top of a sweep directory, beside its runs' directories."""
+
+_SEED_RUN = re.compile(r"seed-\d+")
+
+
+def ignore_own_output(directory: Path) -> bool:
+    """Give ``directory`` the ``.gitignore`` of ``*`` a new run or sweep directory gets, when it has none
+    and holds nothing but natsray's output: a run (its journal or checkpoint, and only the names of
+    :data:`_RUN_OUTPUT`) or a sweep (its ``sweep.yaml``, the names of :data:`_SWEEP_OUTPUT` and run
+    directories, ``seed-N`` or ``axis=label/seed-N``, holding only a run's names). Any other entry (a
+    user's file, a callback's output) leaves it as it is: a ``*`` there would hide the user's files
+    from git. An existing ``.gitignore`` is never touched. Returns whether one was written."""
+    ignore = directory / IGNORE_FILE
+    try:
+        if ignore.exists() or not _natsray_output(directory):
+            return False
+        with open(ignore, "x", encoding="utf-8") as handle:  # "x": never over one made meanwhile
+            handle.write(_IGNORE_ALL)
+    except OSError:  # unreadable, read-only, raced: the directory works as well without it
+        return False
+    return True
+
+
+def _natsray_output(directory: Path) -> bool:
+    names = {entry.name for entry in directory.iterdir()}
+    if JOURNAL_FILE in names or CHECKPOINT_FILE in names:
+        return names <= _RUN_OUTPUT
+    if "sweep.yaml" not in names:
+        return False
+    for name in names - _SWEEP_OUTPUT:
+        path = directory / name
+        if not path.is_dir():
+            return False
+        inner = [path] if _SEED_RUN.fullmatch(name) else list(path.iterdir()) if "=" in name else None
+        if inner is None or not all(
+            _SEED_RUN.fullmatch(run.name) and run.is_dir() and {e.name for e in run.iterdir()} <= _RUN_OUTPUT
+            for run in inner
+        ):
+            return False
+    return True
 
 
 ORPHANS_WAIT_S = 30.0

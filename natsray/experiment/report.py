@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from natsray.compat import save_arch
-from natsray.engine.checkpoint import atomic_write_json
+from natsray.engine.checkpoint import atomic_write_json, ignore_own_output
 from natsray.experiment.best_cells import IDENTIFIERS, describe, most_frequent_best
 from natsray.experiment.journal_table import write_csv
 from natsray.experiment.plots import plot_best, plot_pareto, plot_population, plot_seeds
@@ -270,6 +270,8 @@ def report(run_dirs: Sequence[str | Path], out_dir: str | Path | None = None) ->
         if out_dir is not None
         else Path(os.path.commonpath([r.path.resolve() for r in runs])) / "report"
     )
+    if out_dir is None and len(runs) == 1:  # its report goes inside it: one from an older natsray gets
+        ignore_own_output(runs[0].path)  # the .gitignore a new run has (when nothing else is in it)
     out.mkdir(parents=True, exist_ok=True)
     groups = _groups(runs)
     group_of = {i: name for name, members in groups.items() for i in members}

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from natsray.config import config_to_dict
-from natsray.engine.checkpoint import atomic_write_json
+from natsray.engine.checkpoint import atomic_write_json, ignore_own_output
 from natsray.experiment.arrow_columns import booleans, floats
 from natsray.experiment.arrow_columns import column as arrow_column
 from natsray.experiment.best_cells import best_value, describe, most_frequent_best, report_metric
@@ -431,6 +431,8 @@ def sweep_report(
         raise ValueError(f"loaded: not the {len(planned)} planned runs of {sweep_dir} in plan order")
     groups = _groups(planned, loaded)
     out = Path(out_dir) if out_dir is not None else sweep_dir / "report"
+    if out_dir is None:  # one from an older natsray gets the .gitignore a new sweep has (if all natsray's)
+        ignore_own_output(sweep_dir)
     out.mkdir(parents=True, exist_ok=True)
     finished_runs = [data for data in loaded if data is not None]
     journals = _journals(finished_runs)
