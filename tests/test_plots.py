@@ -219,6 +219,36 @@ def test_anytime_curves_start_where_every_seed_has_a_result(tmp_path: Path) -> N
     assert "over 3 seeds" in fig._suptitle.get_text()  # the seed without a result is not counted
 
 
+def test_anytime_legends_of_many_long_group_names_go_below_the_panels(tmp_path: Path) -> None:
+    """Named by every varying axis, four grid points' entries covered the curves inside the panel; they
+    are drawn under the x label, the saved image taller to hold them. Small wall-clock times keep their
+    decimals on the x axis (``0.02``, not ``0``)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from natsray.study.plots import plot_anytime
+
+    x = np.linspace(0.0, 0.08, 20)
+    values = np.tile(np.linspace(90.0, 94.0, 20), (3, 1))
+    names = [f"strategy={s}, dedup={d}" for s in ("rea", "random") for d in ("none", "arch")]
+    curves = [(name, "cifar10", x, values + i) for i, name in enumerate(names)]
+    path = tmp_path / "anytime.png"
+    fig = plot_anytime(curves, "test_accuracy@200", "valid_accuracy@12", True, path, "wall")
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    axis = fig.axes[0]
+    legend = axis.get_legend().get_window_extent(renderer)
+    assert legend.y1 < axis.xaxis.label.get_window_extent(renderer).y0  # below the x label
+    assert [t.get_text() for t in axis.get_legend().get_texts()][:2] == [
+        f"{names[0]} (mean)",
+        f"{names[0]} (95% CI)",
+    ]
+    from PIL import Image
+
+    assert Image.open(path).size[1] > fig.bbox.height  # the image holds it
+    ticks = [axis.xaxis.get_major_formatter()(t) for t in axis.get_xticks() if 0 < t < 0.08]
+    assert ticks and all(t.startswith("0.0") for t in ticks)
+    assert axis.get_xlabel() == "wall-clock time (s, pauses left out)"
+
+
 def test_population_plot_and_report_with_infinite_values_warn_nothing(tmp_path: Path) -> None:
     """naswot's -inf in 30 % of the evaluations: no NaN-interpolation warning, a finite rolling median,
     and the title counts the evaluations it cannot draw."""

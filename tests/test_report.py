@@ -210,18 +210,19 @@ def test_report_groups_seeds_and_writes_tables_and_plots(tmp_path: Path, capsys)
     result = report(dirs, out)
     assert json.loads((out / "report.json").read_text()) == result
     groups = {group["name"]: group for group in result["groups"]}
-    assert set(groups) == {"regularized_evolution/table", "random/table"}
-    assert len(groups["regularized_evolution/table"]["runs"]) == 3
-    assert groups["regularized_evolution/table"]["metrics"]["best.valid_accuracy"]["std"] == 2.0
-    assert groups["random/table"]["metrics"]["best.valid_accuracy"]["mean"] == 50.0
+    rea, rand = "strategy=regularized_evolution", "strategy=random"  # what differs between the groups
+    assert set(groups) == {rea, rand}
+    assert len(groups[rea]["runs"]) == 3
+    assert groups[rea]["metrics"]["best.valid_accuracy"]["std"] == 2.0
+    assert groups[rand]["metrics"]["best.valid_accuracy"]["mean"] == 50.0
     with open(out / "report.csv", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
-    assert [row["group"] for row in rows] == ["regularized_evolution/table"] * 3 + ["random/table"]
+    assert [row["group"] for row in rows] == [rea] * 3 + [rand]
     assert [float(row["best.valid_accuracy"]) for row in rows] == [90.0, 92.0, 94.0, 50.0]
     for name in ("best_so_far.png", "best_so_far_seeds.png"):
         assert (out / name).read_bytes().startswith(PNG_MAGIC)
     printed = capsys.readouterr().out
-    assert "regularized_evolution/table" in printed and "94" in printed
+    assert f"{rea}: 3 runs" in printed and "94" in printed
 
 
 def test_report_default_out_dir_and_same_label_different_config(tmp_path: Path) -> None:
@@ -231,10 +232,8 @@ def test_report_default_out_dir_and_same_label_different_config(tmp_path: Path) 
     b = write_run(tmp_path / "b", [record(0, 2.0)], cfg=other)
     result = report([a, b])
     assert (tmp_path / "report" / "report.json").is_file()
-    assert [g["name"] for g in result["groups"]] == [
-        "regularized_evolution/table",
-        "regularized_evolution/table #2",
-    ]
+    # named by what differs (before: "regularized_evolution/table" and "regularized_evolution/table #2")
+    assert [g["name"] for g in result["groups"]] == ["population=10", "population=20"]
     assert not math.isnan(result["runs"][1]["best.valid_accuracy"])
 
 
@@ -391,14 +390,14 @@ def test_runs_compared_never_average_nats_index_but_give_the_most_frequent_best_
     assert main(["report", *map(str, dirs), "--out", str(tmp_path / "cmp")]) == 0
     printed = capsys.readouterr().out.splitlines()
     assert (
-        "random/table: 2 runs, mean ± std: valid_accuracy 82.5 ± 3.5, test_accuracy@200 92.5 ± 3.5; "
+        "strategy=random: 2 runs, mean ± std: valid_accuracy 82.5 ± 3.5, test_accuracy@200 92.5 ± 3.5; "
         "most frequent best nats_index 20 (1 of 2 seeds)" in printed
     )
     assert any(line.endswith("; most frequent best nats_index 300 (2 of 3 seeds)") for line in printed)
     assert not any("nats_index 4" in line or "nats_index 2.5" in line for line in printed)
     result = json.loads((tmp_path / "cmp" / "report.json").read_text())
     metrics = {group["name"]: group["metrics"] for group in result["groups"]}
-    assert metrics["random/table"]["most frequent best nats_index"] == {"value": 20, "seeds": 1, "of": 2}
+    assert metrics["strategy=random"]["most frequent best nats_index"] == {"value": 20, "seeds": 1, "of": 2}
     assert all("best_metric.nats_index" not in found for found in metrics.values())
     assert [row["best_metric.nats_index"] for row in result["runs"]] == [9000, 20, 7000, 300, 300]
     aggregated = aggregate_runs(dirs[2:])["metrics"]
@@ -414,3 +413,32 @@ def test_runs_compared_never_average_nats_index_but_give_the_most_frequent_best_
         "seeds": 1,
         "of": 2,
     }
+
+
+def test_group_names_say_what_differs_and_leave_out_what_it_implies() -> None:
+    """A sweep-like set of configs: a strategy's parameters go with its name, a dataset's budget with the
+    dataset; what is left is named, keys shortened while unique (before: ``regularized_evolution/table``,
+    ``... #2``, ``#3``...)."""
+    from natsray.experiment.group_names import config_settings, group_names
+
+    def config(strategy: dict[str, Any], dataset: str) -> dict[str, Any]:
+        budget = {"cifar10": 20000, "cifar100": 40000}[dataset]
+        evaluator = {"type": "table", "dataset": dataset, "objective": ["valid_accuracy"]}
+        return {
+            "seed": 3,
+            "strategy": strategy,
+            "evaluator": evaluator,
+            "budget": {"simulated_seconds": budget},
+        }
+
+    strategies = [{"name": "regularized_evolution", "population": p, "sample_size": 3} for p in (10, 20)]
+    configs = [config(s, d) for s in [*strategies, {"name": "random"}] for d in ("cifar10", "cifar100")]
+    assert group_names([config_settings(c) for c in configs], ["x"] * 6) == [
+        "strategy=regularized_evolution, population=10, dataset=cifar10",
+        "strategy=regularized_evolution, population=10, dataset=cifar100",
+        "strategy=regularized_evolution, population=20, dataset=cifar10",
+        "strategy=regularized_evolution, population=20, dataset=cifar100",
+        "strategy=random, dataset=cifar10",
+        "strategy=random, dataset=cifar100",
+    ]
+    assert group_names([config_settings(configs[0])] * 2, ["rea/table"] * 2) == ["rea/table", "rea/table #2"]

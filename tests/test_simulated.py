@@ -127,7 +127,7 @@ def fails_on_every_fifth_cell(arch: Arch, context: object) -> dict[str, float]:
 
 def _without_times(path):
     """A run file's content without what the wall clock sets (``wall_s``, ``finish_time``, ...)."""
-    clock = {"wall_s", "finish_time", "wall_seconds", "elapsed_seconds"}
+    clock = {"wall_s", "finish_time", "wall_seconds", "elapsed_seconds", "sessions"}
     if path.suffix == ".jsonl":
         return [{k: v for k, v in record.items() if k not in clock} for record in read_journal(path)]
     return {k: v for k, v in read_json(path).items() if k not in clock}

@@ -712,21 +712,63 @@ def test_the_most_frequent_best_cell_breaks_ties_by_the_mean_metric_then_the_low
     assert most_frequent([None], [1.0]) is None
 
 
-def test_plot_legends_name_a_fields_value_and_leave_out_the_panels_dataset() -> None:
-    """A grid on a field (``--grid search_space.dedup=none,arch``) is told apart by field=value in the
-    legend (a bare ``none`` says nothing); a named axis's label stands alone; the dataset, which has
-    its own panel, is left out."""
+def test_plot_legends_name_the_axes_that_vary_and_leave_out_the_panels_dataset() -> None:
+    """Each point is named ``axis=label`` by the axes that vary (before: a named axis's bare label,
+    ``rea``); a field axis by its key's last part while that stays unique; an axis of one value left out;
+    in a legend the dataset, which has its own panel, too."""
     from types import SimpleNamespace
 
     from natsray.study.grid import GridPoint
-    from natsray.study.report import PointRuns, _legend
+    from natsray.study.report import PointRuns, _legend, _names
 
     def group(*labels: tuple[str, str]) -> PointRuns:
-        run = SimpleNamespace(config={"evaluator": {"dataset": "cifar100"}})
+        run = SimpleNamespace(config={"evaluator": {"dataset": dict(labels).get("dataset", "cifar10")}})
         return PointRuns(GridPoint(labels, {}), (run,), 0)  # type: ignore[arg-type]
 
-    assert _legend(group(("search_space.dedup", "none"), ("evaluator.dataset", "cifar100"))) == (
-        "search_space.dedup=none"
-    )
-    assert _legend(group(("strategy", "rea"), ("dataset", "cifar100"))) == "rea"
-    assert _legend(group(("strategy", "rea"), ("strategy.population", "20"))) == "rea, strategy.population=20"
+    def legends(*groups: PointRuns) -> list[str]:
+        names = _names(groups)
+        return [_legend(g, names[g.point.name]) for g in groups]
+
+    groups = [
+        group(("strategy", s), ("dataset", d)) for s in ("rea", "random") for d in ("cifar10", "cifar100")
+    ]
+    assert list(_names(groups).values()) == [
+        "strategy=rea, dataset=cifar10",
+        "strategy=rea, dataset=cifar100",
+        "strategy=random, dataset=cifar10",
+        "strategy=random, dataset=cifar100",
+    ]
+    assert legends(*groups) == ["strategy=rea", "strategy=rea", "strategy=random", "strategy=random"]
+    dedup = [group(("search_space.dedup", v), ("evaluator.seed_policy", "x")) for v in ("none", "arch")]
+    assert legends(*dedup) == ["dedup=none", "dedup=arch"]
+    same_tail = [group(("strategy.population", a), ("budget.population", b)) for a in "46" for b in "48"]
+    assert legends(*same_tail)[1] == "strategy.population=4, budget.population=8"
+    assert legends(group()) == ["all seeds"]  # a seeds-only sweep
+
+
+def test_a_sweep_report_names_its_points_by_the_axes_that_vary_and_keeps_the_plan(
+    table: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write(tmp_path / "exp.yaml", base(table, evaluations=12))
+    sweep = tmp_path / "sweep"
+    code, _, err = run_cli(
+        capsys, "run", str(config), "--seeds", "0-1", "--grid", "strategy.population=4,6",
+        "--grid", "evaluator.dataset=cifar10,cifar100", "--grid", "search_space.dedup=none",
+        "--out", str(sweep), "--no-progress", "--parallel", "1",
+    )  # fmt: skip
+    assert code == 0, err
+    names = [f"population={p}, dataset={d}" for p in (4, 6) for d in ("cifar10", "cifar100")]
+    report = json.loads((sweep / "report" / "sweep_report.json").read_text())
+    assert [row["group"] for row in report["points"]] == names
+    assert [row["group"] for row in report["runs"]] == [name for name in names for _ in range(2)]
+    assert report["points"][0]["strategy.population"] == "4"  # the axis labels stay, as before
+    frame = pd.read_csv(sweep / "report" / "sweep_report.csv")
+    assert list(frame["group"]) == names
+    # the plan and the run names keep their form: a resume and a later report read the sweep as before
+    runs = plan_runs(load_plan(sweep), sweep, typed=False)
+    assert runs[0].name == "strategy.population=4__evaluator.dataset=cifar10__search_space.dedup=none/seed-0"
+    code, _, err = run_cli(capsys, "resume", str(sweep), "--no-progress")
+    assert code == 0, err
+    code, _, err = run_cli(capsys, "report", str(sweep), "--out", str(tmp_path / "again"))
+    again = json.loads((tmp_path / "again" / "sweep_report.json").read_text())
+    assert code == 0 and [row["group"] for row in again["points"]] == names

@@ -327,6 +327,11 @@ class _Session:
         self.batch_size, window = _batch_and_window(config, workers, self.cheap)
         self.start = time.perf_counter()
         self.base_wall = float(checkpoint["wall_seconds"]) if checkpoint else 0.0
+        # [start, end] of this start and the earlier ones (Unix seconds): the gaps between them, when
+        # the run was stopped, are left out of the wall clock its plots draw (none before 2026-12-04)
+        now = time.time()
+        earlier = (checkpoint or {}).get("sessions") or []
+        self.sessions: list[list[float]] = [[float(a), float(b)] for a, b in earlier] + [[now, now]]
         self.ray_calls = int(checkpoint["ray_calls"]) if checkpoint else 0
         self.actors_alive: int | None = None
         self.pool = (
@@ -452,6 +457,7 @@ class _Session:
             self.journal.materialize()
             deferred = False
         self.journal.sync()  # the lines the checkpoint counts are on disk before it is
+        self.sessions[-1][1] = time.time()
         state = {
             "version": _CHECKPOINT_VERSION,
             "journal_lines": len(self.journal),
@@ -461,6 +467,7 @@ class _Session:
             "strategy": self._strategy_state(),
             "engine": scheduler.state_dict(),
             "simulation": self.pool.state_dict() if self.pool else None,
+            "sessions": [list(session) for session in self.sessions],
         }
         if deferred:
             self.journal.checkpoint = state
@@ -495,7 +502,8 @@ class _Session:
             ray_calls=self.ray_calls,
             mode=self.config.engine.mode,
         )
-        return replace(summary, batch_size=self.batch_size, window=scheduler.window)
+        sessions = tuple((start, end) for start, end in self.sessions)
+        return replace(summary, batch_size=self.batch_size, window=scheduler.window, sessions=sessions)
 
 
 def _run_local(session: _Session, evaluator_cls: type[BaseEvaluator], *, simulated: bool) -> None:

@@ -45,6 +45,12 @@ class RunSummary:
         batch_size: Candidates per evaluator call the run used (``engine.batch_size`` or its
             default); None where not recorded.
         window: Most candidates asked but not yet told (``engine.max_in_flight`` or its default).
+        sessions: ``[start, end]`` (Unix seconds) of each time the run ran: its start and every
+            resume, ``end`` as of its last checkpoint. The time between one's end (or its last
+            evaluation's finish, when later) and the next's start is when the run was stopped, left
+            out of the wall clock the plots and reports draw
+            (:func:`natsray.experiment.run_data.active_seconds`); None where not recorded (runs of
+            natsray before 2026-12-04).
     """
 
     best_arch: str | None
@@ -65,6 +71,7 @@ class RunSummary:
     mode: str
     batch_size: int | None = None
     window: int | None = None
+    sessions: tuple[tuple[float, float], ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (tuples become lists)."""
@@ -75,6 +82,8 @@ class RunSummary:
         for key in ("best_fitness", "objectives"):
             if data[key] is not None:
                 data[key] = list(data[key])
+        if data["sessions"] is not None:
+            data["sessions"] = [list(session) for session in data["sessions"]]
         if data["pareto_front"] is not None:
             data["pareto_front"] = [
                 {k: dict(v) if isinstance(v, Mapping) else v for k, v in point.items()}
@@ -89,6 +98,8 @@ class RunSummary:
         for key in ("best_fitness", "objectives", "pareto_front"):
             if values.get(key) is not None:
                 values[key] = tuple(values[key])
+        if values.get("sessions") is not None:
+            values["sessions"] = tuple(tuple(session) for session in values["sessions"])
         return cls(**values)
 
 

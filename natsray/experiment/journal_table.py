@@ -54,8 +54,8 @@ _RECORD_FIELDS = frozenset(
 """The fields every evaluation record has (a null one is written as null; others are left out)."""
 CSV_FIRST = (
     "candidate_id", "id", "arch", "canonical", "nats_index", "status", "fitness", "cost_s", "wall_s",
-    "worker", "submit_time", "start_time", "finish_time", "sim_submit", "sim_finish", "sim_finish_time",
-    "parents", "seed", "attempts", "cached", "cached_from", "error",
+    "worker", "submit_time", "start_time", "finish_time", "elapsed_s", "sim_submit", "sim_finish",
+    "sim_finish_time", "parents", "seed", "attempts", "cached", "cached_from", "error",
 )  # fmt: skip
 """Leading columns of ``evaluations.csv`` (those present); then the other scalar fields, then the
 ``objective.*`` and ``metric.*`` columns."""

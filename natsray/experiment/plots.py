@@ -124,14 +124,12 @@ def _best_so_far(values: np.ndarray, maximize: bool) -> np.ndarray:
 
 
 def _clock(run: RunData) -> tuple[np.ndarray, str]:
-    """Each evaluation's finish time: simulated if recorded, else wall seconds since the first submit."""
+    """Each evaluation's finish time: simulated if recorded, else the run's own wall seconds since its
+    first submit (the time it was stopped before a resume left out: :meth:`RunData.wall_clock`)."""
     simulated = _first_of(run, "sim_finish", "sim_finish_time")
     if simulated.size and not np.isnan(simulated).any():
         return simulated, "simulated seconds"
-    finish = run.column("finish_time")
-    starts = _first_of(run, "submit_time", "start_time", "finish_time")
-    origin = float(np.nanmin(starts)) if np.isfinite(starts).any() else 0.0
-    return finish - origin, "wall seconds"
+    return run.wall_clock(), "wall seconds"
 
 
 def _first_of(run: RunData, *names: str) -> np.ndarray:
@@ -179,7 +177,8 @@ def _figure(ncols: int = 1) -> tuple[Any, Any]:
 
 def _save(fig: Any, path: Path) -> None:
     fig.tight_layout()
-    fig.savefig(path, dpi=_DPI)
+    # a legend below the axes (:func:`_legend`) is outside the figure: the saved image grows to hold it
+    fig.savefig(path, dpi=_DPI, bbox_inches="tight" if fig.legends else None)
 
 
 ROLLING_POINTS = 1000
@@ -389,4 +388,29 @@ def _label_compare(
         axis.set_ylabel("best " + " / ".join(labels))
         axis.set_title(f"{what}, vs {x_name}", fontsize=9)
         _style(axis, values)
-    axes[0].legend(fontsize=7)
+    _legend(axes)
+
+
+LEGEND_INSIDE = 40
+"""Legends with at most this many characters in their longest entry, and 6 entries, are drawn inside
+the first axis; longer ones (groups named by many settings) below both axes, as a figure legend."""
+
+
+def _legend(axes: Sequence[Any]) -> None:
+    """The first axis's entries as its legend, or below the axes when they are long or many."""
+    handles, labels = axes[0].get_legend_handles_labels()
+    if not labels:
+        return
+    if len(labels) <= 6 and max(map(len, labels)) <= LEGEND_INSIDE:
+        axes[0].legend(fontsize=7)
+        return
+    columns = 2 if max(map(len, labels)) <= 2 * LEGEND_INSIDE else 1
+    axes[0].figure.legend(
+        handles,
+        labels,
+        fontsize=7,
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0.0),
+        ncols=columns,
+        frameon=False,
+    )

@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 from natsray.compat import save_arch
 from natsray.engine.checkpoint import atomic_write_json, ignore_own_output
 from natsray.experiment.best_cells import IDENTIFIERS, describe, most_frequent_best
+from natsray.experiment.group_names import config_settings, group_names
 from natsray.experiment.journal_table import write_csv
 from natsray.experiment.plots import plot_best, plot_pareto, plot_population, plot_seeds
 from natsray.experiment.run_data import RunData, load_run
@@ -75,7 +76,7 @@ def finalize_run(run_dir: str | Path) -> None:
     csv_path = run.path / "evaluations.csv"
     partial = run.path / ".evaluations.csv.partial"
     try:
-        write_csv(run.table, partial)
+        write_csv(run.elapsed_column(), partial)
     except ValueError as exc:
         raise ValueError(f"{run.path / 'evaluations.jsonl'}: {exc}") from None
     _best_and_plots(run)
@@ -203,18 +204,16 @@ def aggregate_runs(
 
 
 def _groups(runs: Sequence[RunData]) -> dict[str, list[int]]:
-    """Run indices by group (same config but seed), named by ``strategy/evaluator`` (made unique)."""
+    """Run indices by group (same config but seed), named by the settings in which the groups' configs
+    differ (``strategy=regularized_evolution, dataset=cifar100``:
+    :func:`~natsray.experiment.group_names.group_names`); one group by ``strategy/evaluator``."""
     by_key: dict[str, list[int]] = {}
     for i, run in enumerate(runs):
         by_key.setdefault(run.group_key, []).append(i)
-    groups: dict[str, list[int]] = {}
-    for members in by_key.values():
-        name = base = runs[members[0]].label
-        suffix = 2
-        while name in groups:
-            name, suffix = f"{base} #{suffix}", suffix + 1
-        groups[name] = members
-    return groups
+    members = list(by_key.values())
+    settings = [config_settings(runs[group[0]].config) for group in members]
+    names = group_names(settings, [runs[group[0]].label for group in members])
+    return dict(zip(names, members, strict=True))
 
 
 def _print_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> None:

@@ -19,6 +19,15 @@ from natsray.study.stats import ci95
 __all__ = ["plot_anytime", "preload"]
 
 _DPI = 110
+LEGEND_INSIDE_GROUPS = 3
+LEGEND_INSIDE_CHARS = 32
+"""A panel's legend is drawn inside it (lower right) for up to this many grid points whose entries
+are up to this many characters long; below it otherwise."""
+_TIME_LABELS = {
+    "simulated": "simulated training time{schedule} (s)",
+    "wall": "wall-clock time (s, pauses left out)",
+    "mixed": "simulated or wall-clock time (s)",
+}
 
 
 def _metric_label(metric: str) -> str:
@@ -47,6 +56,7 @@ def plot_anytime(
     objective: str,
     by_time: bool,
     path: Path,
+    clock: str = "simulated",
 ) -> Any:
     """Write one anytime figure (and return it).
 
@@ -54,8 +64,11 @@ def plot_anytime(
         curves: ``(legend label, dataset, x grid (n_x,), values (n_seeds, n_x))`` per grid point.
         metric: The report metric on the y axis, e.g. ``test_accuracy@200``.
         objective: The searched objective that chooses the best cell, e.g. ``valid_accuracy@12``.
-        by_time: x is simulated seconds (else evaluations).
+        by_time: x is seconds (else evaluations).
         path: The PNG to write.
+        clock: The runs' clock for ``by_time``: ``simulated`` (simulated training time), ``wall``
+            (each run's own wall-clock time, the time it was stopped before a resume left out) or
+            ``mixed`` (simulated where a run has a simulated clock, else wall-clock).
     """
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter, MaxNLocator
@@ -65,6 +78,7 @@ def plot_anytime(
     axes = fig.subplots(1, len(datasets), squeeze=False)[0]
     # the seeds with a result (one with none is not drawn)
     seeds = sorted({int((~np.isnan(values).all(axis=1)).sum()) for _, _, _, values in curves})
+    below = False  # a legend below its panel
     for ax, dataset in zip(axes, datasets, strict=True):
         for label, _, x, values in (c for c in curves if c[1] == dataset):
             x, values = _every_seed(x, values)
@@ -80,18 +94,37 @@ def plot_anytime(
         ax.set_title(dataset or "all runs", fontsize=10)
         schedule = f" @{objective.split('@')[1]}" if "@" in objective else ""
         ax.set_xlabel(
-            f"simulated training time{schedule} (s)" if by_time else f"evaluations (cells trained{schedule})"
+            _TIME_LABELS.get(clock, _TIME_LABELS["simulated"]).format(schedule=schedule)
+            if by_time
+            else f"evaluations (cells trained{schedule})"
         )
         ax.set_ylabel(_metric_label(metric))
         ax.xaxis.set_major_locator(MaxNLocator(5))
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+        ax.xaxis.set_major_formatter(FuncFormatter(_tick))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="lower right")
+        labels = ax.get_legend_handles_labels()[1]
+        if len(labels) > 2 * LEGEND_INSIDE_GROUPS or max(map(len, labels), default=0) > LEGEND_INSIDE_CHARS:
+            below = True  # many or long names (many axes): below the panel, once it is laid out
+        else:
+            ax.legend(fontsize=7, loc="lower right")
     seed_text = "/".join(map(str, seeds))
     title = f"Anytime {metric} of the best cell by {objective}, mean and 95% CI over {seed_text} seeds"
     # about 12 characters of 10-pt text per inch: a one-panel figure gets the title on two lines
     fig.suptitle(textwrap.fill(title, width=int(12 * fig.get_figwidth())), fontsize=10)
     fig.tight_layout()
     fig.set_layout_engine(None)  # laid out: else savefig lays it out again, in a draw that renders nothing
-    fig.savefig(path, dpi=_DPI)
+    if below:  # under each panel's x label; the saved image grows to hold them
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        renderer = FigureCanvasAgg(fig).get_renderer()
+        for ax in axes:
+            bottom = ax.xaxis.label.get_window_extent(renderer).y0
+            y = ax.transAxes.inverted().transform((0, bottom))[1]
+            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, y - 0.02), frameon=False)
+    fig.savefig(path, dpi=_DPI, bbox_inches="tight" if below else None)
     return fig
+
+
+def _tick(value: float, _position: Any = None) -> str:
+    """x tick text: thousands separated (``120,000``), small values with their decimals (``0.02``)."""
+    return f"{value:,.0f}" if value == 0 or abs(value) >= 100 else f"{value:.3g}"

@@ -30,6 +30,7 @@ from natsray.engine.checkpoint import atomic_write_json, ignore_own_output
 from natsray.experiment.arrow_columns import booleans, floats
 from natsray.experiment.arrow_columns import column as arrow_column
 from natsray.experiment.best_cells import best_value, describe, most_frequent_best, report_metric
+from natsray.experiment.group_names import group_names
 from natsray.experiment.run_data import RunData, load_run, run_from_parts
 from natsray.study.grid import GridPoint, PlannedRun, load_plan, plan_runs
 from natsray.study.stats import ci95
@@ -93,8 +94,8 @@ def _incumbents(
     runs: Sequence[RunData], metric: str, by_time: bool, journals: pa.Table | None = None
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per run, ``(x, report metric of the best cell so far)`` after each successful evaluation (cache
-    answers left out), x = evaluation count or simulated seconds (then in simulated finish order, equal
-    times in journal order).
+    answers left out), x = evaluation count or seconds (:func:`_times`; then in finish order, equal times
+    in journal order).
 
     The best cell so far is the first to reach the running maximum of the run's first objective
     (minimised ones negated; NaN never counts); its report metric is ``metric.<metric>``, else
@@ -120,11 +121,7 @@ def _incumbents(
         values[rows] = _floats(journals, f"objective.{name}", runs)[rows]
     found = _floats(journals, f"metric.{metric}", runs)
     found = np.where(np.isnan(found), _floats(journals, f"objective.{metric}", runs), found)
-    clock = np.array([run.table.schema.get_field_index("sim_finish") >= 0 for run in runs], dtype=bool)
-    times = np.where(
-        clock[code], _floats(journals, "sim_finish", runs), _floats(journals, "sim_finish_time", runs)
-    )
-    times = np.nan_to_num(times, nan=0.0)
+    times = _times(runs, journals, code) if by_time else np.zeros(journals.num_rows)
     code, values, found, times = code[ok], values[ok], found[ok], times[ok]
     if by_time:
         order = np.lexsort((times, code))  # stable: equal times keep journal order
@@ -145,6 +142,22 @@ def _incumbents(
     ys = np.where(best >= starts[code], found[np.maximum(best, 0)], np.nan) if code.size else found
     xs = times if by_time else (position - starts[code] + 1).astype(float)
     return [(xs[starts[i] : starts[i + 1]], ys[starts[i] : starts[i + 1]]) for i in range(len(runs))]
+
+
+def _times(runs: Sequence[RunData], journals: pa.Table, code: np.ndarray) -> np.ndarray:
+    """Each row's finish time: simulated seconds for a run on the simulated clock, else the run's own
+    wall seconds since its first submit, the time it was stopped before a resume left out
+    (:meth:`RunData.wall_clock`); 0 where unknown."""
+    clock = np.array([run.table.schema.get_field_index("sim_finish") >= 0 for run in runs], dtype=bool)
+    times = np.where(
+        clock[code], _floats(journals, "sim_finish", runs), _floats(journals, "sim_finish_time", runs)
+    )
+    walls = [i for i, run in enumerate(runs) if not run.simulated_clock]
+    if walls:
+        starts = np.concatenate([[0], np.cumsum([run.table.num_rows for run in runs])])
+        for i in walls:
+            times[starts[i] : starts[i + 1]] = runs[i].wall_clock(runs[i].table)
+    return np.nan_to_num(times, nan=0.0)
 
 
 def _is_text(kind: pa.DataType) -> bool:
@@ -188,9 +201,10 @@ def _run_row(run: RunData) -> dict[str, Any]:
     return row
 
 
-def _point_row(group: PointRuns) -> dict[str, Any]:
-    """The table row of one grid point (numbers as data; formatting happens when writing)."""
-    row: dict[str, Any] = dict(group.point.labels)
+def _point_row(group: PointRuns, name: str | None = None) -> dict[str, Any]:
+    """The table row of one grid point (numbers as data; formatting happens when writing), ``group``
+    its name (:func:`_names`; default its directory name), then its axis labels."""
+    row: dict[str, Any] = {"group": name or group.point.name or "all seeds", **dict(group.point.labels)}
     runs = group.runs
     row["seeds"] = len(runs)
     row["unfinished"] = group.unfinished
@@ -346,6 +360,14 @@ def _write_evaluations(
         front[axis] = arrow_column([run.point.labels[position][1] for run in parts]).take(which)
     front["run_seed"] = arrow_column([run.seed for run in parts]).cast(pa.int64()).take(which)
     table = journals
+    finished = [data for data in loaded if data is not None and data.table.num_rows]
+    walls = [not data.simulated_clock and "finish_time" in data.table.column_names for data in finished]
+    if any(walls) and "elapsed_s" not in table.column_names:  # each run's own wall clock (its plots' x)
+        elapsed = [
+            data.wall_clock(data.table) if wall else np.full(data.table.num_rows, np.nan)
+            for data, wall in zip(finished, walls, strict=True)
+        ]
+        table = table.append_column("elapsed_s", pa.array(np.concatenate(elapsed), from_pandas=True))
     for position, (name, values) in enumerate(front.items()):
         table = table.add_column(position, name if name not in journals.column_names else f"{name}_", values)
     tmp = path.with_name(path.name + ".tmp")
@@ -357,15 +379,21 @@ def _dataset(group: PointRuns) -> str:
     return str(((group.runs[0].config or {}).get("evaluator") or {}).get("dataset") or "")
 
 
-def _legend(group: PointRuns) -> str:
-    """The point's labels, less the dataset (each dataset has its own panel): a named axis's label
-    alone (``rea``), a field's value with its field (``search_space.dedup=none``: a bare ``none``
-    says nothing)."""
+def _names(groups: Sequence[PointRuns]) -> dict[str, str]:
+    """Each grid point's name (by :attr:`GridPoint.name`) saying what differs between the points: its
+    axes that vary, ``axis=label`` (``strategy=rea, dataset=cifar10``; a field axis by its last part,
+    ``population=20``, :func:`~natsray.experiment.group_names.group_names`); ``all seeds`` for the one
+    point of a seeds-only sweep. For showing only: directories and the plan keep :attr:`GridPoint.name`."""
+    settings = [dict(group.point.labels) for group in groups]
+    names = group_names(settings, [group.point.name or "all seeds" for group in groups])
+    return {group.point.name: name for group, name in zip(groups, names, strict=True)}
+
+
+def _legend(group: PointRuns, name: str) -> str:
+    """The point's name less its dataset (each dataset has its own panel, titled with it)."""
     dataset = _dataset(group)
-    labels = [
-        f"{axis}={label}" if "." in axis else label for axis, label in group.point.labels if label != dataset
-    ]
-    return ", ".join(labels) or (group.point.name or "all seeds")
+    parts = [part for part in name.split(", ") if part.partition("=")[2] != dataset or not dataset]
+    return ", ".join(parts) or name
 
 
 def _figure_jobs(
@@ -376,15 +404,19 @@ def _figure_jobs(
     finished = [g for g in groups if g.runs]
     if not finished:
         return
+    names = _names(groups)
     metric = report_metric(finished[0].runs[0])
     objective = _objective_label(finished[0].runs[0])
+    simulated = [run.simulated_clock for run in finished_runs]
+    clock = "simulated" if all(simulated) else "wall" if not any(simulated) else "mixed"
     for by_time, name in ((True, "anytime_time.png"), (False, "anytime_evaluations.png")):
         found = _incumbents(finished_runs, metric, by_time, journals)
         pairs = dict(zip(map(id, finished_runs), found, strict=True))
         curves = [
-            (_legend(g), _dataset(g), *_curves([pairs[id(run)] for run in g.runs], by_time)) for g in finished
+            (_legend(g, names[g.point.name]), _dataset(g), *_curves([pairs[id(r)] for r in g.runs], by_time))
+            for g in finished
         ]
-        yield (curves, metric, objective, by_time, out / name)
+        yield (curves, metric, objective, by_time, out / name, clock)
 
 
 def sweep_report(
@@ -446,10 +478,15 @@ def sweep_report(
                 plotter.submit(job)  # drawn there while the next one's curves and the tables are made here
         drawn = [False] * len(figures)
         axes = [axis.name for axis in plan.axes]
-        rows = [_point_row(group) for group in groups]
+        names = _names(groups)
+        rows = [_point_row(group, names[group.point.name]) for group in groups]
         result = {
             "points": rows,
-            "runs": [{**dict(g.point.labels), **_run_row(run)} for g in groups for run in g.runs],
+            "runs": [
+                {"group": names[g.point.name], **dict(g.point.labels), **_run_row(run)}
+                for g in groups
+                for run in g.runs
+            ],
         }
         atomic_write_json(out / "sweep_report.json", result)
         markdown = _write_tables(rows, axes, out)
