@@ -10,7 +10,8 @@ plan, Ray start-up, runs, report: the serial parts of the scaling model in ``doc
 
 This machine's second core gives a varying share from minute to minute, so ``--repeat N`` (default 3) runs
 the pair ``1`` / ``forks`` N times in all, alternating which goes first, and reports each pair's runs
-efficiency and their median (``forks_runs_each``, ``forks_runs_median``); the table shows the first set.
+efficiency, their median and the efficiency of the two ways' median runs times (``forks_runs_each``,
+``forks_runs_median``, ``forks_runs_of_medians``); the table shows the first set.
 
 The reference row ``plain``: the same sweep split by seeds over ``cores`` plain ``--parallel 1``
 processes started together (no Ray, nothing shared; its runs time is the slowest process's). Its
@@ -80,6 +81,9 @@ def main() -> None:
         "plain_runs": one["runs_s"] / plain["runs_s"] / args.cores,
         "forks_runs_each": each,
         "forks_runs_median": statistics.median(each),
+        "forks_runs_of_medians": statistics.median(single["runs_s"] for single, _ in pairs)
+        / statistics.median(forked["runs_s"] for _, forked in pairs)
+        / args.cores,
     }
     print(
         f"{'way':>5} {'cores':>5} {'runs':>5} {'ray s':>6} {'runs s':>7} {'report s':>8} {'command s':>9} "
@@ -100,7 +104,8 @@ def main() -> None:
     )
     print(
         f"forks runs efficiency of {len(each)} pairs (1 core / forks, alternating which ran first): "
-        f"{', '.join(f'{value:.2f}' for value in each)}; median {efficiency['forks_runs_median']:.2f}"
+        f"{', '.join(f'{value:.3f}' for value in each)}; median {efficiency['forks_runs_median']:.3f}; "
+        f"of the median times {efficiency['forks_runs_of_medians']:.3f}"
     )
     print("load average (1, 5, 15 min) before / after each sweep: " + "; ".join(
         " ".join(f"{value:.2f}" for value in sample) for sample in load

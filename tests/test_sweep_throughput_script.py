@@ -99,3 +99,5 @@ def test_sweep_scaling_prints_its_table_and_writes_json(tmp_path: Path) -> None:
     each = [pair["one_runs_s"] / pair["forks_runs_s"] / 2 for pair in pairs]
     assert efficiency["forks_runs_each"] == pytest.approx(each)
     assert efficiency["forks_runs_median"] == pytest.approx(sum(each) / 2)
+    ones, forked = [pair["one_runs_s"] for pair in pairs], [pair["forks_runs_s"] for pair in pairs]
+    assert efficiency["forks_runs_of_medians"] == pytest.approx(sum(ones) / sum(forked) / 2)
