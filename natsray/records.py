@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -21,6 +22,7 @@ from natsray.errors import EvaluatorError
 from natsray.search_space import Arch
 
 __all__ = [
+    "EXTRA_CSV_GAP",
     "Candidate",
     "Objective",
     "Result",
@@ -30,6 +32,7 @@ __all__ = [
     "checked_fitness",
     "checked_number",
     "config_mismatch",
+    "failure_kind",
     "fitness_of",
     "missing_objectives",
     "plain_scores",
@@ -290,13 +293,28 @@ def missing_cost(source: str, key: str) -> EvaluatorError:
     return EvaluatorError(f"{source} returned no {key!r}{_NO_COST}")
 
 
+_CELL_NAMES = re.compile(r"NATS index \d+|\|(?:[a-z0-9_]+~\d\|)+(?:\+\|(?:[a-z0-9_]+~\d\|)+)*")
+"""How an error line names a cell: the benchmark and table evaluators' ``(NATS index N)``, an arch string."""
+EXTRA_CSV_GAP = "the evaluator's extra_csv has no value for this cell"
+"""In the error of a cell an ``extra_csv`` objective column lacks (a partially measured latency CSV)."""
+
+
+def failure_kind(error: str) -> str:
+    """A failed evaluation's one-line error with the cell it names masked (``NATS index N`` and arch
+    strings become ``<cell>``): ``engine.fail_fast`` takes failures that differ only in their cell, e.g.
+    the cells an ``extra_csv`` lacks, for the same failure."""
+    return _CELL_NAMES.sub("<cell>", error)
+
+
 def config_mismatch(error: str) -> str | None:
     """What config key a failed evaluation's one-line error blames, when the evaluator's result did not
     match the config (a config mismatch, bad input): ``"evaluator.objective"`` for an objective it did
-    not return (:func:`missing_objectives`), ``"evaluator.cost_metric"`` for a missing cost key; else
-    None."""
+    not return (:func:`missing_objectives`), ``"evaluator.cost_metric"`` for a missing cost key,
+    ``"evaluator.extra_csv"`` for an objective column the ``extra_csv`` lacks for the cell; else None."""
     if not error.startswith("EvaluatorError: "):
         return None
+    if EXTRA_CSV_GAP in error:
+        return "evaluator.extra_csv"
     if _NOT_RETURNED in error and " (it returned: " in error:
         return "evaluator.objective"
     if error.endswith(_NO_COST):

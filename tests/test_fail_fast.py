@@ -179,3 +179,34 @@ def test_a_run_scoring_with_a_python_function_is_told_to_continue_from_python(tm
     )
     run = natsray.load_run(run_dir).resume(evaluator=lambda arch, context: {"acuracy": 1.0}, progress=False)
     assert (run.summary["evaluations"], run.summary["failed"]) == (10, 3)
+
+
+def test_failures_that_differ_only_in_the_cell_they_name_are_one_failure(tmp_path: Path) -> None:
+    """A user's report: every evaluation failed naming its own cell (an arch string, a NATS index), so
+    the first three errors never read alike and the run spent its whole budget failing. The watch
+    compares them with the cell masked; another message still ends it."""
+    import natsray
+    from natsray.records import failure_kind
+
+    def profile(arch, context):
+        raise RuntimeError(f"no latency profile for {arch} (NATS index {arch.code})")
+
+    config = {
+        "seed": 0,
+        "strategy": {"name": "random"},
+        "evaluator": {"objective": ["latency"], "cheap": True},
+        "budget": {"evaluations": 20},
+        "engine": {"in_process": True, "batch_size": 1},
+        "output": {"progress": False, "plots": False},
+    }
+    with pytest.raises(FailFastError) as info:
+        natsray.run(config, evaluator=profile, out=tmp_path / "run", progress=False)
+    assert not isinstance(info.value, FailFastConfigError)
+    first = "the first 3 evaluations all failed with RuntimeError: no latency profile for |"
+    assert str(info.value).startswith(first)
+    records = read_journal(tmp_path / "run" / "evaluations.jsonl")
+    assert len(records) == 3 and len({r["error"] for r in records}) == 3
+    assert failure_kind("x for |none~0|+|none~0|none~1|+|none~0|none~1|none~2| (NATS index 7)") == (
+        "x for <cell> (<cell>)"
+    )
+    assert failure_kind("KeyError: 'lr' (score.py:30)") == "KeyError: 'lr' (score.py:30)"

@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import archive_factory as factory
 
 from natsray.cli import main
+from natsray.engine.checkpoint import read_journal
 from natsray.search_space import all_archs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,19 +122,34 @@ def test_extra_csv_content_is_read_by_validate(tmp_path: Path, table: Path, caps
     assert line.endswith("line 7 column 'latency_ms': 'fast' is not a number")
 
 
-def test_partial_extra_csv_is_announced_and_a_mostly_failed_run_exits_1(
+def test_partial_extra_csv_is_announced_stops_by_fail_fast_and_without_it_a_mostly_failed_run_exits_1(
     tmp_path: Path, table: Path, capsys
 ) -> None:
     archs = [arch.to_str() for arch in itertools.islice(all_archs(), 624)]
     rows = [f"{arch},{1.0 + i / 1000}" for i, arch in enumerate(archs)]
     config = _latency_table_config(tmp_path, table, "arch,latency_ms\n" + "\n".join(rows) + "\n")
+    csv_path = tmp_path / "latency.csv"
     warning = (
-        f"natsray: warning: extra_csv: {tmp_path / 'latency.csv'} has latency_ms for 624 of 15,625 cells "
-        "(4.0 %); evaluations of the other cells fail"
+        f"natsray: warning: extra_csv: {csv_path} has latency_ms for 624 of 15,625 cells (4.0 %); "
+        "evaluations of the other cells fail, and a run whose first evaluations (engine.fail_fast) all do "
+        f"stops: measure every cell first (`natsray measure-latency --out {csv_path}` continues), or set "
+        "engine.fail_fast: 0 to search with the cells it has"
     )
     assert main(["validate", config]) == 0
     assert capsys.readouterr().err.strip() == warning
-    assert main(["run", config, "--out", str(tmp_path / "run"), "--no-progress"]) == 1
+    # the first 3 cells the CSV lacks (each error naming its own cell) are one failure: bad input, exit 2
+    assert main(["run", config, "--out", str(tmp_path / "stopped"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and err[0] == warning
+    assert err[1].startswith(
+        "natsray: error: evaluator.extra_csv: the first 3 evaluations all failed with: objective "
+        "'latency_ms': the evaluator's extra_csv has no value for this cell (NATS index "
+    )
+    assert f"`natsray measure-latency --out {csv_path}` measures the rest" in err[1]
+    records = read_journal(tmp_path / "stopped" / "evaluations.jsonl")
+    assert 3 <= len(records) <= 10 and {r["status"] for r in records} == {"failed"}  # + the rest of a batch
+    off = ["--set", "engine.fail_fast=0"]
+    assert main(["run", config, *off, "--out", str(tmp_path / "run"), "--no-progress"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     summary = json.loads((tmp_path / "run/summary.json").read_text())
     assert summary["failed"] > summary["evaluations"] / 2

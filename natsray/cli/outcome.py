@@ -17,8 +17,8 @@ space). A sweep exits 1 when more than this fraction of its runs failed or mostl
 
 
 _CELL = re.compile(r" \(NATS index \d+\)$")
-"""The end of a benchmark or table evaluator's error about one cell (e.g. a cell an ``extra_csv`` lacks): it
-names the cell so that engine.fail_fast never takes the gaps of the first cells for every cell's failure."""
+"""The end of a benchmark or table evaluator's error about one cell (e.g. a cell an ``extra_csv`` lacks): the
+cell it names, left out when counting errors (engine.fail_fast masks it too: ``records.failure_kind``)."""
 
 
 def mostly_failed(run_dir: Path, summary: dict[str, Any], *, quiet: bool = False) -> int:

@@ -253,6 +253,15 @@ def _fail_fast_error(session: _Session) -> FailFastError:
         else "--overwrite (overwrite=True from Python)"
     )
     key = config_mismatch(error)
+    if key == "evaluator.extra_csv":  # a partial CSV: measure the rest, or search the cells it has
+        path = getattr(session.config.evaluator, "extra_csv", None)
+        message = (
+            f"{key}: {first}: {error.removeprefix('EvaluatorError: ')}; {stopped}: {path} lacks the cells "
+            "proposed first (the pre-flight warning says how many it has): give it every cell "
+            f"(`natsray measure-latency --out {path}` measures the rest) and continue with {resume}, or "
+            f"start again with {again} and engine.fail_fast: 0 to search the cells it has (the others fail)"
+        )
+        return FailFastConfigError(message, error=error, count=count, run_dir=str(run_dir))
     if key is not None:
         message = (
             f"{key}: {first}: {error.removeprefix('EvaluatorError: ')}; {stopped}: fix {key} and start "

@@ -20,7 +20,8 @@ simulated clock or a journal being replayed on resume:
 * a candidate with a :attr:`~natsray.records.Candidate.budget` (a multi-fidelity strategy's)
   is cached under (cell key, budget): the same cell at another budget is evaluated again.
 * fail-fast (``engine.fail_fast`` = N): when the first N evaluations of this start or resume all
-  failed with the same one-line error, the run *halts*: nothing more is asked or dispatched
+  failed with the same one-line error (compared without the cell it names:
+  :func:`~natsray.records.failure_kind`), the run *halts*: nothing more is asked or dispatched
   (queued candidates stay outstanding, for the checkpoint and a resume), evaluations in flight are
   delivered as usual, and the runner raises :class:`~natsray.errors.FailFastError` once none is
   left. One failure that differs, or one success, among the first N ends the watch for good.
@@ -41,7 +42,7 @@ from natsray.engine.checkpoint import Journal
 from natsray.engine.journal_record import Entry, RecordEncoder
 from natsray.engine.summary import RunStats
 from natsray.errors import raise_strategy_error
-from natsray.records import Candidate, Objective, Result, Status, fitness_of
+from natsray.records import Candidate, Objective, Result, Status, failure_kind, fitness_of
 from natsray.search_space import Arch
 from natsray.search_space.seen import SeenCells
 from natsray.strategies import Strategy
@@ -505,10 +506,11 @@ class Scheduler:
         """Fail-fast: one of the first ``fail_fast`` fresh evaluations, as journaled. A success or another
         error ends the watch; the ``fail_fast``-th failure with the same error halts the run."""
         error = (result.error or "failed") if result.status is Status.FAILED else None
-        if error is None or (self._first_error is not None and error != self._first_error):
+        kind = None if error is None else failure_kind(error)  # alike when only the cell named differs
+        if kind is None or (self._first_error is not None and kind != self._first_error):
             self._watch = 0
             return
-        self._first_error = error
+        self._first_error = kind
         self._watch -= 1
         if not self._watch:
             self.halted = error

@@ -33,7 +33,7 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 
 from natsray.evaluators.base import EvaluatorError, Score
-from natsray.records import Objective
+from natsray.records import EXTRA_CSV_GAP, Objective
 
 __all__ = [
     "COST_HP",
@@ -357,12 +357,9 @@ class MetricQuery:
         objectives = {}
         for metric in self._objectives:
             value = self._value(metric, record, trials)
-            if value is None:  # the cell is named: one cell's gap never reads as every cell's (fail-fast)
+            if value is None:  # the cell is named; engine.fail_fast compares the error without it
                 if parse_metric(metric.name, self.extra)[0] in self.extra:
-                    raise EvaluatorError(
-                        f"objective {metric.name!r}: the evaluator's extra_csv has no value for this cell"
-                        f"{_cell(extra_metrics)}"
-                    )
+                    raise EvaluatorError(f"objective {metric.name!r}: {EXTRA_CSV_GAP}{_cell(extra_metrics)}")
                 raise EvaluatorError(
                     f"objective {self._describe(metric.name)} is not in this archive{_cell(extra_metrics)}"
                 )

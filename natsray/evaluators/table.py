@@ -356,7 +356,9 @@ class TableEvaluator(BaseEvaluator):
                 warnings.append(
                     f"extra_csv: {config.extra_csv} has {', '.join(columns)} for {covered:,} of "
                     f"{NUM_ARCHS:,} cells ({100 * covered / NUM_ARCHS:.1f} %); evaluations of the other "
-                    "cells fail"
+                    "cells fail, and a run whose first evaluations (engine.fail_fast) all do stops: measure "
+                    f"every cell first (`natsray measure-latency --out {config.extra_csv}` continues), or "
+                    "set engine.fail_fast: 0 to search with the cells it has"
                 )
         return warnings
 

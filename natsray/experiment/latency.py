@@ -34,16 +34,32 @@ from natsray.evaluators.costs import CostConfig, CostEvaluator
 from natsray.records import Candidate
 from natsray.search_space import Arch, all_archs
 
-__all__ = ["HEADER", "cell_order", "file_settings", "measure_latency", "measured_cells", "settings_line"]
+__all__ = [
+    "HEADER",
+    "ORDER_SALT",
+    "cell_order",
+    "file_settings",
+    "measure_latency",
+    "measured_cells",
+    "settings_line",
+]
 
 HEADER = ("arch", "latency_ms")
 """CSV columns: the NATS arch string and the median latency in milliseconds."""
 
 
+ORDER_SALT = "natsray measure-latency cell order"
+"""Mixed into the order's seed. A plain ``random.Random(seed)`` shuffle draws the same numbers as a
+strategy's ``random.Random(seed)`` samples (a shuffle's first swaps place the cells a search of that seed
+proposes first at the *end* of the order), so with both seeds at their default 0 the cells measured by
+``--cells N`` and those a search proposed were disjoint."""
+
+
 def cell_order(seed: int) -> list[Arch]:
-    """All 15,625 cells in a permutation seeded by ``seed`` (``--cells N`` takes a prefix)."""
+    """All 15,625 cells in a permutation seeded by ``seed`` (``--cells N`` takes a prefix); its random
+    stream is salted (:data:`ORDER_SALT`), independent of the strategies' ``random.Random(seed)``."""
     cells = list(all_archs())
-    random.Random(seed).shuffle(cells)
+    random.Random(f"{ORDER_SALT} {seed}").shuffle(cells)
     return cells
 
 
