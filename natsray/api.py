@@ -31,6 +31,7 @@ from natsray.callbacks import Callback
 from natsray.config import ConfigError, ExperimentConfig, apply_overrides, config_to_dict, read_yaml
 from natsray.experiment.lifecycle import (
     CONFIG_FILE,
+    RUN_FILES,
     RunDirError,
     checked_config,
     clear_run_dir,
@@ -612,14 +613,26 @@ def plan_sweep(
     if all(planned.config is None for planned in runs):
         raise ConfigError(runs[0].error or "sweep: no runs")
     if (root / SWEEP_FILE).exists() and not overwrite:
+        if _same_plan(root, plan):
+            raise RunDirError(
+                f"{root} already holds a sweep: continue it with 'natsray resume {root}' "
+                "(natsray.load_sweep(...).resume()), replace it with --overwrite (overwrite=True), "
+                "or choose another --out"
+            )
         raise RunDirError(
-            f"{root} already holds a sweep: continue it with 'natsray resume {root}' "
-            "(natsray.load_sweep(...).resume()), replace it with --overwrite (overwrite=True), "
-            "or choose another --out"
+            f"{root} already holds another sweep (its {SWEEP_FILE} plans a different config or grid): "
+            f"give this one its own --out (out=...), or continue that one with 'natsray resume {root}'"
+        )
+    if any((root / name).exists() for name in RUN_FILES) and not overwrite:
+        raise RunDirError(
+            f"{root} holds a single run, not a sweep: give the sweep its own --out (out=...), "
+            "or replace the run with --overwrite (overwrite=True)"
         )
     if overwrite:  # nothing is deleted while the sweep or any of its runs is live
         for directory in (root, *(planned.run_dir for planned in runs)):
             check_not_in_use(directory)
+        if not (root / SWEEP_FILE).exists():
+            clear_run_dir(root, overwrite=True)  # a single run there (a sweep's own files are kept)
     for planned in runs:
         clear_run_dir(planned.run_dir, overwrite=overwrite)
     for name in (SWEEP_FILE, "sweep-runs.jsonl"):
@@ -627,6 +640,25 @@ def plan_sweep(
     shutil.rmtree(root / STORE_DIR, ignore_errors=True)  # an earlier sweep's finished runs
     write_plan(plan, root)
     return root, runs
+
+
+def _same_plan(root: Path, plan: Any) -> bool:
+    """True when ``root/sweep.yaml`` plans the sweep that ``plan`` does (base config and grid; the seeds
+    may differ), or cannot be read (then resume's own message says what is wrong with it)."""
+    import yaml
+
+    from natsray.study.grid import load_plan
+
+    try:
+        old = load_plan(root)
+    except ConfigError:
+        return True
+
+    def text(one: Any) -> str:
+        grid = [(axis.name, [(label, dict(values)) for label, values in axis.values]) for axis in one.axes]
+        return yaml.safe_dump([dict(one.base), grid])
+
+    return text(old) == text(plan)
 
 
 def _seed_text(seeds: int | Sequence[int]) -> str:

@@ -354,7 +354,8 @@ def test_python_dash_m_natsray_is_the_natsray_command() -> None:
         ("strategy.population=abc", "strategy.population: expected an integer, got 'abc'"),
         (
             "evaluator.dataset=cifar11",
-            "evaluator.dataset: 'cifar11' is not one of cifar10, cifar100, ImageNet16-120",
+            "evaluator.dataset: 'cifar11' is not one of cifar10, cifar100, ImageNet16-120 "
+            "(did you mean 'cifar10'?)",
         ),
         ("budget.simulated_seconds=-3", "budget.simulated_seconds: must be > 0, got -3.0"),
     ],

@@ -243,8 +243,10 @@ def test_validate_of_a_sweep_says_the_engine_of_its_runs(
     package: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = write(tmp_path / "x.yaml", config())
-    assert main(["validate", str(path), "--seeds", "0-1"]) == 0
+    assert main(["validate", str(path), "--seeds", "0-1", "--parallel", "1"]) == 0
     assert capsys.readouterr().out == (
         f"OK: {path}: sweep of 2 runs (1 grid point(s) x 2 seed(s)), "
-        "each run's engine async in-process (no Ray: runs in the driver)\n"
+        "each run's engine async in-process; runs one at a time in the natsray process (no Ray)\n"
     )
+    assert main(["validate", str(path), "--seeds", "0-1", "--parallel", "2"]) == 0
+    assert capsys.readouterr().out.endswith("; runs on Ray\n")  # a plugin's evaluator: never forked

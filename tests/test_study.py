@@ -368,7 +368,7 @@ def test_a_bad_grid_value_is_refused_up_front_and_resume_is_advised_only_where_i
     assert (code, err) == (
         2,
         f"natsray: error: {tmp_path / 's.yaml'}: grid point evaluator.dataset=cifar11: evaluator.dataset: "
-        "'cifar11' is not one of cifar10, cifar100, ImageNet16-120\n",
+        "'cifar11' is not one of cifar10, cifar100, ImageNet16-120 (did you mean 'cifar10'?)\n",
     )
     assert not sweep.exists()
     code, _, err = run_cli(capsys, "run", str(config), "--seeds", "5-1")

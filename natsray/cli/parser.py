@@ -65,7 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     def sweep_options(sub: argparse.ArgumentParser) -> None:
         sub.add_argument(
-            "--seeds", help="a sweep: one run per seed, in parallel on Ray: 0-99, 0,3,5; run dirs OUT/seed-N"
+            "--seeds",
+            help="a sweep: one run per seed, several at once (look-up runs on forked worker processes on "
+            "Linux, else on Ray; docs/sweeps.md 'Execution'): 0-99, 0,3,5; a run's dir OUT/seed-N is written "
+            "when it reaches a checkpoint or is asked for",
         )
         sub.add_argument(
             "--grid",
@@ -73,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
             default=[],
             metavar="KEY.PATH=V1,V2",
             help="a sweep axis, e.g. --grid strategy.name=random,regularized_evolution; repeatable "
-            "(run dirs OUT/KEY.PATH=V__.../seed-N; see docs/sweeps.md)",
+            "(runs OUT/AXIS=LABEL__.../seed-N; see docs/sweeps.md)",
         )
 
     run = command("run", cmd_run, "run an experiment from a YAML config")
@@ -82,14 +85,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--address", help="Ray cluster address (default: ray.address, RAY_ADDRESS, or a local Ray)"
     )
-    run.add_argument("--out", help="run directory (default: output.dir of the config)")
+    run.add_argument(
+        "--out", help="run directory, or a sweep's directory (default: output.dir of the config)"
+    )
     sweep_options(run)
     run.add_argument(
         "--parallel",
         type=_positive("--parallel"),
         metavar="N",
-        help="a sweep runs at most N runs at once; 1: all in this process, no Ray (default: short runs "
-        "here, the rest on a local Ray once they would pay for its start-up)",
+        help="a sweep runs at most N runs at once; 1: all in this process, no Ray (default: in-process "
+        "look-up runs on one forked worker per usable CPU on Linux; other in-process runs start here and "
+        "move to a local Ray once that pays for its start-up; runs with Ray actors, or --address, on Ray)",
     )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--overwrite", action="store_true", help="delete a run already in the run directory")
@@ -132,6 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("config", help="experiment YAML file")
     overrides(validate)
     sweep_options(validate)
+    validate.add_argument(
+        "--parallel",
+        type=_positive("--parallel"),
+        metavar="N",
+        help="as for run: validate of a sweep says where its runs would run",
+    )
     validate.add_argument(
         "--address",
         help="the cluster the run will join: resources are then checked there at run time, "

@@ -36,14 +36,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _engine(config: Any, address: str | None, machine: str | None) -> str:
+def _engine(config: Any, address: str | None, machine: str | None, *, where: bool = True) -> str:
     """How a run of ``config`` evaluates: in the driver (simulated, in-process) or with Ray actors
-    (``machine``: what pre-flight found this machine can host; None: not said)."""
+    (``machine``: what pre-flight found this machine can host; None: not said; ``where``: say where a
+    single in-process run runs, not said of a sweep's runs, which the sweep places)."""
+    driver = " (no Ray: runs in the driver)" if where else ""
     if config.engine.mode == "simulated":
-        workers = config.engine.simulated_workers
-        return f"simulated with {workers} simulated worker(s) (no Ray: runs in the driver)"
+        return f"simulated with {config.engine.simulated_workers} simulated worker(s){driver}"
     if config.engine.in_process:
-        return f"{config.engine.mode} in-process (no Ray: runs in the driver)"
+        return f"{config.engine.mode} in-process{driver}"
     engine = f"{config.engine.mode} with {config.resources.actors} Ray actor(s)"
     address = address or config.ray.address
     if address:
@@ -55,6 +56,7 @@ def _validate_sweep(args: argparse.Namespace) -> int:
     """``validate`` of a sweep (a ``sweep`` section, ``--seeds``, ``--grid``): every grid point as
     ``run`` will see it."""
     from natsray.study.grid import plan_runs, point_error, sweep_from_config
+    from natsray.study.sweep import describe_execution
 
     plan = sweep_from_config(read_yaml(Path(args.config)), args.set, args.grid, args.seeds, args.config)
     assert plan is not None
@@ -65,9 +67,10 @@ def _validate_sweep(args: argparse.Namespace) -> int:
     for config in {run.point.name: run.config for run in runs}.values():  # one per grid point
         build_strategy(config.strategy, num_objectives=len(config.objectives), seed=config.seed)
     points = len({run.point.name for run in runs})
-    engines = dict.fromkeys(_engine(run.config, args.address, None) for run in runs)
+    engines = dict.fromkeys(_engine(run.config, args.address, None, where=False) for run in runs)
+    where = describe_execution(runs, list(range(len(runs))), args.parallel, args.address)
     print(
         f"OK: {args.config}: sweep of {len(runs)} runs ({points} grid point(s) x {len(plan.seeds)} seed(s)), "
-        f"each run's engine {' / '.join(engines)}"
+        f"each run's engine {' / '.join(engines)}; {where}"
     )
     return 0

@@ -429,7 +429,9 @@ def config_from_dict(data: Any, source: str | None = None) -> ExperimentConfig:
                 "not a config key: objectives are set by evaluator.objective", path="objectives"
             )
         sections = {k: v for k, v in data.items() if k != "callbacks"} if isinstance(data, Mapping) else data
-        raw = parse_dataclass(ExperimentConfig, sections, exclude=("objectives", "callbacks"))
+        raw = parse_dataclass(
+            ExperimentConfig, sections, exclude=("objectives", "callbacks"), also=("callbacks", "sweep")
+        )
         runtime_env = raw.ray.runtime_env
         roots = import_roots(runtime_env) if runtime_env else []
         prepend_import_roots(roots)  # user code shipped to the actors is imported from the same place here
@@ -465,7 +467,9 @@ def config_data(data: Any, source: str | None = None, *, resolve: bool = False) 
         if not isinstance(data, Mapping):
             raise ConfigError(f"expected a mapping of config sections, got {describe_value(data)}")
         sections = {k: v for k, v in data.items() if k not in ("callbacks", "objectives")}
-        raw = parse_dataclass(ExperimentConfig, sections, exclude=("objectives", "callbacks"))
+        raw = parse_dataclass(
+            ExperimentConfig, sections, exclude=("objectives", "callbacks"), also=("callbacks", "sweep")
+        )
         parsed: dict[str, Any] = {}
         for section in ("strategy", "evaluator"):
             key, registry = _registry(section)

@@ -57,6 +57,15 @@ def describe_value(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def not_one_of(value: Any, choices: Sequence[Any]) -> str:
+    """``'cifar-10' is not one of cifar10, cifar100 (did you mean 'cifar10'?)``: a value outside an
+    enumeration, with the closest choice when one is close."""
+    names = [str(choice) for choice in choices]
+    close = difflib.get_close_matches(value, names, n=1) if isinstance(value, str) else []
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"{describe_value(value)} is not one of {', '.join(names)}{hint}"
+
+
 def _expected(hint: Any) -> str:
     """Human name of a type hint, for error messages."""
     origin = typing.get_origin(hint) or hint
@@ -114,7 +123,7 @@ def _convert(hint: Any, value: Any, path: str) -> Any:
                 return choice
             if isinstance(choice, str) and type(value) is int and str(value) == choice:
                 return choice
-        raise ConfigError(f"{describe_value(value)} is not one of {', '.join(map(str, args))}", path=path)
+        raise ConfigError(not_one_of(value, args), path=path)
     if origin in (tuple, list):
         items = list(value) if isinstance(value, list | tuple) else [value]  # a scalar is a 1-item list
         if origin is tuple and args and args[-1] is not Ellipsis:
@@ -161,7 +170,9 @@ def _post_init_error(exc: Exception, path: str, names: Sequence[str]) -> ConfigE
     return ConfigError(message, path=path)
 
 
-def parse_dataclass(cls: type, data: Any, path: str = "", *, exclude: Sequence[str] = ()) -> Any:
+def parse_dataclass(
+    cls: type, data: Any, path: str = "", *, exclude: Sequence[str] = (), also: Sequence[str] = ()
+) -> Any:
     """Build dataclass ``cls`` from a YAML mapping, checking every value against its type hint.
 
     Args:
@@ -169,6 +180,7 @@ def parse_dataclass(cls: type, data: Any, path: str = "", *, exclude: Sequence[s
         data: The parsed YAML mapping.
         path: Dotted YAML path of ``data``, used in error messages.
         exclude: Init fields that may not be given (they keep their defaults).
+        also: Keys handled elsewhere (``callbacks``, ``sweep``), offered by the did-you-mean too.
 
     Raises:
         ConfigError: unknown key (with a did-you-mean), missing required field, wrong type,
@@ -179,7 +191,7 @@ def parse_dataclass(cls: type, data: Any, path: str = "", *, exclude: Sequence[s
         raise ConfigError(f"expected a mapping of {', '.join(fields)}, got {describe_value(data)}", path=path)
     for key in data:
         if key not in fields:
-            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            close = difflib.get_close_matches(str(key), [*fields, *also], n=1)
             if close:
                 hint = f"did you mean {close[0]!r}?"
             elif fields:

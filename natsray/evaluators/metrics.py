@@ -220,8 +220,10 @@ class QueryConfig:
 
 
 def _check_choice(field_name: str, value: object, choices: Sequence[str]) -> None:
+    from natsray.config.typed_yaml import not_one_of
+
     if value not in choices:
-        raise ValueError(f"{field_name}: {value!r} is not one of {', '.join(choices)}")
+        raise ValueError(f"{field_name}: {not_one_of(value, choices)}")
 
 
 @dataclass(frozen=True, slots=True)

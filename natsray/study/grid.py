@@ -28,6 +28,7 @@ otherwise it stays a default that the grid overrides, said by one :class:`GridOv
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import itertools
 import json
 import os
@@ -50,6 +51,7 @@ from natsray.config import (
     resolve_data_paths,
     resolve_paths,
 )
+from natsray.config.typed_yaml import describe_value
 from natsray.engine.checkpoint import make_output_dir
 
 __all__ = [
@@ -287,8 +289,15 @@ def sweep_from_config(
         return None
     if section is None:
         section = {}
-    if not isinstance(section, Mapping) or set(section) - {"seeds", "grid"}:
-        raise ConfigError(f"{source}: sweep: expected a mapping with 'seeds' and/or 'grid'")
+    if not isinstance(section, Mapping):
+        raise ConfigError(
+            f"{source}: sweep: expected a mapping with 'seeds' and/or 'grid', got {describe_value(section)}"
+        )
+    for key in section:
+        if key not in ("seeds", "grid"):
+            close = difflib.get_close_matches(str(key), ["seeds", "grid"], n=1)
+            hint = f"did you mean {close[0]!r}?" if close else "expected 'seeds' and/or 'grid'"
+            raise ConfigError(f"{source}: sweep.{key}: unknown key ({hint})")
     try:
         grid_section = section.get("grid") or {}
         if not isinstance(grid_section, Mapping):

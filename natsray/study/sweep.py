@@ -506,23 +506,23 @@ def run_sweep(
         # SIGTERM (scancel, timeout) stops the sweep as Ctrl-C does, whether its runs run here or on Ray:
         # a run in this process is checkpointed after its current batch, one on Ray resumes from its own
         with sigterm_interrupts():
-            slots = _fork_slots(runs, todo, parallel, address) if todo else 0
+            way, slots = execution(runs, todo, parallel, address) if todo else ("", 0)
             if on_cores_free is not None and not slots:
                 on_cores_free()
-            if todo and _in_driver(runs, todo, parallel, address):
+            if way == "driver":
                 _run_in_driver(runs, todo, out, record)
-            elif slots:
+            elif way == "forked":
                 _run_forked(runs, todo, out, slots, record)
                 if on_cores_free is not None:  # not after an interrupt: the plot process is not needed
                     on_cores_free()
-            elif todo and _may_start_ray_later(runs, todo, parallel, address):
+            elif way == "driver-then-ray":
                 cores = runs[todo[0]].config.resources.num_cpus  # type: ignore[union-attr]
                 shared = _prepare_shared([runs[i] for i in todo])  # for the runs on Ray too
                 until = _ray_pays_off(len(todo), cores)
                 rest = _run_in_driver(runs, todo, out, record, until=until, shared=shared)
                 if rest:
                     _run_on_ray(runs, rest, out, parallel, address, record, shared=shared)
-            elif todo:
+            elif way == "ray":
                 _run_on_ray(runs, todo, out, parallel, address, record)
     finally:
         if bar is not None:
@@ -614,6 +614,37 @@ def _fork_slots(
     assert first is not None
     slots = min(parallel or first.resources.num_cpus or usable_cpus(), len(todo))
     return slots if slots > 1 else 0  # one run (or one core): in this process
+
+
+def execution(
+    runs: Sequence[PlannedRun], todo: list[int], parallel: int | None, address: str | None
+) -> tuple[str, int]:
+    """Where :func:`run_sweep` runs the runs ``todo`` (non-empty): ``("driver", 0)`` one at a time in
+    this process (:func:`_in_driver`), ``("forked", N)`` on N forked workers (:func:`_fork_slots`),
+    ``("driver-then-ray", 0)`` in this process until a local Ray would pay off
+    (:func:`_may_start_ray_later`), else ``("ray", 0)``."""
+    if _in_driver(runs, todo, parallel, address):
+        return "driver", 0
+    slots = _fork_slots(runs, todo, parallel, address)
+    if slots:
+        return "forked", slots
+    if _may_start_ray_later(runs, todo, parallel, address):
+        return "driver-then-ray", 0
+    return "ray", 0
+
+
+def describe_execution(
+    runs: Sequence[PlannedRun], todo: list[int], parallel: int | None, address: str | None
+) -> str:
+    """:func:`execution` in words (``natsray validate`` of a sweep)."""
+    way, slots = execution(runs, todo, parallel, address)
+    if way == "driver":
+        return "runs one at a time in the natsray process (no Ray)"
+    if way == "forked":
+        return f"runs on {slots} worker processes forked from the natsray process (no Ray)"
+    if way == "driver-then-ray":
+        return "runs start in the natsray process; a local Ray takes the rest once that pays for its start-up"
+    return "runs on Ray"
 
 
 def _run_forked(
