@@ -32,10 +32,12 @@ def test_sweep_throughput_prints_its_table_and_writes_json(tmp_path: Path) -> No
     factory.write_archive(tmp_path / "archive", 24)
     table = export_table(tmp_path / "archive", tmp_path / "t.npz", progress=False)
     out = tmp_path / "sweep_throughput.json"
+    # engine.fail_fast=0: most of this small archive's cells have no record, and the runs go on
     command = [
         sys.executable, str(ROOT / "benchmarks" / "sweep_throughput.py"), "--table", str(table),
         "--archive", str(tmp_path / "archive"), "--seeds", "2", "--parallel", "1,default", "--bare-runs", "1",
-        "--bare", str(BARE), "--set", "budget.evaluations=20", "--out", str(out),
+        "--bare", str(BARE), "--set", "budget.evaluations=20", "--set", "engine.fail_fast=0",
+        "--out", str(out),
     ]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -78,7 +80,8 @@ def test_sweep_scaling_prints_its_table_and_writes_json(tmp_path: Path) -> None:
     out = tmp_path / "sweep_scaling.json"
     command = [
         sys.executable, str(ROOT / "benchmarks" / "sweep_scaling.py"), "--table", str(table), "--seeds", "2",
-        "--cores", "2", "--set", "budget.evaluations=20", "--repeat", "2", "--out", str(out),
+        "--cores", "2", "--set", "budget.evaluations=20", "--set", "engine.fail_fast=0", "--repeat", "2",
+        "--out", str(out),
     ]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
