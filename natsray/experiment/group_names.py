@@ -11,7 +11,6 @@ made for showing only: directories and sweep plans keep their own.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -26,32 +25,12 @@ considered before the section's other fields (which it usually implies)."""
 def config_settings(
     config: Mapping[str, Any] | None, skip: Sequence[str] = ("seed", "output")
 ) -> dict[str, str]:
-    """A config as ``{dotted key: value text}`` (nested mappings flattened; lists as compact JSON),
-    the top-level sections ``skip`` left out."""
-    flat: dict[str, str] = {}
+    """A config as ``{dotted key: value text}`` (:func:`natsray.callbacks.tracker.flatten_config`, as the
+    trackers log it), the top-level sections ``skip`` left out."""
+    from natsray.callbacks.tracker import flatten_config
 
-    def walk(data: Mapping[str, Any], prefix: str) -> None:
-        for key, value in data.items():
-            if not prefix and key in skip:
-                continue
-            name = f"{prefix}{key}"
-            if isinstance(value, Mapping) and value:
-                walk(value, f"{name}.")
-            else:
-                flat[name] = _text(value)
-
-    walk(config or {}, "")
-    return flat
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool) or value is None:
-        return json.dumps(value)
-    if isinstance(value, int | float):
-        return f"{value:g}" if isinstance(value, float) else str(value)
-    return json.dumps(value, separators=(",", ":"), default=str)
+    flat = flatten_config(config or {})
+    return {key: value for key, value in flat.items() if key.split(".")[0] not in skip}
 
 
 def group_names(settings: Sequence[Mapping[str, str]], fallback: Sequence[str]) -> list[str]:
