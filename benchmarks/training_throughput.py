@@ -65,7 +65,7 @@ from natsray.search_space import Arch  # noqa: E402
 MEDIAN_NATS_CELL = "|avg_pool_3x3~0|+|none~0|none~1|+|nor_conv_1x1~0|avg_pool_3x3~1|nor_conv_3x3~2|"
 """Cell 8073: the median of NATS-Bench's cifar10-valid hp-200 ``train-per-time`` (9.0856 s per epoch)."""
 QUICKSTART_CELL = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_1x1~1|+|skip_connect~0|nor_conv_3x3~1|none~2|"
-GPU_FLAGS = ("amp", "channels_last", "cudnn_benchmark", "deterministic")
+GPU_FLAGS = ("amp", "channels_last", "cudnn_benchmark", "cuda_graphs", "deterministic")
 """Options of the natsray candidate only: the ratio to the plain fp32 loop is then their speed-up."""
 PRESETS: dict[str, dict[str, Any]] = {
     "cpu": {"data": "digits", "size": 8, "images": 1000, "C": 8, "N": 1, "batch_size": 64, "epochs": 3,
@@ -270,12 +270,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     settings = dict(PRESETS[args.preset])
     settings.update({k: v for k, v in vars(args).items() if k in settings and v is not None})
     arch = Arch.from_str(settings["arch"])
-    config = TrainingConfig(
-        dataset="cifar10" if settings["data"] == "synthetic" else "digits", digits_size=settings["size"],
-        C=settings["C"], N=settings["N"], batch_size=settings["batch_size"], epochs=settings["epochs"],
-        device=settings["device"], threads=settings["threads"], augment=True,
-        **{option: getattr(args, option) for option in GPU_FLAGS},
-    )  # fmt: skip
+    try:
+        config = TrainingConfig(
+            dataset="cifar10" if settings["data"] == "synthetic" else "digits", digits_size=settings["size"],
+            C=settings["C"], N=settings["N"], batch_size=settings["batch_size"], epochs=settings["epochs"],
+            device=settings["device"], threads=settings["threads"], augment=True,
+            **{option: getattr(args, option) for option in GPU_FLAGS},
+        )  # fmt: skip
+    except ValueError as exc:  # a GPU option with --device cpu, a bad --batch-size: one line
+        parser.exit(2, f"training_throughput: {exc} (the GPU options need --preset gpu or --device cuda)\n")
     settings.update({option: getattr(args, option) for option in GPU_FLAGS})
     data = make_data(settings["data"], settings["size"], settings["images"])
     if settings["data"] == "digits" and settings["images"] < len(data.train):

@@ -119,7 +119,7 @@ def test_config_rejects_bad_values(fields: dict, match: str) -> None:
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error of a machine without a GPU")
-@pytest.mark.parametrize("option", ["amp", "channels_last", "cudnn_benchmark"])
+@pytest.mark.parametrize("option", ["amp", "channels_last", "cudnn_benchmark", "cuda_graphs"])
 def test_gpu_options_without_a_gpu_fail_in_one_line(option: str) -> None:
     (result,) = TrainingEvaluator(TrainingConfig(**TINY, **{option: True})).evaluate([Candidate(0, CONV)])
     assert result.error == (

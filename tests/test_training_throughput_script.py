@@ -51,3 +51,14 @@ def test_training_scale_search_reports_where_the_wall_time_went(tmp_path: Path) 
         assert all(value >= 0 for value in phases.values())
         assert sum(phases.values()) == pytest.approx(row["wall_s"], rel=0.05)
     assert "parallel efficiency" in done.stdout
+
+
+def test_a_gpu_option_on_cpu_is_one_line(tmp_path: Path) -> None:
+    script = str(ROOT / "benchmarks" / "training_throughput.py")
+    command = [sys.executable, script, "--cuda-graphs", "--out", str(tmp_path / "x.json")]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 2 and not (tmp_path / "x.json").exists()
+    assert done.stderr == (
+        "training_throughput: cuda_graphs: needs a CUDA device, but device is 'cpu' "
+        "(the GPU options need --preset gpu or --device cuda)\n"
+    )

@@ -40,6 +40,7 @@ from natsray.evaluators.costs import (
     resolve_device,
     seeded_model,
 )
+from natsray.evaluators.graphed_step import GraphedSGDStep
 from natsray.models import save_weights
 from natsray.records import Candidate
 
@@ -57,7 +58,7 @@ TRAIN_METRICS: tuple[str, ...] = (
 
 REPORT_ONLY: tuple[str, ...] = ("test_accuracy", "test_loss")
 
-GPU_OPTIONS: tuple[str, ...] = ("amp", "channels_last", "cudnn_benchmark")
+GPU_OPTIONS: tuple[str, ...] = ("amp", "channels_last", "cudnn_benchmark", "cuda_graphs")
 """Boolean config keys that need a CUDA device."""
 
 
@@ -99,6 +100,12 @@ class TrainingConfig(NetworkConfig):
             autocast with a gradient scaler.
         channels_last: Model and batches in ``torch.channels_last`` memory format (CUDA).
         cudnn_benchmark: ``torch.backends.cudnn.benchmark = True`` (CUDA).
+        cuda_graphs: Capture each candidate's training step as a CUDA graph after 3 eager
+            steps and replay it for every full batch (:mod:`natsray.evaluators.graphed_step`):
+            one launch a step instead of some thousand, for networks of NATS size whose steps
+            are bound by the host's kernel launches. Same recipe and seed; the metrics equal
+            the eager path's to floating-point rounding. With ``amp`` it needs a GPU with
+            bfloat16 (fp16's gradient scaler reads the host every step).
         deterministic: Bit-reproducible training on CUDA: ``torch.backends.cudnn.deterministic``,
             ``torch.use_deterministic_algorithms(True)`` and ``CUBLAS_WORKSPACE_CONFIG=:4096:8``
             (PyTorch's reproducibility notes). Without it the same seed on a GPU can give
@@ -132,6 +139,7 @@ class TrainingConfig(NetworkConfig):
     amp: bool = False
     channels_last: bool = False
     cudnn_benchmark: bool = False
+    cuda_graphs: bool = False
     deterministic: bool = False
     objective: tuple[str, ...] = ("valid_accuracy",)
 
@@ -306,6 +314,11 @@ class TrainingEvaluator(BaseEvaluator):
         self.amp_dtype = (
             (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if config.amp else None
         )
+        if config.cuda_graphs and self.amp_dtype == torch.float16:
+            raise EvaluatorError(
+                "cuda_graphs: with amp needs a GPU with bfloat16 (fp16's gradient scaler reads "
+                "the host every step); set amp: false or cuda_graphs: false"
+            )
         shared = self.shared if self.shared is not None else self.prepare_shared(config)
         # resident on the training device: one uint8 copy per actor, no per-batch transfer (a
         # no-op on CPU, where the tensors stay views of the object store's shared copy)
@@ -357,7 +370,9 @@ class TrainingEvaluator(BaseEvaluator):
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.amp_dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast(device_type="cuda", dtype=self.amp_dtype)
+        # a captured step must not reuse casts cached outside the capture (PyTorch's CUDA graph notes)
+        cache = not self.config.cuda_graphs
+        return torch.autocast(device_type="cuda", dtype=self.amp_dtype, cache_enabled=cache)
 
 
 class _TrainingRun:
@@ -400,11 +415,16 @@ class _TrainingRun:
         started = time.perf_counter()
         correct = loss_sum = None
         seen = 0
+        graphed = self._graphed_step() if config.cuda_graphs else None
         while self.epoch < self.epochs:
             model.train()
             # running sums stay on the device: no synchronisation per step, one per training
-            correct = torch.zeros((), dtype=torch.long, device=evaluator.device)
-            loss_sum = torch.zeros((), dtype=torch.float64, device=evaluator.device)
+            if graphed is not None:
+                graphed.reset_sums()
+                correct, loss_sum = graphed.correct, graphed.loss_sum
+            else:
+                correct = torch.zeros((), dtype=torch.long, device=evaluator.device)
+                loss_sum = torch.zeros((), dtype=torch.float64, device=evaluator.device)
             seen = 0
             batches = evaluator.data.batches(
                 evaluator.train_split,
@@ -414,19 +434,38 @@ class _TrainingRun:
                 device=evaluator.device,
             )
             for images, labels in batches:
+                lr = config.lr
                 if config.schedule == "cosine":
+                    lr = 0.5 * config.lr * (1.0 + math.cos(math.pi * self.step / total_steps))
+                images = images.contiguous(memory_format=evaluator.memory_format)
+                if graphed is not None:
+                    graphed(images, labels, lr)
+                else:
                     for group in self.optimizer.param_groups:
-                        group["lr"] = 0.5 * config.lr * (1.0 + math.cos(math.pi * self.step / total_steps))
-                loss, logits = self._step(images.contiguous(memory_format=evaluator.memory_format), labels)
+                        group["lr"] = lr
+                    loss, logits = self._step(images, labels)
+                    loss_sum += loss.detach().double() * len(labels)
+                    correct += (logits.detach().argmax(1) == labels).sum()
                 self.step += 1
-                loss_sum += loss.detach().double() * len(labels)
-                correct += (logits.detach().argmax(1) == labels).sum()
                 seen += len(labels)
             self.epoch += 1
             every = config.checkpoint_epochs
             if every and self.epoch % every == 0 and self.epoch < self.epochs:
                 self._save(time.perf_counter() - started)
         return 100.0 * int(correct) / seen, float(loss_sum) / seen
+
+    def _graphed_step(self) -> GraphedSGDStep:
+        config = self.config
+        return GraphedSGDStep(
+            self.model,
+            self.optimizer,
+            batch_size=config.batch_size,
+            momentum=config.momentum,
+            nesterov=config.nesterov,
+            weight_decay=config.weight_decay,
+            autocast=self.evaluator._autocast,
+            capture=self.evaluator.device.type == "cuda",
+        )
 
     def _step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with self.evaluator._autocast():
