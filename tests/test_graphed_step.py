@@ -15,6 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from natsray.evaluators import training
 from natsray.evaluators.costs import seeded_model
 from natsray.evaluators.graphed_step import WARMUP_STEPS, GraphedSGDStep
 from natsray.evaluators.training import TrainingConfig, TrainingEvaluator
@@ -131,3 +132,29 @@ def test_a_candidate_trained_with_cuda_graphs_learns_and_repeats_bit_for_bit(
     same = ("valid_accuracy", "valid_loss", "train_accuracy", "train_loss")
     assert {k: first.metrics[k] for k in same} == {k: again.metrics[k] for k in same}
     assert first.metrics["valid_accuracy"] > 30  # it learns: 10 digit classes, chance is 10 %
+
+
+@CUDA
+def test_a_graphed_training_resumed_from_its_checkpoint_equals_the_uninterrupted_one(
+    tmp_path, deterministic: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fields = {"C": 8, "N": 1, "digits_size": 16, "batch_size": 64, "epochs": 3, "device": "cuda"}
+    config = TrainingConfig(
+        **fields, cuda_graphs=True, deterministic=True, checkpoint_epochs=1, state_dir=str(tmp_path)
+    )
+    (whole,) = TrainingEvaluator(config).evaluate([Candidate(0, CELL, seed=2)])
+    save = training._TrainingRun._save
+
+    def save_then_die(self, seconds: float) -> None:
+        save(self, seconds)
+        raise RuntimeError("actor lost")
+
+    monkeypatch.setattr(training._TrainingRun, "_save", save_then_die)
+    (lost,) = TrainingEvaluator(config).evaluate([Candidate(1, CELL, seed=2)])
+    monkeypatch.undo()
+    (resumed,) = TrainingEvaluator(config).evaluate([Candidate(1, CELL, seed=2)])
+    assert not lost.ok and "actor lost" in lost.error and whole.ok and resumed.ok
+    assert whole.metrics["resumed_epoch"] == 0 and resumed.metrics["resumed_epoch"] == 1
+    same = ("valid_accuracy", "valid_loss", "train_accuracy", "train_loss")
+    assert {k: resumed.metrics[k] for k in same} == {k: whole.metrics[k] for k in same}
+    assert not list(tmp_path.iterdir())  # the finished candidates' states are deleted
