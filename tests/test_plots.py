@@ -18,6 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_report import ARCHS, record, write_run
 
 from natsray.experiment.plots import (
+    MANY_RUNS,
+    focus_y,
     metric_label,
     plot_best,
     plot_pareto,
@@ -276,3 +278,58 @@ def test_population_plot_and_report_with_infinite_values_warn_nothing(tmp_path: 
     assert f"({infinite} evaluations with an infinite value not shown)" in axis.get_title()
     median = axis.get_lines()[1].get_ydata()
     assert np.isfinite(median).all() and 1500 <= np.min(median) <= np.max(median) <= 1600
+
+
+def _axis() -> Any:
+    from matplotlib.figure import Figure
+
+    return Figure().subplots()
+
+
+def test_focus_y_fits_the_axis_to_all_but_the_first_tenth_of_the_x_range() -> None:
+    x = np.arange(101.0)
+    rising = np.minimum(94.0, 10.0 + 84.0 * x / 10)  # 10 % at x=0, 94 % from x=10 on
+    band = [(x, rising - 0.5), (x, rising + 0.5)]
+    axis = _axis()
+    axis.plot(x, rising)
+    assert focus_y(axis, [(x, rising), *band])
+    # the late points (x >= 10) span 93.5 .. 94.5: that range plus 5 % each side
+    assert axis.get_ylim() == pytest.approx((93.45, 94.55))
+    flat = _axis()
+    flat.plot(x, 90 + x / 100)  # the first tenth adds under 1.5x the late range: left as it was
+    before = flat.get_ylim()
+    assert not focus_y(flat, [(x, 90 + x / 100)]) and flat.get_ylim() == before
+    logged = _axis()
+    logged.set_yscale("log")
+    assert not focus_y(logged, [(x, rising)])
+    assert not focus_y(_axis(), []) and not focus_y(_axis(), [(x, np.full(x.shape, np.nan))])
+
+
+def test_many_runs_are_thin_translucent_lines_under_their_median(tmp_path: Path) -> None:
+    n = MANY_RUNS + 4
+    runs = [load_run(simulated_run(tmp_path / f"seed-{seed}", seed)) for seed in range(n)]
+    fig = plot_best(runs, {"rea": list(range(n))}, tmp_path / "best.png")
+    labels = fig.axes[0].get_legend_handles_labels()[1]
+    assert labels == [f"rea, each run (n={n})", "rea, median"]
+    runs_lines, median = fig.axes[0].lines[:n], fig.axes[0].lines[n]
+    assert {line.get_alpha() for line in runs_lines} == {MANY_RUNS / n} and median.get_linewidth() == 2
+    # the median of the runs' best-so-far at each evaluation count
+    x = np.asarray(median.get_xdata())
+    final = [np.asarray(line.get_ydata())[-1] for line in runs_lines]
+    assert x[-1] == 200 and np.asarray(median.get_ydata())[-1] == pytest.approx(np.median(final))
+    few = plot_best(runs[:3], {"rea": [0, 1, 2]}, tmp_path / "few.png")
+    assert few.axes[0].get_legend_handles_labels()[1] == ["rea"]
+    assert {line.get_alpha() for line in few.axes[0].lines} == {1.0}
+
+
+def test_anytime_panels_are_fitted_to_the_search_after_its_first_evaluations(tmp_path: Path) -> None:
+    from natsray.study.plots import plot_anytime
+
+    x = np.arange(1.0, 201.0)
+    values = np.minimum(94.0, 60.0 + 2 * x)[None, :] + np.linspace(-0.2, 0.2, 5)[:, None]  # 5 seeds
+    fig = plot_anytime([("rea", "cifar10", x, values)], "test_accuracy@200", "valid_accuracy@12", False,
+                       tmp_path / "a.png")  # fmt: skip
+    low, high = fig.axes[0].get_ylim()
+    # from evaluation 21 on (past the first tenth of 1-200) every seed is at 93.8-94.2; the first 16
+    # evaluations (62-92 %) fall below the axis
+    assert 93.7 < low < 93.8 and 94.2 < high < 94.3

@@ -5,7 +5,9 @@ with a rolling median, the Pareto front of two objectives, and seed-aggregated c
 Every figure has a title, axis labels naming the metric's unit and schedule
 (``valid_accuracy@12 (%)``, see :func:`metric_label`), compact tick labels (``12.5k``) and
 labelled bands; a metric whose values span more than :data:`LOG_SPAN` (e.g. synflow, up to
-~1e49) is drawn on a log scale. Each plot function returns its figure (for tests).
+~1e49) is drawn on a log scale. Curves over evaluations or time get a y axis fitted to all but
+their first :data:`FOCUS_SKIP` of the x range (:func:`focus_y`), so that the first, poor
+evaluations do not flatten what follows. Each plot function returns its figure (for tests).
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ from natsray.experiment.run_data import RunData
 from natsray.records import Objective
 
 __all__ = [
+    "FOCUS_SKIP",
     "LOG_SPAN",
     "curves",
+    "focus_y",
     "metric_label",
     "plot_best",
     "plot_pareto",
@@ -37,6 +41,10 @@ __all__ = [
 _DPI = 100
 LOG_SPAN = 1e3
 """Positive values whose max / min exceeds this are plotted on a log scale."""
+FOCUS_SKIP = 0.1
+"""The share of a curve plot's x range (its start) left out when the y axis is fitted (:func:`focus_y`)."""
+FOCUS_MIN_GAIN = 1.5
+"""Fit the y axis only where the whole y range is at least this many times the fitted one."""
 _UNITS = {
     "accuracy": "%",
     "loss": "cross-entropy",
@@ -94,6 +102,44 @@ def _style(axis: Any, values: np.ndarray | None = None, *, x_values: np.ndarray 
     else:
         axis.yaxis.set_major_locator(MaxNLocator(nbins=6))
         axis.yaxis.set_major_formatter(FuncFormatter(_compact))
+
+
+def focus_y(axis: Any, series: Sequence[tuple[np.ndarray, np.ndarray]], skip: float = FOCUS_SKIP) -> bool:
+    """Fit ``axis``'s y limits to the ``series`` drawn on it, leaving out the first ``skip`` of the x range.
+
+    Anytime curves start with a few poor evaluations (a best-so-far accuracy from 10 % to 94 %, say);
+    an axis that holds them flattens the rest of the search into a line. The limits become the
+    range of every ``(x, y)`` point (lines and band edges) with ``x`` at or after
+    ``x_min + skip * (x_max - x_min)``, plus 5 % of that range on each side; the curves' start then
+    enters from the axis's edge. Nothing changes on a log-scale axis, or where the whole y range is
+    less than :data:`FOCUS_MIN_GAIN` times the fitted one.
+
+    Returns:
+        Whether the limits were set.
+    """
+    if axis.get_yscale() != "linear":
+        return False
+    points = [
+        (np.asarray(x, dtype=float), np.asarray(y, dtype=float))
+        for x, y in series
+        if np.size(x) and np.size(y)
+    ]
+    xs = np.concatenate([x for x, _ in points]) if points else np.zeros(0)
+    ys = np.concatenate([y for _, y in points]) if points else np.zeros(0)
+    finite = np.isfinite(xs) & np.isfinite(ys)
+    if not finite.any():
+        return False
+    xs, ys = xs[finite], ys[finite]
+    start = xs.min() + skip * (xs.max() - xs.min())
+    late = ys[xs >= start]
+    if not late.size:
+        return False
+    low, high = float(late.min()), float(late.max())
+    span = high - low
+    if span <= 0 or float(ys.max() - ys.min()) < FOCUS_MIN_GAIN * span:
+        return False
+    axis.set_ylim(low - 0.05 * span, high + 0.05 * span)
+    return True
 
 
 def _spans_decades(values: np.ndarray) -> bool:
@@ -313,20 +359,55 @@ def _steps(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return x[keep], y[keep]
 
 
+MANY_RUNS = 8
+"""A group with more runs than this is drawn as thin translucent runs under its median (:func:`plot_best`)."""
+
+
+def _outline() -> list[Any]:
+    from matplotlib import patheffects
+
+    return [patheffects.withStroke(linewidth=3.5, foreground="white")]
+
+
 def plot_best(runs: Sequence[RunData], groups: Mapping[str, list[int]], path: Path) -> Any:
-    """Every run's best-so-far curve vs evaluations and vs time, coloured by group."""
+    """Every run's best-so-far curve vs evaluations and vs time, coloured by group.
+
+    A group of more than :data:`MANY_RUNS` runs draws them thin and translucent (opacity
+    ``MANY_RUNS / runs``, at least 0.05) under its median curve, so that hundreds of runs read as a
+    distribution rather than a solid block.
+    """
     data = [curves(run) for run in runs]
     fig, axes = _figure(2)
+    drawn: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {0: [], 1: []}
     for color, (name, members) in enumerate(groups.items()):
-        for n, i in enumerate(members):
-            for axis, x_key, y_key in zip(
-                axes, ("evaluations", "times"), ("best", "best_by_time"), strict=True
-            ):
-                label = name if n == 0 and axis is axes[0] else None
+        many = len(members) > MANY_RUNS
+        alpha, width = (max(0.05, MANY_RUNS / len(members)), 0.6) if many else (1.0, 1.0)
+        for k, (axis, x_key, y_key) in enumerate(
+            zip(axes, ("evaluations", "times"), ("best", "best_by_time"), strict=True)
+        ):
+            for n, i in enumerate(members):
+                label = (
+                    (f"{name}, each run (n={len(members)})" if many else name) if n == 0 and k == 0 else None
+                )
                 x, y = _steps(data[i][x_key], data[i][y_key])
-                axis.step(x, y, where="post", color=f"C{color}", lw=1, label=label)
+                axis.step(x, y, where="post", color=f"C{color}", lw=width, alpha=alpha, label=label)
+                drawn[k].append((np.asarray(x, dtype=float), np.asarray(y, dtype=float)))
+            if many:
+                xs = [np.asarray(data[i][x_key], dtype=float) for i in members]
+                grid = np.unique(np.concatenate(xs))
+                grid = grid[np.isfinite(grid)]
+                if grid.size:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", RuntimeWarning)
+                        median = np.nanmedian(_on_grid(xs, [data[i][y_key] for i in members], grid), axis=0)
+                    axis.step(
+                        grid, median, where="post", color=f"C{color}", lw=2, zorder=5,
+                        path_effects=_outline(), label=f"{name}, median" if k == 0 else None,
+                    )  # fmt: skip
     what = "best so far, every run" if len(runs) > 1 else f"{runs[0].path.name}: best so far" if runs else ""
     _label_compare(axes, runs, data, what)
+    for k, axis in enumerate(axes):
+        focus_y(axis, drawn[k])
     _save(fig, path)
     return fig
 
@@ -335,6 +416,8 @@ def plot_seeds(runs: Sequence[RunData], groups: Mapping[str, list[int]], path: P
     """Per group, the mean best-so-far over its runs with a ±1 std band."""
     data = [curves(run) for run in runs]
     fig, axes = _figure(2)
+    drawn: list[list[tuple[np.ndarray, np.ndarray]]] = [[], []]
+    axis_index = list(axes).index
     for color, (name, members) in enumerate(groups.items()):
         for axis, x_key, y_key in zip(axes, ("evaluations", "times"), ("best", "best_by_time"), strict=True):
             xs = [np.asarray(data[i][x_key], dtype=float) for i in members]
@@ -347,6 +430,7 @@ def plot_seeds(runs: Sequence[RunData], groups: Mapping[str, list[int]], path: P
                 warnings.simplefilter("ignore", RuntimeWarning)
                 mean, std = np.nanmean(table, axis=0), np.nanstd(table, axis=0)
             first = axis is axes[0]
+            drawn[axis_index(axis)].append((grid, mean))
             axis.step(
                 grid,
                 mean,
@@ -357,10 +441,13 @@ def plot_seeds(runs: Sequence[RunData], groups: Mapping[str, list[int]], path: P
             if len(members) < 2:  # one run: no spread to draw, and no empty legend entry
                 continue
             band = f"{name} ±1 std" if first else None
+            drawn[axis_index(axis)] += [(grid, mean - std), (grid, mean + std)]
             axis.fill_between(
                 grid, mean - std, mean + std, step="post", color=f"C{color}", alpha=0.2, label=band
             )
     _label_compare(axes, runs, data, "best so far, mean over seeds")
+    for axis, series in zip(axes, drawn, strict=True):
+        focus_y(axis, series)
     _save(fig, path)
     return fig
 

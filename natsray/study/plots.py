@@ -1,7 +1,8 @@
 """Anytime plots of a sweep: best-so-far report metric, mean and shaded 95% CI across seeds, from the
 first x at which every seed has a result.
 
-One panel per dataset (their accuracies live on different scales), one line per grid point.
+One panel per dataset (their accuracies live on different scales), one line per grid point; each
+panel's y axis is fitted to all but the start of its x range (:func:`natsray.experiment.plots.focus_y`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from natsray.experiment.plots import focus_y
 from natsray.study.stats import ci95
 
 __all__ = ["plot_anytime", "preload"]
@@ -80,6 +82,7 @@ def plot_anytime(
     seeds = sorted({int((~np.isnan(values).all(axis=1)).sum()) for _, _, _, values in curves})
     below = False  # a legend below its panel
     for ax, dataset in zip(axes, datasets, strict=True):
+        drawn: list[tuple[np.ndarray, np.ndarray]] = []
         for label, _, x, values in (c for c in curves if c[1] == dataset):
             x, values = _every_seed(x, values)
             with warnings.catch_warnings():  # an all-NaN column (no seed with a result at all) stays NaN
@@ -91,6 +94,8 @@ def plot_anytime(
                 x, mean - half, mean + half, color=line.get_color(), alpha=0.25, linewidth=0,
                 label=f"{label} (95% CI)",
             )  # fmt: skip
+            drawn += [(x, mean - half), (x, mean + half)]
+        focus_y(ax, drawn)  # the first evaluations (a few % of the x range) would flatten the rest
         ax.set_title(dataset or "all runs", fontsize=10)
         schedule = f" @{objective.split('@')[1]}" if "@" in objective else ""
         ax.set_xlabel(
