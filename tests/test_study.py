@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
@@ -27,6 +28,7 @@ from toy_evaluator import trajectory, trajectory_of
 from natsray.cli import main
 from natsray.config import ConfigError
 from natsray.experiment.run_data import RunData
+from natsray.study import report as study_report
 from natsray.study.grid import (
     GridOverrideWarning,
     SweepPlan,
@@ -285,7 +287,11 @@ def outcomes(sweep_dir: Path) -> list[dict[str, Any]]:
 @pytest.mark.ray
 @pytest.mark.slow
 def test_sweep_runs_equal_single_runs_and_report(
-    ray_session: None, table: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ray_session: None,
+    table: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     config = write(tmp_path / "exp.yaml", base(table))
     sweep = tmp_path / "sweep"
@@ -335,6 +341,12 @@ def test_sweep_runs_equal_single_runs_and_report(
     assert code == 0 and (tmp_path / "r2" / "sweep_report.md").exists()
     for name in ("anytime_time.png", "anytime_evaluations.png"):  # drawn by the plot process, then here
         assert (tmp_path / "r2" / name).read_bytes() == (sweep / "report" / name).read_bytes()
+    # evaluations.parquet is written a row group at a time: 240 rows in groups of 50, the same frame
+    monkeypatch.setattr(study_report, "PARQUET_ROWS", 50)
+    code, _, err = run_cli(capsys, "report", str(sweep), "--out", str(tmp_path / "r3"))
+    assert code == 0, err
+    assert pq.ParquetFile(tmp_path / "r3" / "evaluations.parquet").metadata.num_row_groups == 5
+    assert pd.read_parquet(tmp_path / "r3" / "evaluations.parquet").equals(frame)
     code, _, err = run_cli(capsys, "run", str(config), "--seeds", "0-2", "--out", str(sweep))
     assert code == 2 and "already holds" in err
 
