@@ -279,6 +279,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )  # fmt: skip
     except ValueError as exc:  # a GPU option with --device cpu, a bad --batch-size: one line
         parser.exit(2, f"training_throughput: {exc} (the GPU options need --preset gpu or --device cuda)\n")
+    if settings["device"] == "cuda" and not torch.cuda.is_available():
+        no_gpu = "--preset gpu / --device cuda needs a CUDA GPU; this machine has none"
+        parser.exit(2, f"training_throughput: {no_gpu}\n")
     settings.update({option: getattr(args, option) for option in GPU_FLAGS})
     data = make_data(settings["data"], settings["size"], settings["images"])
     if settings["data"] == "digits" and settings["images"] < len(data.train):

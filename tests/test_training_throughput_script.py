@@ -62,3 +62,13 @@ def test_a_gpu_option_on_cpu_is_one_line(tmp_path: Path) -> None:
         "training_throughput: cuda_graphs: needs a CUDA device, but device is 'cpu' "
         "(the GPU options need --preset gpu or --device cuda)\n"
     )
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks a machine without a GPU")
+def test_the_gpu_preset_without_a_gpu_is_one_line(tmp_path: Path) -> None:
+    script = str(ROOT / "benchmarks" / "training_throughput.py")
+    command = [sys.executable, script, "--preset", "gpu", "--cuda-graphs", "--out", str(tmp_path / "x.json")]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 2 and done.stderr == (
+        "training_throughput: --preset gpu / --device cuda needs a CUDA GPU; this machine has none\n"
+    )

@@ -45,6 +45,8 @@ FOCUS_SKIP = 0.1
 """The share of a curve plot's x range (its start) left out when the y axis is fitted (:func:`focus_y`)."""
 FOCUS_MIN_GAIN = 1.5
 """Fit the y axis only where the whole y range is at least this many times the fitted one."""
+FOCUS_MIN_SHARE = 0.02
+"""... and where the fitted range is at least this share of the whole (at most 50 times magnified)."""
 _UNITS = {
     "accuracy": "%",
     "loss": "cross-entropy",
@@ -105,38 +107,41 @@ def _style(axis: Any, values: np.ndarray | None = None, *, x_values: np.ndarray 
 
 
 def focus_y(axis: Any, series: Sequence[tuple[np.ndarray, np.ndarray]], skip: float = FOCUS_SKIP) -> bool:
-    """Fit ``axis``'s y limits to the ``series`` drawn on it, leaving out the first ``skip`` of the x range.
+    """Fit ``axis``'s y limits to the ``series`` drawn on it, leaving out the start of each one's x range.
 
     Anytime curves start with a few poor evaluations (a best-so-far accuracy from 10 % to 94 %, say);
-    an axis that holds them flattens the rest of the search into a line. The limits become the
-    range of every ``(x, y)`` point (lines and band edges) with ``x`` at or after
-    ``x_min + skip * (x_max - x_min)``, plus 5 % of that range on each side; the curves' start then
-    enters from the axis's edge. Nothing changes on a log-scale axis, or where the whole y range is
-    less than :data:`FOCUS_MIN_GAIN` times the fitted one.
+    an axis that holds them flattens the rest of the search into a line. Each ``(x, y)`` series (a
+    line, a band edge; ``x`` ascending) contributes its points from ``x_min + skip * (x_max - x_min)``
+    of its own x range on, and the value it holds there (a step curve's level at that x), so a short
+    run counts over its own end and a level held across the cut counts too. The limits become the
+    range of those values plus 5 % of it on each side; the curves' start then enters from the
+    axis's edge. Nothing changes on a log-scale axis, where the whole y range is less than
+    :data:`FOCUS_MIN_GAIN` times the fitted one, or where the fitted range is under
+    :data:`FOCUS_MIN_SHARE` of the whole (a search that barely moves after its start is shown whole,
+    not magnified).
 
     Returns:
         Whether the limits were set.
     """
     if axis.get_yscale() != "linear":
         return False
-    points = [
-        (np.asarray(x, dtype=float), np.asarray(y, dtype=float))
-        for x, y in series
-        if np.size(x) and np.size(y)
-    ]
-    xs = np.concatenate([x for x, _ in points]) if points else np.zeros(0)
-    ys = np.concatenate([y for _, y in points]) if points else np.zeros(0)
-    finite = np.isfinite(xs) & np.isfinite(ys)
-    if not finite.any():
+    late, every = [], []
+    for x, y in series:
+        x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+        finite = np.isfinite(x) & np.isfinite(y) if x.shape == y.shape else np.zeros(0, dtype=bool)
+        x, y = x[finite], y[finite]
+        if not x.size:
+            continue
+        start = x.min() + skip * (x.max() - x.min())
+        held = np.searchsorted(x, start, side="right") - 1
+        late.append(y[max(held, 0) :] if held >= 0 else y[x >= start])
+        every.append(y)
+    if not late:
         return False
-    xs, ys = xs[finite], ys[finite]
-    start = xs.min() + skip * (xs.max() - xs.min())
-    late = ys[xs >= start]
-    if not late.size:
-        return False
-    low, high = float(late.min()), float(late.max())
-    span = high - low
-    if span <= 0 or float(ys.max() - ys.min()) < FOCUS_MIN_GAIN * span:
+    values, whole = np.concatenate(late), np.concatenate(every)
+    low, high = float(values.min()), float(values.max())
+    span, full = high - low, float(whole.max() - whole.min())
+    if span <= 0 or full < FOCUS_MIN_GAIN * span or span < FOCUS_MIN_SHARE * full:
         return False
     axis.set_ylim(low - 0.05 * span, high + 0.05 * span)
     return True

@@ -113,7 +113,8 @@ def plot_anytime(
         else:
             ax.legend(fontsize=7, loc="lower right")
     seed_text = "/".join(map(str, seeds))
-    title = f"Anytime {metric} of the best cell by {objective}, mean and 95% CI over {seed_text} seeds"
+    seed_word = "seed" if seeds == [1] else "seeds"
+    title = f"Anytime {metric} of the best cell by {objective}, mean and 95% CI over {seed_text} {seed_word}"
     # about 12 characters of 10-pt text per inch: a one-panel figure gets the title on two lines
     fig.suptitle(textwrap.fill(title, width=int(12 * fig.get_figwidth())), fontsize=10)
     fig.tight_layout()
