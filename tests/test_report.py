@@ -442,3 +442,16 @@ def test_group_names_say_what_differs_and_leave_out_what_it_implies() -> None:
         "strategy=random, dataset=cifar100",
     ]
     assert group_names([config_settings(configs[0])] * 2, ["rea/table"] * 2) == ["rea/table", "rea/table #2"]
+    # two groups that differ in more than the strategy: each difference is named (a new user's REA with 12
+    # evaluations against random with 150 read "REA 78.9 vs random 83.9")
+    rea = {**configs[0], "budget": {"evaluations": 12}}
+    random = {**configs[4], "budget": {"evaluations": 150}}
+    assert group_names([config_settings(rea), config_settings(random)], ["x"] * 2) == [
+        "strategy=regularized_evolution, evaluations=12",
+        "strategy=random, evaluations=150",
+    ]
+    params = {**configs[4], "evaluator": {**configs[4]["evaluator"], "objective": ["params"]}}
+    assert group_names([config_settings(configs[0]), config_settings(params)], ["x"] * 2) == [
+        "strategy=regularized_evolution, objective=[valid_accuracy]",
+        "strategy=random, objective=[params]",
+    ]

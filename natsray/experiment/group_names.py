@@ -3,8 +3,9 @@
 Used by ``natsray report`` of several runs (groups: runs of one config but seed, named from the settings
 in which their configs differ) and of a sweep (groups: grid points, named from their axis labels). A
 group's name lists ``key=value`` for each key whose value is not the same in every group and is not
-already implied by the keys named before it (a strategy's parameters by its name, a dataset's budget by
-the dataset); a key is shortened to its shortest dotted suffix that stays unique (``strategy.population``
+already implied by the keys named before it: a strategy's parameters by its name, a dataset's budget by
+the dataset, and nothing else (groups that differ in strategy and budget name both); a key is
+shortened to its shortest dotted suffix that stays unique (``strategy.population``
 -> ``population``; ``strategy.name`` -> ``strategy``, ``evaluator.type`` -> ``evaluator``). Names are
 made for showing only: directories and sweep plans keep their own.
 """
@@ -53,9 +54,10 @@ def group_names(settings: Sequence[Mapping[str, str]], fallback: Sequence[str]) 
         if len({id(v) if v is _ABSENT else v for v in values}) < 2:
             continue  # the same everywhere
         seen: dict[tuple[Any, ...], Any] = {}
-        implied = True
+        implying = [k for k in kept if _may_imply(k, key)]
+        implied = bool(implying)
         for group, value in zip(settings, values, strict=True):
-            known = tuple(group.get(k, _ABSENT) for k in kept)
+            known = tuple(group.get(k, _ABSENT) for k in implying)
             if seen.setdefault(known, value) != value:
                 implied = False
                 break
@@ -74,6 +76,16 @@ def group_names(settings: Sequence[Mapping[str, str]], fallback: Sequence[str]) 
             candidate, suffix = f"{name} #{suffix}", suffix + 1
         unique.append(candidate)
     return unique
+
+
+def _may_imply(named: str, key: str) -> bool:
+    """Whether ``named`` (a key already in the names) can stand for ``key``: a component's name or type for
+    its own section's other fields (``strategy.name`` for ``strategy.population``), the dataset for the
+    budget. Any other pair is named both ways: two groups that differ in strategy and budget say both."""
+    section = key.split(".")[0]
+    return (_naming(named) and named.split(".")[0] == section) or (
+        named.endswith(".dataset") and section == "budget"
+    )
 
 
 def _naming(key: str) -> bool:
