@@ -355,3 +355,26 @@ def test_anytime_panels_are_fitted_to_the_search_after_its_first_evaluations(tmp
     # past the first tenth (evaluation 21 on) the band spans about 85.3-94.1; the first evaluations
     # (80.3-85) fall below the axis
     assert 84.5 < low < 85.6 and 94.0 < high < 94.7
+
+
+def test_anytime_panels_of_one_or_two_seeds_and_of_a_falling_metric(tmp_path: Path) -> None:
+    """A new user's 2-seed sweep: its CI band (12.7 standard errors wide) ran from below 0 to 105 % and the
+    axis held it; a 1-seed one listed a '(95% CI)' entry with nothing drawn; a params sweep's legend sat
+    on the curves' ends, and its axis said no unit."""
+    from natsray.study.plots import plot_anytime
+
+    x = np.arange(1.0, 101.0)
+    rising = 80.0 + 14.0 * (1.0 - np.exp(-x / 20.0))
+    two = np.stack([rising - 3.0, rising + 3.0])  # two seeds 6 points apart
+    names = ("test_accuracy@200", "valid_accuracy@12", False)
+    fig = plot_anytime([("rea", "c", x, two)], *names, tmp_path / "2.png")
+    low, high = fig.axes[0].get_ylim()
+    assert low > 80 and high < 96  # the means' range, not the band's (about 56-132)
+    assert fig.axes[0].get_legend_handles_labels()[1] == ["rea (mean)", "rea (95% CI)"]
+    one = plot_anytime([("rea", "c", x, two[:1])], *names, tmp_path / "1.png")
+    assert one.axes[0].get_legend_handles_labels()[1] == ["rea (mean)"]
+    assert "over 1 seed," in one._suptitle.get_text() or one._suptitle.get_text().endswith("over 1 seed")
+    falling = np.stack([1.5 - rising / 100 + d for d in (-0.01, 0.0, 0.01)])  # params, lower is better
+    fig = plot_anytime([("rea", "c", x, falling)], "params", "params", False, tmp_path / "p.png")
+    assert fig.axes[0].get_legend()._loc == 1  # upper right
+    assert fig.axes[0].get_ylabel() == "params (M) of the best cell so far"

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from natsray.experiment.plots import focus_y
+from natsray.experiment.plots import focus_y, metric_label
 from natsray.study.stats import ci95
 
 __all__ = ["plot_anytime", "preload"]
@@ -33,8 +33,8 @@ _TIME_LABELS = {
 
 
 def _metric_label(metric: str) -> str:
-    unit = " (%)" if "accuracy" in metric else ""
-    return f"{metric}{unit} of the best cell so far"
+    """``test_accuracy@200 (%) of the best cell so far``, ``params (M) ...``: units as in runs' plots."""
+    return f"{metric_label(metric, None)} of the best cell so far"
 
 
 def preload() -> None:
@@ -83,6 +83,7 @@ def plot_anytime(
     below = False  # a legend below its panel
     for ax, dataset in zip(axes, datasets, strict=True):
         drawn: list[tuple[np.ndarray, np.ndarray]] = []
+        ends: list[tuple[float, float]] = []  # each mean's first and last value: where the legend fits
         for label, _, x, values in (c for c in curves if c[1] == dataset):
             x, values = _every_seed(x, values)
             with warnings.catch_warnings():  # an all-NaN column (no seed with a result at all) stays NaN
@@ -90,11 +91,18 @@ def plot_anytime(
                 mean = np.nanmean(values, axis=0)
                 half = ci95(values)
             (line,) = ax.plot(x, mean, label=f"{label} (mean)", linewidth=1.4)
+            drawn.append((x, mean))
+            finite = mean[np.isfinite(mean)]
+            if finite.size:
+                ends.append((float(finite[0]), float(finite[-1])))
+            if values.shape[0] < 2:
+                continue  # one seed: no interval to draw, and no legend entry for it
             ax.fill_between(
                 x, mean - half, mean + half, color=line.get_color(), alpha=0.25, linewidth=0,
                 label=f"{label} (95% CI)",
             )  # fmt: skip
-            drawn += [(x, mean - half), (x, mean + half)]
+            if values.shape[0] >= 3:  # two seeds' CI is 12.7 standard errors wide: the axis fits the means
+                drawn += [(x, mean - half), (x, mean + half)]
         focus_y(ax, drawn)  # the first evaluations (a few % of the x range) would flatten the rest
         ax.set_title(dataset or "all runs", fontsize=10)
         schedule = f" @{objective.split('@')[1]}" if "@" in objective else ""
@@ -111,7 +119,9 @@ def plot_anytime(
         if len(labels) > 2 * LEGEND_INSIDE_GROUPS or max(map(len, labels), default=0) > LEGEND_INSIDE_CHARS:
             below = True  # many or long names (many axes): below the panel, once it is laid out
         else:
-            ax.legend(fontsize=7, loc="lower right")
+            # the curves end high where the metric rises (accuracy), low where it falls (params, latency)
+            falling = sum(last < first for first, last in ends) > len(ends) / 2
+            ax.legend(fontsize=7, loc="upper right" if falling else "lower right")
     seed_text = "/".join(map(str, seeds))
     seed_word = "seed" if seeds == [1] else "seeds"
     title = f"Anytime {metric} of the best cell by {objective}, mean and 95% CI over {seed_text} {seed_word}"
