@@ -158,3 +158,27 @@ def test_a_graphed_training_resumed_from_its_checkpoint_equals_the_uninterrupted
     same = ("valid_accuracy", "valid_loss", "train_accuracy", "train_loss")
     assert {k: resumed.metrics[k] for k in same} == {k: whole.metrics[k] for k in same}
     assert not list(tmp_path.iterdir())  # the finished candidates' states are deleted
+
+
+@pytest.mark.parametrize(
+    ("setting", "named"),
+    [("cuda_graphs=true", "cuda_graphs: true"), ("amp=true", "amp: true"), ("device=cuda", "device: 'cuda'")],
+)
+def test_gpu_settings_for_actors_without_a_gpu_are_refused_up_front(setting: str, named: str) -> None:
+    """A new user's `natsray validate ... --set evaluator.cuda_graphs=true` (device auto) printed OK, and the
+    run then failed every candidate in its actors: Ray gives an actor that asks for no GPU none."""
+    from pathlib import Path
+
+    from natsray.config import ConfigError, load_config
+
+    quickstart = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
+    sets = ["evaluator.device=auto", f"evaluator.{setting}"]
+    with pytest.raises(ConfigError) as refused:
+        load_config(quickstart, sets)
+    field = named.split(":")[0]
+    assert str(refused.value) == (
+        f"{quickstart}: evaluator.{field}: {named.split(': ')[1]} needs a GPU in each actor, but "
+        "resources.gpus_per_actor is 0 (Ray gives an actor that asks for no GPU none): set "
+        "resources.gpus_per_actor, e.g. 1 or 0.25"
+    )
+    assert load_config(quickstart, [*sets, "resources.gpus_per_actor=0.5"]).resources.gpus_per_actor == 0.5

@@ -412,6 +412,33 @@ def check_engine(engine: EngineConfig, evaluator_cls: type, evaluator: Any) -> N
         )
 
 
+def check_gpu_options(resources: ResourcesConfig, evaluator: Any) -> None:
+    """An evaluator's GPU-only settings need actors that get a GPU.
+
+    Ray hides the GPUs from an actor that asks for none (``CUDA_VISIBLE_DEVICES`` is set empty), so
+    with ``resources.gpus_per_actor: 0`` a training evaluator's ``device: cuda``, ``amp``,
+    ``channels_last``, ``cudnn_benchmark`` or ``cuda_graphs`` would fail every candidate in its actor.
+    ``natsray validate`` and ``natsray run`` refuse it here, in one line, before Ray starts.
+
+    Raises:
+        ConfigError: naming the first such evaluator setting.
+    """
+    if resources.gpus_per_actor > 0:
+        return
+    wanted = [*getattr(evaluator, "gpu_options", ())]  # a training evaluator's; other evaluators: none
+    if not wanted and not hasattr(evaluator, "gpu_options"):
+        return
+    if getattr(evaluator, "device", None) == "cuda":
+        wanted.insert(0, "device")
+    if wanted:
+        setting = "'cuda'" if wanted[0] == "device" else "true"
+        raise ConfigError(
+            f"{setting} needs a GPU in each actor, but resources.gpus_per_actor is 0 (Ray gives an actor "
+            "that asks for no GPU none): set resources.gpus_per_actor, e.g. 1 or 0.25",
+            path=f"evaluator.{wanted[0]}",
+        )
+
+
 def config_from_dict(data: Any, source: str | None = None) -> ExperimentConfig:
     """Parse and check a raw config mapping (as read from YAML).
 
@@ -442,6 +469,7 @@ def config_from_dict(data: Any, source: str | None = None) -> ExperimentConfig:
         evaluator_cls, evaluator = _component("evaluator", raw.evaluator)
         objectives = _objectives(evaluator, strategy_cls, strategy.name)
         check_engine(raw.engine, evaluator_cls, evaluator)
+        check_gpu_options(raw.resources, evaluator)
     except ConfigError as exc:  # a plugin not found: where it was looked for
         hint = _not_found_hint(exc.message, roots)
         raise ConfigError(exc.message + hint, path=exc.path, source=source) from None
