@@ -785,3 +785,19 @@ def test_a_sweep_report_names_its_points_by_the_axes_that_vary_and_keeps_the_pla
     code, _, err = run_cli(capsys, "report", str(sweep), "--out", str(tmp_path / "again"))
     again = json.loads((tmp_path / "again" / "sweep_report.json").read_text())
     assert code == 0 and [row["group"] for row in again["points"]] == names
+
+
+def test_sweep_tables_show_small_metrics_to_their_significant_digits() -> None:
+    """A new user's params sweep printed '0.07 ± 0.00', which cannot tell 0.0733 M from 0.0789 M."""
+    from natsray.study.report import _table
+
+    params = {"mean": 0.0756, "std": 0.0021, "min": 0.0733, "max": 0.0789, "n": 10, "ci95": 0.0015}
+    accuracy = {"mean": 94.0712, "std": 0.3104, "min": 93.1, "max": 94.4, "n": 10, "ci95": 0.222}
+    rows = [
+        {"strategy": "rea", "seeds": 10, "unfinished": 0, "metric": "params", "params": params},
+        {"strategy": "rea", "seeds": 10, "unfinished": 0, "metric": "acc", "acc": accuracy},
+    ]
+    header, lines = _table(rows, ["strategy"])
+    assert header[3:] == ["params (mean ± std)", "params 95% CI", "acc (mean ± std)"]
+    assert lines[0][3:5] == ["0.0756 ± 0.0021", "± 0.0015"]
+    assert lines[1][-1] == "94.07 ± 0.31"  # 2 decimals from a mean of 1 up, as before

@@ -225,6 +225,15 @@ def _point_row(group: PointRuns, name: str | None = None) -> dict[str, Any]:
     return row
 
 
+def _digits(value: Any) -> int:
+    """Decimals for a 'mean ± std' cell: 2, or as many as show a mean under 1 to 2 significant digits
+    (params 0.0756 M as ``0.0756``, not ``0.08``; a latency of 0.0123 s as ``0.0123``), at most 6."""
+    mean = value.get("mean") if isinstance(value, Mapping) else None
+    if not isinstance(mean, int | float) or not math.isfinite(mean) or mean == 0 or abs(mean) >= 1:
+        return 2
+    return min(6, max(2, 2 - math.floor(math.log10(abs(mean)))))
+
+
 def _text(value: Any, digits: int = 2) -> str:
     if isinstance(value, Mapping) and "mean" in value:
         if value["mean"] is None:
@@ -250,11 +259,11 @@ def _table(rows: Sequence[Mapping[str, Any]], axes: Sequence[str]) -> tuple[list
     for row in rows:
         line = [str(row.get(axis, "")) for axis in axes] + [str(row["seeds"]), str(row["unfinished"])]
         for key in stats:
-            digits = 0 if key in ("evaluations", "simulated_seconds") else 2
+            digits = 0 if key in ("evaluations", "simulated_seconds") else _digits(row.get(key))
             line.append(_text(row.get(key), digits))
             if key == metric:
                 value = row.get(key) or {}
-                line.append("n/a" if value.get("ci95") is None else f"± {value['ci95']:.2f}")
+                line.append("n/a" if value.get("ci95") is None else f"± {value['ci95']:.{digits}f}")
         lines.append(line)
     return header, lines
 
