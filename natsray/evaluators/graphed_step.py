@@ -15,9 +15,10 @@ The update is SGD as :class:`torch.optim.SGD` computes it (weight decay added to
 momentum buffer ``b = m * b + g``, Nesterov ``g + m * b``), written with ``torch._foreach``
 ops and a learning rate held in a device tensor, so that the per-step cosine schedule changes
 the captured step's rate without a new capture. The momentum buffers are the optimizer's own
-``state[p]["momentum_buffer"]`` tensors, so checkpoints keep torch's format. The result equals
-the eager path's to floating-point rounding (``p - (lr * g)`` rather than ``p + (-lr) * g``),
-and is bit-reproducible run to run with ``evaluator.deterministic``.
+``state[p]["momentum_buffer"]`` tensors, so checkpoints keep torch's format. Each step equals
+the eager one to floating-point rounding (``p - (lr * g)`` rather than ``p + (-lr) * g``); over a
+training the differences grow as between two nondeterministic GPU runs. A graphed training is
+bit-reproducible run to run with ``evaluator.deterministic``.
 
 Batches of another size (the last, partial batch of an epoch) run the same step eagerly.
 """

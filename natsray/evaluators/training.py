@@ -105,7 +105,8 @@ class TrainingConfig(NetworkConfig):
             one launch a step instead of some thousand. On an H200 the median NATS cell trained
             1.14-1.21 times as fast as a plain fp32 loop with it, and 1.82-1.98 times with
             ``amp`` and ``channels_last`` too (docs/training.md, "CUDA graphs"). Same recipe and
-            seed; the metrics equal the eager path's to floating-point rounding. With ``amp`` it
+            seed; each step equals the eager one to floating-point rounding (a whole training is
+            not a bit-copy of an eager one; with ``deterministic`` it repeats itself). With ``amp`` it
             needs a GPU with bfloat16 (fp16's gradient scaler reads the host every step).
         deterministic: Bit-reproducible training on CUDA: ``torch.backends.cudnn.deterministic``,
             ``torch.use_deterministic_algorithms(True)`` and ``CUBLAS_WORKSPACE_CONFIG=:4096:8``
