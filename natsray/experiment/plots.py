@@ -132,9 +132,8 @@ def focus_y(axis: Any, series: Sequence[tuple[np.ndarray, np.ndarray]], skip: fl
         x, y = x[finite], y[finite]
         if not x.size:
             continue
-        start = x.min() + skip * (x.max() - x.min())
-        held = np.searchsorted(x, start, side="right") - 1
-        late.append(y[max(held, 0) :] if held >= 0 else y[x >= start])
+        start = x[0] + skip * (x[-1] - x[0])  # x ascending: from the point that holds at the cut on
+        late.append(y[np.searchsorted(x, start, side="right") - 1 :])
         every.append(y)
     if not late:
         return False
