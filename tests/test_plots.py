@@ -311,6 +311,9 @@ def test_focus_y_does_not_magnify_a_search_that_barely_moves_after_its_start() -
     x = np.array([1.0, 4.0, 9.0, 45.0, 98.0, 150.0])
     y = np.array([69.32, 77.65, 83.392, 83.466, 83.470, 83.470])
     assert not focus_y(_axis(), [(x, y)])
+    # the 10x quickstart: 83.8 -> 95.75 at evaluation 4, 96 at 615 of 1,000 (0.25 of a 12.2-point climb)
+    quickstart = (np.array([1.0, 4.0, 615.0, 1000.0]), np.array([83.8, 95.75, 96.0, 96.0]))
+    assert not focus_y(_axis(), [quickstart])
 
 
 def test_focus_y_counts_the_level_held_across_the_cut_and_each_series_own_range() -> None:
