@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from benchmark_json import write_results  # noqa: E402
-from sweep_throughput import child  # noqa: E402
+from sweep_throughput import child, child_env  # noqa: E402
 
 
 def main() -> None:
@@ -54,7 +54,7 @@ def main() -> None:
         parser.exit(2, f"--table: no such file: {args.table}\n")
     if args.repeat < 1:
         parser.exit(2, f"--repeat: expected a positive number of pairs, got {args.repeat}\n")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = child_env()
     sets = [f"evaluator.table={Path(args.table).resolve()}", f"resources.num_cpus={args.cores}", *args.set]
     load = [os.getloadavg()]
     rows = []

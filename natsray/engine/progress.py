@@ -6,10 +6,12 @@
 from __future__ import annotations
 
 import sys
-
-from tqdm.auto import tqdm
+from typing import TYPE_CHECKING
 
 from natsray.bars import bar_options
+
+if TYPE_CHECKING:
+    from tqdm.auto import tqdm
 
 __all__ = ["Progress"]
 
@@ -37,6 +39,8 @@ class Progress:
         if not self._enabled:
             return
         if self._bar is None:
+            from tqdm.auto import tqdm  # imported with the first bar (~18 ms): runs without one never do
+
             self._bar = tqdm(
                 total=self._total,
                 initial=self._count,
