@@ -49,6 +49,35 @@ def comparable(result):
     return result.status, result.objectives, result.metrics, result.cost_s
 
 
+def test_load_table_reads_only_the_arrays_asked_for(built, monkeypatch) -> None:
+    """``keys`` loads those arrays and the row maps, equal to a full load's; arrays read once are not read
+    again (the file is opened for the missing ones only); an array the table lacks is one line."""
+    from natsray.evaluators import table as table_module
+
+    path = built[1]
+    full = load_table(path)
+    table_module._LOADED.clear()
+    reads: list[list[str]] = []
+    read_arrays = table_module._read_arrays
+    monkeypatch.setattr(
+        table_module, "_read_arrays", lambda p, f, keys: reads.append(list(keys)) or read_arrays(p, f, keys)
+    )
+    key = "cifar10-valid/12/x-valid/accuracy"
+    part = load_table(path, keys=[key])
+    assert list(part) == ["nats_index", "has_record", key]
+    for name in part:
+        np.testing.assert_array_equal(part[name], full[name])  # NaN where absent, in both
+        assert not part[name].flags.writeable
+    assert reads[-1] == [key] and not any("arch" in keys for keys in reads)
+    count = len(reads)
+    assert load_table(path, keys=[key])[key] is part[key] and len(reads) == count
+    with pytest.raises(EvaluatorError) as info:
+        load_table(path, "evaluator.table", keys=["cifar10/12/nothing"])
+    assert str(info.value) == (
+        f"evaluator.table: {path} has no array 'cifar10/12/nothing'; re-run `natsray export-table`"
+    )
+
+
 def test_export_format(built) -> None:
     root, path, archs = built
     assert path == root.parent / "table.npz" and path.is_file()
