@@ -381,3 +381,30 @@ def test_anytime_panels_of_one_or_two_seeds_and_of_a_falling_metric(tmp_path: Pa
     fig = plot_anytime([("rea", "c", x, falling)], "params", "params", False, tmp_path / "p.png")
     assert fig.axes[0].get_legend()._loc == 1  # upper right
     assert fig.axes[0].get_ylabel() == "params (M) of the best cell so far"
+
+
+def test_spread_bands_stay_within_the_runs_values(tmp_path: Path) -> None:
+    """One seed far behind the others: the ±1 std band of ``plot_seeds`` and the 95% CI of the sweep's
+    anytime panel reached above the best run and below the worst (values no run had); both are cut to
+    the runs' own range at each point, and the axis follows the cut band."""
+    from natsray.study.plots import plot_anytime
+
+    runs, best = [], []
+    for seed, base in ((0, 80.0), (1, 80.0), (2, 50.0)):
+        values = base + 10 * np.random.default_rng(seed).random(60)
+        records = [record(i, float(value), sim_finish=100.0 * (i + 1)) for i, value in enumerate(values)]
+        runs.append(load_run(write_run(tmp_path / f"s{seed}", records, cfg=table_config(seed))))
+        best.append(values.max())
+    fig = plot_seeds(runs, {"rea": [0, 1, 2]}, tmp_path / "seeds.png")
+    band = fig.axes[0].collections[0].get_paths()[0].vertices[:, 1]
+    assert band.max() <= max(best) + 1e-9 and band.min() >= 50.0  # mean + std was about 93.7 at the end
+    assert fig.axes[0].get_ylim()[1] < max(best) + 3
+
+    x = np.arange(1.0, 101.0)
+    rising = 80.0 + 14.0 * (1.0 - np.exp(-x / 20.0))
+    values = np.stack([rising, rising, rising - 30.0])  # the CI is rising - 10 ± 43
+    fig = plot_anytime(
+        [("rea", "c", x, values)], "test_accuracy@200", "valid_accuracy@12", False, tmp_path / "a.png"
+    )
+    band = fig.axes[0].collections[0].get_paths()[0].vertices[:, 1]
+    assert band.max() <= rising.max() + 1e-9 and band.min() >= rising.min() - 30.0 - 1e-9

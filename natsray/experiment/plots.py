@@ -419,7 +419,9 @@ def plot_best(runs: Sequence[RunData], groups: Mapping[str, list[int]], path: Pa
 
 
 def plot_seeds(runs: Sequence[RunData], groups: Mapping[str, list[int]], path: Path) -> Any:
-    """Per group, the mean best-so-far over its runs with a ±1 std band."""
+    """Per group, the mean best-so-far over its runs with a ±1 std band, cut to the range the runs
+    themselves span at each point (a std band around a skewed spread, e.g. one seed far behind the
+    others, would otherwise reach values that no run had)."""
     data = [curves(run) for run in runs]
     fig, axes = _figure(2)
     drawn: list[list[tuple[np.ndarray, np.ndarray]]] = [[], []]
@@ -435,6 +437,8 @@ def plot_seeds(runs: Sequence[RunData], groups: Mapping[str, list[int]], path: P
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
                 mean, std = np.nanmean(table, axis=0), np.nanstd(table, axis=0)
+                lower = np.fmax(mean - std, np.nanmin(table, axis=0))
+                upper = np.fmin(mean + std, np.nanmax(table, axis=0))
             first = axis is axes[0]
             drawn[axis_index(axis)].append((grid, mean))
             axis.step(
@@ -447,10 +451,8 @@ def plot_seeds(runs: Sequence[RunData], groups: Mapping[str, list[int]], path: P
             if len(members) < 2:  # one run: no spread to draw, and no empty legend entry
                 continue
             band = f"{name} ±1 std" if first else None
-            drawn[axis_index(axis)] += [(grid, mean - std), (grid, mean + std)]
-            axis.fill_between(
-                grid, mean - std, mean + std, step="post", color=f"C{color}", alpha=0.2, label=band
-            )
+            drawn[axis_index(axis)] += [(grid, lower), (grid, upper)]
+            axis.fill_between(grid, lower, upper, step="post", color=f"C{color}", alpha=0.2, label=band)
     _label_compare(axes, runs, data, "best so far, mean over seeds")
     for axis, series in zip(axes, drawn, strict=True):
         focus_y(axis, series)

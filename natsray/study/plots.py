@@ -90,6 +90,9 @@ def plot_anytime(
                 warnings.simplefilter("ignore", RuntimeWarning)
                 mean = np.nanmean(values, axis=0)
                 half = ci95(values)
+                # the interval cut to the seeds' own range: a mean can be no lower or higher than that
+                lower = np.fmax(mean - half, np.nanmin(values, axis=0))
+                upper = np.fmin(mean + half, np.nanmax(values, axis=0))
             (line,) = ax.plot(x, mean, label=f"{label} (mean)", linewidth=1.4)
             drawn.append((x, mean))
             finite = mean[np.isfinite(mean)]
@@ -98,11 +101,10 @@ def plot_anytime(
             if values.shape[0] < 2:
                 continue  # one seed: no interval to draw, and no legend entry for it
             ax.fill_between(
-                x, mean - half, mean + half, color=line.get_color(), alpha=0.25, linewidth=0,
-                label=f"{label} (95% CI)",
+                x, lower, upper, color=line.get_color(), alpha=0.25, linewidth=0, label=f"{label} (95% CI)",
             )  # fmt: skip
             if values.shape[0] >= 3:  # two seeds' CI is 12.7 standard errors wide: the axis fits the means
-                drawn += [(x, mean - half), (x, mean + half)]
+                drawn += [(x, lower), (x, upper)]
         focus_y(ax, drawn)  # the first evaluations (a few % of the x range) would flatten the rest
         ax.set_title(dataset or "all runs", fontsize=10)
         schedule = f" @{objective.split('@')[1]}" if "@" in objective else ""
