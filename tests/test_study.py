@@ -328,6 +328,8 @@ def test_sweep_runs_equal_single_runs_and_report(
     row = report["points"][0]
     assert row["seeds"] == 3 and isinstance(row["seeds"], int)
     assert row["evaluations"]["n"] == 3 and row["evaluations"]["mean"] == 40
+    # each run named as in evaluations.parquet (its path inside the sweep), not as the CLI was given the sweep
+    assert {run["run"] for run in report["runs"]} == set(frame["run"])
     assert "nats_index" not in row and isinstance(row["most frequent best nats_index"]["value"], int)
     assert all(isinstance(r["evaluations"], int) for r in report["runs"])
     for name in ("sweep_report.md", "sweep_report.csv", "anytime_time.png", "anytime_evaluations.png"):

@@ -190,10 +190,16 @@ def _stats(values: Sequence[float]) -> dict[str, Any]:
     }
 
 
-def _run_row(run: RunData) -> dict[str, Any]:
+def _run_row(run: RunData, sweep_dir: Path) -> dict[str, Any]:
+    """One run's entry in ``sweep_report.json``; ``run`` is its path inside ``sweep_dir``, as in
+    ``evaluations.parquet`` (the same wherever the report was made from)."""
     summary = run.summary or {}
     metrics = dict(summary.get("best_metrics") or {})
-    row: dict[str, Any] = {"run": str(run.path), "seed": run.seed}
+    try:
+        name = Path(run.path).relative_to(sweep_dir).as_posix()
+    except ValueError:  # not under the sweep directory (never for a planned run)
+        name = str(run.path)
+    row: dict[str, Any] = {"run": name, "seed": run.seed}
     row.update({f"best.{k}": v for k, v in (summary.get("best_objectives") or {}).items()})
     row.update(metrics)
     for key in ("evaluations", "failed", "simulated_seconds", "wall_seconds", "stop_reason"):
@@ -512,7 +518,7 @@ def sweep_report(
         result = {
             "points": rows,
             "runs": [
-                {"group": names[g.point.name], **dict(g.point.labels), **_run_row(run)}
+                {"group": names[g.point.name], **dict(g.point.labels), **_run_row(run, sweep_dir)}
                 for g in groups
                 for run in g.runs
             ],
