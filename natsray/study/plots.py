@@ -90,9 +90,6 @@ def plot_anytime(
                 warnings.simplefilter("ignore", RuntimeWarning)
                 mean = np.nanmean(values, axis=0)
                 half = ci95(values)
-                # the interval cut to the seeds' own range: a mean can be no lower or higher than that
-                lower = np.fmax(mean - half, np.nanmin(values, axis=0))
-                upper = np.fmin(mean + half, np.nanmax(values, axis=0))
             (line,) = ax.plot(x, mean, label=f"{label} (mean)", linewidth=1.4)
             drawn.append((x, mean))
             finite = mean[np.isfinite(mean)]
@@ -100,6 +97,10 @@ def plot_anytime(
                 ends.append((float(finite[0]), float(finite[-1])))
             if values.shape[0] < 2:
                 continue  # one seed: no interval to draw, and no legend entry for it
+            with warnings.catch_warnings():  # cut to the seeds' own range: a mean is never outside it
+                warnings.simplefilter("ignore", RuntimeWarning)
+                lower = np.fmax(mean - half, np.nanmin(values, axis=0))
+                upper = np.fmin(mean + half, np.nanmax(values, axis=0))
             ax.fill_between(
                 x, lower, upper, color=line.get_color(), alpha=0.25, linewidth=0, label=f"{label} (95% CI)",
             )  # fmt: skip

@@ -350,23 +350,29 @@ class _Bar:
     """Runs done / total on stderr (tqdm), with the failure count."""
 
     def __init__(self, enabled: bool, total: int, initial: int) -> None:
+        self.failed = 0
+        self._bar: Any = None
+        if not enabled:  # no tqdm import (~9 ms before the runs start)
+            return
         from tqdm import tqdm
 
         from natsray.bars import bar_options
 
-        options = bar_options(sys.stderr)
-        self._bar = tqdm(total=total, initial=initial, unit="run", disable=not enabled, **options)
+        self._bar = tqdm(total=total, initial=initial, unit="run", **bar_options(sys.stderr))
         self._bar.set_postfix({"failed": 0}, refresh=False)
-        self.failed = 0
 
     def step(self, failed: bool) -> None:
-        if failed:  # the postfix changes only then (setting it costs ~60 µs, as much as a short run)
+        if failed:
             self.failed += 1
+        if self._bar is None:
+            return
+        if failed:  # the postfix changes only then (setting it costs ~60 µs, as much as a short run)
             self._bar.set_postfix({"failed": self.failed}, refresh=False)
         self._bar.update(1)
 
     def close(self) -> None:
-        self._bar.close()
+        if self._bar is not None:
+            self._bar.close()
 
 
 _KEYS: dict[int, tuple[Any, str]] = {}
@@ -454,8 +460,14 @@ def run_sweep(
     outcomes: dict[int, RunOutcome] = {}
     todo: list[int] = []
     stored = stored_runs(out)
+    present = {entry.name for entry in os.scandir(out)} if out.is_dir() else set()
     for i, run in enumerate(runs):
-        state = "finalized" if run.name in stored else run_state(run.run_dir)
+        if run.name in stored:
+            state = "finalized"
+        elif Path(run.name).parts[0] not in present:  # no run directory (a new sweep's runs): no stat each
+            state = "new"
+        else:
+            state = run_state(run.run_dir)
         if state == "finalized" or (  # whatever its config now (plots missing: drawn when it is valid)
             state == "finished" and run.config is None and (run.run_dir / "evaluations.csv").exists()
         ):
