@@ -15,7 +15,13 @@ efficiency, their median and the efficiency of the two ways' median runs times (
 
 The reference row ``plain``: the same sweep split by seeds over ``cores`` plain ``--parallel 1``
 processes started together (no Ray, nothing shared; its runs time is the slowest process's). Its
-efficiency is what this machine gives this workload on that many cores with no framework in between.
+efficiency is what this machine gives this workload on that many cores with no framework in between
+(each process also starts its own plot process and pays its own start, so it is a loose bound).
+
+The reference ``machine``: after each pair, what the machine gives any two processes in those seconds. A pure
+Python loop that takes about as long as the pair's ``1`` runs runs in one process, then split over
+``cores`` forked processes (alternating which goes first too); its efficiency (``machine_each``,
+``machine_median``) is the ceiling the sweep's can reach in those minutes, free of natsray's own costs.
 Prints a table with the load average and writes ``benchmarks/results/sweep_scaling.json``::
 
     python benchmarks/sweep_scaling.py --table nats-tss.npz --seeds 50
@@ -28,6 +34,7 @@ import itertools
 import os
 import statistics
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -67,12 +74,15 @@ def main() -> None:
     load.append(os.getloadavg())
     one, forks, every, plain = rows
     pairs = [(one, forks)]
+    machine = [machine_pair(one["runs_s"], args.cores, first=True)]
     for k in range(1, args.repeat):  # alternating which goes first: neither gets the quieter minutes
         order = ("default", "1") if k % 2 else ("1", "default")
         got = {parallel: child(sets, args.seeds, parallel, env) for parallel in order}
         pairs.append((got["1"], got["default"]))
+        machine.append(machine_pair(got["1"]["runs_s"], args.cores, first=k % 2 == 0))
         load.append(os.getloadavg())
     each = [single["runs_s"] / forked["runs_s"] / args.cores for single, forked in pairs]
+    machine_each = [single / split / args.cores for single, split in machine]
     efficiency = {
         "forks_runs": one["runs_s"] / forks["runs_s"] / args.cores,
         "forks_command": one["command_s"] / forks["command_s"] / args.cores,
@@ -84,6 +94,8 @@ def main() -> None:
         "forks_runs_of_medians": statistics.median(single["runs_s"] for single, _ in pairs)
         / statistics.median(forked["runs_s"] for _, forked in pairs)
         / args.cores,
+        "machine_each": machine_each,
+        "machine_median": statistics.median(machine_each),
     }
     print(
         f"{'way':>5} {'cores':>5} {'runs':>5} {'ray s':>6} {'runs s':>7} {'report s':>8} {'command s':>9} "
@@ -107,18 +119,71 @@ def main() -> None:
         f"{', '.join(f'{value:.3f}' for value in each)}; median {efficiency['forks_runs_median']:.3f}; "
         f"of the median times {efficiency['forks_runs_of_medians']:.3f}"
     )
+    print(
+        f"the machine's own efficiency after each pair (a pure Python loop as long as the pair's 1-core runs "
+        f"in 1 process, then split over {args.cores} forked ones): "
+        f"{', '.join(f'{value:.3f}' for value in machine_each)}; median {efficiency['machine_median']:.3f}"
+    )
     print("load average (1, 5, 15 min) before / after each sweep: " + "; ".join(
         " ".join(f"{value:.2f}" for value in sample) for sample in load
     ))  # fmt: skip
     command = "python benchmarks/sweep_scaling.py " + " ".join(sys.argv[1:])
     pair_rows = [
-        {"one_runs_s": single["runs_s"], "forks_runs_s": forked["runs_s"]} for single, forked in pairs
+        {
+            "one_runs_s": single["runs_s"],
+            "forks_runs_s": forked["runs_s"],
+            "machine_one_s": a,
+            "machine_split_s": b,
+        }
+        for (single, forked), (a, b) in zip(pairs, machine, strict=True)
     ]
     write_results(
         args.out,
         command,
         {"rows": rows, "pairs": pair_rows, "parallel_efficiency": efficiency, "load_average": load},
     )
+
+
+def _loop(n: int) -> int:
+    total = 0
+    for i in range(n):
+        total += i
+    return total
+
+
+def machine_pair(seconds: float, cores: int, *, first: bool) -> tuple[float, float]:
+    """The machine's own scaling now: a pure Python loop of about ``seconds`` (at least 0.05 s) in this
+    process, and the same loop split over ``cores`` processes forked together (``first``: the single one
+    runs first); their wall seconds ``(one, split)``. Not on a system without ``os.fork``: ``(nan, nan)``."""
+    if not hasattr(os, "fork"):
+        return float("nan"), float("nan")
+    start = time.perf_counter()
+    _loop(200_000)
+    n = max(int(200_000 * max(seconds, 0.05) / (time.perf_counter() - start)), cores)
+
+    def one() -> float:
+        start = time.perf_counter()
+        _loop(n)
+        return time.perf_counter() - start
+
+    def split() -> float:
+        start = time.perf_counter()
+        children = []
+        for _ in range(cores):
+            pid = os.fork()
+            if pid == 0:  # the child: its share, then out without the parent's handlers
+                _loop(n // cores)
+                os._exit(0)
+            children.append(pid)
+        for pid in children:
+            os.waitpid(pid, 0)
+        return time.perf_counter() - start
+
+    if first:
+        single = one()
+        return single, split()
+    parts = split()
+    return one(), parts
 
 
 def plain_split(sets: list[str], seeds: int, cores: int, env: dict[str, str]) -> dict[str, Any]:

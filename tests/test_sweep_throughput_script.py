@@ -98,7 +98,15 @@ def test_sweep_scaling_prints_its_table_and_writes_json(tmp_path: Path) -> None:
     assert efficiency["plain_runs"] == pytest.approx(one["runs_s"] / plain["runs_s"] / 2)
     assert efficiency["forks_runs"] == pytest.approx(one["runs_s"] / forks["runs_s"] / 2)
     pairs = data["pairs"]
-    assert len(pairs) == 2 and pairs[0] == {"one_runs_s": one["runs_s"], "forks_runs_s": forks["runs_s"]}
+    assert len(pairs) == 2 and (pairs[0]["one_runs_s"], pairs[0]["forks_runs_s"]) == (
+        one["runs_s"],
+        forks["runs_s"],
+    )
+    machine = [pair["machine_one_s"] / pair["machine_split_s"] / 2 for pair in pairs]
+    assert all(pair["machine_one_s"] > 0.04 and pair["machine_split_s"] > 0 for pair in pairs)
+    assert (
+        efficiency["machine_each"] == pytest.approx(machine) and "the machine's own efficiency" in done.stdout
+    )
     each = [pair["one_runs_s"] / pair["forks_runs_s"] / 2 for pair in pairs]
     assert efficiency["forks_runs_each"] == pytest.approx(each)
     assert efficiency["forks_runs_median"] == pytest.approx(sum(each) / 2)
