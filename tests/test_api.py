@@ -246,9 +246,14 @@ def test_callbacks_are_called_on_each_result_and_at_the_end(tmp_path: Path) -> N
 def test_progress_uses_tqdm_auto_so_jupyter_gets_its_bar() -> None:
     from tqdm.auto import tqdm
 
-    from natsray.engine import progress
+    from natsray.engine.progress import Progress
 
-    assert progress.tqdm is tqdm
+    bar = Progress(True, 10)
+    bar.update(1, 0.5)  # the bar appears (tqdm imported) with the first update
+    try:
+        assert type(bar._bar) is tqdm
+    finally:
+        bar.close()
 
 
 def test_natsray_run_refuses_what_the_shell_refuses_before_ray_starts(tmp_path: Path) -> None:
