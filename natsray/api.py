@@ -167,7 +167,7 @@ class Run:
         overrides: Sequence[str] = (),
         evaluator: Scorer | None = None,
         callbacks: Iterable[Callback] = (),
-        progress: bool = True,
+        progress: bool | None = None,
         address: str | None = None,
     ) -> Run:
         """Continue the run (interrupted), or extend it (finished) with raised ``budget.*`` overrides.
@@ -178,7 +178,7 @@ class Run:
                 (default: the one this object was made with, if any).
             callbacks: :class:`~natsray.Callback` objects called on each result and at the end
                 (``docs/callbacks.md``); on resume they see the results from then on.
-            progress: Show the progress bar.
+            progress: Show the progress bar (default: the run's ``output.progress``).
             address: Ray cluster to join (default: ``RAY_ADDRESS``, else a local Ray).
 
         Returns:
@@ -363,7 +363,7 @@ def run(
     overrides: Sequence[str] = (),
     evaluator: Scorer | type | str | None = None,
     callbacks: Iterable[Callback] = (),
-    progress: bool = True,
+    progress: bool | None = None,
     overwrite: bool = False,
     address: str | None = None,
     strategy: type | None = None,
@@ -388,7 +388,8 @@ def run(
             import path ``"module:function"`` (``docs/training.md``).
         callbacks: :class:`~natsray.Callback` objects called on each result and at the end, after
             those of the config's ``callbacks`` section (``docs/callbacks.md``).
-        progress: Show a progress bar (tqdm; a widget in Jupyter when ipywidgets is installed).
+        progress: Show a progress bar (tqdm; a widget in Jupyter when ipywidgets is installed);
+            default: the config's ``output.progress``.
         overwrite: Delete a run already in ``out`` (one natsray made).
         address: Ray cluster to join (default ``ray.address``, ``RAY_ADDRESS``, else a local Ray;
             a Ray already initialised in this process is used and left running).
@@ -475,7 +476,7 @@ class Sweep:
 
         return sweep_report(self.path, None if out is None else Path(out), show=show)
 
-    def resume(self, *, parallel: int | None = None, progress: bool = True) -> Sweep:
+    def resume(self, *, parallel: int | None = None, progress: bool | None = None) -> Sweep:
         """Run what is left of the sweep (``natsray resume SWEEP_DIR``)."""
         from natsray.study import load_plan, plan_runs, run_sweep
 
@@ -492,7 +493,7 @@ def sweep(
     grid: Sequence[str] = (),
     overrides: Sequence[str] = (),
     parallel: int | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
     overwrite: bool = False,
     report: bool = True,
     callbacks: Iterable[Callback] = (),
@@ -507,7 +508,7 @@ def sweep(
         grid: ``KEY.PATH=v1,v2`` axes, as ``--grid``.
         overrides: ``KEY.PATH=VALUE`` items for the base config.
         parallel: At most this many runs at once.
-        progress: Show the runs-done bar.
+        progress: Show the runs-done bar (default: the config's ``output.progress``).
         overwrite: Delete runs (and a sweep plan) already in ``out``.
         report: Write the comparative report when done (``SWEEP_DIR/report``; nothing printed:
             ``sweep.report(show=True)`` prints its table).

@@ -205,7 +205,7 @@ def test_anytime_plot_title_fits_the_figure(tmp_path: Path, datasets: int) -> No
 
 def test_anytime_curves_start_where_every_seed_has_a_result(tmp_path: Path) -> None:
     """Before the last seed's first result, a mean and CI over the few seeds with one stretched the
-    y axis (two seeds: a CI 12.7 standard errors wide)."""
+    y axis (two seeds: a CI of ±12.7 standard errors)."""
     from natsray.study.plots import plot_anytime
 
     x = np.linspace(0.0, 1000.0, 20)
@@ -361,7 +361,7 @@ def test_anytime_panels_are_fitted_to_the_search_after_its_first_evaluations(tmp
 
 
 def test_anytime_panels_of_one_or_two_seeds_and_of_a_falling_metric(tmp_path: Path) -> None:
-    """A new user's 2-seed sweep: its CI band (12.7 standard errors wide) ran from below 0 to 105 % and the
+    """A new user's 2-seed sweep: its CI band (±12.7 standard errors) ran from below 0 to 105 % and the
     axis held it; a 1-seed one listed a '(95% CI)' entry with nothing drawn; a params sweep's legend sat
     on the curves' ends, and its axis said no unit."""
     from natsray.study.plots import plot_anytime

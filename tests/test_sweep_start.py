@@ -239,3 +239,24 @@ def test_a_task_s_runs_leave_the_collector_as_they_found_it(tmp_path: Path) -> N
     finally:
         gc.unfreeze()
         sweep_module.execute_run = original  # type: ignore[assignment]
+
+
+def test_the_runs_bar_follows_output_progress_unless_told(
+    full_table: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A sweep config with ``output.progress: false`` (as the shipped NATS sweep) showed the runs-done bar
+    all the same; the bar now follows it, and ``--no-progress`` / ``progress=`` still decide when given."""
+    data = base(full_table, evaluations=10)  # output.progress: false
+    config = write(tmp_path / "quiet.yaml", data)
+    assert main(["run", str(config), "--seeds", "0-1", "--out", str(tmp_path / "quiet")]) == 0
+    assert "2/2" not in capsys.readouterr().err
+    data["output"]["progress"] = True
+    config = write(tmp_path / "shown.yaml", data)
+    assert main(["run", str(config), "--seeds", "0-1", "--out", str(tmp_path / "shown")]) == 0
+    assert "2/2" in capsys.readouterr().err  # the bar's last draw
+    assert main(["run", str(config), "--seeds", "0-1", "--out", str(tmp_path / "told"), "--no-progress"]) == 0
+    assert "2/2" not in capsys.readouterr().err
+    (tmp_path / "api").mkdir()
+    runs, _ = planned(full_table, tmp_path / "api", "0-1")  # output.progress: false, progress=True wins
+    run_sweep(runs, tmp_path / "api" / "sweep", progress=True)
+    assert "2/2" in capsys.readouterr().err

@@ -71,11 +71,14 @@ def test_load_table_reads_only_the_arrays_asked_for(built, monkeypatch) -> None:
     assert reads[-1] == [key] and not any("arch" in keys for keys in reads)
     count = len(reads)
     assert load_table(path, keys=[key])[key] is part[key] and len(reads) == count
-    with pytest.raises(EvaluatorError) as info:
-        load_table(path, "evaluator.table", keys=["cifar10/12/nothing"])
+    with pytest.raises(EvaluatorError) as info:  # mistyped names: all named, the closest suggested
+        load_table(path, "evaluator.table", keys=["cifar10-valid/12/x-valid/acuracy", "nothing/at/all"])
     assert str(info.value) == (
-        f"evaluator.table: {path} has no array 'cifar10/12/nothing'; re-run `natsray export-table`"
+        f"evaluator.table: {path} has no array 'cifar10-valid/12/x-valid/acuracy', 'nothing/at/all'; "
+        "did you mean 'cifar10-valid/12/x-valid/accuracy'?"
     )
+    with pytest.raises(TypeError, match="keys: expected a list of array names, got the string 'nats_index'"):
+        load_table(path, keys="nats_index")
 
 
 def test_export_format(built) -> None:

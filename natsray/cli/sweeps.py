@@ -115,7 +115,7 @@ def finish_sweep(runs: Sequence[Any], out: Path, args: argparse.Namespace) -> in
                 out,
                 parallel=args.parallel,
                 address=args.address,
-                progress=not args.no_progress,
+                progress=False if args.no_progress else None,  # else the config's output.progress
                 on_outcome=show,
                 on_cores_free=None if plotter is None else plotter.preload,
             )

@@ -11,6 +11,7 @@ become extra metrics.
 from __future__ import annotations
 
 import csv
+import difflib
 import itertools
 import math
 import os
@@ -152,7 +153,8 @@ def load_table(
 
     Raises:
         EvaluatorError: the file is missing, is not a natsray table of this version, or has no
-            array named in ``keys``.
+            array named in ``keys`` (all such names, and the closest array name).
+        TypeError: ``keys`` is a string (one name: pass ``[name]``).
     """
     path = Path(path).expanduser()
     expected = "expected a table (.npz) from `natsray export-table`"
@@ -165,11 +167,20 @@ def load_table(
     if identity not in _LOADED:
         _LOADED.clear()
         _LOADED[identity] = _open_table(path, field, expected)
+    if isinstance(keys, str):
+        raise TypeError(f"keys: expected a list of array names, got the string {keys!r}")
     names, arrays = _LOADED[identity]
     wanted = names if keys is None else tuple(dict.fromkeys((*_ROW_KEYS, *keys)))
     unknown = [key for key in wanted if key not in names]
-    if unknown:
-        raise EvaluatorError(f"{field}: {path} has no array {unknown[0]!r}; re-run `natsray export-table`")
+    if unknown:  # (a complete table has every array natsray writes: a name not in it is mistyped)
+        close = difflib.get_close_matches(unknown[0], names, n=1)
+        hint = (
+            f"did you mean {close[0]!r}?"
+            if close
+            else f"its {len(names)} arrays are named like {names[-1]!r}"
+        )
+        listed = ", ".join(repr(key) for key in unknown)
+        raise EvaluatorError(f"{field}: {path} has no array {listed}; {hint}")
     missing = [key for key in wanted if key not in arrays]
     if missing:
         arrays.update(_read_arrays(path, field, missing))

@@ -46,7 +46,7 @@ def preload() -> None:
 def _every_seed(x: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The points at which every seed has a result (a seed with none at all left out): before that, a
     mean and CI over the few seeds that have one would be over another population, and with two
-    seeds the CI is 12.7 standard errors wide."""
+    seeds the CI is ±12.7 standard errors."""
     values = values[~np.isnan(values).all(axis=1)]
     full = ~np.isnan(values).any(axis=0)
     return (x[full], values[:, full]) if full.any() else (x, values)
@@ -104,7 +104,7 @@ def plot_anytime(
             ax.fill_between(
                 x, lower, upper, color=line.get_color(), alpha=0.25, linewidth=0, label=f"{label} (95% CI)",
             )  # fmt: skip
-            if values.shape[0] >= 3:  # two seeds' CI is 12.7 standard errors wide: the axis fits the means
+            if values.shape[0] >= 3:  # two seeds' CI is ±12.7 standard errors: the axis fits the means
                 drawn += [(x, lower), (x, upper)]
         focus_y(ax, drawn)  # the first evaluations (a few % of the x range) would flatten the rest
         ax.set_title(dataset or "all runs", fontsize=10)

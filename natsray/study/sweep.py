@@ -427,7 +427,7 @@ def run_sweep(
     *,
     parallel: int | None = None,
     address: str | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
     on_outcome: Callable[[RunOutcome], None] | None = None,
     callbacks: Sequence[Callback] = (),
     on_cores_free: Callable[[], None] | None = None,
@@ -439,7 +439,7 @@ def run_sweep(
         out: The sweep directory (``sweep-runs.jsonl`` goes there).
         parallel: At most this many run tasks at once (default: as many as Ray has CPUs for).
         address: Ray cluster to join (default: the config's ``ray.address`` / ``RAY_ADDRESS`` / a local Ray).
-        progress: Show the runs-done bar on stderr.
+        progress: Show the runs-done bar on stderr (default: the planned config's ``output.progress``).
         on_outcome: Called with each outcome as it comes (for printing).
         callbacks: Called on this (the driver) process after those of the plan's ``callbacks``
             config key (built once): ``on_sweep_start``, ``on_run_end`` for each run that is done or
@@ -502,6 +502,9 @@ def run_sweep(
     try:
         hooks = CallbackList([*_callbacks(runs), *callbacks])
         hooks.sweep_start(out, len(runs))
+        if progress is None:
+            first = next((run.config for run in runs if run.config is not None), None)
+            progress = first is None or bool(first.output.progress)
         bar = _Bar(progress, len(runs), len(runs) - len(todo))
         drop_torn_line(out / STATUS_FILE)  # a sweep killed mid-line: its outcome is recorded again
         unrecorded = _unrecorded([i for i in outcomes if outcomes[i].status == "skipped"], runs, out)
