@@ -171,9 +171,11 @@ def machine_pair(seconds: float, cores: int, *, first: bool) -> tuple[float, flo
         children = []
         for _ in range(cores):
             pid = os.fork()
-            if pid == 0:  # the child: its share, then out without the parent's handlers
-                _loop(n // cores)
-                os._exit(0)
+            if pid == 0:  # the child: its share, then out without the parent's handlers (even on Ctrl-C)
+                try:
+                    _loop(n // cores)
+                finally:
+                    os._exit(0)
             children.append(pid)
         for pid in children:
             os.waitpid(pid, 0)
