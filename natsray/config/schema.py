@@ -423,13 +423,9 @@ def check_gpu_options(resources: ResourcesConfig, evaluator: Any) -> None:
     Raises:
         ConfigError: naming the first such evaluator setting.
     """
-    if resources.gpus_per_actor > 0:
+    if resources.gpus_per_actor > 0 or not hasattr(evaluator, "gpu_options"):  # a training evaluator's
         return
-    wanted = [*getattr(evaluator, "gpu_options", ())]  # a training evaluator's; other evaluators: none
-    if not wanted and not hasattr(evaluator, "gpu_options"):
-        return
-    if getattr(evaluator, "device", None) == "cuda":
-        wanted.insert(0, "device")
+    wanted = [*(["device"] if getattr(evaluator, "device", None) == "cuda" else []), *evaluator.gpu_options]
     if wanted:
         setting = "'cuda'" if wanted[0] == "device" else "true"
         raise ConfigError(
