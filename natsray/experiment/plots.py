@@ -425,9 +425,10 @@ def plot_seeds(runs: Sequence[RunData], groups: Mapping[str, list[int]], path: P
     data = [curves(run) for run in runs]
     fig, axes = _figure(2)
     drawn: list[list[tuple[np.ndarray, np.ndarray]]] = [[], []]
-    axis_index = list(axes).index
     for color, (name, members) in enumerate(groups.items()):
-        for axis, x_key, y_key in zip(axes, ("evaluations", "times"), ("best", "best_by_time"), strict=True):
+        for k, (axis, x_key, y_key) in enumerate(
+            zip(axes, ("evaluations", "times"), ("best", "best_by_time"), strict=True)
+        ):
             xs = [np.asarray(data[i][x_key], dtype=float) for i in members]
             grid = np.unique(np.concatenate(xs))
             grid = grid[np.isfinite(grid)]
@@ -439,8 +440,8 @@ def plot_seeds(runs: Sequence[RunData], groups: Mapping[str, list[int]], path: P
                 mean, std = np.nanmean(table, axis=0), np.nanstd(table, axis=0)
                 lower = np.fmax(mean - std, np.nanmin(table, axis=0))
                 upper = np.fmin(mean + std, np.nanmax(table, axis=0))
-            first = axis is axes[0]
-            drawn[axis_index(axis)].append((grid, mean))
+            first = k == 0
+            drawn[k].append((grid, mean))
             axis.step(
                 grid,
                 mean,
@@ -451,7 +452,7 @@ def plot_seeds(runs: Sequence[RunData], groups: Mapping[str, list[int]], path: P
             if len(members) < 2:  # one run: no spread to draw, and no empty legend entry
                 continue
             band = f"{name} ±1 std" if first else None
-            drawn[axis_index(axis)] += [(grid, lower), (grid, upper)]
+            drawn[k] += [(grid, lower), (grid, upper)]
             axis.fill_between(grid, lower, upper, step="post", color=f"C{color}", alpha=0.2, label=band)
     _label_compare(axes, runs, data, "best so far, mean over seeds")
     for axis, series in zip(axes, drawn, strict=True):
