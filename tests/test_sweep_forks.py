@@ -19,6 +19,7 @@ from test_sweep_start import planned
 from toy_evaluator import trajectory, trajectory_of
 
 from natsray.cli import main
+from natsray.study import forks as forks_module
 from natsray.study import sweep as sweep_module
 from natsray.study.forks import fork_available
 from natsray.study.store import STORE_DIR
@@ -62,12 +63,16 @@ def test_forked_runs_equal_the_seeds_alone_each_stored_once(
     assert ray is None or not ray.is_initialized()
 
 
-def killing(marker: Path, victim: str, times: int) -> Any:
+def killing(marker: Path, victim: str, times: int, log: Path | None = None) -> Any:
     """``execute_run`` that SIGKILLs its own (worker) process on run ``victim``, the first ``times``
-    times (counted in ``marker``: the workers share no memory)."""
+    times (counted in ``marker``: the workers share no memory); each run's name is appended to ``log``
+    as it starts."""
     execute_run = sweep_module.execute_run
 
     def wrapper(config: Any, run_dir: Path, *args: Any, **kwargs: Any) -> int:
+        if log is not None:
+            with open(log, "a") as handle:
+                handle.write(f"{kwargs.get('name')}\n")
         if kwargs.get("name") == victim:
             killed = int(marker.read_text()) if marker.exists() else 0
             if killed < times:
@@ -90,6 +95,27 @@ def test_a_worker_killed_mid_run_is_replaced_and_every_run_finishes_once(
     assert sorted(stored_names(out)) == [f"seed-{seed}" for seed in range(8)]  # none lost, none twice
     monkeypatch.undo()
     assert trajectory_of(stored(out, "seed-3").records) == single(config, 3, tmp_path, capsys)
+
+
+def test_runs_a_dead_worker_finished_but_had_not_reported_are_taken_from_the_store(
+    full_table: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker sends results at most ``REPORT_S`` apart (here: with each chunk's end only). Killed
+    mid-chunk, it had stored runs the parent had not heard of: those are recorded from the store, not
+    run again, and only the run it was running counts the death and runs again."""
+    runs, _ = planned(full_table, tmp_path, "0-23")  # chunks of 4: seed-0..3 on the first worker
+    out = tmp_path / "sweep"
+    started = tmp_path / "started"
+    monkeypatch.setattr(forks_module, "REPORT_S", 3600.0)
+    monkeypatch.setattr(sweep_module, "execute_run", killing(tmp_path / "killed", "seed-2", 1, started))
+    outcome = run_sweep(runs, out, parallel=2, progress=False)
+    assert [run.status for run in outcome.runs] == ["done"] * 24
+    assert [run.evaluations for run in outcome.runs] == [30] * 24
+    names = started.read_text().split()
+    assert sorted(names) == sorted([f"seed-{seed}" for seed in range(24)] + ["seed-2"])
+    assert sorted(stored_names(out)) == sorted(f"seed-{seed}" for seed in range(24))  # none lost, none twice
+    lines = [json.loads(line) for line in (out / "sweep-runs.jsonl").read_text().splitlines()]
+    assert sorted(Path(line["run_dir"]).name for line in lines) == sorted(f"seed-{s}" for s in range(24))
 
 
 def test_a_run_that_kills_every_worker_fails_alone_in_one_line(
@@ -287,3 +313,51 @@ def test_forked_workers_keep_to_one_evaluator_config_each_and_take_every_run_onc
     while in_plan_order:
         taken += in_plan_order.take()
     assert [keys[i] for i in taken] == sorted(keys, key=["cifar10", "cifar100", "ImageNet16-120"].index)
+
+
+class Listed:
+    """:class:`natsray.study.forks.Chunks` over fixed chunks, in order."""
+
+    def __init__(self, chunks: list[list[int]]) -> None:
+        self.chunks = chunks
+
+    def __bool__(self) -> bool:
+        return bool(self.chunks)
+
+    def take(self, previous: list[int] | None) -> list[int]:
+        return self.chunks.pop(0)
+
+
+def test_results_a_worker_holds_reach_the_parent_when_its_chunk_stops_early(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A worker whose chunk stops mid-way (an interrupt) sends the results it held before it exits: the
+    runs it finished are recorded, the one it was on counts its exit, the rest go to a new worker."""
+    monkeypatch.setattr(forks_module, "REPORT_S", 3600.0)  # results wait for the chunk's end
+
+    def work(chunk: list[int], report: Any, gone: Any) -> None:
+        for i in chunk:
+            if i == 2 and os.getpid() == first[0]:
+                raise KeyboardInterrupt  # run 2 stopped before it finished
+            report(i, {"value": i})
+
+    got: dict[int, Any] = {}
+    first = [0]
+    real_fork = os.fork
+
+    def fork() -> int:
+        pid = real_fork()
+        if pid == 0 and not first[0]:
+            first[0] = os.getpid()
+        elif pid and not first[0]:
+            first[0] = pid
+        return pid
+
+    monkeypatch.setattr(forks_module.os, "fork", fork)
+    forks_module.run_forked(Listed([[0, 1, 2, 3]]), work, 1, got.__setitem__, retries=0)
+    assert got == {
+        0: {"value": 0},
+        1: {"value": 1},
+        2: {"error": "WorkerDied: the worker process running it exited with code 1 (1 times)", "node": None},
+        3: {"value": 3},
+    }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+import zipfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -79,6 +80,18 @@ def test_load_table_reads_only_the_arrays_asked_for(built, monkeypatch) -> None:
     )
     with pytest.raises(TypeError, match="keys: expected a list of array names, got the string 'nats_index'"):
         load_table(path, keys="nats_index")
+
+
+def test_export_stores_the_numbers_plain_and_gives_the_same_bytes_again(built, tmp_path) -> None:
+    """The numeric arrays are stored (read without inflating), the strings deflated; exporting the
+    same archive again writes the same bytes (no timestamps)."""
+    root, path, _ = built
+    with zipfile.ZipFile(path) as archive:
+        kinds = {member.filename: member.compress_type for member in archive.infolist()}
+    deflated = {name for name, kind in kinds.items() if kind == zipfile.ZIP_DEFLATED}
+    assert deflated == {"arch.npy", "format.npy"}  # the strings
+    assert {kinds[name] for name in kinds if name not in deflated} == {zipfile.ZIP_STORED}
+    assert export_table(root, tmp_path / "again.npz", progress=False).read_bytes() == path.read_bytes()
 
 
 def test_export_format(built) -> None:

@@ -7,12 +7,18 @@ inputs, a worker starts in about a millisecond and shares those inputs copy-on-w
 
 The parent hands each idle worker a chunk of run indices (:meth:`Chunks.take`, told the worker's
 previous chunk, so that a worker can stay on the runs whose evaluator it has warmed); the worker runs
-them with ``work(chunk, report, parent_gone)`` and sends each run's result as it finishes, so the
-parent records outcomes and the progress bar as they come. A worker that dies (a signal, the
-out-of-memory killer) is reaped; its run in flight is retried in a new worker up to ``retries``
-times, then reported failed with one line, and the runs of its chunk not started yet are handed
-out again, uncounted. Every wait is bounded (:data:`POLL_S`); each worker exits when the parent
-does (it checks between runs), so an orphan finishes at most its current run.
+them with ``work(chunk, report, parent_gone)`` and sends the results of the runs it finished at most
+:data:`REPORT_S` apart and with the end of its chunk (one message, and one wake-up of the parent, for
+many runs of a few milliseconds each), so the parent records outcomes and the progress bar as they
+come; the parent hands the worker its next chunk before recording the last one's results.
+
+A worker that dies (a signal, the out-of-memory killer) is reaped. Of the runs it had not reported,
+those it had finished are recorded from what it left (``recover``: the sweep's store), and the
+others are handed out again, one at a time. The first of these counts the death (the run it was
+running). A run whose worker died more than ``retries`` times is reported failed with one line.
+Every wait is bounded
+(:data:`POLL_S`); each worker exits when the parent does (it checks between runs), so an orphan
+finishes at most its current run.
 
 SIGTERM (``scancel``, ``kill``) or Ctrl-C stops the pool as it stops a run. The workers ignore
 SIGINT (Ctrl-C reaches the whole process group); the parent sends each one SIGTERM instead, which
@@ -28,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import sys
 import time
@@ -40,6 +47,9 @@ __all__ = ["Chunks", "fork_available", "run_forked", "usable_cpus"]
 
 POLL_S = 0.2
 """Longest wait for a worker's message before the parent looks at interrupts and dead workers."""
+REPORT_S = 0.05
+"""Longest a worker holds the results of runs it finished before sending them (it sends them with the
+end of each chunk too)."""
 STOP_S = 30.0
 """How long an interrupted pool waits for its workers to checkpoint and exit before killing them."""
 
@@ -86,6 +96,7 @@ def run_forked(
     on_result: Report,
     retries: int,
     check_interrupt: Callable[[], None] = lambda: None,
+    recover: Callable[[list[int]], dict[int, Result]] | None = None,
 ) -> None:
     """Run every chunk on up to ``slots`` forked workers; ``on_result(i, result)`` for each run as it ends.
 
@@ -99,6 +110,9 @@ def run_forked(
         retries: New workers for a run whose worker died while running it.
         check_interrupt: Called between waits; it raises (e.g. a SIGTERM that the caller's handler
             recorded, as an interrupt) to stop the workers as above.
+        recover: Called with the runs a dead worker had not reported (in the order handed out); returns
+            the results of those it had finished (kept somewhere it wrote them), passed to
+            ``on_result`` instead of being run again. None: all run again.
     """
     parent = os.getpid()
     workers: dict[Connection, _Worker] = {}
@@ -132,18 +146,23 @@ def run_forked(
         except (EOFError, OSError):
             buried(worker)
             return
-        if message is None:  # its chunk is done
-            if not worker.leaving:
-                hand_out(worker)
-        else:
-            i, result = message
+        results, chunk_done = message
+        for i, _ in results:
             worker.held.remove(i)
+        if chunk_done and not worker.leaving:
+            hand_out(worker)  # before the results are recorded: the worker runs on meanwhile
+        for i, result in results:
             on_result(i, result)
 
     def buried(worker: _Worker) -> None:
         del workers[worker.conn]
         worker.conn.close()
         status = _reap(worker.pid)
+        if worker.held and not stopping and recover is not None:
+            finished = recover(worker.held)
+            for i in [i for i in worker.held if i in finished]:
+                on_result(i, finished[i])
+            worker.held = [i for i in worker.held if i not in finished]
         if worker.held and not stopping:
             first, *rest = worker.held
             again[:0] = rest
@@ -186,26 +205,43 @@ def run_forked(
 
 
 def _reap(pid: int) -> str:
-    """Wait (bounded) for the worker ``pid`` to exit; how it ended, in words."""
+    """Wait (bounded: :data:`STOP_S`, then SIGKILL) for the worker ``pid`` to exit; how it ended, in words.
+
+    Woken by the exit itself where Linux gives a process file descriptor (``pidfd_open``, Linux 5.3+);
+    elsewhere it looks every 5 ms.
+    """
     deadline = time.monotonic() + STOP_S
-    while True:
-        try:
-            done, status = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            return "ended"
-        if done:
-            if os.WIFSIGNALED(status):
-                return f"was killed by {signal.Signals(os.WTERMSIG(status)).name}"
-            return f"exited with code {os.WEXITSTATUS(status)}"
-        if time.monotonic() > deadline:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        time.sleep(0.005)
+    try:
+        exited: int | None = os.pidfd_open(pid)
+    except (AttributeError, OSError):  # no pidfd (an older kernel), or the worker is reaped already
+        exited = None
+    try:
+        while True:
+            try:
+                done, status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                return "ended"
+            if done:
+                if os.WIFSIGNALED(status):
+                    return f"was killed by {signal.Signals(os.WTERMSIG(status)).name}"
+                return f"exited with code {os.WEXITSTATUS(status)}"
+            if time.monotonic() > deadline:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            if exited is None:
+                time.sleep(0.005)
+            else:  # readable once it has exited
+                select.select([exited], [], [], POLL_S)
+    finally:
+        if exited is not None:
+            os.close(exited)
 
 
 def _worker_main(conn: Connection, work: Work, parent: int) -> None:
     """A worker's life: run each chunk it is sent until it is sent None or the parent is gone."""
     code = 0
+    pending: list[tuple[int, Result]] = []  # results not sent yet
+    sent = [time.monotonic()]  # when results were last sent
     try:
         # Ctrl-C reaches the whole process group: the parent forwards it as SIGTERM, which the run
         # takes at its next consistent point (checkpointed), as it would in the parent
@@ -213,7 +249,14 @@ def _worker_main(conn: Connection, work: Work, parent: int) -> None:
         _exit_with_parent()
 
         def report(i: int, result: Result) -> None:
-            conn.send((i, result))
+            pending.append((i, result))
+            if time.monotonic() - sent[0] >= REPORT_S:
+                send(chunk_done=False)
+
+        def send(*, chunk_done: bool) -> None:
+            conn.send((pending[:], chunk_done))
+            pending.clear()
+            sent[0] = time.monotonic()
 
         def parent_gone() -> bool:
             return os.getppid() != parent
@@ -223,10 +266,13 @@ def _worker_main(conn: Connection, work: Work, parent: int) -> None:
             if chunk is None:
                 break
             work(chunk, report, parent_gone)
-            conn.send(None)
+            send(chunk_done=True)
     except BaseException:  # an interrupt (checkpointed by the run), or the parent's end closed
         code = 1
     finally:
+        if pending:  # the runs finished before an interrupt: the parent records them
+            with contextlib.suppress(BaseException):
+                conn.send((pending, False))
         with contextlib.suppress(BaseException):
             sys.stdout.flush()
             sys.stderr.flush()

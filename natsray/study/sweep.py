@@ -708,6 +708,16 @@ def _run_forked(
         if take_sigterm():
             raise ConsistentInterrupt
 
+    def recover(held: list[int]) -> dict[int, dict[str, Any]]:
+        """Of a dead worker's unreported runs, those in the store (finished, whose results it had not
+        sent yet): recorded from there, not run again."""
+        stored = stored_runs(out)
+        return {
+            i: {"evaluations": stored[runs[i].name].summary.get("evaluations"), "node": None}
+            for i in held
+            if runs[i].name in stored
+        }
+
     run_forked(
         _Queue(runs, todo, slots, affinity=True),
         work,
@@ -715,6 +725,7 @@ def _run_forked(
         lambda i, result: _record_result(runs, i, result, record),
         TASK_RETRIES,
         check_interrupt=interrupted,
+        recover=recover,
     )
 
 
