@@ -116,9 +116,10 @@ def export_table(archive: str | Path, out: str | Path, *, progress: bool = True)
 
 def _write_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
     """``arrays`` as an ``.npz`` file (``numpy.load`` reads it): the numbers stored as they are, the
-    strings (the arch strings, the format name) deflated. Reading the NATS sweep's 36 numeric arrays took 4.6 ms stored against 12-15 ms
-    deflated (development machine, 2026-12-04), for a file of about 8 MB instead of 2.6 MB; the strings
-    (5.9 MB) deflate to 0.07 MB. Members carry a fixed date, so one archive gives the same bytes."""
+    strings (the arch strings, the format name) deflated. Reading the NATS sweep's 36 numeric arrays
+    took 4.6 ms stored against 12-15 ms deflated (development machine, 2026-12-04), for a file of 8.1 MB
+    instead of 2.6 MB; the arch strings (5.9 MB) deflate to 0.07 MB. Members carry a fixed date, so one
+    archive gives the same bytes."""
     with zipfile.ZipFile(path, "w", allowZip64=True) as archive:
         for name, array in arrays.items():
             member = zipfile.ZipInfo(name + ".npy")
