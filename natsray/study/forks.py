@@ -10,7 +10,9 @@ previous chunk, so that a worker can stay on the runs whose evaluator it has war
 them with ``work(chunk, report, parent_gone)`` and sends the results of the runs it finished at most
 :data:`REPORT_S` apart and with the end of its chunk (one message, and one wake-up of the parent, for
 many runs of a few milliseconds each), so the parent records outcomes and the progress bar as they
-come; the parent hands the worker its next chunk before recording the last one's results.
+come; the parent hands the worker its next chunk before recording the last one's results. A worker
+with nothing left to run is told to exit and reaped on a thread, so the pool returns as soon as every
+run is recorded.
 
 A worker that dies (a signal, the out-of-memory killer) is reaped. Of the runs it had not reported,
 those it had finished are recorded from what it left (``recover``: the sweep's store), and the
@@ -37,6 +39,7 @@ import os
 import select
 import signal
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -139,6 +142,10 @@ def run_forked(
         worker.leaving = chunk is None
         with contextlib.suppress(OSError):  # it died: its EOF is next
             worker.conn.send(chunk)
+        if chunk is None and not stopping:  # idle, told to exit: nothing more to hear from it
+            del workers[worker.conn]
+            worker.conn.close()
+            _reap_later(worker.pid)
 
     def receive(worker: _Worker) -> None:
         try:
@@ -202,6 +209,12 @@ def run_forked(
                 os.kill(worker.pid, signal.SIGKILL)
             buried(worker)
         raise
+
+
+def _reap_later(pid: int) -> None:
+    """Reap the worker ``pid``, which was told to exit with nothing left to run, on a thread: the pool
+    returns without waiting for its exit (a few ms to unmap what it shares with this process)."""
+    threading.Thread(target=_reap, args=(pid,), name=f"natsray-reap-{pid}", daemon=True).start()
 
 
 def _reap(pid: int) -> str:
