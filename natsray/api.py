@@ -498,11 +498,13 @@ def sweep(
     report: bool = True,
     callbacks: Iterable[Callback] = (),
 ) -> Sweep:
-    """Run a sweep: seeds x grid points of one config, in parallel on Ray (``docs/sweeps.md``).
+    """Run a sweep: seeds x grid points of one config, in parallel (``docs/sweeps.md``, "Execution": on one
+    Linux machine, look-up runs go to worker processes forked from this one; other runs, and runs on a
+    cluster, to Ray).
 
     Args:
         config: As for :func:`run`; may hold a ``sweep`` section. Its evaluator must be named in
-            the config (a function by import path): each run may go to another Ray worker.
+            the config (a function by import path): each run may go to another process or Ray worker.
         out: The sweep directory (default ``output.dir`` of the config).
         seeds: The seeds (``"0-9"``, ``"0,3,5"``, an int or a list), replacing ``sweep.seeds``.
         grid: ``KEY.PATH=v1,v2`` axes, as ``--grid``.

@@ -260,3 +260,9 @@ def test_the_runs_bar_follows_output_progress_unless_told(
     runs, _ = planned(full_table, tmp_path / "api", "0-1")  # output.progress: false, progress=True wins
     run_sweep(runs, tmp_path / "api" / "sweep", progress=True)
     assert "2/2" in capsys.readouterr().err
+    import natsray  # the public entry point, progress left to the config
+
+    natsray.sweep(str(tmp_path / "quiet.yaml"), seeds="0-1", out=tmp_path / "py-quiet", report=False)
+    assert "2/2" not in capsys.readouterr().err
+    natsray.sweep(str(config), seeds="0-1", out=tmp_path / "py-shown", report=False)
+    assert "2/2" in capsys.readouterr().err
