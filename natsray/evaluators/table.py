@@ -123,6 +123,7 @@ def _write_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
     with zipfile.ZipFile(path, "w", allowZip64=True) as archive:
         for name, array in arrays.items():
             member = zipfile.ZipInfo(name + ".npy")
+            member.external_attr = 0o644 << 16  # rw-r--r-- when unzipped (numpy's own: rw-------)
             member.compress_type = zipfile.ZIP_DEFLATED if array.dtype.kind == "U" else zipfile.ZIP_STORED
             with archive.open(member, "w", force_zip64=True) as handle:
                 np.lib.format.write_array(handle, np.asanyarray(array), allow_pickle=False)

@@ -18,9 +18,8 @@ A worker that dies (a signal, the out-of-memory killer) is reaped. Of the runs i
 those it had finished are recorded from what it left (``recover``: the sweep's store), and the
 others are handed out again, one at a time. The first of these counts the death (the run it was
 running). A run whose worker died more than ``retries`` times is reported failed with one line.
-Every wait is bounded
-(:data:`POLL_S`); each worker exits when the parent does (it checks between runs), so an orphan
-finishes at most its current run.
+Every wait is bounded (:data:`POLL_S`); each worker exits when the parent does (it checks between
+runs), so an orphan finishes at most its current run.
 
 SIGTERM (``scancel``, ``kill``) or Ctrl-C stops the pool as it stops a run. The workers ignore
 SIGINT (Ctrl-C reaches the whole process group); the parent sends each one SIGTERM instead, which

@@ -710,8 +710,11 @@ def _run_forked(
 
     def recover(held: list[int]) -> dict[int, dict[str, Any]]:
         """Of a dead worker's unreported runs, those in the store (finished, whose results it had not
-        sent yet): recorded from there, not run again."""
-        stored = stored_runs(out)
+        sent yet): recorded from there, not run again (all run again if the store cannot be read)."""
+        try:
+            stored = stored_runs(out)
+        except (OSError, ValueError):
+            return {}
         return {
             i: {"evaluations": stored[runs[i].name].summary.get("evaluations"), "node": None}
             for i in held
