@@ -408,3 +408,31 @@ def test_spread_bands_stay_within_the_runs_values(tmp_path: Path) -> None:
     )
     band = fig.axes[0].collections[0].get_paths()[0].vertices[:, 1]
     assert band.max() <= rising.max() + 1e-9 and band.min() >= rising.min() - 30.0 - 1e-9
+
+
+def test_an_anytime_legend_never_covers_a_curve(tmp_path: Path) -> None:
+    """A report metric that rises, then falls back as the best cell by the objective changes (a new
+    user's cifar100 panel): its mean ended under the lower-right legend, hiding the last half of the
+    curve. The legend takes the first corner where it covers no curve nor band."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from natsray.study.plots import plot_anytime
+
+    x = np.arange(1.0, 101.0)
+    mean = np.where(x < 30, 80.0 + 14.0 * x / 30, 81.0)  # up to 94, then down to 81 for the last 70 %
+    values = np.stack([mean - 0.05, mean, mean + 0.05])
+    fig = plot_anytime(
+        [("rea", "c", x, values)], "test_accuracy@200", "valid_accuracy@12", False, tmp_path / "a.png"
+    )
+    ax = fig.axes[0]
+    legend = ax.get_legend()
+    assert legend._loc != 4  # not lower right, where the curve's last 70 % lies
+    box = legend.get_window_extent(FigureCanvasAgg(fig).get_renderer())
+    points = ax.transData.transform(np.column_stack([x, mean]))
+    inside = (
+        (points[:, 0] >= box.x0)
+        & (points[:, 0] <= box.x1)
+        & (points[:, 1] >= box.y0)
+        & (points[:, 1] <= box.y1)
+    )
+    assert not inside.any()

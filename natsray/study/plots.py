@@ -81,8 +81,10 @@ def plot_anytime(
     # the seeds with a result (one with none is not drawn)
     seeds = sorted({int((~np.isnan(values).all(axis=1)).sum()) for _, _, _, values in curves})
     below = False  # a legend below its panel
+    inside: list[tuple[Any, list[tuple[np.ndarray, np.ndarray, np.ndarray]], str]] = []  # legends to place
     for ax, dataset in zip(axes, datasets, strict=True):
         drawn: list[tuple[np.ndarray, np.ndarray]] = []
+        shapes: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (x, low, high): what a legend covers
         ends: list[tuple[float, float]] = []  # each mean's first and last value: where the legend fits
         for label, _, x, values in (c for c in curves if c[1] == dataset):
             x, values = _every_seed(x, values)
@@ -92,6 +94,7 @@ def plot_anytime(
                 half = ci95(values)
             (line,) = ax.plot(x, mean, label=f"{label} (mean)", linewidth=1.4)
             drawn.append((x, mean))
+            shapes.append((x, mean, mean))
             finite = mean[np.isfinite(mean)]
             if finite.size:
                 ends.append((float(finite[0]), float(finite[-1])))
@@ -104,6 +107,7 @@ def plot_anytime(
             ax.fill_between(
                 x, lower, upper, color=line.get_color(), alpha=0.25, linewidth=0, label=f"{label} (95% CI)",
             )  # fmt: skip
+            shapes.append((x, lower, upper))
             if values.shape[0] >= 3:  # two seeds' CI is ±12.7 standard errors: the axis fits the means
                 drawn += [(x, lower), (x, upper)]
         focus_y(ax, drawn)  # the first evaluations (a few % of the x range) would flatten the rest
@@ -124,7 +128,7 @@ def plot_anytime(
         else:
             # the curves end high where the metric rises (accuracy), low where it falls (params, latency)
             falling = sum(last < first for first, last in ends) > len(ends) / 2
-            ax.legend(fontsize=7, loc="upper right" if falling else "lower right")
+            inside.append((ax, shapes, "upper right" if falling else "lower right"))
     seed_text = "/".join(map(str, seeds))
     seed_word = "seed" if seeds == [1] else "seeds"
     title = f"Anytime {metric} of the best cell by {objective}, mean and 95% CI over {seed_text} {seed_word}"
@@ -132,16 +136,55 @@ def plot_anytime(
     fig.suptitle(textwrap.fill(title, width=int(12 * fig.get_figwidth())), fontsize=10)
     fig.tight_layout()
     fig.set_layout_engine(None)  # laid out: else savefig lays it out again, in a draw that renders nothing
-    if below:  # under each panel's x label; the saved image grows to hold them
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-        renderer = FigureCanvasAgg(fig).get_renderer()
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    if not below:  # inside each panel, in the first corner where it covers no curve nor band
+        below = not all(_place_legend(ax, shapes, first, renderer) for ax, shapes, first in inside)
+    if below:  # under each panel's x label; the saved image grows to hold them
         for ax in axes:
+            if ax.get_legend() is not None:
+                ax.get_legend().remove()
             bottom = ax.xaxis.label.get_window_extent(renderer).y0
             y = ax.transAxes.inverted().transform((0, bottom))[1]
             ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, y - 0.02), frameon=False)
     fig.savefig(path, dpi=_DPI, bbox_inches="tight" if below else None)
     return fig
+
+
+_CORNERS = ("lower right", "upper right", "lower left", "upper left")
+
+
+def _place_legend(
+    ax: Any, shapes: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], first: str, renderer: Any
+) -> bool:
+    """Put ``ax``'s legend in the corner ``first``, else in the first other corner where it covers none
+    of ``shapes`` (``(x, low, high)``: a curve, ``low`` = ``high``, or a band); False (no legend left) when
+    it covers one in every corner."""
+    for loc in (first, *(corner for corner in _CORNERS if corner != first)):
+        legend = ax.legend(fontsize=7, loc=loc)
+        if not _covers(ax, legend.get_window_extent(renderer), shapes):
+            return True
+        legend.remove()
+    return False
+
+
+def _covers(ax: Any, box: Any, shapes: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> bool:
+    """Whether the display-space ``box`` holds a point of any curve or band of ``shapes``: each sampled at
+    its own x values and at 512 points between (a line crosses a box between its points)."""
+    to_display = ax.transData.transform
+    for x, low, high in shapes:
+        ok = np.isfinite(x) & np.isfinite(low) & np.isfinite(high)
+        if not ok.any():
+            continue
+        x, low, high = x[ok], low[ok], high[ok]
+        xs = np.union1d(x, np.linspace(x[0], x[-1], 512))
+        bottom = to_display(np.column_stack([xs, np.interp(xs, x, low)]))
+        top = to_display(np.column_stack([xs, np.interp(xs, x, high)]))
+        across = (bottom[:, 0] >= box.x0) & (bottom[:, 0] <= box.x1)
+        if (across & (np.fmax(bottom[:, 1], box.y0) <= np.fmin(top[:, 1], box.y1))).any():
+            return True
+    return False
 
 
 def _tick(value: float, _position: Any = None) -> str:
