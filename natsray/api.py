@@ -592,7 +592,7 @@ def plan_sweep(
     """
     from natsray.engine.checkpoint import check_not_in_use
     from natsray.study import plan_runs, sweep_from_config
-    from natsray.study.grid import SWEEP_FILE, point_error, write_plan
+    from natsray.study.grid import SWEEP_FILE, sweep_error, write_plan
     from natsray.study.store import STORE_DIR
 
     function = (
@@ -608,9 +608,8 @@ def plan_sweep(
         raise ConfigError("sweep: give seeds, a grid or a 'sweep' section in the config")
     root = Path(out if out is not None else (plan.base.get("output") or {}).get("dir") or "runs/run")
     runs = plan_runs(plan, root.resolve() if absolute else root)
-    invalid = next((planned for planned in runs if planned.config is None), None)
-    if invalid is not None:  # every grid point must be valid before anything runs or is written
-        raise ConfigError(point_error(invalid, plan.source))
+    if any(planned.config is None for planned in runs):  # every grid point must be valid before anything runs
+        raise ConfigError(sweep_error(runs, plan.source))
     if check is not None:
         runs = check(runs)
     if all(planned.config is None for planned in runs):

@@ -202,4 +202,4 @@ def test_a_sweep_config_is_validated_per_grid_point_as_run_sees_it(
     (tmp_path / "bad.csv").write_text("arch,score\n|x|,1\n")
     bad = ["--set", f"evaluator.table={table}", "--set", f"evaluator.extra_csv={tmp_path / 'bad.csv'}"]
     line = _refused_alike(tmp_path, config, capsys, *bad)
-    assert line.startswith(f"natsray: error: {config}: grid point strategy=rea__dataset=cifar10: extra_csv:")
+    assert line.startswith(f"natsray: error: {config}: every grid point: extra_csv:")  # a --set, not a point

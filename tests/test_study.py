@@ -385,6 +385,15 @@ def test_a_bad_grid_value_is_refused_up_front_and_resume_is_advised_only_where_i
         "'cifar11' is not one of cifar10, cifar100, ImageNet16-120 (did you mean 'cifar10'?)\n",
     )
     assert not sweep.exists()
+    # a --set that breaks every point is not blamed on the first one; a missing file is named as in a run
+    missing = ["--set", "evaluator.table=missing.npz", "--seeds", "0-1", "--grid", "strategy.sample_size=2,3"]
+    expected = (
+        f"natsray: error: {config}: every grid point: evaluator.table: {tmp_path / 'missing.npz'}: "
+        "no such file or directory (set it with --set evaluator.table=PATH)\n"
+    )
+    for argv in (["run", *missing, "--out", str(sweep), "--no-progress"], ["validate", *missing]):
+        assert run_cli(capsys, argv[0], str(config), *argv[1:]) == (2, "", expected)
+    assert not sweep.exists()
     code, _, err = run_cli(capsys, "run", str(config), "--seeds", "5-1")
     assert (code, err) == (2, "natsray: error: --seeds: 5-1 is a reversed range; did you mean 1-5?\n")
 

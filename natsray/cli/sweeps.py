@@ -30,12 +30,12 @@ def has_sweep_section(path: str) -> bool:
 def run_sweep_command(args: argparse.Namespace) -> int:
     """``run`` with ``--seeds`` / ``--grid`` / a ``sweep`` section: plan, refuse clashes, execute, report."""
     from natsray.api import plan_sweep
-    from natsray.study.grid import point_error
+    from natsray.study.grid import sweep_error
 
     def check(runs: list[Any]) -> list[Any]:  # before the sweep's directory is made
         runs = preflight_sweep(runs, args.address)
         if all(run.config is None for run in runs):
-            raise UsageError(point_error(runs[0], args.config))
+            raise UsageError(sweep_error(runs, args.config))
         return runs
 
     if args.out:

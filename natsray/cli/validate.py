@@ -55,15 +55,14 @@ def _engine(config: Any, address: str | None, machine: str | None, *, where: boo
 def _validate_sweep(args: argparse.Namespace) -> int:
     """``validate`` of a sweep (a ``sweep`` section, ``--seeds``, ``--grid``): every grid point as
     ``run`` will see it."""
-    from natsray.study.grid import plan_runs, point_error, sweep_from_config
+    from natsray.study.grid import plan_runs, sweep_error, sweep_from_config
     from natsray.study.sweep import describe_execution
 
     plan = sweep_from_config(read_yaml(Path(args.config)), args.set, args.grid, args.seeds, args.config)
     assert plan is not None
     runs = preflight_sweep(plan_runs(plan, Path("sweep")), args.address)
-    for run in runs:
-        if run.config is None:
-            raise UsageError(point_error(run, args.config))
+    if any(run.config is None for run in runs):
+        raise UsageError(sweep_error(runs, args.config))
     for config in {run.point.name: run.config for run in runs}.values():  # one per grid point
         build_strategy(config.strategy, num_objectives=len(config.objectives), seed=config.seed)
     points = len({run.point.name for run in runs})

@@ -428,8 +428,8 @@ def plan_runs(plan: SweepPlan, out: Path, *, typed: bool = True) -> list[Planned
             else:
                 data = config_data(raw, source=plan.source, resolve=True)
             error = None
-        except (ConfigError, ValueError) as exc:
-            error = str(exc).splitlines()[0]
+        except (ConfigError, ValueError) as exc:  # (a config parsed before a path was refused: no config)
+            config, data, error = None, None, str(exc).splitlines()[0]
         for seed in plan.seeds:
             run_dir = point_dir / f"seed-{seed}"
             run_config, run_data = None, None
@@ -447,6 +447,22 @@ def point_error(run: PlannedRun, source: str) -> str:
     own ``SOURCE:`` prefix dropped; no grid point named in a seeds-only sweep)."""
     error = str(run.error or "no runs").removeprefix(f"{source}: ")
     return f"{source}: " + (f"grid point {run.point.name}: " if run.point.name else "") + error
+
+
+def sweep_error(runs: Sequence[PlannedRun], source: str) -> str:
+    """The one line that refuses a sweep some of whose runs have no config: the first such run's
+    (:func:`point_error`), or ``SOURCE: every grid point: error`` when every grid point has that same error
+    (a bad ``--set`` value, say: naming the first point would blame it alone)."""
+    failed = [run for run in runs if run.config is None]
+    first = failed[0]
+    points = {run.point.name for run in runs}
+    if (
+        len(points) > 1
+        and {run.point.name for run in failed} == points
+        and len({run.error for run in failed}) == 1
+    ):
+        return f"{source}: every grid point: " + str(first.error or "no runs").removeprefix(f"{source}: ")
+    return point_error(first, source)
 
 
 def invalid_points(plan: SweepPlan) -> dict[str, str]:
