@@ -84,6 +84,18 @@ def test_cache_location_identity_and_invalidation(
     assert fresh != path and fresh.is_file() and not path.exists()  # re-exported, the stale one deleted
     monkeypatch.setenv("NATSRAY_CACHE_DIR", str(cache.parent / "elsewhere"))
     assert cache_dir() == cache.parent / "elsewhere"
+    # the record files are counted once per state of the directory (a sweep asks once per evaluator config)
+    from natsray.evaluators import table_cache
+
+    listed: list[str] = []
+    listdir = os.listdir
+    monkeypatch.setattr(table_cache.os, "listdir", lambda path: listed.append(path) or listdir(path))
+    identity = table_cache.archive_identity(root)
+    assert table_cache.archive_identity(root) == identity and len(listed) <= 1
+    (root / "999999.pickle.pbz2").write_bytes(b"")  # a record file more: the directory's mtime moves
+    os.utime(root, ns=(root.stat().st_atime_ns, root.stat().st_mtime_ns + 10**9))
+    changed = table_cache.archive_identity(root)
+    assert changed != identity and changed.endswith(f"|{int(identity.rsplit('|', 1)[1]) + 1}")
 
 
 @pytest.mark.parametrize("seed_mode", ["mean", "random"])

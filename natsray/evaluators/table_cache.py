@@ -47,8 +47,17 @@ def archive_identity(archive: str | Path) -> str:
     if not meta.is_file():
         raise EvaluatorError(f"evaluator.archive: {root} has no {META_FILE}")
     stat, directory = meta.stat(), root.stat()
-    records = sum(1 for name in os.listdir(root) if name.endswith(".pickle.pbz2")) - 1
+    listed = (str(root), directory.st_mtime_ns)  # a file added, removed or renamed changes the mtime
+    records = _RECORDS.get(listed)
+    if records is None:  # a sweep asks once per evaluator config: one listing of 15,625 names (5-10 ms)
+        records = sum(1 for name in os.listdir(root) if name.endswith(".pickle.pbz2")) - 1
+        _RECORDS.clear()
+        _RECORDS[listed] = records
     return f"{root}|{stat.st_size}|{stat.st_mtime_ns}|{directory.st_mtime_ns}|{records}"
+
+
+_RECORDS: dict[tuple[str, int], int] = {}
+"""The record count of the archive directory listed last, by (path, modification time)."""
 
 
 def _say(line: str) -> None:
