@@ -158,9 +158,9 @@ _CORNERS = ("lower right", "upper right", "lower left", "upper left")
 def _place_legend(
     ax: Any, shapes: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], first: str, renderer: Any
 ) -> bool:
-    """Put ``ax``'s legend in the corner ``first``, else in the first other corner where it covers none
-    of ``shapes`` (``(x, low, high)``: a curve, ``low`` = ``high``, or a band); False (no legend left) when
-    it covers one in every corner."""
+    """Put ``ax``'s legend in the first corner, trying ``first`` first, where it covers none of ``shapes``
+    (``(x, low, high)``: a curve, ``low`` = ``high``, or a band); False (no legend left) when it covers
+    one in every corner."""
     for loc in (first, *(corner for corner in _CORNERS if corner != first)):
         legend = ax.legend(fontsize=7, loc=loc)
         if not _covers(ax, legend.get_window_extent(renderer), shapes):
