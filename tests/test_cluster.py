@@ -525,3 +525,79 @@ def test_docs_one_machine_head_recipe_runs_with_rays_default_ports_taken(tmp_pat
     assert process.returncode == 0, output[-3000:]
     summary = json.loads((tmp_path / "smoke-head" / "summary.json").read_text())
     assert summary["evaluations"] == 12
+
+
+LOCAL_STOP = """
+import json, sys, threading
+import ray
+import natsray
+from natsray.engine import cluster
+
+seen = []
+
+
+class Probe(natsray.Callback):
+    def on_run_end(self, run_dir, summary):  # after the CSV and plots, before run() returns
+        seen.append({"stopping": len(cluster._STOPPING), "csv": (run_dir / "evaluations.csv").is_file()})
+
+
+config = {"strategy": {"name": "random"}, "budget": {"evaluations": 6}, "resources": {"actors": 1}}
+for name in ("first", "second"):  # the second run's ray.init comes right after the first's stop
+    run = natsray.run(config, out=f"{sys.argv[1]}/{name}", progress=False, callbacks=[Probe()],
+                      evaluator=lambda arch, context: {"score": 1.0})
+    seen[-1].update(evaluations=len(run.evaluations), ray_after=ray.is_initialized())
+stops = [t.name for t in threading.enumerate() if t.name == "natsray-ray-stop"]
+print(json.dumps({"seen": seen, "stop_threads_left": stops}))
+"""
+
+
+@pytest.mark.ray
+def test_a_finished_runs_local_ray_stops_while_its_files_are_written(tmp_path: Path) -> None:
+    """``ray.shutdown`` of the local Ray a run started (1.1-1.5 s of waiting for Ray's processes) runs
+    on a thread beside the run's CSV, plots and callbacks; ``run`` returns with Ray down, and the next
+    run in the process starts its own."""
+    done = subprocess.run(
+        [sys.executable, "-c", LOCAL_STOP, str(tmp_path)],
+        env=clean_env(PYTHONPATH=str(REPO)), cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    run_end = {"stopping": 1, "csv": True, "evaluations": 6, "ray_after": False}
+    assert result == {"seen": [run_end, run_end], "stop_threads_left": []}
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr, done.stderr[-3000:]
+
+
+@pytest.mark.ray
+def test_a_sigterm_while_the_driver_waits_on_ray_is_checkpointed(tmp_path: Path) -> None:
+    """A training run's driver spends its time blocked in ``ray.wait``; a SIGTERM that lands there has
+    its handler run from Ray's C++ wait, and Ray hands the handler's ConsistentInterrupt back as a plain
+    KeyboardInterrupt. The run is checkpointed all the same (exit 130, checkpoint == journal). Before,
+    such a run (3 s candidates) exited 130 with no checkpoint.json at all."""
+    (tmp_path / "slowfn.py").write_text(
+        "import time\n\ndef score(arch, context):\n    time.sleep(3)\n    return {'score': 1.0}\n"
+    )
+    run_dir = tmp_path / "run"
+    process = subprocess.Popen(
+        [*CLI, "run", str(SMOKE), "--out", str(run_dir), "--no-progress",
+         "--set", "evaluator={type: function, function: 'slowfn:score', objective: [score]}",
+         "--set", "budget.evaluations=200", "--set", "resources.actors=1",
+         "--set", "output.checkpoint_every=100000", "--set", "output.checkpoint_seconds=100000"],
+        env=clean_env(PYTHONPATH=os.pathsep.join([str(REPO), str(tmp_path)])), cwd=tmp_path,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        journal = run_dir / "evaluations.jsonl"
+        while not journal.exists() or not journal.read_text().splitlines():
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()[1][-3000:]
+            time.sleep(0.05)
+        time.sleep(0.3)  # the driver is back in ray.wait, on the next 3 s candidate
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 130, err[-3000:]
+    assert f"natsray: interrupted; continue with 'natsray resume {run_dir}'" in err
+    checkpoint = json.loads((run_dir / "checkpoint.json").read_text())
+    lines = len((run_dir / "evaluations.jsonl").read_text().splitlines())
+    assert checkpoint["journal_lines"] == lines >= 1 and checkpoint["finished"] is False

@@ -52,15 +52,18 @@ __all__ = [
     "actor_runtime_env",
     "check_resources",
     "connect_ray",
+    "consistent_interrupt",
     "gpu_sharing_note",
     "local_nodes",
     "local_ray_started_here",
     "local_token_mode",
     "probe_address",
     "sigterm_interrupts",
+    "stop_local_ray",
     "take_sigterm",
     "token_available",
     "wait_for_nodes",
+    "wait_for_ray_stop",
     "wait_for_resources",
 ]
 
@@ -323,8 +326,10 @@ def connect_ray(config: ExperimentConfig, address: str | None, output: str | Pat
         output: The directory natsray writes to (default ``config.output.dir``): left out of the
             upload of a local ``working_dir`` that holds it (see :func:`_driver_runtime_env`).
 
+    A local Ray that an earlier run is still stopping (:func:`stop_local_ray`) is waited for first.
+
     Returns:
-        True when this call initialised Ray (the caller shuts it down). Inside
+        True when this call initialised Ray (the caller shuts it down: :func:`stop_local_ray`). Inside
         :func:`sigterm_interrupts`, the SIGTERM handler ``ray.init`` installs (``sys.exit``) is
         replaced by natsray's again.
 
@@ -334,6 +339,7 @@ def connect_ray(config: ExperimentConfig, address: str | None, output: str | Pat
     """
     import ray
 
+    wait_for_ray_stop()
     if ray.is_initialized():
         return False
     address = address or config.ray.address or os.environ.get("RAY_ADDRESS") or None
@@ -377,6 +383,51 @@ def connect_ray(config: ExperimentConfig, address: str | None, output: str | Pat
         if note:
             print(note, file=sys.stderr)
     return True
+
+
+_STOPPING: list[threading.Thread] = []
+"""Threads stopping a local Ray (:func:`stop_local_ray`), joined by :func:`wait_for_ray_stop`."""
+
+_STOP_WAIT_S = 60.0
+"""The longest :func:`wait_for_ray_stop` waits for one (``ray.shutdown`` of a local Ray took 1.1-1.5 s
+on the idle 2-core machine, 2026-12-05)."""
+
+
+def stop_local_ray(*, background: bool = False) -> None:
+    """``ray.shutdown()`` of the local Ray that :func:`connect_ray` started: now, or on a thread.
+
+    ``ray.shutdown`` stops Ray's processes one by one, giving each up to 1 s to exit (1.1-1.5 s in
+    all here). In the ``background`` its wait overlaps what the caller does next (a finished run's
+    checkpoint, CSV and plots); :func:`wait_for_ray_stop` joins it, and so do :func:`connect_ray` and
+    the interpreter's exit (the thread is no daemon). The caller must hold no Ray object (actor
+    handle, ``ObjectRef``) by then: one freed while the thread shuts the driver down would be freed
+    on a driver halfway down.
+    """
+    import ray
+
+    if not background:
+        ray.shutdown()
+        return
+    import ray.dag.compiled_dag_node  # what ray.shutdown imports: here, not on two threads at once
+
+    thread = threading.Thread(target=_shutdown_quietly, name="natsray-ray-stop")
+    thread.start()
+    _STOPPING.append(thread)
+
+
+def _shutdown_quietly() -> None:
+    import ray
+
+    try:
+        ray.shutdown()
+    except Exception as exc:  # the run is over: a line, not a traceback
+        print(f"natsray: warning: stopping the local Ray: {_error_line(exc)}", file=sys.stderr)
+
+
+def wait_for_ray_stop() -> None:
+    """Join the threads of :func:`stop_local_ray`, each for at most ``_STOP_WAIT_S`` seconds."""
+    while _STOPPING:
+        _STOPPING.pop().join(_STOP_WAIT_S)
 
 
 def gpu_sharing_note(config: ExperimentConfig) -> str | None:
@@ -462,6 +513,7 @@ _sigterm: dict[str, Any] = {
     "deferred": 0,  # re-deliveries so far
     "scope": 0,  # scopes entered in this process: a re-delivery from an ended scope is dropped
     "timer": None,  # the pending re-delivery
+    "in_ray": False,  # the interrupt was raised inside Ray (where Ray may turn it into a KeyboardInterrupt)
 }
 
 
@@ -492,7 +544,7 @@ def _interrupt(signum: int, frame: Any) -> None:
         and frame.f_code.co_filename.startswith(str(Path(ray.__file__).parent))
     )
     if in_ray:
-        _sigterm["raised"] = True
+        _sigterm["raised"] = _sigterm["in_ray"] = True
         raise ConsistentInterrupt
     if _sigterm["deferred"] >= _DEFER_LIMIT:
         _sigterm["raised"] = True
@@ -543,7 +595,9 @@ def sigterm_interrupts() -> Iterator[None]:
     if _sigterm["active"] or threading.current_thread() is not threading.main_thread() or _in_ray_worker():
         yield
         return
-    _sigterm.update(active=True, requested=False, raised=False, deferred=0, scope=_sigterm["scope"] + 1)
+    _sigterm.update(
+        active=True, requested=False, raised=False, deferred=0, scope=_sigterm["scope"] + 1, in_ray=False
+    )
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         yield
@@ -558,6 +612,19 @@ def sigterm_interrupts() -> Iterator[None]:
     if _sigterm["requested"] and not _sigterm["raised"]:
         _sigterm["raised"] = True
         raise ConsistentInterrupt
+
+
+def consistent_interrupt(exc: BaseException) -> bool:
+    """True when ``exc`` stopped the run at a point where its state is consistent: a
+    :class:`ConsistentInterrupt`, or the plain ``KeyboardInterrupt`` Ray made of one.
+
+    A signal that arrives while the driver blocks in ``ray.wait`` / ``ray.get`` (most of a training
+    run) has its handler run from Ray's C++ wait, and Ray raises ``KeyboardInterrupt()`` for whatever
+    the handler raised: the SIGTERM handler's :class:`ConsistentInterrupt` arrives as a plain
+    ``KeyboardInterrupt`` (Ray 2.60), recognised here by the handler's note that it raised it inside
+    Ray. A Ctrl-C is never consistent (it lands wherever the driver is).
+    """
+    return isinstance(exc, ConsistentInterrupt) or (isinstance(exc, KeyboardInterrupt) and _sigterm["in_ray"])
 
 
 def _in_ray_worker() -> bool:

@@ -45,8 +45,11 @@ from natsray.engine.cluster import (
     ConsistentInterrupt,
     actor_runtime_env,
     connect_ray,
+    consistent_interrupt,
     sigterm_interrupts,
+    stop_local_ray,
     take_sigterm,
+    wait_for_ray_stop,
 )
 from natsray.engine.progress import Progress
 from natsray.engine.scheduler import FAIL_FAST_STOP, Scheduler
@@ -170,6 +173,7 @@ def run_experiment(
             evaluator,
         )
     finally:
+        wait_for_ray_stop()  # a local Ray this run started, stopping while its files were written
         for lock in locks:
             lock.release()
 
@@ -209,15 +213,14 @@ def _run_locked(
                 session.checkpoint(finished=False)
                 session.journal.close()
                 raise _fail_fast_error(session)
-    except ConsistentInterrupt as exc:
-        session.checkpoint(finished=False, interrupted=True)
-        hooks.run_error(run_dir, exc)
-        raise
     except KeyboardInterrupt as exc:
-        # Raised wherever the driver was (e.g. halfway through a strategy's ask or a result's
-        # bookkeeping): the state in memory may be half-updated, so it is not checkpointed. The
-        # journal's complete lines are kept; resume restores the last checkpoint and replays them.
-        session.journal.close()
+        if consistent_interrupt(exc):
+            session.checkpoint(finished=False, interrupted=True)
+        else:
+            # Raised wherever the driver was (e.g. halfway through a strategy's ask or a result's
+            # bookkeeping): the state in memory may be half-updated, so it is not checkpointed. The
+            # journal's complete lines are kept; resume restores the last checkpoint and replays them.
+            session.journal.close()
         hooks.run_error(run_dir, exc)
         raise
     except Exception as exc:
@@ -693,10 +696,13 @@ class _ActorPool:
         self._check([self.actors[index]])
 
     def shutdown(self) -> None:
+        """Kill the actors and drop every Ray object held here (their handles, the shared inputs' ref)."""
         import ray
 
         for actor in self.actors:
             ray.kill(actor)
+        self.actors = []
+        self._shared = None
 
 
 def _run_ray(session: _Session, evaluator_cls: type[BaseEvaluator], address: str | None) -> None:
@@ -705,6 +711,7 @@ def _run_ray(session: _Session, evaluator_cls: type[BaseEvaluator], address: str
 
     owner = connect_ray(session.config, address)  # inside the run's sigterm_interrupts: SIGTERM stays ours
     pool = None
+    finished = False
     try:
         # Ray started by someone else (a notebook, a sweep) runs without the config's runtime_env: the
         # actors are given it, so they import the user's code from where the driver does
@@ -716,11 +723,12 @@ def _run_ray(session: _Session, evaluator_cls: type[BaseEvaluator], address: str
         pool.start(ray.put(shared))
         session.actors_alive = len(pool.actors)
         _loop(session, pool)
+        finished = True
     finally:
         if pool is not None:
             pool.shutdown()
-        if owner:
-            ray.shutdown()
+        if owner:  # a finished run's Ray stops while its checkpoint, CSV and plots are written
+            stop_local_ray(background=finished)  # no Ray object is held by now (pool.shutdown)
 
 
 def _loop(session: _Session, pool: _ActorPool) -> None:
