@@ -1,6 +1,7 @@
 """Training at scale on CPU: actor vs plain loop, 1 vs 2 actors, engine share, threads, memory.
 
-Four measurements, all on a fresh local Ray with ``--cpus`` CPUs (default 2), one CPU per actor:
+Four measurements on a fresh local Ray with ``--cpus`` CPUs (default 2), one CPU per actor, and a
+fifth, (e), of the whole command:
 
 (a) throughput: training images/s of the training evaluator inside a Ray actor against a plain
     torch loop (same network, data, batches, SGD + cosine, threads) in an identical actor,
@@ -20,11 +21,21 @@ Four measurements, all on a fresh local Ray with ``--cpus`` CPUs (default 2), on
 (c) threads: ``torch.get_num_threads()`` inside each actor against the CPUs Ray assigned it.
 (d) memory: RSS / PSS / USS (``/proc/<pid>/smaps_rollup``) of each actor holding the dataset
     from the object store, with 1 and 2 actors, and of actors reading their own copy.
+(e) the whole command: ``natsray run configs/quickstart.yaml`` with ``strategy={name: random}``,
+    ``--candidates`` evaluations and 1 or 2 actors (the quickstart's engine mode, ``ordered``;
+    ``--mode`` and ``--workload`` are (b)'s), each a new process that starts and stops its own
+    local Ray, timed from here around the process; ``--pairs`` pairs, each pair's order
+    alternated (1 then 2 actors, then 2 then 1). Parallel efficiency ``T1 / (2 T2)`` of the
+    medians; per command also the run's own ``wall_seconds`` (``summary.json``), the rest of the
+    command (``outside_run_s``: Python and natsray's imports, pre-flight, Ray's start before the
+    run and its stop after, CSV and plots, exit) and the span of its evaluations. No Ray of this
+    script's runs meanwhile.
 
 Prints a table and writes ``benchmarks/results/training_scale.json``::
 
     python benchmarks/training_scale.py --candidates 40 --repeats 3
     python benchmarks/training_scale.py --only search --mode ordered
+    python benchmarks/training_scale.py --only command --candidates 40 --pairs 2
 """
 
 from __future__ import annotations
@@ -35,6 +46,7 @@ import math
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -217,6 +229,39 @@ def memory(config: TrainingConfig) -> list[dict[str, object]]:
     return rows
 
 
+def command(candidates: int, actors: int, directory: Path) -> dict[str, float]:
+    """Time one whole ``natsray run`` of the quickstart config with random search, from outside."""
+    argv = [
+        sys.executable, "-m", "natsray", "run", str(ROOT / "configs" / "quickstart.yaml"),
+        "--set", "strategy={name: random}", "--set", f"budget.evaluations={candidates}",
+        "--set", f"resources.actors={actors}", "--out", str(directory), "--no-progress",
+    ]  # fmt: skip
+    start = time.perf_counter()
+    done = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(
+            f"training_scale: (e) {' '.join(argv)} exited {done.returncode}: {done.stderr[-2000:]}"
+        )
+    run_wall = json.loads((directory / "summary.json").read_text())["wall_seconds"]
+    records = read_journal(directory / "evaluations.jsonl")
+    span = max(r["finish_time"] for r in records) - min(r["start_time"] for r in records)
+    return {"actors": actors, "wall_s": wall, "run_wall_s": run_wall, "outside_run_s": wall - run_wall,
+            "span_s": span, "training_s": sum(r["wall_s"] for r in records)}  # fmt: skip
+
+
+def whole_command(candidates: int, pairs: int) -> dict[str, object]:
+    """(e): ``pairs`` alternated pairs of 1- and 2-actor commands; efficiency of the medians."""
+    rows: list[dict[str, float]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for pair in range(pairs):
+            order = (1, 2) if pair % 2 == 0 else (2, 1)
+            rows += [command(candidates, n, Path(tmp) / f"p{pair}a{n}") for n in order]
+    one = statistics.median(r["wall_s"] for r in rows if r["actors"] == 1)
+    two = statistics.median(r["wall_s"] for r in rows if r["actors"] == 2)
+    return {"commands": rows, "median_wall_s": {"1": one, "2": two}, "parallel_efficiency": one / (2 * two)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--candidates", type=int, default=40)
@@ -226,7 +271,13 @@ def main() -> None:
     parser.add_argument(
         "--workload", choices=["quickstart", "small"], default="quickstart", help="(b)'s network"
     )
-    parser.add_argument("--only", choices=["all", "search"], default="all", help="search: (b) only")
+    parser.add_argument("--pairs", type=int, default=2, help="(e): alternated pairs of commands")
+    parser.add_argument(
+        "--only",
+        choices=["all", "search", "command"],
+        default="all",
+        help="search: (b) only; command: (e) only",
+    )
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "training_scale.json"))
     args = parser.parse_args()
     base = TrainingConfig(C=8, N=1, digits_size=16, batch_size=64, train_subset=256, epochs=1)
@@ -240,32 +291,35 @@ def main() -> None:
         report=("test_accuracy", "params", "flops"),
     )
     workload = quickstart if args.workload == "quickstart" else base
-    ray.init(address="local", num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
-    try:
-        results: dict[str, object] = {
-            "machine": f"{platform.node()} ({os.cpu_count()} cores, shared with other users)",
-            "torch": torch.__version__,
-            "ray": ray.__version__,
-            "config": {"arch": ARCH.to_str(), **{k: getattr(base, k) for k in
-                       ("dataset", "digits_size", "C", "N", "batch_size", "train_subset", "epochs")}},
-            "search_config": {"workload": args.workload, "mode": args.mode, **{
+    results: dict[str, object] = {
+        "machine": f"{platform.node()} ({os.cpu_count()} cores, shared with other users)",
+        "torch": torch.__version__,
+        "ray": ray.__version__,
+        "load_average_before": os.getloadavg(),
+    }
+    if args.only != "command":
+        ray.init(address="local", num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
+        try:
+            fields = ("dataset", "digits_size", "C", "N", "batch_size", "train_subset", "epochs")
+            results["config"] = {"arch": ARCH.to_str(), **{k: getattr(base, k) for k in fields}}
+            results["search_config"] = {"workload": args.workload, "mode": args.mode, **{
                 k: getattr(workload, k)
                 for k in ("digits_size", "C", "N", "batch_size", "train_subset", "epochs")
-            }},
-            "load_average_before": os.getloadavg(),
-        }  # fmt: skip
-        if args.only == "all":
-            results["memory"] = memory(replace(base, digits_size=32))
-            results["throughput"] = throughput(replace(base, train_subset=None, epochs=2), args.repeats)
-        with tempfile.TemporaryDirectory() as tmp:
-            results["search"] = [
-                search(workload, args.candidates, n, Path(tmp) / f"a{n}", args.mode) for n in (1, 2)
-            ]
-    finally:
-        ray.shutdown()
-    one, two = results["search"]
-    results["parallel_efficiency"] = one["wall_s"] / (2 * two["wall_s"])
-    results["parallel_efficiency_span"] = one["span_s"] / (2 * two["span_s"])
+            }}  # fmt: skip
+            if args.only == "all":
+                results["memory"] = memory(replace(base, digits_size=32))
+                results["throughput"] = throughput(replace(base, train_subset=None, epochs=2), args.repeats)
+            with tempfile.TemporaryDirectory() as tmp:
+                results["search"] = [
+                    search(workload, args.candidates, n, Path(tmp) / f"a{n}", args.mode) for n in (1, 2)
+                ]
+        finally:
+            ray.shutdown()
+        one, two = results["search"]
+        results["parallel_efficiency"] = one["wall_s"] / (2 * two["wall_s"])
+        results["parallel_efficiency_span"] = one["span_s"] / (2 * two["span_s"])
+    if args.only in ("all", "command"):
+        results["command"] = whole_command(args.candidates, args.pairs)
     results["load_average_after"] = os.getloadavg()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
@@ -281,6 +335,10 @@ def _print(results: dict, args: argparse.Namespace) -> None:
         actor = statistics.median(t["evaluator_images_per_s"])
         print(f"(a) images/s, median of {args.repeats}: plain loop {plain:.0f}, evaluator {actor:.0f}, "
               f"ratio {t['ratio_of_medians']:.3f}")  # fmt: skip
+    if "command" in results:
+        _print_command(results["command"], args)
+    if "search" not in results:
+        return
     print(f"(b) {args.candidates} candidates ({args.workload}, {args.mode})  actors  wall s  driver CPU s  "
           "engine share  actor utilisation  prepare s  actors s  loop s  finish s")  # fmt: skip
     for row in results["search"]:
@@ -301,6 +359,19 @@ def _print(results: dict, args: argparse.Namespace) -> None:
         threads = ", ".join(f"{p['threads']}/{p['cpus']:g}" for p in probes)
         cols = [", ".join(f"{p[k]:.1f}" for p in probes) for k in ("rss", "pss", "uss")]
         print(f"{row['actors']:>13}  {row['dataset']:<13}{threads:>13}" + "".join(f"{c:>14}" for c in cols))
+
+
+def _print_command(whole: dict, args: argparse.Namespace) -> None:
+    print(
+        f"(e) the whole command: natsray run configs/quickstart.yaml, random, {args.candidates} evaluations"
+    )
+    print(f"{'':>4}actors  wall s  run wall s  outside run s  span s  training s")
+    for row in whole["commands"]:
+        print(f"{'':>4}{row['actors']:>6}{row['wall_s']:>8.2f}{row['run_wall_s']:>12.2f}"
+              f"{row['outside_run_s']:>15.2f}{row['span_s']:>8.2f}{row['training_s']:>12.2f}")  # fmt: skip
+    medians = whole["median_wall_s"]
+    print(f"    parallel efficiency T1/(2 T2) = {whole['parallel_efficiency']:.3f} of the medians "
+          f"({medians['1']:.2f} s vs {medians['2']:.2f} s)")  # fmt: skip
 
 
 if __name__ == "__main__":

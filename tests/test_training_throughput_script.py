@@ -1,4 +1,5 @@
-"""``benchmarks/training_throughput.py`` and ``training_scale.py --only search`` run, with tiny settings."""
+"""``benchmarks/training_throughput.py`` and ``training_scale.py --only search`` / ``--only command`` run,
+with tiny settings."""
 
 from __future__ import annotations
 
@@ -51,6 +52,29 @@ def test_training_scale_search_reports_where_the_wall_time_went(tmp_path: Path) 
         assert all(value >= 0 for value in phases.values())
         assert sum(phases.values()) == pytest.approx(row["wall_s"], rel=0.05)
     assert "parallel efficiency" in done.stdout
+
+
+@pytest.mark.ray
+def test_training_scale_times_the_whole_command(tmp_path: Path) -> None:
+    """(e): ``natsray run`` of the quickstart as a user types it, 1 and 2 actors, timed around the process."""
+    out = tmp_path / "scale.json"
+    command = [
+        sys.executable, str(ROOT / "benchmarks" / "training_scale.py"),
+        "--only", "command", "--candidates", "2", "--pairs", "1", "--out", str(out),
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads(out.read_text())
+    assert "search" not in results and "throughput" not in results  # no Ray of the script's own
+    whole = results["command"]
+    assert [row["actors"] for row in whole["commands"]] == [1, 2]
+    for row in whole["commands"]:
+        # the run inside the command, and Python, Ray's start and stop, CSV and plots around it
+        assert 0 < row["span_s"] <= row["run_wall_s"] < row["wall_s"]
+        assert row["outside_run_s"] == pytest.approx(row["wall_s"] - row["run_wall_s"])
+    one, two = (row["wall_s"] for row in whole["commands"])
+    assert whole["parallel_efficiency"] == pytest.approx(one / (2 * two))
+    assert "(e) the whole command" in done.stdout and "of the medians" in done.stdout
 
 
 def test_a_gpu_option_on_cpu_is_one_line(tmp_path: Path) -> None:
