@@ -46,6 +46,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from benchmark_json import write_results  # noqa: E402
 from throughput import load_bare  # noqa: E402  (the plain loop, loaded as throughput.py does)
+from timed_command import run_timed  # noqa: E402
 
 CHILD = r"""
 import json, sys, time
@@ -109,13 +110,7 @@ def child(sets: list[str], seeds: int | str, parallel: str, env: dict[str, str])
             sys.executable, "-c", CHILD, str(CONFIG), str(Path(tmp) / "sweep"), seed_range,
             parallel, json.dumps(sets),
         ]  # fmt: skip
-        start = time.perf_counter()
-        done = subprocess.run(command, capture_output=True, text=True, env=env)
-        wall = time.perf_counter() - start
-    if done.returncode != 0:
-        raise SystemExit(
-            f"sweep failed: {done.stderr.strip().splitlines()[-1] if done.stderr else done.returncode}"
-        )
+        done, wall = run_timed(command, "sweep", env=env)
     return {**json.loads(done.stdout.strip().splitlines()[-1]), "command_s": wall}
 
 

@@ -46,7 +46,6 @@ import math
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -59,9 +58,12 @@ import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 # Ray's workers inherit the environment, as under `natsray run` (a runtime_env would start
 # every worker afresh for it, a start-up cost `natsray run` does not pay).
 os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+
+from timed_command import run_timed  # noqa: E402
 
 from natsray.config import (  # noqa: E402
     BudgetConfig,
@@ -236,13 +238,7 @@ def command(candidates: int, actors: int, directory: Path) -> dict[str, float]:
         "--set", "strategy={name: random}", "--set", f"budget.evaluations={candidates}",
         "--set", f"resources.actors={actors}", "--out", str(directory), "--no-progress",
     ]  # fmt: skip
-    start = time.perf_counter()
-    done = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT)
-    wall = time.perf_counter() - start
-    if done.returncode != 0:
-        raise SystemExit(
-            f"training_scale: (e) {' '.join(argv)} exited {done.returncode}: {done.stderr[-2000:]}"
-        )
+    _, wall = run_timed(argv, f"training_scale: (e) natsray run with {actors} actor(s)", cwd=ROOT)
     run_wall = json.loads((directory / "summary.json").read_text())["wall_seconds"]
     records = read_journal(directory / "evaluations.jsonl")
     span = max(r["finish_time"] for r in records) - min(r["start_time"] for r in records)
