@@ -399,7 +399,7 @@ def stop_local_ray(*, background: bool = False) -> None:
     ``ray.shutdown`` stops Ray's processes one by one, giving each up to 1 s to exit (1.1-1.5 s in
     all here). In the ``background`` its wait overlaps what the caller does next (a finished run's
     checkpoint, CSV and plots); :func:`wait_for_ray_stop` joins it, and so do :func:`connect_ray` and
-    the interpreter's exit (the thread is no daemon). The caller must hold no Ray object (actor
+    the interpreter's exit (the thread is not a daemon). The caller must hold no Ray object (actor
     handle, ``ObjectRef``) by then: one freed while the thread shuts the driver down would be freed
     on a driver halfway down.
     """
