@@ -246,16 +246,31 @@ def command(candidates: int, actors: int, directory: Path) -> dict[str, float]:
             "span_s": span, "training_s": sum(r["wall_s"] for r in records)}  # fmt: skip
 
 
+BUSY = 1.25
+"""(e) warns when the 2-actor commands' trainings took this many times the 1-actor ones' in all: two
+actors then got less than two cores (another job), and the efficiency says more about the machine."""
+
+
 def whole_command(candidates: int, pairs: int) -> dict[str, object]:
-    """(e): ``pairs`` alternated pairs of 1- and 2-actor commands; efficiency of the medians."""
-    rows: list[dict[str, float]] = []
+    """(e): ``pairs`` alternated pairs of 1- and 2-actor commands (rows in the order they ran, each with
+    its start time); efficiency of the medians."""
+    rows: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for pair in range(pairs):
             order = (1, 2) if pair % 2 == 0 else (2, 1)
-            rows += [command(candidates, n, Path(tmp) / f"p{pair}a{n}") for n in order]
-    one = statistics.median(r["wall_s"] for r in rows if r["actors"] == 1)
-    two = statistics.median(r["wall_s"] for r in rows if r["actors"] == 2)
-    return {"commands": rows, "median_wall_s": {"1": one, "2": two}, "parallel_efficiency": one / (2 * two)}
+            for n in order:
+                started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+                rows.append({"started": started, **command(candidates, n, Path(tmp) / f"p{pair}a{n}")})
+    one, two = (statistics.median(r["wall_s"] for r in rows if r["actors"] == n) for n in (1, 2))
+    training = [statistics.median(r["training_s"] for r in rows if r["actors"] == n) for n in (1, 2)]
+    return {
+        "candidates": candidates,
+        "pairs": pairs,
+        "commands": rows,
+        "median_wall_s": {"1": one, "2": two},
+        "parallel_efficiency": one / (2 * two),
+        "training_ratio_2_to_1": training[1] / training[0],
+    }
 
 
 def main() -> None:
@@ -288,7 +303,7 @@ def main() -> None:
     )
     workload = quickstart if args.workload == "quickstart" else base
     results: dict[str, object] = {
-        "machine": f"{platform.node()} ({os.cpu_count()} cores, shared with other users)",
+        "machine": f"{platform.node()} ({os.cpu_count()} cores)",
         "torch": torch.__version__,
         "ray": ray.__version__,
         "load_average_before": os.getloadavg(),
@@ -361,13 +376,17 @@ def _print_command(whole: dict, args: argparse.Namespace) -> None:
     print(
         f"(e) the whole command: natsray run configs/quickstart.yaml, random, {args.candidates} evaluations"
     )
-    print(f"{'':>4}actors  wall s  run wall s  outside run s  span s  training s")
+    print(f"{'':>4}actors  command s  run's wall_seconds  outside the run s  span s  training s")
     for row in whole["commands"]:
-        print(f"{'':>4}{row['actors']:>6}{row['wall_s']:>8.2f}{row['run_wall_s']:>12.2f}"
-              f"{row['outside_run_s']:>15.2f}{row['span_s']:>8.2f}{row['training_s']:>12.2f}")  # fmt: skip
+        print(f"{'':>4}{row['actors']:>6}{row['wall_s']:>11.2f}{row['run_wall_s']:>20.2f}"
+              f"{row['outside_run_s']:>19.2f}{row['span_s']:>8.2f}{row['training_s']:>12.2f}")  # fmt: skip
     medians = whole["median_wall_s"]
     print(f"    parallel efficiency T1/(2 T2) = {whole['parallel_efficiency']:.3f} of the medians "
           f"({medians['1']:.2f} s vs {medians['2']:.2f} s)")  # fmt: skip
+    ratio = whole["training_ratio_2_to_1"]
+    if ratio > BUSY:
+        print(f"    note: with 2 actors the candidates' training took {ratio:.2f} times as long in all as "
+              "with 1: the 2 actors did not get 2 cores (another job?); measure again idle")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -67,13 +67,17 @@ def test_training_scale_times_the_whole_command(tmp_path: Path) -> None:
     results = json.loads(out.read_text())
     assert "search" not in results and "throughput" not in results  # no Ray of the script's own
     whole = results["command"]
-    assert [row["actors"] for row in whole["commands"]] == [1, 2]
+    assert whole["candidates"] == 2 and whole["pairs"] == 1
+    assert [row["actors"] for row in whole["commands"]] == [1, 2]  # in the order they ran
+    assert all(row["started"].startswith("20") for row in whole["commands"])
     for row in whole["commands"]:
         # the run inside the command, and Python, Ray's start and stop, CSV and plots around it
         assert 0 < row["span_s"] <= row["run_wall_s"] < row["wall_s"]
         assert row["outside_run_s"] == pytest.approx(row["wall_s"] - row["run_wall_s"])
     one, two = (row["wall_s"] for row in whole["commands"])
     assert whole["parallel_efficiency"] == pytest.approx(one / (2 * two))
+    one, two = (row["training_s"] for row in whole["commands"])
+    assert whole["training_ratio_2_to_1"] == pytest.approx(two / one)
     assert "(e) the whole command" in done.stdout and "of the medians" in done.stdout
 
 
