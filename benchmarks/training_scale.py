@@ -247,8 +247,9 @@ def command(candidates: int, actors: int, directory: Path) -> dict[str, float]:
 
 
 BUSY = 1.25
-"""(e) warns when the 2-actor commands' trainings took this many times the 1-actor ones' in all: two
-actors then got less than two cores (another job), and the efficiency says more about the machine."""
+"""(e) warns when the 2-actor commands' trainings took this many times the 1-actor ones' in all (with 10
+candidates or more): two actors then got less than two cores (another job), and the efficiency says more
+about the machine."""
 
 
 def whole_command(candidates: int, pairs: int) -> dict[str, object]:
@@ -384,7 +385,9 @@ def _print_command(whole: dict, args: argparse.Namespace) -> None:
     print(f"    parallel efficiency T1/(2 T2) = {whole['parallel_efficiency']:.3f} of the medians "
           f"({medians['1']:.2f} s vs {medians['2']:.2f} s)")  # fmt: skip
     ratio = whole["training_ratio_2_to_1"]
-    if ratio > BUSY:
+    if (
+        ratio > BUSY and args.candidates >= 10
+    ):  # with fewer, each actor's first (slower) candidate weighs much
         print(f"    note: with 2 actors the candidates' training took {ratio:.2f} times as long in all as "
               "with 1: the 2 actors did not get 2 cores (another job?); measure again idle")  # fmt: skip
 
