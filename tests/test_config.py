@@ -413,3 +413,26 @@ def test_an_objective_given_twice_is_refused() -> None:
     }
     with pytest.raises(ConfigError, match=r"^evaluator.objective: 'synflow' given more than once$"):
         config_from_dict(data)
+
+
+def test_plain_data_is_what_yaml_and_json_write() -> None:
+    """One conversion for the config file and the trackers' flat parameters: dataclasses (their init
+    fields), mappings (str keys), tuples (lists) and objects that know their YAML form."""
+    import dataclasses as dc
+    import json
+
+    from natsray.plain_data import plain_data
+
+    @dc.dataclass(frozen=True)
+    class Inner:
+        budgets: tuple[int, ...] = (12, 200)
+        derived: int = dc.field(default=0, init=False)
+
+    class Spec:
+        def to_yaml(self) -> dict[str, object]:
+            return {"name": "tensorboard", "params": (1, 2)}
+
+    value = {"inner": Inner(), 3: [Spec(), None]}
+    plain = plain_data(value)
+    assert plain == {"inner": {"budgets": [12, 200]}, "3": [{"name": "tensorboard", "params": [1, 2]}, None]}
+    assert yaml.safe_load(yaml.safe_dump(plain)) == plain and json.loads(json.dumps(plain)) == plain

@@ -15,7 +15,6 @@ them), so the tracked metrics end up equal to the journal.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import time
@@ -26,6 +25,7 @@ from typing import Any, ClassVar
 import yaml
 
 from natsray.callbacks.base import Callback
+from natsray.plain_data import plain_data
 from natsray.records import Candidate, Result
 
 __all__ = ["ARTIFACTS", "Tracker", "flatten_config", "numeric_values"]
@@ -34,17 +34,6 @@ JOURNAL = "evaluations.jsonl"
 """The run's journal (``docs/results.md``): one JSON object per evaluation, the step is its line number."""
 ARTIFACTS = ("config.yaml", "summary.json", "best_arch.yaml")
 """Files of a finished run sent as artifacts, with every ``*.png`` plot."""
-
-
-def _plain(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init}
-    if isinstance(value, Mapping):
-        return {str(key): _plain(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(item) for item in value]
-    to_yaml = getattr(value, "to_yaml", None)
-    return _plain(to_yaml()) if callable(to_yaml) else value
 
 
 def flatten_config(config: Any) -> dict[str, str]:
@@ -64,7 +53,7 @@ def flatten_config(config: Any) -> dict[str, str]:
             text = yaml.safe_dump(value, default_flow_style=True, width=1 << 30).strip()
             flat[prefix] = text[:-4] if text.endswith("\n...") else text  # a scalar's end-of-document mark
 
-    data = _plain(config)
+    data = plain_data(config)
     for key, value in (data or {}).items():
         if key != "objectives":
             walk(key, value)

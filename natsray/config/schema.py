@@ -29,6 +29,7 @@ import yaml
 
 from natsray.callbacks import CallbackSpec
 from natsray.config.typed_yaml import ConfigError, describe_value, parse_dataclass
+from natsray.plain_data import plain_data
 from natsray.records import Objective
 from natsray.registry import ComponentError, ComponentRegistry, prepend_import_roots
 
@@ -513,7 +514,7 @@ def config_data(data: Any, source: str | None = None, *, resolve: bool = False) 
     result = config_to_dict(resolve_paths(partial) if resolve else partial)
     result["ray"]["address"] = None
     if data.get("callbacks") is not None:
-        result["callbacks"] = _plain(data["callbacks"])
+        result["callbacks"] = plain_data(data["callbacks"])
     return result
 
 
@@ -552,7 +553,7 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[s
         ConfigError: an override that is not ``KEY.PATH=VALUE``, whose value is not YAML, or
             that descends into a value that is not a section.
     """
-    result = _plain(data)
+    result = plain_data(data)
     switched: set[str] = set()  # sections whose class an override changed
     given: dict[str, set[str]] = {}  # section -> its keys given by --set
     for item in overrides:
@@ -665,7 +666,7 @@ def _absolute(value: str, base: str | Path | None = None) -> str:
 
 def _absolute_runtime_env(runtime_env: Mapping[str, Any], base: str | Path | None = None) -> dict[str, Any]:
     """A copy of ``runtime_env`` with its local paths absolute (relative to ``base``)."""
-    result = _plain(runtime_env)
+    result = plain_data(runtime_env)
     for key, value, _ in _runtime_env_paths(result):
         if key.startswith("py_modules["):
             result["py_modules"][int(key[11:-1])] = _absolute(value, base)
@@ -770,20 +771,9 @@ def resolve_paths(config: ExperimentConfig) -> ExperimentConfig:
     return dataclasses.replace(config, evaluator=evaluator, ray=ray)
 
 
-def _plain(value: Any) -> Any:
-    """Dataclasses, tuples and mappings as plain dicts and lists (deep copy)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init}
-    if isinstance(value, list | tuple):
-        return [_plain(item) for item in value]
-    if isinstance(value, Mapping):
-        return {str(key): _plain(item) for key, item in value.items()}
-    return value
-
-
 def config_to_dict(config: ExperimentConfig) -> dict[str, Any]:
     """The config as plain YAML/JSON-able data; ``config_from_dict`` of it gives ``config`` back."""
-    data = _plain(config)
+    data = plain_data(config)
     data["callbacks"] = [spec.to_yaml() for spec in config.callbacks]
     return {name: data[name] for name in _SECTION_ORDER if name != "callbacks" or config.callbacks}
 
@@ -797,7 +787,7 @@ def dump_config(config: ExperimentConfig | Mapping[str, Any], path: str | Path) 
     is then (``--address``, ``RAY_ADDRESS``, or a local Ray).
     """
     path = Path(path)
-    data = config_to_dict(config) if isinstance(config, ExperimentConfig) else _plain(config)
+    data = config_to_dict(config) if isinstance(config, ExperimentConfig) else plain_data(config)
     data["ray"]["address"] = None
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(yaml.dump(data, Dumper=_ConfigDumper, sort_keys=False), encoding="utf-8")
