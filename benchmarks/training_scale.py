@@ -26,16 +26,16 @@ fifth, (e), of the whole command:
     ``--mode`` and ``--workload`` are (b)'s), each a new process that starts and stops its own
     local Ray, timed from here around the process; ``--pairs`` pairs, each pair's order
     alternated (1 then 2 actors, then 2 then 1). Parallel efficiency ``T1 / (2 T2)`` of the
-    medians; per command also the run's own ``wall_seconds`` (``summary.json``), the rest of the
-    command (``outside_run_s``: Python and natsray's imports, pre-flight, Ray's start before the
-    run and its stop after, CSV and plots, exit) and the span of its evaluations. No Ray of this
-    script's runs meanwhile.
+    medians; per command also the run's own ``wall_seconds`` (``summary.json``: Ray's start and the
+    search), the rest of the command (``outside_run_s``: Python and natsray's imports, the config and
+    pre-flight, the CSV and plots, Ray's stop, the exit), the span of its evaluations (first start to
+    last finish) and their summed training. No Ray of this script's runs meanwhile.
 
 Prints a table and writes ``benchmarks/results/training_scale.json``::
 
     python benchmarks/training_scale.py --candidates 40 --repeats 3
     python benchmarks/training_scale.py --only search --mode ordered
-    python benchmarks/training_scale.py --only command --candidates 40 --pairs 2
+    python benchmarks/training_scale.py --only command --candidates 40 --pairs 3
 """
 
 from __future__ import annotations
