@@ -553,7 +553,7 @@ print(json.dumps({"seen": seen, "stop_threads_left": stops}))
 
 @pytest.mark.ray
 def test_a_finished_runs_local_ray_stops_while_its_files_are_written(tmp_path: Path) -> None:
-    """``ray.shutdown`` of the local Ray a run started (1.1-1.5 s of waiting for Ray's processes) runs
+    """``ray.shutdown`` of the local Ray a run started (1.1-1.6 s of waiting for Ray's processes) runs
     on a thread beside the run's CSV, plots and callbacks; ``run`` returns with Ray down, and the next
     run in the process starts its own."""
     done = subprocess.run(

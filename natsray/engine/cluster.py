@@ -389,14 +389,14 @@ _STOPPING: list[threading.Thread] = []
 """Threads stopping a local Ray (:func:`stop_local_ray`), joined by :func:`wait_for_ray_stop`."""
 
 _STOP_WAIT_S = 60.0
-"""The longest :func:`wait_for_ray_stop` waits for one (``ray.shutdown`` of a local Ray took 1.1-1.5 s
+"""The longest :func:`wait_for_ray_stop` waits for one (``ray.shutdown`` of a local Ray took 1.1-1.6 s
 on the idle 2-core machine, 2026-12-05)."""
 
 
 def stop_local_ray(*, background: bool = False) -> None:
     """``ray.shutdown()`` of the local Ray that :func:`connect_ray` started: now, or on a thread.
 
-    ``ray.shutdown`` stops Ray's processes one by one, giving each up to 1 s to exit (1.1-1.5 s in
+    ``ray.shutdown`` stops Ray's processes one by one, giving each up to 1 s to exit (1.1-1.6 s in
     all here). In the ``background`` its wait overlaps what the caller does next (a finished run's
     checkpoint, CSV and plots); :func:`wait_for_ray_stop` joins it, and so do :func:`connect_ray` and
     the interpreter's exit (the thread is not a daemon). The caller must hold no Ray object (actor
